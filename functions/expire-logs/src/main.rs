@@ -1,0 +1,16 @@
+use std::sync::Arc;
+
+use expire_logs::{ExpireConfig, ExpireLogs};
+use lambda_runtime::{Error, run, service_fn};
+use nightshift::{SystemClock, aws, config::ProcessEnv};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = ExpireConfig::from_vars(&ProcessEnv).inspect_err(|err| {
+        tracing::error!(error = %err, "expire-logs cannot start");
+    })?;
+    let sdk = aws::sdk_config().await;
+    let function = ExpireLogs::new(config, aws::s3_client(&sdk), Arc::new(SystemClock));
+    run(service_fn(|event| function.handle(event))).await
+}

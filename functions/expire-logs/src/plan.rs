@@ -1,0 +1,401 @@
+//! The decisions, and nothing else: no AWS calls here.
+
+use aws_sdk_s3::types::{
+    AbortIncompleteMultipartUpload, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+    LifecycleRuleFilter, NoncurrentVersionExpiration,
+};
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+/// Every lifecycle rule whose ID starts with this is nightshift's; all others are the user's.
+pub const RULE_ID_PREFIX: &str = "nightshift-";
+pub const EXPIRE_RULE_ID: &str = "nightshift-expire-logs";
+pub const DELETE_MARKER_RULE_ID: &str = "nightshift-expired-delete-markers";
+/// DeleteObjects takes at most this many keys.
+pub const DELETE_BATCH: usize = 1000;
+/// Incomplete multipart uploads older than this (or the retention, if shorter) are aborted.
+pub const ABORT_MULTIPART_DAYS: u32 = 7;
+
+/// Objects last modified strictly before this are expired.
+pub fn cutoff(now: DateTime<Utc>, retention_days: u32) -> DateTime<Utc> {
+    now - Duration::hours(24 * i64::from(retention_days))
+}
+
+pub fn is_expired(last_modified: DateTime<Utc>, cutoff: DateTime<Utc>) -> bool {
+    last_modified < cutoff
+}
+
+/// The rules nightshift keeps in the bucket for this prefix and retention.
+///
+/// Expiration with a day count and `ExpiredObjectDeleteMarker` cannot share a
+/// rule, so there are two. Noncurrent versions go `retention_days` after they
+/// become noncurrent, so no data leaves before its retention is up; the daily
+/// sweep removes them as soon as they are older than the retention.
+pub fn desired_rules(prefix: &str, retention_days: u32) -> Vec<LifecycleRule> {
+    let days = i32::try_from(retention_days).unwrap_or(i32::MAX);
+    let abort_days = i32::try_from(retention_days.min(ABORT_MULTIPART_DAYS)).unwrap_or(1);
+    let filter = || LifecycleRuleFilter::builder().prefix(prefix).build();
+    let expire = LifecycleRule::builder()
+        .id(EXPIRE_RULE_ID)
+        .filter(filter())
+        .status(ExpirationStatus::Enabled)
+        .expiration(LifecycleExpiration::builder().days(days).build())
+        .noncurrent_version_expiration(
+            NoncurrentVersionExpiration::builder()
+                .noncurrent_days(days)
+                .build(),
+        )
+        .abort_incomplete_multipart_upload(
+            AbortIncompleteMultipartUpload::builder()
+                .days_after_initiation(abort_days)
+                .build(),
+        );
+    let delete_markers = LifecycleRule::builder()
+        .id(DELETE_MARKER_RULE_ID)
+        .filter(filter())
+        .status(ExpirationStatus::Enabled)
+        .expiration(
+            LifecycleExpiration::builder()
+                .expired_object_delete_marker(true)
+                .build(),
+        );
+    [expire, delete_markers]
+        .into_iter()
+        .map(|b| b.build().expect("id, filter and status are set"))
+        .collect()
+}
+
+/// What a rule does, in the terms nightshift cares about; equal specs mean an
+/// equal rule, however S3 chose to spell it back (rule-level `Prefix` or
+/// `Filter`, absent or zero fields).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct RuleSpec {
+    id: String,
+    enabled: bool,
+    prefix: String,
+    expiration_days: Option<i32>,
+    expired_object_delete_marker: bool,
+    noncurrent_days: Option<i32>,
+    abort_days: Option<i32>,
+    /// Transitions, tag or size filters, version counts: none of nightshift's rules have them.
+    extras: bool,
+}
+
+impl RuleSpec {
+    // Rules written before `Filter` existed carry the deprecated rule-level `Prefix`.
+    #[allow(deprecated)]
+    fn of(rule: &LifecycleRule) -> Self {
+        let filter = rule.filter();
+        let prefix = filter
+            .and_then(LifecycleRuleFilter::prefix)
+            .or(rule.prefix())
+            .unwrap_or_default()
+            .to_owned();
+        let filter_extras = filter.is_some_and(|f| {
+            f.tag().is_some()
+                || f.and().is_some()
+                || f.object_size_greater_than().is_some()
+                || f.object_size_less_than().is_some()
+        });
+        let expiration = rule.expiration();
+        let noncurrent = rule.noncurrent_version_expiration();
+        Self {
+            id: rule.id().unwrap_or_default().to_owned(),
+            enabled: *rule.status() == ExpirationStatus::Enabled,
+            prefix,
+            expiration_days: expiration.and_then(LifecycleExpiration::days),
+            expired_object_delete_marker: expiration
+                .and_then(LifecycleExpiration::expired_object_delete_marker)
+                .unwrap_or(false),
+            noncurrent_days: noncurrent.and_then(NoncurrentVersionExpiration::noncurrent_days),
+            abort_days: rule
+                .abort_incomplete_multipart_upload()
+                .and_then(AbortIncompleteMultipartUpload::days_after_initiation),
+            extras: filter_extras
+                || expiration.is_some_and(|e| e.date().is_some())
+                || noncurrent.is_some_and(|n| n.newer_noncurrent_versions().is_some())
+                || !rule.transitions().is_empty()
+                || !rule.noncurrent_version_transitions().is_empty(),
+        }
+    }
+}
+
+pub fn is_nightshift_rule(rule: &LifecycleRule) -> bool {
+    rule.id().is_some_and(|id| id.starts_with(RULE_ID_PREFIX))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LifecycleOutcome {
+    Created,
+    Updated,
+    Unchanged,
+    /// `LIFECYCLE=false`: the bucket's lifecycle was not looked at.
+    Disabled,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LifecyclePlan {
+    pub outcome: LifecycleOutcome,
+    /// The whole configuration to put; empty when unchanged.
+    pub rules: Vec<LifecycleRule>,
+}
+
+/// Merges nightshift's rules into the bucket's: every other rule stays as it
+/// was and where it was; nightshift's are replaced. `None` is a bucket without
+/// a lifecycle configuration.
+pub fn plan_lifecycle(existing: Option<&[LifecycleRule]>, desired: Vec<LifecycleRule>) -> LifecyclePlan {
+    let Some(existing) = existing else {
+        return LifecyclePlan {
+            outcome: LifecycleOutcome::Created,
+            rules: desired,
+        };
+    };
+    let mut ours: Vec<RuleSpec> = existing
+        .iter()
+        .filter(|r| is_nightshift_rule(r))
+        .map(RuleSpec::of)
+        .collect();
+    let mut wanted: Vec<RuleSpec> = desired.iter().map(RuleSpec::of).collect();
+    ours.sort();
+    wanted.sort();
+    if ours == wanted {
+        return LifecyclePlan {
+            outcome: LifecycleOutcome::Unchanged,
+            rules: Vec::new(),
+        };
+    }
+    let rules = existing
+        .iter()
+        .filter(|r| !is_nightshift_rule(r))
+        .cloned()
+        .chain(desired)
+        .collect();
+    LifecyclePlan {
+        outcome: LifecycleOutcome::Updated,
+        rules,
+    }
+}
+
+/// One object version (or delete marker) as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    /// `null` for objects written while versioning was off.
+    pub version_id: Option<String>,
+    pub last_modified: DateTime<Utc>,
+    pub size: u64,
+}
+
+impl Listed {
+    pub fn is_at(&self, key: &str, version_id: Option<&str>) -> bool {
+        self.key == key && self.version_id.as_deref() == version_id
+    }
+}
+
+/// Collects expired versions into DeleteObjects batches of at most [`DELETE_BATCH`].
+#[derive(Debug, Default)]
+pub struct Batcher {
+    pending: Vec<Listed>,
+}
+
+impl Batcher {
+    /// Adds one version; returns a full batch when this one completes it.
+    pub fn push(&mut self, listed: Listed) -> Option<Vec<Listed>> {
+        self.pending.push(listed);
+        (self.pending.len() == DELETE_BATCH).then(|| std::mem::take(&mut self.pending))
+    }
+
+    /// Whatever is left, as a last (smaller) batch.
+    pub fn finish(&mut self) -> Option<Vec<Listed>> {
+        (!self.pending.is_empty()).then(|| std::mem::take(&mut self.pending))
+    }
+}
+
+/// When the sweep must stop so the report still gets out before Lambda's deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    stop_at: Option<DateTime<Utc>>,
+}
+
+impl Deadline {
+    /// `deadline_ms` is the invocation context's deadline in Unix milliseconds;
+    /// 0 means none. The margin is a tenth of the time left, between 1 s and 10 s,
+    /// which leaves room for the deletes in flight and the report.
+    pub fn new(deadline_ms: u64, now: DateTime<Utc>) -> Self {
+        let stop_at = i64::try_from(deadline_ms)
+            .ok()
+            .filter(|ms| *ms > 0)
+            .and_then(DateTime::<Utc>::from_timestamp_millis)
+            .map(|deadline| {
+                let margin = ((deadline - now) / 10).clamp(Duration::seconds(1), Duration::seconds(10));
+                deadline - margin
+            });
+        Self { stop_at }
+    }
+
+    pub fn none() -> Self {
+        Self { stop_at: None }
+    }
+
+    pub fn reached(&self, now: DateTime<Utc>) -> bool {
+        self.stop_at.is_some_and(|stop_at| now >= stop_at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(y: i32, m: u32, d: u32, h: u32, min: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, h, min, s).unwrap()
+    }
+
+    #[test]
+    fn cutoff_is_retention_days_of_24_hours_before_now() {
+        let now = at(2026, 3, 31, 12, 0, 0);
+        let table = [
+            (30, at(2026, 3, 1, 12, 0, 0)),
+            (1, at(2026, 3, 30, 12, 0, 0)),
+            (3650, at(2016, 4, 2, 12, 0, 0)),
+        ];
+        for (days, want) in table {
+            assert_eq!(cutoff(now, days), want, "{days} days");
+        }
+    }
+
+    #[test]
+    fn only_objects_strictly_older_than_the_cutoff_expire() {
+        let cut = at(2026, 3, 1, 12, 0, 0);
+        assert!(is_expired(at(2026, 3, 1, 11, 59, 59), cut));
+        assert!(!is_expired(cut, cut));
+        assert!(!is_expired(at(2026, 3, 1, 12, 0, 1), cut));
+    }
+
+    fn user_rule(id: &str) -> LifecycleRule {
+        LifecycleRule::builder()
+            .id(id)
+            .filter(LifecycleRuleFilter::builder().prefix("archive/").build())
+            .status(ExpirationStatus::Enabled)
+            .expiration(LifecycleExpiration::builder().days(365).build())
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_bucket_without_lifecycle_gets_nightshifts_rules() {
+        let plan = plan_lifecycle(None, desired_rules("loki/", 30));
+        assert_eq!(plan.outcome, LifecycleOutcome::Created);
+        let ids: Vec<_> = plan.rules.iter().filter_map(|r| r.id()).collect();
+        assert_eq!(ids, [EXPIRE_RULE_ID, DELETE_MARKER_RULE_ID]);
+    }
+
+    #[test]
+    fn other_rules_are_kept_in_place_and_nightshifts_are_added() {
+        let existing = vec![user_rule("archive-after-a-year"), user_rule("keep-me")];
+        let plan = plan_lifecycle(Some(&existing), desired_rules("loki/", 30));
+        assert_eq!(plan.outcome, LifecycleOutcome::Updated);
+        assert_eq!(&plan.rules[..2], &existing[..]);
+        assert_eq!(plan.rules[2..], desired_rules("loki/", 30)[..]);
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn the_same_rules_however_spelt_are_unchanged() {
+        // S3 may hand the prefix back at rule level rather than in a filter.
+        let respelt: Vec<LifecycleRule> = desired_rules("loki/", 30)
+            .into_iter()
+            .map(|r| {
+                let mut b = LifecycleRule::builder()
+                    .id(r.id().unwrap())
+                    .prefix("loki/")
+                    .status(r.status().clone());
+                b = b.set_expiration(r.expiration().cloned());
+                b = b.set_noncurrent_version_expiration(r.noncurrent_version_expiration().cloned());
+                b = b.set_abort_incomplete_multipart_upload(r.abort_incomplete_multipart_upload().cloned());
+                b.build().unwrap()
+            })
+            .rev()
+            .collect();
+        let mut existing = vec![user_rule("archive-after-a-year")];
+        existing.extend(respelt);
+        let plan = plan_lifecycle(Some(&existing), desired_rules("loki/", 30));
+        assert_eq!(plan.outcome, LifecycleOutcome::Unchanged);
+        assert!(plan.rules.is_empty());
+    }
+
+    #[test]
+    fn a_changed_retention_or_prefix_replaces_only_nightshifts_rules() {
+        let mut existing = vec![user_rule("archive-after-a-year")];
+        existing.extend(desired_rules("loki/", 30));
+        existing.push(user_rule("after-ours"));
+        for (prefix, days) in [("loki/", 14), ("grafana/", 30)] {
+            let plan = plan_lifecycle(Some(&existing), desired_rules(prefix, days));
+            assert_eq!(plan.outcome, LifecycleOutcome::Updated, "{prefix} {days}");
+            let want: Vec<_> = [user_rule("archive-after-a-year"), user_rule("after-ours")]
+                .into_iter()
+                .chain(desired_rules(prefix, days))
+                .collect();
+            assert_eq!(plan.rules, want);
+        }
+    }
+
+    #[test]
+    fn a_stray_nightshift_rule_is_removed() {
+        let mut existing = desired_rules("", 30);
+        existing.push(user_rule("nightshift-old"));
+        let plan = plan_lifecycle(Some(&existing), desired_rules("", 30));
+        assert_eq!(plan.outcome, LifecycleOutcome::Updated);
+        assert_eq!(plan.rules, desired_rules("", 30));
+    }
+
+    #[test]
+    fn multipart_uploads_are_aborted_after_a_week_or_the_retention_if_shorter() {
+        let abort = |days| {
+            desired_rules("", days)[0]
+                .abort_incomplete_multipart_upload()
+                .and_then(|a| a.days_after_initiation())
+        };
+        assert_eq!(abort(30), Some(7));
+        assert_eq!(abort(3), Some(3));
+    }
+
+    fn listed(n: usize) -> Listed {
+        Listed {
+            key: format!("k{n}"),
+            version_id: None,
+            last_modified: at(2026, 1, 1, 0, 0, 0),
+            size: 1,
+        }
+    }
+
+    #[test]
+    fn batches_hold_at_most_a_thousand_keys_and_the_rest_comes_last() {
+        for (total, want) in [(0, vec![]), (1, vec![1]), (1000, vec![1000]), (2500, vec![1000, 1000, 500])] {
+            let mut batcher = Batcher::default();
+            let mut sizes: Vec<usize> = (0..total).filter_map(|n| batcher.push(listed(n))).map(|b| b.len()).collect();
+            sizes.extend(batcher.finish().map(|b| b.len()));
+            assert_eq!(sizes, want, "{total} keys");
+        }
+    }
+
+    #[test]
+    fn the_sweep_stops_a_tenth_of_the_remaining_time_before_the_deadline_between_1_and_10_s() {
+        let now = at(2026, 3, 1, 0, 0, 0);
+        let ms = |t: DateTime<Utc>| u64::try_from(t.timestamp_millis()).unwrap();
+        let table = [
+            // (deadline after now, seconds after now at which it stops)
+            (Duration::seconds(900), 890),
+            (Duration::seconds(50), 45),
+            (Duration::seconds(5), 4),
+            (Duration::seconds(-3), -4),
+        ];
+        for (left, stop) in table {
+            let deadline = Deadline::new(ms(now + left), now);
+            assert!(!deadline.reached(now + Duration::seconds(stop) - Duration::milliseconds(1)), "{left}");
+            assert!(deadline.reached(now + Duration::seconds(stop)), "{left}");
+        }
+        assert!(!Deadline::new(0, now).reached(now + Duration::days(365)));
+    }
+}

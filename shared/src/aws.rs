@@ -1,0 +1,23 @@
+//! AWS configuration from the standard environment.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// Loads region, credentials and `AWS_ENDPOINT_URL` the way every AWS tool does.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// True when an endpoint override (such as a local AWS on 127.0.0.1) is in force.
+pub fn has_endpoint_override(config: &SdkConfig) -> bool {
+    config.endpoint_url().is_some()
+}
+
+/// An S3 client; path-style addressing when an endpoint is overridden, since
+/// `bucket.127.0.0.1` does not resolve.
+#[cfg(feature = "s3")]
+pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    let s3_config = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(has_endpoint_override(config))
+        .build();
+    aws_sdk_s3::Client::from_conf(s3_config)
+}

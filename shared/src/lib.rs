@@ -1,0 +1,11 @@
+//! What two or more nightshift functions share: the AWS config, reading the
+//! environment, the clock, the report, and the Lambda error shape.
+
+pub mod aws;
+pub mod clock;
+pub mod config;
+pub mod report;
+
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use config::{ConfigError, Vars};
+pub use report::{LambdaFailure, emit};
