@@ -95,12 +95,17 @@ struct Tally {
 }
 
 impl Tally {
-    /// Counts a batch as expired, less the keys S3 refused.
+    /// Counts a batch as expired, less the versions S3 refused. A refusal that
+    /// names no version (as some S3 implementations send) refuses the key.
     fn settle(&mut self, batch: &[Listed], refused: Vec<KeyError>) {
-        let refused_ids: HashSet<(&str, Option<&str>)> =
+        let refused_versions: HashSet<(&str, Option<&str>)> =
             refused.iter().map(|e| (e.key.as_str(), e.version_id.as_deref())).collect();
+        let refused_keys: HashSet<&str> =
+            refused.iter().filter(|e| e.version_id.is_none()).map(|e| e.key.as_str()).collect();
         for listed in batch {
-            if !refused_ids.contains(&(listed.key.as_str(), listed.version_id.as_deref())) {
+            let is_refused = refused_keys.contains(listed.key.as_str())
+                || refused_versions.contains(&(listed.key.as_str(), listed.version_id.as_deref()));
+            if !is_refused {
                 self.expired += 1;
                 self.bytes += listed.size;
             }
@@ -125,7 +130,7 @@ impl ExpireLogs {
         let now = self.clock.now();
         let cutoff = plan::cutoff(now, self.config.retention_days);
         let deadline = Deadline::new(event.context.deadline, now);
-        info!(?trigger, bucket = %self.config.bucket, prefix = %self.config.prefix, %cutoff, dry_run = self.config.dry_run, "expire-logs run");
+        info!(?trigger, bucket = %self.config.bucket, prefix = %self.config.prefix, %cutoff, deadline_ms = event.context.deadline, dry_run = self.config.dry_run, "expire-logs run");
 
         let lifecycle = if self.config.lifecycle {
             self.ensure_lifecycle().await?

@@ -220,22 +220,27 @@ pub struct Deadline {
 
 impl Deadline {
     /// `deadline_ms` is the invocation context's deadline in Unix milliseconds;
-    /// 0 means none. The margin is a tenth of the time left, between 1 s and 10 s,
-    /// which leaves room for the deletes in flight and the report.
+    /// 0 means none. A value too small to be one (before 2001) is taken as
+    /// milliseconds from now: cargo-lambda's emulator sends the timeout so.
+    /// The margin is a tenth of the time left, between 1 s and 10 s, which
+    /// leaves room for the deletes in flight and the report.
     pub fn new(deadline_ms: u64, now: DateTime<Utc>) -> Self {
+        const UNIX_MS_IN_2001: i64 = 1_000_000_000_000;
         let stop_at = i64::try_from(deadline_ms)
             .ok()
             .filter(|ms| *ms > 0)
-            .and_then(DateTime::<Utc>::from_timestamp_millis)
+            .and_then(|ms| {
+                if ms < UNIX_MS_IN_2001 {
+                    Some(now + Duration::milliseconds(ms))
+                } else {
+                    DateTime::<Utc>::from_timestamp_millis(ms)
+                }
+            })
             .map(|deadline| {
                 let margin = ((deadline - now) / 10).clamp(Duration::seconds(1), Duration::seconds(10));
                 deadline - margin
             });
         Self { stop_at }
-    }
-
-    pub fn none() -> Self {
-        Self { stop_at: None }
     }
 
     pub fn reached(&self, now: DateTime<Utc>) -> bool {
@@ -397,5 +402,9 @@ mod tests {
             assert!(deadline.reached(now + Duration::seconds(stop)), "{left}");
         }
         assert!(!Deadline::new(0, now).reached(now + Duration::days(365)));
+        // cargo-lambda's emulator sends the timeout, not a time.
+        let relative = Deadline::new(600_000, now);
+        assert!(!relative.reached(now + Duration::seconds(589)));
+        assert!(relative.reached(now + Duration::seconds(590)));
     }
 }

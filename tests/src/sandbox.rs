@@ -1,0 +1,131 @@
+//! A local AWS for one test or one demo: moto's server on a free loopback
+//! port, with nightshift's backdate route (see `sandbox/moto_sandbox.py`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
+
+use crate::wire::RequestCounter;
+
+pub const REGION: &str = "us-east-1";
+pub const ACCOUNT: &str = "123456789012";
+
+/// The workspace's root folder.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+pub struct Sandbox {
+    child: Child,
+    // Held open: the server exits when it closes, even if this process is killed.
+    _stdin: ChildStdin,
+    port: u16,
+}
+
+impl Sandbox {
+    /// Starts the server and waits until it accepts connections.
+    pub fn start() -> Self {
+        let script = workspace_root().join("sandbox/moto_sandbox.py");
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut child = Command::new(&python)
+            .arg(&script)
+            .args(["--port", "0", "--exit-on-stdin-close"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {python} {}: {e}", script.display()));
+        let stdin = child.stdin.take().expect("piped stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("sandbox stdout");
+        let port = line
+            .strip_prefix("READY ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| {
+                panic!("the sandbox did not start (is moto[server] installed?); it said {line:?}")
+            });
+        Self {
+            child,
+            _stdin: stdin,
+            port,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The variables a function process needs to reach this sandbox.
+    pub fn function_env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_REGION", REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    pub fn sdk_config(&self) -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::for_tests()))
+            .build()
+    }
+
+    /// An S3 client as the functions build it (path-style), counting its requests.
+    pub fn s3_counted(&self) -> (aws_sdk_s3::Client, RequestCounter) {
+        let counter = RequestCounter::default();
+        let config = aws_sdk_s3::config::Builder::from(&self.sdk_config())
+            .force_path_style(true)
+            .interceptor(counter.clone())
+            .build();
+        (aws_sdk_s3::Client::from_conf(config), counter)
+    }
+
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        self.s3_counted().0
+    }
+
+    /// Moves every version under the prefix `days` into the past.
+    pub fn backdate(&self, bucket: &str, prefix: &str, days: f64) -> u64 {
+        let body = serde_json::json!({"bucket": bucket, "prefix": prefix, "days": days}).to_string();
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to sandbox");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+        write!(
+            stream,
+            "POST /_sandbox/backdate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write to sandbox");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read from sandbox");
+        let json = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let value: serde_json::Value = serde_json::from_str(json)
+            .unwrap_or_else(|_| panic!("backdate answered {response:?}"));
+        value["moved"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("backdate failed: {value}"))
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
