@@ -91,7 +91,7 @@ pub async fn list_versions(
     let out = s3
         .list_object_versions()
         .bucket(bucket)
-        .prefix(prefix)
+        .set_prefix((!prefix.is_empty()).then(|| prefix.to_owned()))
         .set_key_marker(from.map(|m| m.key.clone()))
         .set_version_id_marker(from.and_then(|m| m.version_id.clone()))
         .send()

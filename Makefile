@@ -1,0 +1,42 @@
+# nightshift: the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3
+CARGO  ?= cargo
+
+.PHONY: demo test setup build lint template sam-build clean
+
+## setup: install what the sandbox and the template check need (moto, cfn-lint)
+setup:
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r sandbox/requirements.txt
+
+## build: every function binary (debug), which the tests and the demo drive
+build:
+	$(CARGO) build --workspace --bins
+
+## demo: seed a local AWS, run each function through the Lambda Runtime API, show before and after
+demo: setup build
+	$(CARGO) run --quiet -p nightshift-tests --bin demo
+
+## test: unit tests, integration tests against a local AWS, and the template check
+test: setup build
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+	$(MAKE) --no-print-directory template
+
+## template: cfn-lint the SAM template (sam validate --lint misses circular dependencies)
+template:
+	cfn-lint template.yaml
+
+## lint: clippy over the workspace, warnings as errors
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## sam-build: the deployable arm64 binaries, through cargo-lambda (pip install cargo-lambda aws-sam-cli)
+sam-build:
+	sam build
+
+clean:
+	$(CARGO) clean
+	rm -rf .aws-sam
