@@ -21,3 +21,9 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
         .build();
     aws_sdk_s3::Client::from_conf(s3_config)
 }
+
+/// An ECS client.
+#[cfg(feature = "ecs")]
+pub fn ecs_client(config: &SdkConfig) -> aws_sdk_ecs::Client {
+    aws_sdk_ecs::Client::new(config)
+}

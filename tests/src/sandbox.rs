@@ -101,6 +101,19 @@ impl Sandbox {
         self.s3_counted().0
     }
 
+    /// An ECS client, counting its requests.
+    pub fn ecs_counted(&self) -> (aws_sdk_ecs::Client, RequestCounter) {
+        let counter = RequestCounter::default();
+        let config = aws_sdk_ecs::config::Builder::from(&self.sdk_config())
+            .interceptor(counter.clone())
+            .build();
+        (aws_sdk_ecs::Client::from_conf(config), counter)
+    }
+
+    pub fn ecs(&self) -> aws_sdk_ecs::Client {
+        self.ecs_counted().0
+    }
+
     /// Moves every version under the prefix `days` into the past.
     pub fn backdate(&self, bucket: &str, prefix: &str, days: f64) -> u64 {
         let body = serde_json::json!({"bucket": bucket, "prefix": prefix, "days": days}).to_string();

@@ -1,0 +1,39 @@
+//! What can make a `deploy-on-push` invocation fail, each with a stable `error_type`.
+
+use lambda_runtime::Diagnostic;
+use nightshift::{ConfigError, LambdaFailure};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
+    #[error("ECS {operation} on {target} failed: {message}")]
+    Ecs {
+        operation: &'static str,
+        target: String,
+        code: Option<String>,
+        message: String,
+    },
+    /// Some services failed; the others went ahead. Failing the invocation gets it retried or alarmed.
+    #[error("{} of {total} services failed: {}", failures.len(), failures.join("; "))]
+    ServicesFailed { total: usize, failures: Vec<String> },
+}
+
+impl LambdaFailure for DeployError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "ConfigError",
+            Self::InvalidEvent(_) => "InvalidEvent",
+            Self::Ecs { .. } => "EcsError",
+            Self::ServicesFailed { .. } => "DeployFailed",
+        }
+    }
+}
+
+impl From<DeployError> for Diagnostic {
+    fn from(err: DeployError) -> Self {
+        err.diagnostic()
+    }
+}

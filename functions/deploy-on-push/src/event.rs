@@ -1,0 +1,140 @@
+//! The trigger: EventBridge's "ECR Image Action" event.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `detail` of an "ECR Image Action" event.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct EcrImageAction {
+    pub action_type: Option<String>,
+    pub result: Option<String>,
+    pub repository_name: Option<String>,
+    pub image_digest: Option<String>,
+    pub image_tag: Option<String>,
+}
+
+/// A successful push, everything the decision needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Push {
+    pub account: String,
+    pub region: String,
+    pub repository: String,
+    pub digest: String,
+    /// `None` for a push by digest only.
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    Push(Push),
+    /// Well-formed, but not for this function: the reason.
+    Ignored(String),
+}
+
+/// Reads the event. `Err` names what is missing or malformed; an event that
+/// is well-formed but not a successful push is `Ignored` with the reason.
+pub fn parse(payload: &Value) -> Result<Trigger, String> {
+    let event: EventBridgeEvent<Value> = serde_json::from_value(payload.clone())
+        .map_err(|e| format!("not an EventBridge event: {e}"))?;
+    if event.source != "aws.ecr" || event.detail_type != "ECR Image Action" {
+        return Ok(Trigger::Ignored(format!(
+            "not an ECR image action (source {:?}, detail-type {:?})",
+            event.source, event.detail_type
+        )));
+    }
+    let detail: EcrImageAction = serde_json::from_value(event.detail)
+        .map_err(|e| format!("detail is not an ECR image action: {e}"))?;
+    let action = detail.action_type.as_deref().unwrap_or_default();
+    let result = detail.result.as_deref().unwrap_or_default();
+    if action != "PUSH" || result != "SUCCESS" {
+        return Ok(Trigger::Ignored(format!(
+            "not a successful push (action-type {action:?}, result {result:?})"
+        )));
+    }
+    let non_empty = |v: Option<String>, what: &str| v.filter(|s| !s.trim().is_empty()).ok_or_else(|| format!("{what} is missing"));
+    let digest = non_empty(detail.image_digest, "detail.image-digest")?;
+    if !digest.contains(':') {
+        return Err(format!("detail.image-digest {digest:?} is not of the form algorithm:hex"));
+    }
+    Ok(Trigger::Push(Push {
+        account: non_empty(event.account, "account")?,
+        region: non_empty(event.region, "region")?,
+        repository: non_empty(detail.repository_name, "detail.repository-name")?,
+        digest,
+        tag: detail.image_tag.filter(|t| !t.trim().is_empty()),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn push_event() -> Value {
+        json!({
+            "version": "0", "id": "13cde686-328b-6117-af20-0e5566167482",
+            "detail-type": "ECR Image Action", "source": "aws.ecr",
+            "account": "123456789012", "time": "2026-11-26T01:54:34Z", "region": "eu-west-1",
+            "resources": [],
+            "detail": {
+                "result": "SUCCESS", "repository-name": "shop/api",
+                "image-digest": "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234",
+                "action-type": "PUSH", "image-tag": "RC_1.4.2"
+            }
+        })
+    }
+
+    #[test]
+    fn a_successful_push_is_read_whole() {
+        let Trigger::Push(push) = parse(&push_event()).unwrap() else { panic!() };
+        assert_eq!(push.repository, "shop/api");
+        assert_eq!(push.tag.as_deref(), Some("RC_1.4.2"));
+        assert_eq!((push.account.as_str(), push.region.as_str()), ("123456789012", "eu-west-1"));
+    }
+
+    #[test]
+    fn other_actions_and_results_are_ignored_with_the_reason() {
+        for (field, value, why) in [
+            ("action-type", "DELETE", "action-type \"DELETE\""),
+            ("result", "FAILURE", "result \"FAILURE\""),
+        ] {
+            let mut event = push_event();
+            event["detail"][field] = json!(value);
+            assert_eq!(parse(&event), Ok(Trigger::Ignored(format!("not a successful push ({})", match field {
+                "action-type" => format!("{why}, result \"SUCCESS\""),
+                _ => format!("action-type \"PUSH\", {why}"),
+            }))));
+        }
+        let mut scan = push_event();
+        scan["detail-type"] = json!("ECR Image Scan");
+        assert!(matches!(parse(&scan), Ok(Trigger::Ignored(_))));
+    }
+
+    #[test]
+    fn a_push_without_a_tag_is_still_a_push() {
+        let mut event = push_event();
+        event["detail"].as_object_mut().unwrap().remove("image-tag");
+        let Trigger::Push(push) = parse(&event).unwrap() else { panic!() };
+        assert_eq!(push.tag, None);
+    }
+
+    #[test]
+    fn malformed_events_are_errors_that_name_the_field() {
+        type Breakage = fn(&mut Value);
+        let table: [(Breakage, &str); 5] = [
+            (|e| { e["detail"].as_object_mut().unwrap().remove("repository-name"); }, "detail.repository-name is missing"),
+            (|e| { e["detail"].as_object_mut().unwrap().remove("image-digest"); }, "detail.image-digest is missing"),
+            (|e| e["detail"]["image-digest"] = json!("7f5b"), "not of the form"),
+            (|e| { e.as_object_mut().unwrap().remove("detail-type"); }, "not an EventBridge event"),
+            (|e| *e = json!("a string"), "not an EventBridge event"),
+        ];
+        for (break_it, why) in table {
+            let mut event = push_event();
+            break_it(&mut event);
+            let err = parse(&event).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
+    }
+}

@@ -1,0 +1,14 @@
+use deploy_on_push::{DeployConfig, DeployOnPush};
+use lambda_runtime::{Error, run, service_fn};
+use nightshift::{aws, config::ProcessEnv};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = DeployConfig::from_vars(&ProcessEnv).inspect_err(|err| {
+        tracing::error!(error = %err, "deploy-on-push cannot start");
+    })?;
+    let sdk = aws::sdk_config().await;
+    let function = DeployOnPush::new(config, aws::ecs_client(&sdk));
+    run(service_fn(|event| function.handle(event))).await
+}

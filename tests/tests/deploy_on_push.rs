@@ -1,0 +1,284 @@
+//! deploy-on-push against a local AWS: the handler in-process with requests
+//! counted, and the built binary through the Lambda Runtime API.
+//!
+//! moto stores `update-service --task-definition` as given and never advances
+//! a service's deployments, so these tests assert on what was sent and stored.
+
+use aws_sdk_ecs::Client;
+use aws_sdk_ecs::types::{
+    ContainerDefinition, DeploymentController, DeploymentControllerType, KeyValuePair, NetworkMode, PortMapping,
+    Tag, TaskDefinitionField, Volume,
+};
+use deploy_on_push::{DeployConfig, DeployOnPush, DeployReport};
+use lambda_runtime::{Context, LambdaEvent};
+use nightshift_tests::event;
+use nightshift_tests::runtime::{FunctionProcess, binary};
+use nightshift_tests::sandbox::{ACCOUNT, REGION, Sandbox};
+use nightshift_tests::wire::RequestCounter;
+use serde_json::{Value, json};
+
+const CLUSTER: &str = "shop";
+
+fn registry() -> String {
+    format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com")
+}
+
+fn pushed_digest() -> String {
+    event("deploy-on-push.ecr-push.json")["detail"]["image-digest"].as_str().unwrap().to_owned()
+}
+
+fn tag(key: &str, value: &str) -> Tag {
+    Tag::builder().key(key).value(value).build()
+}
+
+/// Registers a task definition whose first container runs `image`; returns its ARN.
+async fn task_definition(ecs: &Client, family: &str, image: &str) -> String {
+    let app = ContainerDefinition::builder()
+        .name("app")
+        .image(image)
+        .memory(512)
+        .cpu(256)
+        .essential(true)
+        .port_mappings(PortMapping::builder().container_port(8080).build())
+        .environment(KeyValuePair::builder().name("DAGSTER_HOME").value("/opt/dagster").build())
+        .build();
+    let proxy = ContainerDefinition::builder().name("proxy").image("public.ecr.aws/nginx/nginx:1.25").memory(128).essential(false).build();
+    ecs.register_task_definition()
+        .family(family)
+        .container_definitions(app)
+        .container_definitions(proxy)
+        .network_mode(NetworkMode::Awsvpc)
+        .task_role_arn(format!("arn:aws:iam::{ACCOUNT}:role/{family}-task"))
+        .execution_role_arn(format!("arn:aws:iam::{ACCOUNT}:role/{family}-execution"))
+        .cpu("512")
+        .memory("1024")
+        .volumes(Volume::builder().name("scratch").build())
+        .tags(tag("team", "shop"))
+        .send()
+        .await
+        .unwrap()
+        .task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap()
+        .to_owned()
+}
+
+async fn service(ecs: &Client, name: &str, td: &str, tags: &[(&str, &str)], controller: Option<DeploymentControllerType>) {
+    let mut create = ecs
+        .create_service()
+        .cluster(CLUSTER)
+        .service_name(name)
+        .task_definition(td)
+        .desired_count(1)
+        .set_tags(Some(tags.iter().map(|(k, v)| tag(k, v)).collect()));
+    if let Some(c) = controller {
+        create = create.deployment_controller(DeploymentController::builder().r#type(c).build().unwrap());
+    }
+    create.send().await.unwrap();
+}
+
+/// The shop: services following `shop/api` with different policies, and some that must not move.
+async fn seed_shop(ecs: &Client) -> Vec<(String, String)> {
+    ecs.create_cluster().cluster_name(CLUSTER).send().await.unwrap();
+    let api = format!("{}/shop/api", registry());
+    let td_api = task_definition(ecs, "api", &format!("{api}:1.2.0")).await;
+    let td_worker = task_definition(ecs, "worker", &format!("{api}:1.2.0")).await;
+    let td_legacy = task_definition(ecs, "legacy", &format!("{api}:1.2.0")).await;
+    let td_v2 = task_definition(ecs, "api-v2", &format!("{}/shop/api-v2:1.2.0", registry())).await;
+    let td_latest = task_definition(ecs, "preview", &format!("{api}:latest")).await;
+    let services = [
+        ("api", td_api.clone(), vec![("nightshift:deploy", "semver"), ("nightshift:containers", "app")], None),
+        ("worker", td_worker, vec![("nightshift:deploy", "patch")], None),
+        ("legacy", td_legacy, vec![], None),
+        ("api-v2", td_v2, vec![("nightshift:deploy", "semver")], None),
+        ("preview", td_latest, vec![("nightshift:deploy", "track")], None),
+        ("blue-green", td_api.clone(), vec![("nightshift:deploy", "semver")], Some(DeploymentControllerType::CodeDeploy)),
+        ("odd", td_api, vec![("nightshift:deploy", "whenever")], None),
+    ];
+    let mut running = Vec::new();
+    for (name, td, tags, controller) in services {
+        service(ecs, name, &td, &tags, controller).await;
+        running.push((name.to_owned(), td));
+    }
+    running
+}
+
+async fn running_task_definitions(ecs: &Client) -> Vec<(String, String)> {
+    let out = ecs
+        .describe_services()
+        .cluster(CLUSTER)
+        .set_services(Some(["api", "worker", "legacy", "api-v2", "preview", "blue-green", "odd"].map(String::from).to_vec()))
+        .send()
+        .await
+        .unwrap();
+    out.services().iter().map(|s| (s.service_name().unwrap().to_owned(), s.task_definition().unwrap().to_owned())).collect()
+}
+
+fn function(sandbox: &Sandbox, dry_run: bool) -> (DeployOnPush, RequestCounter) {
+    let (ecs, wire) = sandbox.ecs_counted();
+    let config = DeployConfig { clusters: vec![CLUSTER.into()], dry_run };
+    (DeployOnPush::new(config, ecs), wire)
+}
+
+fn push_of(tag: &str) -> LambdaEvent<Value> {
+    let mut payload = event("deploy-on-push.ecr-push.json");
+    payload["detail"]["image-tag"] = json!(tag);
+    LambdaEvent::new(payload, Context::default())
+}
+
+fn reasons(report: &DeployReport) -> Vec<(String, String)> {
+    let mut r: Vec<_> = report.skipped.iter().map(|s| (s.id.service.clone(), s.reason.clone())).collect();
+    r.sort();
+    r
+}
+
+#[tokio::test]
+async fn a_push_rolls_out_to_exactly_the_services_whose_policy_takes_it() {
+    // Given services following shop/api with different policies
+    let sandbox = Sandbox::start();
+    let ecs = sandbox.ecs();
+    let before = seed_shop(&ecs).await;
+    let (function, wire) = function(&sandbox, false);
+
+    // When 1.3.0 is pushed
+    let report = function.handle(push_of("1.3.0")).await.unwrap();
+
+    // Then only `api` moves, to a new revision cloned from its running one
+    assert_eq!(report.deployed.len(), 1, "{report:#?}");
+    let deployed = &report.deployed[0];
+    assert_eq!((deployed.id.cluster.as_str(), deployed.id.service.as_str()), (CLUSTER, "api"));
+    let new_arn = deployed.new_task_definition.clone().unwrap();
+    assert!(new_arn.ends_with("task-definition/api:2"), "{new_arn}");
+    let after = running_task_definitions(&ecs).await;
+    for (name, td) in &before {
+        let now = &after.iter().find(|(n, _)| n == name).unwrap().1;
+        if name == "api" {
+            assert_eq!(now, &new_arn);
+        } else {
+            assert_eq!(now, td, "{name} must not move");
+        }
+    }
+    let old = ecs.describe_task_definition().task_definition(&before[0].1).include(TaskDefinitionField::Tags).send().await.unwrap();
+    let new = ecs.describe_task_definition().task_definition(&new_arn).include(TaskDefinitionField::Tags).send().await.unwrap();
+    let (old_td, new_td) = (old.task_definition().unwrap(), new.task_definition().unwrap());
+    let app = &new_td.container_definitions()[0];
+    assert_eq!(app.image(), Some(format!("{}/shop/api@{}", registry(), pushed_digest()).as_str()));
+    assert_eq!(app.environment(), old_td.container_definitions()[0].environment());
+    assert_eq!(app.port_mappings(), old_td.container_definitions()[0].port_mappings());
+    assert_eq!((app.memory(), app.cpu()), (Some(512), 256));
+    assert_eq!(new_td.container_definitions()[1], old_td.container_definitions()[1], "the proxy is untouched");
+    assert_eq!(new_td.task_role_arn(), old_td.task_role_arn());
+    assert_eq!(new_td.execution_role_arn(), old_td.execution_role_arn());
+    assert_eq!(new_td.network_mode(), old_td.network_mode());
+    assert_eq!((new_td.cpu(), new_td.memory()), (Some("512"), Some("1024")));
+    assert_eq!(new_td.volumes(), old_td.volumes());
+    let mut tags: Vec<_> = new.tags().iter().map(|t| (t.key().unwrap(), t.value().unwrap())).collect();
+    tags.sort();
+    assert_eq!(tags, [("nightshift:image-tag/app", "1.3.0"), ("team", "shop")]);
+    let api = ecs.describe_services().cluster(CLUSTER).services("api").send().await.unwrap();
+    let breaker = api.services()[0].deployment_configuration().unwrap().deployment_circuit_breaker().unwrap();
+    assert!(breaker.enable && breaker.rollback);
+
+    // And every other follower is reported with its reason
+    let r = reasons(&report);
+    let reason = |name: &str| r.iter().find(|(n, _)| n == name).map(|(_, why)| why.as_str()).unwrap_or("(not reported)");
+    assert_eq!(reason("worker"), "app: 1.3.0 is outside patch of 1.2.0");
+    assert_eq!(reason("api-v2"), format!("no container runs {}/shop/api", registry()));
+    assert_eq!(reason("preview"), "app: tracks latest, not 1.3.0");
+    assert_eq!(reason("blue-green"), "deployed by CodeDeploy (the CODE_DEPLOY controller)");
+    assert!(reason("odd").starts_with("policy not understood"), "{}", reason("odd"));
+    assert_eq!(reason("legacy"), "(not reported)");
+    assert_eq!(wire.count("RegisterTaskDefinition"), 1);
+    assert_eq!(wire.count("UpdateService"), 1);
+    assert_eq!(wire.count("DescribeServices"), 1, "seven services, one batch");
+
+    // And the same event again registers and updates nothing
+    wire.reset();
+    let again = function.handle(push_of("1.3.0")).await.unwrap();
+    assert!(again.deployed.is_empty());
+    assert_eq!(reasons(&again).iter().find(|(n, _)| n == "api").unwrap().1, format!("app: already runs {}", pushed_digest()));
+    assert_eq!((wire.count("RegisterTaskDefinition"), wire.count("UpdateService")), (0, 0));
+    assert_eq!(running_task_definitions(&ecs).await[0].1, new_arn);
+}
+
+#[tokio::test]
+async fn a_tracked_tag_moves_when_its_digest_changes() {
+    let sandbox = Sandbox::start();
+    let ecs = sandbox.ecs();
+    seed_shop(&ecs).await;
+    let (function, _) = function(&sandbox, false);
+    let report = function.handle(push_of("latest")).await.unwrap();
+    let moved: Vec<_> = report.deployed.iter().map(|d| d.id.service.as_str()).collect();
+    assert_eq!(moved, ["preview"]);
+    let again = function.handle(push_of("latest")).await.unwrap();
+    assert!(again.deployed.is_empty());
+}
+
+#[tokio::test]
+async fn dry_run_decides_and_registers_nothing() {
+    let sandbox = Sandbox::start();
+    let ecs = sandbox.ecs();
+    let before = seed_shop(&ecs).await;
+    let (function, wire) = function(&sandbox, true);
+    let report = function.handle(push_of("1.3.0")).await.unwrap();
+    assert!(report.dry_run);
+    assert_eq!(report.deployed.len(), 1);
+    assert_eq!(report.deployed[0].new_task_definition, None);
+    assert_eq!((wire.count("RegisterTaskDefinition"), wire.count("UpdateService")), (0, 0));
+    let after = running_task_definitions(&ecs).await;
+    assert!(before.iter().all(|b| after.contains(b)));
+}
+
+#[tokio::test]
+async fn a_push_no_policy_takes_costs_only_the_service_reads() {
+    let sandbox = Sandbox::start();
+    let ecs = sandbox.ecs();
+    seed_shop(&ecs).await;
+    // `track` could take any tag, so the only follower with it goes for this test.
+    ecs.delete_service().cluster(CLUSTER).service("preview").force(true).send().await.unwrap();
+    let (function, wire) = function(&sandbox, false);
+    let report = function.handle(push_of("nightly-2026-11-26")).await.unwrap();
+    assert!(report.deployed.is_empty() && report.failed.is_empty());
+    assert_eq!(wire.all().into_keys().collect::<Vec<_>>(), ["DescribeServices", "ListServices"]);
+}
+
+#[tokio::test]
+async fn events_that_are_not_a_tagged_successful_push_change_nothing() {
+    let sandbox = Sandbox::start();
+    let ecs = sandbox.ecs();
+    seed_shop(&ecs).await;
+    let (function, wire) = function(&sandbox, false);
+    let mut deletion = event("deploy-on-push.ecr-push.json");
+    deletion["detail"]["action-type"] = json!("DELETE");
+    let report = function.handle(LambdaEvent::new(deletion, Context::default())).await.unwrap();
+    assert!(report.ignored.unwrap().contains("not a successful push"));
+    let mut untagged = event("deploy-on-push.ecr-push.json");
+    untagged["detail"].as_object_mut().unwrap().remove("image-tag");
+    let report = function.handle(LambdaEvent::new(untagged, Context::default())).await.unwrap();
+    assert!(report.ignored.unwrap().contains("no tag"));
+    let mut broken = event("deploy-on-push.ecr-push.json");
+    broken["detail"].as_object_mut().unwrap().remove("repository-name");
+    let err = function.handle(LambdaEvent::new(broken, Context::default())).await.unwrap_err();
+    assert_eq!(err.to_string(), "invalid event: detail.repository-name is missing");
+    assert_eq!(wire.total(), 0);
+}
+
+#[tokio::test]
+async fn the_built_binary_rolls_out_a_push_once() {
+    let sandbox = Sandbox::start();
+    let ecs = sandbox.ecs();
+    seed_shop(&ecs).await;
+    let mut env = sandbox.function_env();
+    env.push(("CLUSTERS".into(), CLUSTER.into()));
+    let mut process = FunctionProcess::spawn(&binary("deploy-on-push"), &env);
+
+    let report = process.invoke(&event("deploy-on-push.ecr-push.json")).response();
+    let deployed: Vec<_> = report["deployed"].as_array().unwrap().iter().map(|d| d["service"].as_str().unwrap()).collect();
+    assert_eq!(deployed, ["api"]);
+    assert_eq!(report["deployed"][0]["images"][0]["container"], "app");
+
+    let again = process.invoke(&event("deploy-on-push.ecr-push.json")).response();
+    assert_eq!(again["deployed"], json!([]));
+    assert!(running_task_definitions(&ecs).await[0].1.ends_with("api:2"));
+}
