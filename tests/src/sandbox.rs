@@ -114,6 +114,10 @@ impl Sandbox {
         self.ecs_counted().0
     }
 
+    pub fn ecr(&self) -> aws_sdk_ecr::Client {
+        aws_sdk_ecr::Client::new(&self.sdk_config())
+    }
+
     /// Moves every version under the prefix `days` into the past.
     pub fn backdate(&self, bucket: &str, prefix: &str, days: f64) -> u64 {
         let body = serde_json::json!({"bucket": bucket, "prefix": prefix, "days": days}).to_string();

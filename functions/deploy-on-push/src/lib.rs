@@ -265,3 +265,93 @@ impl DeployOnPush {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The partial-failure path, with a mocked ECS (moto cannot be made to fail one update).
+    use super::*;
+    use aws_sdk_ecs::Client;
+    use aws_sdk_ecs::error::ErrorMetadata;
+    use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
+    use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput;
+    use aws_sdk_ecs::operation::list_services::ListServicesOutput;
+    use aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionOutput;
+    use aws_sdk_ecs::operation::update_service::{UpdateServiceError, UpdateServiceOutput};
+    use aws_sdk_ecs::types::error::ServiceNotActiveException;
+    use aws_sdk_ecs::types::{ContainerDefinition, Service, Tag, TaskDefinition};
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use serde_json::json;
+
+    const TD: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/api:1";
+    const NEW_TD: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/api:2";
+
+    fn service(name: &str) -> Service {
+        Service::builder()
+            .service_name(name)
+            .cluster_arn("arn:aws:ecs:eu-west-1:123456789012:cluster/shop")
+            .status("ACTIVE")
+            .task_definition(TD)
+            .tags(Tag::builder().key("nightshift:deploy").value("semver").build())
+            .build()
+    }
+
+    #[tokio::test]
+    async fn one_failed_service_fails_the_invocation_and_the_others_still_go_ahead() {
+        // Given two services on one task definition, and ECS refusing to update the first
+        let list = mock!(Client::list_services).then_output(|| {
+            ListServicesOutput::builder().service_arns("arn:a").service_arns("arn:b").build()
+        });
+        let describe = mock!(Client::describe_services).then_output(|| {
+            DescribeServicesOutput::builder().services(service("a")).services(service("b")).build()
+        });
+        let task_definition = mock!(Client::describe_task_definition).then_output(|| {
+            let app = ContainerDefinition::builder()
+                .name("app")
+                .image("123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/api:1.2.0")
+                .build();
+            DescribeTaskDefinitionOutput::builder()
+                .task_definition(TaskDefinition::builder().task_definition_arn(TD).family("api").revision(1).container_definitions(app).build())
+                .build()
+        });
+        let register = mock!(Client::register_task_definition).then_output(|| {
+            RegisterTaskDefinitionOutput::builder()
+                .task_definition(TaskDefinition::builder().task_definition_arn(NEW_TD).revision(2).build())
+                .build()
+        });
+        let refuse_a = mock!(Client::update_service)
+            .match_requests(|r| r.service() == Some("a"))
+            .then_error(|| {
+                // As the SDK parses it from ECS's answer: the metadata carries code and message.
+                let meta = ErrorMetadata::builder().code("ServiceNotActiveException").message("Service was not ACTIVE.").build();
+                UpdateServiceError::ServiceNotActiveException(
+                    ServiceNotActiveException::builder().message("Service was not ACTIVE.").meta(meta).build(),
+                )
+            });
+        let accept_b = mock!(Client::update_service)
+            .match_requests(|r| r.service() == Some("b") && r.task_definition() == Some(NEW_TD))
+            .then_output(|| UpdateServiceOutput::builder().build());
+        let ecs = mock_client!(
+            aws_sdk_ecs,
+            RuleMode::MatchAny,
+            [&list, &describe, &task_definition, &register, &refuse_a, &accept_b]
+        );
+        let function = DeployOnPush::new(DeployConfig { clusters: vec!["shop".into()], dry_run: false }, ecs);
+        let event = json!({
+            "version": "0", "id": "1", "detail-type": "ECR Image Action", "source": "aws.ecr",
+            "account": "123456789012", "time": "2026-11-26T01:54:34Z", "region": "eu-west-1", "resources": [],
+            "detail": {"result": "SUCCESS", "action-type": "PUSH", "repository-name": "shop/api",
+                       "image-digest": "sha256:bbbb", "image-tag": "1.3.0"}
+        });
+
+        // When the push arrives
+        let err = function.handle(LambdaEvent::new(event, lambda_runtime::Context::default())).await.unwrap_err();
+
+        // Then b was still updated, to the one revision both share, and the invocation fails naming a
+        assert_eq!((register.num_calls(), accept_b.num_calls(), refuse_a.num_calls()), (1, 1, 1));
+        assert_eq!(nightshift::LambdaFailure::error_type(&err), "DeployFailed");
+        assert_eq!(
+            err.to_string(),
+            "1 of 2 services failed: shop/a: ECS UpdateService on shop/a failed: Service was not ACTIVE."
+        );
+    }
+}

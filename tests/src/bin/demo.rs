@@ -15,11 +15,12 @@ use aws_sdk_s3::types::{
 };
 use chrono::Utc;
 use nightshift_tests::event;
+use nightshift_tests::platform::{CLUSTER, registry, seed_shop};
 use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
 use nightshift_tests::sandbox::Sandbox;
 use serde_json::Value;
 
-const SCENES: [&str; 1] = ["expire-logs"];
+const SCENES: [&str; 2] = ["expire-logs", "deploy-on-push"];
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -38,6 +39,9 @@ async fn main() -> ExitCode {
     if wants("expire-logs") {
         ok &= expire_logs(&sandbox).await;
     }
+    if wants("deploy-on-push") {
+        ok &= deploy_on_push(&sandbox).await;
+    }
     println!("Stopping the sandbox.");
     drop(sandbox);
     if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
@@ -47,9 +51,9 @@ fn heading(title: &str) {
     println!("== {title} {}", "=".repeat(70usize.saturating_sub(title.len())));
 }
 
-/// Runs one invocation and prints the report's headline, or the error.
-fn invoke(process: &mut FunctionProcess, event_file: &str) -> Option<Value> {
-    match process.invoke(&event(event_file)) {
+/// Runs one invocation and returns the report, or prints the error.
+fn invoke(process: &mut FunctionProcess, payload: &Value) -> Option<Value> {
+    match process.invoke(payload) {
         Outcome::Response(report) => Some(report),
         other => {
             println!("  the function failed: {other:?}\n{}", process.output());
@@ -154,7 +158,7 @@ async fn expire_logs(sandbox: &Sandbox) -> bool {
     }
     let mut process = FunctionProcess::spawn(&binary("expire-logs"), &env);
     println!("\nInvoking expire-logs with events/expire-logs.schedule.json through the Runtime API ...");
-    let Some(report) = invoke(&mut process, "expire-logs.schedule.json") else {
+    let Some(report) = invoke(&mut process, &event("expire-logs.schedule.json")) else {
         return false;
     };
     println!(
@@ -166,7 +170,7 @@ async fn expire_logs(sandbox: &Sandbox) -> bool {
     print_bucket(&s3).await;
 
     println!("\nThe same event again (at-least-once delivery):");
-    let Some(again) = invoke(&mut process, "expire-logs.schedule.json") else {
+    let Some(again) = invoke(&mut process, &event("expire-logs.schedule.json")) else {
         return false;
     };
     println!(
@@ -174,4 +178,95 @@ async fn expire_logs(sandbox: &Sandbox) -> bool {
         again["lifecycle"].as_str().unwrap_or("?"), again["objects_scanned"], again["objects_expired"]
     );
     again["objects_expired"] == 0 && again["lifecycle"] == "unchanged"
+}
+
+/// Pushes an image manifest to the sandbox's ECR under `tag`; returns its digest.
+async fn push_image(ecr: &aws_sdk_ecr::Client, tag: &str, layer: &str) -> String {
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 7023,
+                   "digest": format!("sha256:{}", "c".repeat(64))},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 32654,
+                    "digest": format!("sha256:{}", layer.repeat(64 / layer.len()))}]
+    });
+    let out = ecr
+        .put_image()
+        .repository_name("shop/api")
+        .image_manifest(manifest.to_string())
+        .image_tag(tag)
+        .send()
+        .await
+        .expect("push to the sandbox's ECR");
+    out.image().and_then(|i| i.image_id()).and_then(|i| i.image_digest()).unwrap_or_default().to_owned()
+}
+
+async fn print_services(ecs: &aws_sdk_ecs::Client) {
+    let arns = ecs.list_services().cluster(CLUSTER).send().await.expect("list services").service_arns().to_vec();
+    let mut services = ecs
+        .describe_services()
+        .cluster(CLUSTER)
+        .set_services(Some(arns))
+        .include(aws_sdk_ecs::types::ServiceField::Tags)
+        .send()
+        .await
+        .expect("describe services")
+        .services()
+        .to_vec();
+    services.sort_by(|a, b| a.service_name().cmp(&b.service_name()));
+    println!("  {:<11} {:<22} {:<14} image of app", "service", "nightshift:deploy", "revision");
+    for service in services {
+        let policy = service.tags().iter().find(|t| t.key() == Some("nightshift:deploy")).and_then(|t| t.value()).unwrap_or("(untagged)");
+        let td = service.task_definition().unwrap_or_default();
+        let image = ecs
+            .describe_task_definition()
+            .task_definition(td)
+            .send()
+            .await
+            .ok()
+            .and_then(|d| d.task_definition().and_then(|t| t.container_definitions().first().and_then(|c| c.image().map(str::to_owned))))
+            .unwrap_or_default();
+        let short = image.rsplit('/').next().unwrap_or_default();
+        let short = if short.len() > 30 { format!("{}...", &short[..30]) } else { short.to_owned() };
+        println!("  {:<11} {:<22} {:<14} {}", service.service_name().unwrap_or_default(), policy, td.rsplit('/').next().unwrap_or_default(), short);
+    }
+}
+
+async fn deploy_on_push(sandbox: &Sandbox) -> bool {
+    heading("deploy-on-push: an image pushed to ECR rolls out to the services that follow it");
+    let (ecr, ecs) = (sandbox.ecr(), sandbox.ecs());
+    ecr.create_repository().repository_name("shop/api").send().await.expect("create the ECR repository");
+    push_image(&ecr, "1.2.0", "1").await;
+    seed_shop(&ecs).await;
+    println!("Before (cluster {CLUSTER}; every service runs {}/shop/api):", registry());
+    print_services(&ecs).await;
+
+    let digest = push_image(&ecr, "1.3.0", "2").await;
+    println!("\nPushed shop/api:1.3.0 ({digest}); EventBridge delivers its ECR Image Action event ...");
+    let mut push = event("deploy-on-push.ecr-push.json");
+    push["detail"]["image-digest"] = Value::String(digest);
+    let mut env = sandbox.function_env();
+    env.push(("CLUSTERS".to_owned(), CLUSTER.to_owned()));
+    let mut process = FunctionProcess::spawn(&binary("deploy-on-push"), &env);
+    let Some(report) = invoke(&mut process, &push) else {
+        return false;
+    };
+    for moved in report["deployed"].as_array().into_iter().flatten() {
+        let name = |v: &Value| v.as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_owned();
+        println!("  moved    {:<11} {} -> {}", moved["service"].as_str().unwrap_or_default(), name(&moved["old_task_definition"]), name(&moved["new_task_definition"]));
+    }
+    for skipped in report["skipped"].as_array().into_iter().flatten() {
+        println!("  stayed   {:<11} {}", skipped["service"].as_str().unwrap_or_default(), skipped["reason"].as_str().unwrap_or_default());
+    }
+    println!("  (services without nightshift:deploy are never looked at)");
+    println!("\nAfter:");
+    print_services(&ecs).await;
+
+    println!("\nThe same event again (EventBridge and Lambda deliver at least once):");
+    let Some(again) = invoke(&mut process, &push) else {
+        return false;
+    };
+    let moved = again["deployed"].as_array().map_or(0, Vec::len);
+    println!("  {moved} services moved: nothing registered, nothing updated\n");
+    moved == 0
 }

@@ -1,0 +1,98 @@
+//! Realistic platforms to seed the sandbox with, shared by the tests and the demo.
+
+use aws_sdk_ecs::Client;
+use aws_sdk_ecs::types::{
+    ContainerDefinition, DeploymentController, DeploymentControllerType, KeyValuePair, NetworkMode, PortMapping,
+    Tag, Volume,
+};
+
+use crate::event;
+use crate::sandbox::{ACCOUNT, REGION};
+
+pub const CLUSTER: &str = "shop";
+
+pub fn registry() -> String {
+    format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com")
+}
+
+pub fn pushed_digest() -> String {
+    event("deploy-on-push.ecr-push.json")["detail"]["image-digest"].as_str().unwrap().to_owned()
+}
+
+fn tag(key: &str, value: &str) -> Tag {
+    Tag::builder().key(key).value(value).build()
+}
+
+/// Registers a task definition whose first container runs `image`; returns its ARN.
+pub async fn task_definition(ecs: &Client, family: &str, image: &str) -> String {
+    let app = ContainerDefinition::builder()
+        .name("app")
+        .image(image)
+        .memory(512)
+        .cpu(256)
+        .essential(true)
+        .port_mappings(PortMapping::builder().container_port(8080).build())
+        .environment(KeyValuePair::builder().name("DAGSTER_HOME").value("/opt/dagster").build())
+        .build();
+    let proxy = ContainerDefinition::builder().name("proxy").image("public.ecr.aws/nginx/nginx:1.25").memory(128).essential(false).build();
+    ecs.register_task_definition()
+        .family(family)
+        .container_definitions(app)
+        .container_definitions(proxy)
+        .network_mode(NetworkMode::Awsvpc)
+        .task_role_arn(format!("arn:aws:iam::{ACCOUNT}:role/{family}-task"))
+        .execution_role_arn(format!("arn:aws:iam::{ACCOUNT}:role/{family}-execution"))
+        .cpu("512")
+        .memory("1024")
+        .volumes(Volume::builder().name("scratch").build())
+        .tags(tag("team", "shop"))
+        .send()
+        .await
+        .unwrap()
+        .task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap()
+        .to_owned()
+}
+
+async fn service(ecs: &Client, name: &str, td: &str, tags: &[(&str, &str)], controller: Option<DeploymentControllerType>) {
+    let mut create = ecs
+        .create_service()
+        .cluster(CLUSTER)
+        .service_name(name)
+        .task_definition(td)
+        .desired_count(1)
+        .set_tags(Some(tags.iter().map(|(k, v)| tag(k, v)).collect()));
+    if let Some(c) = controller {
+        create = create.deployment_controller(DeploymentController::builder().r#type(c).build().unwrap());
+    }
+    create.send().await.unwrap();
+}
+
+/// The shop: services following `shop/api` with different policies, and some that must not move.
+pub async fn seed_shop(ecs: &Client) -> Vec<(String, String)> {
+    ecs.create_cluster().cluster_name(CLUSTER).send().await.unwrap();
+    let api = format!("{}/shop/api", registry());
+    let td_api = task_definition(ecs, "api", &format!("{api}:1.2.0")).await;
+    let td_worker = task_definition(ecs, "worker", &format!("{api}:1.2.0")).await;
+    let td_legacy = task_definition(ecs, "legacy", &format!("{api}:1.2.0")).await;
+    let td_v2 = task_definition(ecs, "api-v2", &format!("{}/shop/api-v2:1.2.0", registry())).await;
+    let td_latest = task_definition(ecs, "preview", &format!("{api}:latest")).await;
+    let services = [
+        ("api", td_api.clone(), vec![("nightshift:deploy", "semver"), ("nightshift:containers", "app")], None),
+        ("worker", td_worker, vec![("nightshift:deploy", "patch")], None),
+        ("legacy", td_legacy, vec![], None),
+        ("api-v2", td_v2, vec![("nightshift:deploy", "semver")], None),
+        ("preview", td_latest, vec![("nightshift:deploy", "track")], None),
+        ("blue-green", td_api.clone(), vec![("nightshift:deploy", "semver")], Some(DeploymentControllerType::CodeDeploy)),
+        ("odd", td_api, vec![("nightshift:deploy", "whenever")], None),
+    ];
+    let mut running = Vec::new();
+    for (name, td, tags, controller) in services {
+        service(ecs, name, &td, &tags, controller).await;
+        running.push((name.to_owned(), td));
+    }
+    running
+}
+
