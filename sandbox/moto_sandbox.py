@@ -7,7 +7,12 @@ about old objects. This server runs moto in-process and adds
     POST /_sandbox/backdate  {"bucket": "b", "prefix": "p/", "days": 40}
 
 which moves every version and delete marker under the prefix `days` into the
-past, so the functions see truly old objects through the ordinary S3 API.
+past, so the functions see truly old objects through the ordinary S3 API, and
+
+    GET /_sandbox/default-network?region=us-east-1
+
+which answers {"subnet": ..., "security_group": ...} of the default VPC, for
+starting Fargate tasks (run-task) without an EC2 client.
 
 It binds 127.0.0.1 on the given port (0 picks a free one) and prints one line,
 `READY <port>`, once it accepts connections. It stops on SIGTERM or SIGINT, or
@@ -27,7 +32,28 @@ from moto.s3.models import s3_backends
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+def _ecs_container_numbers_as_strings() -> None:
+    """moto answers a task's containers[].cpu and .memory as numbers; ECS (and so
+    the Rust SDK, which then refuses the whole answer) has them as strings."""
+    from moto.ecs import models
+
+    original = models.Container.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        for field in ("cpu", "memory"):
+            value = getattr(self, field, None)
+            if value is not None:
+                setattr(self, field, str(value))
+
+    models.Container.__init__ = init
+
+
+_ecs_container_numbers_as_strings()
+
 BACKDATE_PATH = "/_sandbox/backdate"
+NETWORK_PATH = "/_sandbox/default-network"
+ACCOUNT = "123456789012"
 
 
 def backdate(bucket_name: str, prefix: str, days: float) -> int:
@@ -47,6 +73,15 @@ def backdate(bucket_name: str, prefix: str, days: float) -> int:
     return moved
 
 
+def default_network(region: str) -> dict:
+    from moto.ec2.models import ec2_backends
+
+    ec2 = ec2_backends[ACCOUNT][region]
+    subnet = next(s for s in ec2.describe_subnets() if s.default_for_az)
+    group = next(g for g in ec2.describe_security_groups() if g.name == "default" and g.vpc_id == subnet.vpc_id)
+    return {"subnet": subnet.id, "security_group": group.id}
+
+
 class SandboxApp:
     def __init__(self) -> None:
         self.moto = DomainDispatcherApplication(create_backend_app)
@@ -60,6 +95,10 @@ class SandboxApp:
                 response = Response(json.dumps({"moved": moved}), 200, mimetype="application/json")
             except (KeyError, ValueError, TypeError) as err:
                 response = Response(json.dumps({"error": str(err)}), 400, mimetype="application/json")
+            return response(environ, start_response)
+        if environ.get("PATH_INFO") == NETWORK_PATH:
+            region = Request(environ).args.get("region", "us-east-1")
+            response = Response(json.dumps(default_network(region)), 200, mimetype="application/json")
             return response(environ, start_response)
         return self.moto(environ, start_response)
 

@@ -27,3 +27,9 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
 pub fn ecs_client(config: &SdkConfig) -> aws_sdk_ecs::Client {
     aws_sdk_ecs::Client::new(config)
 }
+
+/// An Application Auto Scaling client.
+#[cfg(feature = "scale")]
+pub fn scaling_client(config: &SdkConfig) -> aws_sdk_applicationautoscaling::Client {
+    aws_sdk_applicationautoscaling::Client::new(config)
+}

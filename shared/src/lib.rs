@@ -5,7 +5,11 @@ pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod report;
+pub mod trigger;
+#[cfg(feature = "scale")]
+pub mod scale;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use config::{ConfigError, Vars};
 pub use report::{LambdaFailure, emit};
+pub use trigger::Trigger;

@@ -96,3 +96,75 @@ pub async fn seed_shop(ecs: &Client) -> Vec<(String, String)> {
     running
 }
 
+
+/// The Dagster cluster of the scale group.
+pub const DAGSTER: &str = "dagster";
+
+/// Dagster on ECS: a code-location server (wake order 0, with a scalable
+/// target 1..4), the daemon and the webserver (wake order 1), all awake; and
+/// Metabase in the same cluster, outside the group.
+pub async fn seed_dagster(ecs: &Client, scaling: &aws_sdk_applicationautoscaling::Client) {
+    ecs.create_cluster().cluster_name(DAGSTER).send().await.unwrap();
+    let image = format!("{}/dagster", registry());
+    let members: [(&str, &[(&str, &str)]); 4] = [
+        ("code-location", &[("nightshift:scale-group", "dagster"), ("nightshift:wake-order", "0")]),
+        ("daemon", &[("nightshift:scale-group", "dagster"), ("nightshift:wake-order", "1")]),
+        ("webserver", &[("nightshift:scale-group", "dagster"), ("nightshift:wake-order", "1"), ("nightshift:awake-count", "1")]),
+        ("metabase", &[]),
+    ];
+    for (name, tags) in members {
+        let td = task_definition(ecs, &format!("dagster-{name}"), &format!("{image}:1.9.0")).await;
+        ecs.create_service()
+            .cluster(DAGSTER)
+            .service_name(name)
+            .task_definition(td)
+            .desired_count(1)
+            .set_tags(Some(tags.iter().map(|(k, v)| tag(k, v)).collect()))
+            .send()
+            .await
+            .unwrap();
+    }
+    scaling
+        .register_scalable_target()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .scalable_dimension(aws_sdk_applicationautoscaling::types::ScalableDimension::EcsServiceDesiredCount)
+        .resource_id(format!("service/{DAGSTER}/code-location"))
+        .min_capacity(1)
+        .max_capacity(4)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Starts a Dagster run as EcsRunLauncher does: a Fargate task tagged
+/// `dagster/run_id`. Returns the task's ARN.
+pub async fn start_run(sandbox: &crate::sandbox::Sandbox, ecs: &Client, run_id: &str) -> String {
+    use aws_sdk_ecs::types::{AwsVpcConfiguration, Compatibility, LaunchType, NetworkConfiguration};
+    sandbox.pin_task_states();
+    let (subnet, security_group) = sandbox.default_network();
+    let run = ContainerDefinition::builder().name("run").image(format!("{}/dagster:1.9.0", registry())).memory(512).build();
+    ecs.register_task_definition()
+        .family("dagster-run")
+        .container_definitions(run)
+        .requires_compatibilities(Compatibility::Fargate)
+        .network_mode(NetworkMode::Awsvpc)
+        .cpu("256")
+        .memory("512")
+        .send()
+        .await
+        .unwrap();
+    let network = NetworkConfiguration::builder()
+        .awsvpc_configuration(AwsVpcConfiguration::builder().subnets(subnet).security_groups(security_group).build().unwrap())
+        .build();
+    let out = ecs
+        .run_task()
+        .cluster(DAGSTER)
+        .task_definition("dagster-run")
+        .launch_type(LaunchType::Fargate)
+        .network_configuration(network)
+        .tags(tag("dagster/run_id", run_id))
+        .send()
+        .await
+        .unwrap();
+    out.tasks()[0].task_arn().unwrap().to_owned()
+}

@@ -114,29 +114,57 @@ impl Sandbox {
         self.ecs_counted().0
     }
 
+    /// An Application Auto Scaling client, counting its requests.
+    pub fn scaling_counted(&self) -> (aws_sdk_applicationautoscaling::Client, RequestCounter) {
+        let counter = RequestCounter::default();
+        let config = aws_sdk_applicationautoscaling::config::Builder::from(&self.sdk_config())
+            .interceptor(counter.clone())
+            .build();
+        (aws_sdk_applicationautoscaling::Client::from_conf(config), counter)
+    }
+
     pub fn ecr(&self) -> aws_sdk_ecr::Client {
         aws_sdk_ecr::Client::new(&self.sdk_config())
     }
 
     /// Moves every version under the prefix `days` into the past.
     pub fn backdate(&self, bucket: &str, prefix: &str, days: f64) -> u64 {
-        let body = serde_json::json!({"bucket": bucket, "prefix": prefix, "days": days}).to_string();
+        let body = serde_json::json!({"bucket": bucket, "prefix": prefix, "days": days});
+        let answer = self.call("POST", "/_sandbox/backdate", Some(&body));
+        answer["moved"].as_u64().unwrap_or_else(|| panic!("backdate failed: {answer}"))
+    }
+
+    /// The default VPC's subnet and security group, for Fargate tasks.
+    pub fn default_network(&self) -> (String, String) {
+        let answer = self.call("GET", &format!("/_sandbox/default-network?region={REGION}"), None);
+        let field = |k: &str| answer[k].as_str().unwrap_or_else(|| panic!("default-network: {answer}")).to_owned();
+        (field("subnet"), field("security_group"))
+    }
+
+    /// Keeps every ECS task in the state it is put in (moto advances a task's
+    /// state each time it is described, unless told otherwise).
+    pub fn pin_task_states(&self) {
+        let body = serde_json::json!({"model_name": "ecs::task", "transition": {"progression": "manual", "times": 1_000_000}});
+        self.call("POST", "/moto-api/state-manager/set-transition", Some(&body));
+    }
+
+    /// One plain HTTP/1.1 request to the sandbox's own routes; the JSON answer.
+    fn call(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> serde_json::Value {
+        let body = body.map(ToString::to_string).unwrap_or_default();
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to sandbox");
         stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
         write!(
             stream,
-            "POST /_sandbox/backdate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
         .expect("write to sandbox");
         let mut response = String::new();
         stream.read_to_string(&mut response).expect("read from sandbox");
-        let json = response.split("\r\n\r\n").nth(1).unwrap_or_default();
-        let value: serde_json::Value = serde_json::from_str(json)
-            .unwrap_or_else(|_| panic!("backdate answered {response:?}"));
-        value["moved"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("backdate failed: {value}"))
+        let (head, json) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let status = head.split_whitespace().nth(1).unwrap_or_default();
+        assert!(status.starts_with('2'), "{method} {path}: {response}");
+        serde_json::from_str(json).unwrap_or(serde_json::Value::Null)
     }
 }
 

@@ -11,10 +11,9 @@ pub mod s3;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
-use nightshift::Clock;
+use nightshift::{Clock, Trigger};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::task::JoinSet;
@@ -30,28 +29,6 @@ pub const FUNCTION: &str = "expire-logs";
 const DELETES_IN_FLIGHT: usize = 4;
 /// Per-key errors listed in the report; the rest are counted.
 const ERRORS_REPORTED: usize = 100;
-
-/// What started this run; the run is the same either way.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Trigger {
-    /// An EventBridge (Scheduler) event.
-    Scheduled { id: String, time: DateTime<Utc> },
-    /// Anything else: `aws lambda invoke`, a test, a console click.
-    Manual,
-}
-
-impl Trigger {
-    pub fn parse(payload: &Value) -> Self {
-        match serde_json::from_value::<EventBridgeEvent<Value>>(payload.clone()) {
-            Ok(event) => Self::Scheduled {
-                id: event.id.unwrap_or_default(),
-                time: event.time.unwrap_or_default(),
-            },
-            Err(_) => Self::Manual,
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExpireReport {

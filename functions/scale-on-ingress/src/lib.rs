@@ -1,0 +1,106 @@
+//! `scale-on-ingress`: files landing in the ingress bucket record the group's
+//! last activity (`nightshift:last-activity`) and wake the group if it sleeps.
+//!
+//! Parse (S3 or EventBridge) -> observe (services, scalable targets) -> plan
+//! (activity tags, wake) -> apply -> report.
+
+pub mod event;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use lambda_runtime::LambdaEvent;
+use nightshift::Clock;
+use nightshift::scale::aws::{self as scale_aws, ScaleError, ServiceReport};
+use nightshift::scale::plan::{self, Decision};
+use nightshift::scale::{LeftAlone, ScaleConfig, left_alone};
+use serde::Serialize;
+use serde_json::Value;
+use tracing::info;
+
+use event::Trigger;
+
+pub const FUNCTION: &str = "scale-on-ingress";
+/// Keys listed in the report; the rest are counted.
+const KEYS_REPORTED: usize = 20;
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct IngressReport {
+    pub function: &'static str,
+    pub dry_run: bool,
+    pub group: String,
+    /// Set when the event had nothing to act on: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<String>,
+    pub keys_total: usize,
+    pub keys: Vec<String>,
+    /// The activity time recorded: the latest event time, never after now.
+    pub activity: Option<DateTime<Utc>>,
+    /// Services whose `nightshift:last-activity` was (or would be) moved.
+    pub activity_recorded: Vec<String>,
+    pub decision: Option<Decision>,
+    pub reasons: Vec<String>,
+    pub services: Vec<ServiceReport>,
+    pub left_alone: Vec<LeftAlone>,
+}
+
+pub struct ScaleOnIngress {
+    config: ScaleConfig,
+    ecs: aws_sdk_ecs::Client,
+    scaling: aws_sdk_applicationautoscaling::Client,
+    clock: Arc<dyn Clock>,
+}
+
+impl ScaleOnIngress {
+    pub fn new(
+        config: ScaleConfig,
+        ecs: aws_sdk_ecs::Client,
+        scaling: aws_sdk_applicationautoscaling::Client,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { config, ecs, scaling, clock }
+    }
+
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<IngressReport, ScaleError> {
+        let mut report = IngressReport {
+            function: FUNCTION,
+            dry_run: self.config.dry_run,
+            group: self.config.group.clone(),
+            ..IngressReport::default()
+        };
+        let ingress = match event::parse(&event.payload, &self.config.ingress_prefix).map_err(ScaleError::InvalidEvent)? {
+            Trigger::Ignored(why) => {
+                info!(reason = %why, "event ignored");
+                report.ignored = Some(why);
+                nightshift::emit(FUNCTION, &report);
+                return Ok(report);
+            }
+            Trigger::Ingress(ingress) => ingress,
+        };
+        let now = self.clock.now();
+        let at = ingress.at.min(now);
+        report.keys_total = ingress.keys.len();
+        report.keys = ingress.keys.into_iter().take(KEYS_REPORTED).collect();
+        report.activity = Some(at);
+
+        let members = scale_aws::observe_members(&self.ecs, &self.scaling, &self.config).await?;
+        let activity = plan::plan_activity(&members, at);
+        report.activity_recorded = activity.iter().map(|p| members[p.member].service.clone()).collect();
+        let (_, mut failures) = scale_aws::execute(&self.ecs, &self.scaling, &members, activity, self.config.dry_run).await;
+
+        // Ingress only ever wakes: runs in flight matter for sleeping, which is scale-to-zero's.
+        let last = plan::last_activity(&members).max(Some(at));
+        let need = plan::assess(now, &self.config.schedule, self.config.idle(), last, &[]);
+        let wake = if need.needed { plan::plan_wake(&members) } else { Vec::new() };
+        report.decision = Some(if wake.is_empty() { Decision::None } else { Decision::Wake });
+        report.reasons = need.reasons;
+        info!(group = %self.config.group, keys = report.keys_total, %at, decision = ?report.decision, "ingress");
+        let (services, wake_failures) =
+            scale_aws::execute(&self.ecs, &self.scaling, &members, wake, self.config.dry_run).await;
+        failures.extend(wake_failures);
+        report.services = services;
+        report.left_alone = left_alone(&members);
+        nightshift::emit(FUNCTION, &report);
+        if failures.is_empty() { Ok(report) } else { Err(ScaleError::Failed { failures }) }
+    }
+}

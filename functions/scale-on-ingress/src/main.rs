@@ -1,0 +1,17 @@
+use std::sync::Arc;
+
+use lambda_runtime::{Error, run, service_fn};
+use nightshift::scale::ScaleConfig;
+use nightshift::{SystemClock, aws, config::ProcessEnv};
+use scale_on_ingress::ScaleOnIngress;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = ScaleConfig::from_vars(&ProcessEnv).inspect_err(|err| {
+        tracing::error!(error = %err, "scale-on-ingress cannot start");
+    })?;
+    let sdk = aws::sdk_config().await;
+    let function = ScaleOnIngress::new(config, aws::ecs_client(&sdk), aws::scaling_client(&sdk), Arc::new(SystemClock));
+    run(service_fn(|event| function.handle(event))).await
+}

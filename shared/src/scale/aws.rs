@@ -1,0 +1,310 @@
+//! The group's AWS calls (ECS, Application Auto Scaling): observe and apply, never decide.
+
+use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
+use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_ecs::types::{DesiredStatus, Service, ServiceField, Tag, TaskField};
+use chrono::{DateTime, SecondsFormat, Utc};
+use lambda_runtime::Diagnostic;
+use serde::Serialize;
+
+use super::plan::{Member, MemberPlan, Step};
+use super::{
+    AWAKE_COUNT_TAG, DAGSTER_RUN_TAG, LAST_ACTIVITY_TAG, MAX_CAPACITY_TAG, MIN_CAPACITY_TAG, SCALE_GROUP_TAG,
+    ScaleConfig, WAKE_ORDER_TAG,
+};
+use crate::{ConfigError, LambdaFailure};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScaleError {
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
+    #[error("{operation} on {target} failed: {message}")]
+    Aws {
+        operation: &'static str,
+        target: String,
+        message: String,
+    },
+    #[error("{} of the group's services failed: {}", failures.len(), failures.join("; "))]
+    Failed { failures: Vec<String> },
+}
+
+impl LambdaFailure for ScaleError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "ConfigError",
+            Self::InvalidEvent(_) => "InvalidEvent",
+            Self::Aws { .. } => "AwsError",
+            Self::Failed { .. } => "ScaleFailed",
+        }
+    }
+}
+
+impl From<ScaleError> for Diagnostic {
+    fn from(err: ScaleError) -> Self {
+        err.diagnostic()
+    }
+}
+
+fn aws_error<E>(operation: &'static str, target: &str, err: E) -> ScaleError
+where
+    E: ProvideErrorMetadata + std::error::Error,
+{
+    ScaleError::Aws {
+        operation,
+        target: target.to_owned(),
+        message: err.message().map_or_else(|| DisplayErrorContext(&err).to_string(), str::to_owned),
+    }
+}
+
+/// The Application Auto Scaling resource ID of an ECS service.
+pub fn resource_id(cluster: &str, service: &str) -> String {
+    format!("service/{cluster}/{service}")
+}
+
+fn tag<'a>(service: &'a Service, key: &str) -> Option<&'a str> {
+    service.tags().iter().find(|t| t.key() == Some(key)).and_then(Tag::value)
+}
+
+/// Reads a member from its service's tags; `None` when not in the group.
+pub fn member_of(service: &Service, group: &str) -> Option<Member> {
+    if tag(service, SCALE_GROUP_TAG) != Some(group) {
+        return None;
+    }
+    let mut problems = Vec::new();
+    let mut number = |key: &str, default: i64, min: i64| -> i64 {
+        match tag(service, key) {
+            None => default,
+            Some(v) => v.trim().parse::<i64>().ok().filter(|n| *n >= min).unwrap_or_else(|| {
+                problems.push(format!("{key} {v:?} is not a whole number from {min}"));
+                default
+            }),
+        }
+    };
+    let awake_count = number(AWAKE_COUNT_TAG, 1, 0);
+    let wake_order = number(WAKE_ORDER_TAG, 0, i64::MIN);
+    let min = tag(service, MIN_CAPACITY_TAG).map(|_| number(MIN_CAPACITY_TAG, 0, 0));
+    let max = tag(service, MAX_CAPACITY_TAG).map(|_| number(MAX_CAPACITY_TAG, 0, 0));
+    let remembered = match (min, max) {
+        (Some(min), Some(max)) => Some((min as i32, max as i32)),
+        (None, None) => None,
+        _ => {
+            problems.push(format!("only one of {MIN_CAPACITY_TAG} and {MAX_CAPACITY_TAG} is set"));
+            None
+        }
+    };
+    let cluster_arn = service.cluster_arn().unwrap_or_default();
+    Some(Member {
+        cluster: cluster_arn.rsplit('/').next().unwrap_or(cluster_arn).to_owned(),
+        service: service.service_name().unwrap_or_default().to_owned(),
+        arn: service.service_arn().unwrap_or_default().to_owned(),
+        desired: service.desired_count(),
+        awake_count: i32::try_from(awake_count).unwrap_or(1),
+        wake_order,
+        // An unreadable time counts as none: the next ingress writes a good one.
+        last_activity: tag(service, LAST_ACTIVITY_TAG)
+            .and_then(|t| DateTime::parse_from_rfc3339(t.trim()).ok())
+            .map(|t| t.with_timezone(&Utc)),
+        remembered,
+        target: None,
+        problem: (!problems.is_empty()).then(|| problems.join("; ")),
+    })
+}
+
+/// The group's services in the configured clusters, with their scalable targets.
+pub async fn observe_members(
+    ecs: &aws_sdk_ecs::Client,
+    scaling: &aws_sdk_applicationautoscaling::Client,
+    config: &ScaleConfig,
+) -> Result<Vec<Member>, ScaleError> {
+    let mut members = Vec::new();
+    for cluster in &config.clusters {
+        let mut arns = Vec::new();
+        let mut pages = ecs.list_services().cluster(cluster).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| aws_error("ListServices", cluster, e.into_service_error()))?;
+            arns.extend(page.service_arns().iter().cloned());
+        }
+        for batch in arns.chunks(10) {
+            let out = ecs
+                .describe_services()
+                .cluster(cluster)
+                .set_services(Some(batch.to_vec()))
+                .include(ServiceField::Tags)
+                .send()
+                .await
+                .map_err(|e| aws_error("DescribeServices", cluster, e.into_service_error()))?;
+            members.extend(out.services().iter().filter_map(|s| member_of(s, &config.group)));
+        }
+    }
+    let ids: Vec<String> = members.iter().map(|m| resource_id(&m.cluster, &m.service)).collect();
+    for batch in ids.chunks(50) {
+        let out = scaling
+            .describe_scalable_targets()
+            .service_namespace(ServiceNamespace::Ecs)
+            .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+            .set_resource_ids(Some(batch.to_vec()))
+            .send()
+            .await
+            .map_err(|e| aws_error("DescribeScalableTargets", &config.group, e.into_service_error()))?;
+        for target in out.scalable_targets() {
+            if let Some(m) = members
+                .iter_mut()
+                .find(|m| resource_id(&m.cluster, &m.service) == target.resource_id())
+            {
+                m.target = Some((target.min_capacity(), target.max_capacity()));
+            }
+        }
+    }
+    Ok(members)
+}
+
+/// The Dagster runs in flight: tasks tagged `dagster/run_id` that are not
+/// STOPPED, stopping ones included.
+pub async fn runs_in_flight(ecs: &aws_sdk_ecs::Client, clusters: &[String]) -> Result<Vec<String>, ScaleError> {
+    let mut runs = Vec::new();
+    for cluster in clusters {
+        let mut arns = Vec::new();
+        for desired in [DesiredStatus::Running, DesiredStatus::Stopped] {
+            let mut pages = ecs.list_tasks().cluster(cluster).desired_status(desired).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| aws_error("ListTasks", cluster, e.into_service_error()))?;
+                arns.extend(page.task_arns().iter().cloned());
+            }
+        }
+        for batch in arns.chunks(100) {
+            let out = ecs
+                .describe_tasks()
+                .cluster(cluster)
+                .set_tasks(Some(batch.to_vec()))
+                .include(TaskField::Tags)
+                .send()
+                .await
+                .map_err(|e| aws_error("DescribeTasks", cluster, e.into_service_error()))?;
+            for task in out.tasks() {
+                let run = task.tags().iter().find(|t| t.key() == Some(DAGSTER_RUN_TAG)).and_then(Tag::value);
+                if let Some(run) = run
+                    && task.last_status() != Some("STOPPED")
+                    && !runs.iter().any(|r| r == run)
+                {
+                    runs.push(run.to_owned());
+                }
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// The RFC 3339 UTC form nightshift writes times in.
+pub fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Applies one step to one member.
+pub async fn apply_step(
+    ecs: &aws_sdk_ecs::Client,
+    scaling: &aws_sdk_applicationautoscaling::Client,
+    member: &Member,
+    step: &Step,
+) -> Result<(), ScaleError> {
+    let target = format!("{}/{}", member.cluster, member.service);
+    let tag = |k: &str, v: String| Tag::builder().key(k).value(v).build();
+    match step {
+        Step::RememberCapacity { min, max } => ecs
+            .tag_resource()
+            .resource_arn(&member.arn)
+            .tags(tag(MIN_CAPACITY_TAG, min.to_string()))
+            .tags(tag(MAX_CAPACITY_TAG, max.to_string()))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| aws_error("TagResource", &target, e.into_service_error())),
+        Step::RecordActivity { at } => ecs
+            .tag_resource()
+            .resource_arn(&member.arn)
+            .tags(tag(LAST_ACTIVITY_TAG, rfc3339(*at)))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| aws_error("TagResource", &target, e.into_service_error())),
+        Step::ForgetCapacity => ecs
+            .untag_resource()
+            .resource_arn(&member.arn)
+            .tag_keys(MIN_CAPACITY_TAG)
+            .tag_keys(MAX_CAPACITY_TAG)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| aws_error("UntagResource", &target, e.into_service_error())),
+        Step::SetCapacity { min, max } => scaling
+            .register_scalable_target()
+            .service_namespace(ServiceNamespace::Ecs)
+            .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+            .resource_id(resource_id(&member.cluster, &member.service))
+            .min_capacity(*min)
+            .max_capacity(*max)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| aws_error("RegisterScalableTarget", &target, e.into_service_error())),
+        Step::SetDesired { count } => ecs
+            .update_service()
+            .cluster(&member.cluster)
+            .service(&member.service)
+            .desired_count(*count)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| aws_error("UpdateService", &target, e.into_service_error())),
+    }
+}
+
+/// What was (or, with `DRY_RUN`, would be) done to one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceReport {
+    pub cluster: String,
+    pub service: String,
+    pub wake_order: i64,
+    pub desired_before: i32,
+    pub steps: Vec<Step>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Applies the plans in their order (unless `dry_run`); a member whose step
+/// fails stops there, the others go on. Returns the reports and the failures.
+pub async fn execute(
+    ecs: &aws_sdk_ecs::Client,
+    scaling: &aws_sdk_applicationautoscaling::Client,
+    members: &[Member],
+    plans: Vec<MemberPlan>,
+    dry_run: bool,
+) -> (Vec<ServiceReport>, Vec<String>) {
+    let mut reports = Vec::new();
+    let mut failures = Vec::new();
+    for plan in plans {
+        let member = &members[plan.member];
+        let mut error = None;
+        if !dry_run {
+            for step in &plan.steps {
+                if let Err(err) = apply_step(ecs, scaling, member, step).await {
+                    tracing::warn!(cluster = %member.cluster, service = %member.service, error = %err, "step failed");
+                    failures.push(err.to_string());
+                    error = Some(err.to_string());
+                    break;
+                }
+            }
+        }
+        tracing::info!(cluster = %member.cluster, service = %member.service, steps = ?plan.steps, dry_run, "scaled");
+        reports.push(ServiceReport {
+            cluster: member.cluster.clone(),
+            service: member.service.clone(),
+            wake_order: member.wake_order,
+            desired_before: member.desired,
+            steps: plan.steps,
+            error,
+        });
+    }
+    (reports, failures)
+}

@@ -1,0 +1,325 @@
+//! Is the group needed, and what sleeping or waking it takes. No AWS calls.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use super::schedule::AwakeSchedule;
+
+/// A service of the group, as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub cluster: String,
+    pub service: String,
+    pub arn: String,
+    pub desired: i32,
+    /// `nightshift:awake-count`, default 1.
+    pub awake_count: i32,
+    /// `nightshift:wake-order`, default 0: lower wakes first and sleeps last.
+    pub wake_order: i64,
+    /// `nightshift:last-activity`.
+    pub last_activity: Option<DateTime<Utc>>,
+    /// `nightshift:min-capacity` and `nightshift:max-capacity`, set while asleep.
+    pub remembered: Option<(i32, i32)>,
+    /// The Application Auto Scaling target's (min, max), if it has one.
+    pub target: Option<(i32, i32)>,
+    /// Tags that could not be read; such a service is left alone.
+    pub problem: Option<String>,
+}
+
+/// Whether the group is needed now, and every reason, in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Need {
+    pub needed: bool,
+    pub reasons: Vec<String>,
+}
+
+fn minutes(d: Duration) -> i64 {
+    d.num_minutes()
+}
+
+/// The group is needed when now is inside an awake window, the last ingress
+/// was less than `idle` ago, or a Dagster run is in flight.
+pub fn assess(
+    now: DateTime<Utc>,
+    schedule: &AwakeSchedule,
+    idle: Duration,
+    last_activity: Option<DateTime<Utc>>,
+    runs_in_flight: &[String],
+) -> Need {
+    let mut reasons = Vec::new();
+    let mut needed = false;
+    match schedule.window_at(now) {
+        Some(window) => {
+            needed = true;
+            reasons.push(format!("inside {window} {}", schedule.timezone));
+        }
+        None if !schedule.windows.is_empty() => reasons.push(format!("outside the awake windows ({})", schedule.timezone)),
+        None => {}
+    }
+    match last_activity {
+        Some(at) if now - at < idle => {
+            needed = true;
+            reasons.push(format!("ingress {} min ago < {}", minutes(now - at).max(0), minutes(idle)));
+        }
+        Some(at) => reasons.push(format!("idle {} min >= {}", minutes(now - at), minutes(idle))),
+        None => reasons.push("no ingress recorded".into()),
+    }
+    if runs_in_flight.is_empty() {
+        reasons.push("no run in flight".into());
+    } else {
+        needed = true;
+        for run in runs_in_flight {
+            reasons.push(format!("run {run} in flight"));
+        }
+    }
+    Need { needed, reasons }
+}
+
+/// The latest activity recorded on any member.
+pub fn last_activity(members: &[Member]) -> Option<DateTime<Utc>> {
+    members.iter().filter_map(|m| m.last_activity).max()
+}
+
+/// One change to one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum Step {
+    /// Tag the service with the target's awake capacity.
+    RememberCapacity { min: i32, max: i32 },
+    /// Register the scalable target with this capacity.
+    SetCapacity { min: i32, max: i32 },
+    /// Remove the remembered capacity tags.
+    ForgetCapacity,
+    /// Set the service's desired count.
+    SetDesired { count: i32 },
+    /// Tag the service with the time of the last ingress.
+    RecordActivity { at: DateTime<Utc> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Sleep,
+    Wake,
+    None,
+}
+
+/// The steps for one member, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberPlan {
+    pub member: usize,
+    pub steps: Vec<Step>,
+}
+
+fn by_wake_order(members: &[Member]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..members.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&members[a], &members[b]);
+        (a.wake_order, &a.cluster, &a.service).cmp(&(b.wake_order, &b.cluster, &b.service))
+    });
+    order
+}
+
+/// Sleep: in reverse wake order, remember each scalable target's capacity and
+/// set it to 0..0, then the desired count to 0. Already asleep: nothing.
+pub fn plan_sleep(members: &[Member]) -> Vec<MemberPlan> {
+    by_wake_order(members)
+        .into_iter()
+        .rev()
+        .filter(|&i| members[i].problem.is_none())
+        .filter_map(|i| {
+            let m = &members[i];
+            let mut steps = Vec::new();
+            if let Some((min, max)) = m.target
+                && (min, max) != (0, 0)
+            {
+                // A target at 0..0 with a remembered capacity slept already; its memory stays.
+                steps.push(Step::RememberCapacity { min, max });
+                steps.push(Step::SetCapacity { min: 0, max: 0 });
+            }
+            if m.desired > 0 {
+                steps.push(Step::SetDesired { count: 0 });
+            }
+            (!steps.is_empty()).then_some(MemberPlan { member: i, steps })
+        })
+        .collect()
+}
+
+/// Wake: in wake order, restore each remembered capacity, then set the
+/// desired count to the awake count. Services already up are left as they are.
+pub fn plan_wake(members: &[Member]) -> Vec<MemberPlan> {
+    by_wake_order(members)
+        .into_iter()
+        .filter(|&i| members[i].problem.is_none())
+        .filter_map(|i| {
+            let m = &members[i];
+            let mut steps = Vec::new();
+            if let Some((min, max)) = m.remembered {
+                if m.target.is_some() {
+                    steps.push(Step::SetCapacity { min, max });
+                }
+                steps.push(Step::ForgetCapacity);
+            }
+            if m.desired == 0 && m.awake_count > 0 {
+                steps.push(Step::SetDesired { count: m.awake_count });
+            }
+            (!steps.is_empty()).then_some(MemberPlan { member: i, steps })
+        })
+        .collect()
+}
+
+/// `scale-to-zero`'s decision: sleep a group not needed that is up, wake a
+/// needed group that sleeps, else nothing.
+pub fn decide(need: &Need, members: &[Member]) -> (Decision, Vec<MemberPlan>) {
+    if need.needed {
+        let wake = plan_wake(members);
+        if wake.is_empty() { (Decision::None, wake) } else { (Decision::Wake, wake) }
+    } else {
+        let sleep = plan_sleep(members);
+        if sleep.is_empty() { (Decision::None, sleep) } else { (Decision::Sleep, sleep) }
+    }
+}
+
+/// The members whose recorded activity must move to `at`: never backwards,
+/// and not when the stored time is less than a minute older.
+pub fn plan_activity(members: &[Member], at: DateTime<Utc>) -> Vec<MemberPlan> {
+    (0..members.len())
+        .filter(|&i| members[i].problem.is_none())
+        .filter(|&i| members[i].last_activity.is_none_or(|stored| at - stored >= Duration::minutes(1)))
+        .map(|i| MemberPlan {
+            member: i,
+            steps: vec![Step::RecordActivity { at }],
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use chrono_tz::Tz;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 28, 3, 0, 0).unwrap() // a Saturday night
+    }
+
+    fn member(service: &str, wake_order: i64, desired: i32) -> Member {
+        Member {
+            cluster: "dagster".into(),
+            service: service.into(),
+            arn: format!("arn:aws:ecs:eu-west-1:123456789012:service/dagster/{service}"),
+            desired,
+            awake_count: 1,
+            wake_order,
+            last_activity: None,
+            remembered: None,
+            target: None,
+            problem: None,
+        }
+    }
+
+    fn no_windows() -> AwakeSchedule {
+        AwakeSchedule::parse("", Tz::UTC).unwrap()
+    }
+
+    #[test]
+    fn the_group_is_needed_for_a_window_recent_ingress_or_a_run_and_says_which() {
+        let idle = Duration::minutes(30);
+        let london = AwakeSchedule::parse("Sat 02:00-04:00", chrono_tz::Europe::London).unwrap();
+        // (schedule, minutes since the last ingress, runs in flight, needed, reasons)
+        type Row<'a> = (&'a AwakeSchedule, Option<i64>, &'a [&'a str], bool, &'a [&'a str]);
+        let table: [Row; 6] = [
+            (&no_windows(), None, &[], false, &["no ingress recorded", "no run in flight"]),
+            (&no_windows(), Some(42), &[], false, &["idle 42 min >= 30", "no run in flight"]),
+            (&no_windows(), Some(30), &[], false, &["idle 30 min >= 30", "no run in flight"]),
+            (&no_windows(), Some(29), &[], true, &["ingress 29 min ago < 30", "no run in flight"]),
+            (&no_windows(), Some(600), &["7f3a"], true, &["idle 600 min >= 30", "run 7f3a in flight"]),
+            (&london, Some(600), &[], true, &["inside Sat 02:00-04:00 Europe/London", "idle 600 min >= 30", "no run in flight"]),
+        ];
+        for (schedule, ago, runs, needed, reasons) in table {
+            let runs: Vec<String> = runs.iter().map(|r| (*r).to_owned()).collect();
+            let need = assess(now(), schedule, idle, ago.map(|m| now() - Duration::minutes(m)), &runs);
+            assert_eq!(need, Need { needed, reasons: reasons.iter().map(|r| (*r).to_owned()).collect() }, "{ago:?} {runs:?}");
+        }
+    }
+
+    #[test]
+    fn sleep_goes_in_reverse_wake_order_and_remembers_the_capacity() {
+        let mut code = member("code-location", 0, 1);
+        code.target = Some((1, 4));
+        let members = vec![member("webserver", 1, 1), code, member("daemon", 1, 2)];
+        let plan = plan_sleep(&members);
+        let order: Vec<&str> = plan.iter().map(|p| members[p.member].service.as_str()).collect();
+        assert_eq!(order, ["webserver", "daemon", "code-location"]);
+        assert_eq!(
+            plan[2].steps,
+            [Step::RememberCapacity { min: 1, max: 4 }, Step::SetCapacity { min: 0, max: 0 }, Step::SetDesired { count: 0 }]
+        );
+        assert_eq!(plan[0].steps, [Step::SetDesired { count: 0 }]);
+    }
+
+    #[test]
+    fn wake_goes_in_wake_order_and_restores_the_capacity() {
+        let mut code = member("code-location", 0, 0);
+        code.target = Some((0, 0));
+        code.remembered = Some((1, 4));
+        let mut web = member("webserver", 1, 0);
+        web.awake_count = 2;
+        let members = vec![web, member("daemon", 1, 0), code];
+        let plan = plan_wake(&members);
+        let order: Vec<&str> = plan.iter().map(|p| members[p.member].service.as_str()).collect();
+        assert_eq!(order, ["code-location", "daemon", "webserver"]);
+        assert_eq!(
+            plan[0].steps,
+            [Step::SetCapacity { min: 1, max: 4 }, Step::ForgetCapacity, Step::SetDesired { count: 1 }]
+        );
+        assert_eq!(plan[2].steps, [Step::SetDesired { count: 2 }]);
+    }
+
+    #[test]
+    fn an_asleep_group_does_not_sleep_again_and_an_awake_one_does_not_wake_again() {
+        let mut code = member("code-location", 0, 0);
+        code.target = Some((0, 0));
+        code.remembered = Some((1, 4));
+        let asleep = vec![member("daemon", 1, 0), code];
+        assert!(plan_sleep(&asleep).is_empty());
+        let mut code = member("code-location", 0, 3);
+        code.target = Some((1, 4));
+        let awake = vec![member("daemon", 1, 1), code];
+        assert!(plan_wake(&awake).is_empty(), "a service scaled past its awake count stays as it is");
+    }
+
+    #[test]
+    fn the_decision_follows_the_need_and_the_state() {
+        let need = |needed| Need { needed, reasons: vec![] };
+        let awake = vec![member("daemon", 1, 1)];
+        let asleep = vec![member("daemon", 1, 0)];
+        assert_eq!(decide(&need(false), &awake).0, Decision::Sleep);
+        assert_eq!(decide(&need(false), &asleep).0, Decision::None);
+        assert_eq!(decide(&need(true), &asleep).0, Decision::Wake);
+        assert_eq!(decide(&need(true), &awake).0, Decision::None);
+    }
+
+    #[test]
+    fn a_member_with_unreadable_tags_is_left_alone() {
+        let mut odd = member("odd", 0, 1);
+        odd.problem = Some("nightshift:awake-count \"many\" is not a whole number".into());
+        assert!(plan_sleep(std::slice::from_ref(&odd)).is_empty());
+        odd.desired = 0;
+        assert!(plan_wake(std::slice::from_ref(&odd)).is_empty());
+    }
+
+    #[test]
+    fn activity_moves_forward_only_and_at_most_once_a_minute() {
+        let at = now();
+        let with = |ago: Option<i64>| {
+            let mut m = member("daemon", 1, 1);
+            m.last_activity = ago.map(|s| at - Duration::seconds(s));
+            m
+        };
+        let table = [(None, true), (Some(60), true), (Some(59), false), (Some(0), false), (Some(-300), false)];
+        for (ago, writes) in table {
+            assert_eq!(!plan_activity(&[with(ago)], at).is_empty(), writes, "stored {ago:?} s before");
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! `AWAKE_SCHEDULE`: weekly windows of local time when the group stays up.
+//!
+//! `Mon-Fri 07:00-19:00`, several separated by commas (`Mon-Fri 07:00-19:00,
+//! Sat 09:00-13:00`). Days are `Mon`..`Sun`, a range (`Fri-Mon` wraps), or
+//! `Daily`. A window whose end is not after its start runs past midnight into
+//! the next day (`Fri 22:00-02:00` ends Saturday 02:00); `24:00` is the end of
+//! the day. Times are wall-clock times in `TIMEZONE`, so daylight saving moves
+//! them with the clocks.
+
+use std::fmt;
+
+use chrono::{DateTime, Datelike, NaiveTime, Timelike, Utc, Weekday};
+use chrono_tz::Tz;
+
+const DAYS: [(&str, Weekday); 7] = [
+    ("mon", Weekday::Mon),
+    ("tue", Weekday::Tue),
+    ("wed", Weekday::Wed),
+    ("thu", Weekday::Thu),
+    ("fri", Weekday::Fri),
+    ("sat", Weekday::Sat),
+    ("sun", Weekday::Sun),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwakeWindow {
+    /// Days the window starts on, Monday first.
+    days: [bool; 7],
+    /// Minutes after midnight.
+    start: u32,
+    end: u32,
+    text: String,
+}
+
+impl fmt::Display for AwakeWindow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+fn parse_day(s: &str) -> Option<Weekday> {
+    let s = s.to_ascii_lowercase();
+    DAYS.iter().find(|(name, _)| s == *name).map(|(_, d)| *d)
+}
+
+fn parse_minutes(s: &str) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    match (h, m) {
+        (24, 0) => Some(24 * 60),
+        (0..=23, 0..=59) => Some(h * 60 + m),
+        _ => None,
+    }
+}
+
+impl AwakeWindow {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let bad = |why: &str| format!("{text:?}: {why} (expected e.g. \"Mon-Fri 07:00-19:00\")");
+        let (days_text, times) = text.split_once(char::is_whitespace).ok_or_else(|| bad("no time range"))?;
+        let mut days = [false; 7];
+        if days_text.eq_ignore_ascii_case("daily") {
+            days = [true; 7];
+        } else {
+            let (first, last) = match days_text.split_once('-') {
+                Some((a, b)) => (a, b),
+                None => (days_text, days_text),
+            };
+            let first = parse_day(first).ok_or_else(|| bad("unknown day"))?;
+            let last = parse_day(last).ok_or_else(|| bad("unknown day"))?;
+            let mut day = first;
+            loop {
+                days[day.num_days_from_monday() as usize] = true;
+                if day == last {
+                    break;
+                }
+                day = day.succ();
+            }
+        }
+        let (start, end) = times.trim().split_once('-').ok_or_else(|| bad("no time range"))?;
+        let start = parse_minutes(start.trim()).filter(|m| *m < 24 * 60).ok_or_else(|| bad("start is not HH:MM"))?;
+        let end = parse_minutes(end.trim()).ok_or_else(|| bad("end is not HH:MM"))?;
+        if start == end {
+            return Err(bad("the window is empty"));
+        }
+        Ok(Self {
+            days,
+            start,
+            end,
+            text: text.split_whitespace().collect::<Vec<_>>().join(" "),
+        })
+    }
+
+    fn starts_on(&self, day: Weekday) -> bool {
+        self.days[day.num_days_from_monday() as usize]
+    }
+
+    /// Whether a local weekday and minute of the day fall inside.
+    fn contains_local(&self, day: Weekday, minute: u32) -> bool {
+        if self.start < self.end {
+            self.starts_on(day) && (self.start..self.end).contains(&minute)
+        } else {
+            (self.starts_on(day) && minute >= self.start) || (self.starts_on(day.pred()) && minute < self.end)
+        }
+    }
+}
+
+/// All the windows, and the zone their times are in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwakeSchedule {
+    pub windows: Vec<AwakeWindow>,
+    pub timezone: Tz,
+}
+
+impl AwakeSchedule {
+    /// Parses `AWAKE_SCHEDULE` (may be empty: no windows).
+    pub fn parse(schedule: &str, timezone: Tz) -> Result<Self, String> {
+        let windows = schedule
+            .split(',')
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+            .map(AwakeWindow::parse)
+            .collect::<Result<_, _>>()?;
+        Ok(Self { windows, timezone })
+    }
+
+    /// The window `now` falls in, if any.
+    pub fn window_at(&self, now: DateTime<Utc>) -> Option<&AwakeWindow> {
+        let local = now.with_timezone(&self.timezone);
+        let time: NaiveTime = local.time();
+        let minute = time.hour() * 60 + time.minute();
+        self.windows.iter().find(|w| w.contains_local(local.weekday(), minute))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
+    }
+
+    fn inside(schedule: &str, tz: Tz, now: DateTime<Utc>) -> Option<String> {
+        AwakeSchedule::parse(schedule, tz).unwrap().window_at(now).map(ToString::to_string)
+    }
+
+    #[test]
+    fn a_working_week_window() {
+        // 2026-11-23 is a Monday.
+        let s = "Mon-Fri 07:00-19:00";
+        let table = [
+            (utc(2026, 11, 23, 6, 59), false),
+            (utc(2026, 11, 23, 7, 0), true),
+            (utc(2026, 11, 23, 18, 59), true),
+            (utc(2026, 11, 23, 19, 0), false),
+            (utc(2026, 11, 27, 12, 0), true),
+            (utc(2026, 11, 28, 12, 0), false),
+            (utc(2026, 11, 29, 12, 0), false),
+        ];
+        for (now, want) in table {
+            assert_eq!(inside(s, Tz::UTC, now).is_some(), want, "{now}");
+        }
+    }
+
+    #[test]
+    fn windows_across_midnight_end_the_next_day() {
+        // Friday 22:00 to Saturday 02:00; the Thursday night is not in it.
+        let s = "Fri 22:00-02:00";
+        let table = [
+            (utc(2026, 11, 27, 21, 59), false),
+            (utc(2026, 11, 27, 22, 0), true),
+            (utc(2026, 11, 28, 1, 59), true),
+            (utc(2026, 11, 28, 2, 0), false),
+            (utc(2026, 11, 27, 1, 0), false),
+        ];
+        for (now, want) in table {
+            assert_eq!(inside(s, Tz::UTC, now).is_some(), want, "{now}");
+        }
+        // Up to the end of the day, and a week that wraps.
+        assert!(inside("Sun 20:00-24:00", Tz::UTC, utc(2026, 11, 29, 23, 59)).is_some());
+        assert!(inside("Sat-Mon 10:00-11:00", Tz::UTC, utc(2026, 11, 30, 10, 30)).is_some());
+        assert!(inside("Sat-Mon 10:00-11:00", Tz::UTC, utc(2026, 11, 24, 10, 30)).is_none());
+    }
+
+    #[test]
+    fn daylight_saving_moves_the_window_with_the_clocks() {
+        let london = chrono_tz::Europe::London;
+        let s = "Mon-Fri 07:00-19:00";
+        // Winter (GMT): 06:30 UTC is 06:30 local, outside; summer (BST): it is 07:30, inside.
+        assert!(inside(s, london, utc(2026, 3, 27, 6, 30)).is_none());
+        assert!(inside(s, london, utc(2026, 3, 30, 6, 30)).is_some());
+        // Back in autumn (clocks went back on 25 October 2026): 18:30 UTC is 18:30 local, inside.
+        assert!(inside(s, london, utc(2026, 10, 26, 18, 30)).is_some());
+        assert!(inside(s, london, utc(2026, 10, 23, 18, 30)).is_none(), "19:30 BST");
+        // The report names the window as written.
+        assert_eq!(inside(s, london, utc(2026, 3, 30, 6, 30)).unwrap(), "Mon-Fri 07:00-19:00");
+    }
+
+    #[test]
+    fn several_windows_are_separated_by_commas() {
+        let s = "Mon-Fri 07:00-19:00, Sat 09:00-13:00";
+        assert_eq!(inside(s, Tz::UTC, utc(2026, 11, 28, 10, 0)).as_deref(), Some("Sat 09:00-13:00"));
+        assert!(AwakeSchedule::parse("", Tz::UTC).unwrap().windows.is_empty());
+        assert_eq!(inside("daily 00:00-24:00", Tz::UTC, utc(2026, 11, 29, 3, 0)).as_deref(), Some("daily 00:00-24:00"));
+    }
+
+    #[test]
+    fn malformed_windows_say_what_is_wrong() {
+        let table = [
+            ("Mon-Fri", "no time range"),
+            ("Mon-Fri 7:00-19:00", "start is not HH:MM"),
+            ("Funday 07:00-19:00", "unknown day"),
+            ("Mon 07:00-25:00", "end is not HH:MM"),
+            ("Mon 07:00", "no time range"),
+            ("Mon 07:00-07:00", "empty"),
+            ("Mon 24:00-01:00", "start is not HH:MM"),
+        ];
+        for (window, why) in table {
+            let err = AwakeSchedule::parse(window, Tz::UTC).unwrap_err();
+            assert!(err.contains(why), "{window}: {err}");
+        }
+    }
+}
