@@ -90,7 +90,7 @@ impl ScaleOnIngress {
 
         // Ingress only ever wakes: runs in flight matter for sleeping, which is scale-to-zero's.
         let last = plan::last_activity(&members).max(Some(at));
-        let need = plan::assess(now, &self.config.schedule, self.config.idle(), last, &[]);
+        let need = plan::assess(now, &self.config.schedule, self.config.idle(), last, None);
         let wake = if need.needed { plan::plan_wake(&members) } else { Vec::new() };
         report.decision = Some(if wake.is_empty() { Decision::None } else { Decision::Wake });
         report.reasons = need.reasons;

@@ -60,7 +60,7 @@ impl ScaleToZero {
         let members = scale_aws::observe_members(&self.ecs, &self.scaling, &self.config).await?;
         let runs = scale_aws::runs_in_flight(&self.ecs, &self.config.clusters).await?;
         let last_activity = plan::last_activity(&members);
-        let need = plan::assess(now, &self.config.schedule, self.config.idle(), last_activity, &runs);
+        let need = plan::assess(now, &self.config.schedule, self.config.idle(), last_activity, Some(&runs));
         let (decision, plans) = plan::decide(&need, &members);
         info!(group = %self.config.group, ?decision, reasons = ?need.reasons, members = members.len(), "decision");
         let (services, failures) =

@@ -38,13 +38,14 @@ fn minutes(d: Duration) -> i64 {
 }
 
 /// The group is needed when now is inside an awake window, the last ingress
-/// was less than `idle` ago, or a Dagster run is in flight.
+/// was less than `idle` ago, or a Dagster run is in flight. `runs` is `None`
+/// when they were not looked at (waking on ingress does not need them).
 pub fn assess(
     now: DateTime<Utc>,
     schedule: &AwakeSchedule,
     idle: Duration,
     last_activity: Option<DateTime<Utc>>,
-    runs_in_flight: &[String],
+    runs: Option<&[String]>,
 ) -> Need {
     let mut reasons = Vec::new();
     let mut needed = false;
@@ -64,13 +65,13 @@ pub fn assess(
         Some(at) => reasons.push(format!("idle {} min >= {}", minutes(now - at), minutes(idle))),
         None => reasons.push("no ingress recorded".into()),
     }
-    if runs_in_flight.is_empty() {
-        reasons.push("no run in flight".into());
-    } else {
-        needed = true;
-        for run in runs_in_flight {
-            reasons.push(format!("run {run} in flight"));
+    match runs {
+        Some([]) => reasons.push("no run in flight".into()),
+        Some(runs) => {
+            needed = true;
+            reasons.extend(runs.iter().map(|run| format!("run {run} in flight")));
         }
+        None => {}
     }
     Need { needed, reasons }
 }
@@ -238,9 +239,11 @@ mod tests {
         ];
         for (schedule, ago, runs, needed, reasons) in table {
             let runs: Vec<String> = runs.iter().map(|r| (*r).to_owned()).collect();
-            let need = assess(now(), schedule, idle, ago.map(|m| now() - Duration::minutes(m)), &runs);
+            let need = assess(now(), schedule, idle, ago.map(|m| now() - Duration::minutes(m)), Some(&runs));
             assert_eq!(need, Need { needed, reasons: reasons.iter().map(|r| (*r).to_owned()).collect() }, "{ago:?} {runs:?}");
         }
+        let unread = assess(now(), &no_windows(), idle, Some(now()), None);
+        assert_eq!(unread.reasons, ["ingress 0 min ago < 30"], "runs not looked at are not reported");
     }
 
     #[test]

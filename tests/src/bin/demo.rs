@@ -15,12 +15,12 @@ use aws_sdk_s3::types::{
 };
 use chrono::Utc;
 use nightshift_tests::event;
-use nightshift_tests::platform::{CLUSTER, registry, seed_shop};
+use nightshift_tests::platform::{CLUSTER, DAGSTER, registry, seed_dagster, seed_shop, start_run};
 use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
 use nightshift_tests::sandbox::Sandbox;
 use serde_json::Value;
 
-const SCENES: [&str; 2] = ["expire-logs", "deploy-on-push"];
+const SCENES: [&str; 3] = ["expire-logs", "deploy-on-push", "scale"];
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -41,6 +41,9 @@ async fn main() -> ExitCode {
     }
     if wants("deploy-on-push") {
         ok &= deploy_on_push(&sandbox).await;
+    }
+    if wants("scale") {
+        ok &= scale(&sandbox).await;
     }
     println!("Stopping the sandbox.");
     drop(sandbox);
@@ -269,4 +272,118 @@ async fn deploy_on_push(sandbox: &Sandbox) -> bool {
     let moved = again["deployed"].as_array().map_or(0, Vec::len);
     println!("  {moved} services moved: nothing registered, nothing updated\n");
     moved == 0
+}
+
+async fn print_group(sandbox: &Sandbox) {
+    let ecs = sandbox.ecs();
+    let arns = ecs.list_services().cluster(DAGSTER).send().await.expect("list services").service_arns().to_vec();
+    let out = ecs
+        .describe_services()
+        .cluster(DAGSTER)
+        .set_services(Some(arns))
+        .include(aws_sdk_ecs::types::ServiceField::Tags)
+        .send()
+        .await
+        .expect("describe services");
+    let targets = sandbox
+        .scaling_counted()
+        .0
+        .describe_scalable_targets()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .send()
+        .await
+        .expect("describe scalable targets");
+    let mut services = out.services().to_vec();
+    services.sort_by(|a, b| a.service_name().cmp(&b.service_name()));
+    println!("  {:<14} {:>7}  {:<10} {}", "service", "desired", "capacity", "nightshift tags");
+    for service in services {
+        let name = service.service_name().unwrap_or_default();
+        let capacity = targets
+            .scalable_targets()
+            .iter()
+            .find(|t| t.resource_id() == format!("service/{DAGSTER}/{name}"))
+            .map_or("-".to_owned(), |t| format!("{}..{}", t.min_capacity(), t.max_capacity()));
+        let tags: Vec<String> = service
+            .tags()
+            .iter()
+            .filter(|t| t.key().is_some_and(|k| k.starts_with("nightshift:") && k != "nightshift:scale-group"))
+            .map(|t| format!("{}={}", t.key().unwrap_or_default().trim_start_matches("nightshift:"), t.value().unwrap_or_default()))
+            .collect();
+        let group = if service.tags().iter().any(|t| t.key() == Some("nightshift:scale-group")) { "" } else { " (not in the group)" };
+        println!("  {:<14} {:>7}  {:<10} {}{group}", name, service.desired_count(), capacity, tags.join(" "));
+    }
+}
+
+fn print_decision(report: &Value) {
+    let reasons: Vec<&str> = report["reasons"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    println!("  decision: {} ({})", report["decision"].as_str().unwrap_or("?"), reasons.join("; "));
+    for service in report["services"].as_array().into_iter().flatten() {
+        let steps: Vec<String> = service["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| match s["step"].as_str().unwrap_or_default() {
+                "set-desired" => format!("desired {}", s["count"]),
+                "set-capacity" => format!("capacity {}..{}", s["min"], s["max"]),
+                "remember-capacity" => format!("remember {}..{}", s["min"], s["max"]),
+                "forget-capacity" => "forget remembered capacity".to_owned(),
+                other => other.to_owned(),
+            })
+            .collect();
+        println!("    {} (wake order {}): {}", service["service"].as_str().unwrap_or_default(), service["wake_order"], steps.join(", "));
+    }
+}
+
+async fn scale(sandbox: &Sandbox) -> bool {
+    heading("scale-to-zero and scale-on-ingress: Dagster sleeps when idle, wakes on ingress");
+    let ecs = sandbox.ecs();
+    seed_dagster(&ecs, &sandbox.scaling_counted().0).await;
+    let idle_since = Utc::now() - chrono::Duration::minutes(45);
+    for name in ["code-location", "daemon", "webserver"] {
+        ecs.tag_resource()
+            .resource_arn(format!("arn:aws:ecs:us-east-1:123456789012:service/{DAGSTER}/{name}"))
+            .tags(aws_sdk_ecs::types::Tag::builder().key("nightshift:last-activity").value(nightshift::scale::aws::rfc3339(idle_since)).build())
+            .send()
+            .await
+            .expect("tag the group");
+    }
+    let run = start_run(sandbox, &ecs, "7f3a9c2e").await;
+    println!("Before (cluster {DAGSTER}; the last file landed 45 minutes ago; IDLE_MINUTES=30; run 7f3a9c2e is running):");
+    print_group(sandbox).await;
+
+    let mut env = sandbox.function_env();
+    env.extend([("CLUSTERS".to_owned(), DAGSTER.to_owned()), ("INGRESS_PREFIX".to_owned(), "landing/".to_owned())]);
+    let mut sleeper = FunctionProcess::spawn(&binary("scale-to-zero"), &env);
+    println!("\nscale-to-zero's 5-minute tick, while the run is in flight:");
+    let Some(report) = invoke(&mut sleeper, &event("scale-to-zero.schedule.json")) else { return false };
+    print_decision(&report);
+
+    ecs.stop_task().cluster(DAGSTER).task(run).send().await.expect("stop the run");
+    println!("\nThe run finishes; the next tick:");
+    let Some(report) = invoke(&mut sleeper, &event("scale-to-zero.schedule.json")) else { return false };
+    print_decision(&report);
+    print_group(sandbox).await;
+    let slept = report["decision"] == "sleep";
+
+    let s3 = sandbox.s3();
+    s3.create_bucket().bucket("dagster-ingress").send().await.expect("create the ingress bucket");
+    let key = "landing/la=bristol/care leavers 2026.csv";
+    s3.put_object().bucket("dagster-ingress").key(key).body(ByteStream::from_static(b"id,year\n1,2026\n")).send().await.expect("drop a file");
+    let mut notification = event("scale-on-ingress.s3-notification.json");
+    let records = notification["Records"].as_array_mut().expect("records");
+    records.truncate(1);
+    records[0]["eventTime"] = Value::String(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    records[0]["s3"]["object"]["key"] = Value::String("landing/la%3Dbristol/care+leavers+2026.csv".into());
+    println!("\nA file lands in the ingress bucket: s3://dagster-ingress/{key}");
+    let mut waker = FunctionProcess::spawn(&binary("scale-on-ingress"), &env);
+    let Some(report) = invoke(&mut waker, &notification) else { return false };
+    print_decision(&report);
+    print_group(sandbox).await;
+    let woke = report["decision"] == "wake";
+
+    println!("\nThe same notification again (S3 delivers at least once):");
+    let Some(again) = invoke(&mut waker, &notification) else { return false };
+    print_decision(&again);
+    println!();
+    slept && woke && again["decision"] == "none"
 }
