@@ -295,7 +295,7 @@ async fn print_group(sandbox: &Sandbox) {
         .expect("describe scalable targets");
     let mut services = out.services().to_vec();
     services.sort_by(|a, b| a.service_name().cmp(&b.service_name()));
-    println!("  {:<14} {:>7}  {:<10} {}", "service", "desired", "capacity", "nightshift tags");
+    println!("  {:<14} {:>7}  {:<10} nightshift tags", "service", "desired", "capacity");
     for service in services {
         let name = service.service_name().unwrap_or_default();
         let capacity = targets
