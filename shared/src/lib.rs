@@ -5,6 +5,8 @@ pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod report;
+#[cfg(feature = "s3")]
+pub mod s3_sweep;
 pub mod trigger;
 #[cfg(feature = "scale")]
 pub mod scale;

@@ -16,6 +16,7 @@ use aws_sdk_s3::types::{
 use chrono::{DateTime, Utc};
 use expire_logs::{ExpireConfig, ExpireError, ExpireLogs};
 use lambda_runtime::{Context, LambdaEvent};
+use nightshift::s3_sweep::S3Error;
 use nightshift::{Clock, FixedClock};
 use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
 use nightshift_tests::sandbox::Sandbox;
@@ -389,7 +390,7 @@ async fn a_bucket_that_does_not_exist_is_an_error_that_names_it() {
     for lifecycle in ["true", "false"] {
         let (function, wire) = function(&sandbox, config(&[("LIFECYCLE", lifecycle)]), Arc::new(FixedClock(Utc::now())));
         let err = function.handle(scheduled()).await.unwrap_err();
-        assert!(matches!(err, ExpireError::BucketNotFound { ref bucket, .. } if bucket == BUCKET), "{err:?}");
+        assert!(matches!(err, ExpireError::S3(S3Error::BucketNotFound { ref bucket, .. }) if bucket == BUCKET), "{err:?}");
         assert!(err.to_string().contains("\"grafana-logs\""), "{err}");
         assert_eq!(wire.total(), 1, "LIFECYCLE={lifecycle}: stops at the first call");
     }

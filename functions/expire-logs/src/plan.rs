@@ -11,8 +11,6 @@ use serde::Serialize;
 pub const RULE_ID_PREFIX: &str = "nightshift-";
 pub const EXPIRE_RULE_ID: &str = "nightshift-expire-logs";
 pub const DELETE_MARKER_RULE_ID: &str = "nightshift-expired-delete-markers";
-/// DeleteObjects takes at most this many keys.
-pub const DELETE_BATCH: usize = 1000;
 /// Incomplete multipart uploads older than this (or the retention, if shorter) are aborted.
 pub const ABORT_MULTIPART_DAYS: u32 = 7;
 
@@ -177,77 +175,6 @@ pub fn plan_lifecycle(existing: Option<&[LifecycleRule]>, desired: Vec<Lifecycle
     }
 }
 
-/// One object version (or delete marker) as listed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listed {
-    pub key: String,
-    /// `null` for objects written while versioning was off.
-    pub version_id: Option<String>,
-    pub last_modified: DateTime<Utc>,
-    pub size: u64,
-}
-
-impl Listed {
-    pub fn is_at(&self, key: &str, version_id: Option<&str>) -> bool {
-        self.key == key && self.version_id.as_deref() == version_id
-    }
-}
-
-/// Collects expired versions into DeleteObjects batches of at most [`DELETE_BATCH`].
-#[derive(Debug, Default)]
-pub struct Batcher {
-    pending: Vec<Listed>,
-}
-
-impl Batcher {
-    /// Adds one version; returns a full batch when this one completes it.
-    pub fn push(&mut self, listed: Listed) -> Option<Vec<Listed>> {
-        self.pending.push(listed);
-        (self.pending.len() == DELETE_BATCH).then(|| std::mem::take(&mut self.pending))
-    }
-
-    /// Whatever is left, as a last (smaller) batch.
-    pub fn finish(&mut self) -> Option<Vec<Listed>> {
-        (!self.pending.is_empty()).then(|| std::mem::take(&mut self.pending))
-    }
-}
-
-/// When the sweep must stop so the report still gets out before Lambda's deadline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Deadline {
-    stop_at: Option<DateTime<Utc>>,
-}
-
-impl Deadline {
-    /// `deadline_ms` is the invocation context's deadline in Unix milliseconds;
-    /// 0 means none. A value too small to be one (before 2001) is taken as
-    /// milliseconds from now: cargo-lambda's emulator sends the timeout so.
-    /// The margin is a tenth of the time left, between 1 s and 10 s, which
-    /// leaves room for the deletes in flight and the report.
-    pub fn new(deadline_ms: u64, now: DateTime<Utc>) -> Self {
-        const UNIX_MS_IN_2001: i64 = 1_000_000_000_000;
-        let stop_at = i64::try_from(deadline_ms)
-            .ok()
-            .filter(|ms| *ms > 0)
-            .and_then(|ms| {
-                if ms < UNIX_MS_IN_2001 {
-                    Some(now + Duration::milliseconds(ms))
-                } else {
-                    DateTime::<Utc>::from_timestamp_millis(ms)
-                }
-            })
-            .map(|deadline| {
-                let margin = ((deadline - now) / 10).clamp(Duration::seconds(1), Duration::seconds(10));
-                deadline - margin
-            });
-        Self { stop_at }
-    }
-
-    pub fn reached(&self, now: DateTime<Utc>) -> bool {
-        self.stop_at.is_some_and(|stop_at| now >= stop_at)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,45 +293,6 @@ mod tests {
         assert_eq!(abort(3), Some(3));
     }
 
-    fn listed(n: usize) -> Listed {
-        Listed {
-            key: format!("k{n}"),
-            version_id: None,
-            last_modified: at(2026, 1, 1, 0, 0, 0),
-            size: 1,
-        }
-    }
 
-    #[test]
-    fn batches_hold_at_most_a_thousand_keys_and_the_rest_comes_last() {
-        for (total, want) in [(0, vec![]), (1, vec![1]), (1000, vec![1000]), (2500, vec![1000, 1000, 500])] {
-            let mut batcher = Batcher::default();
-            let mut sizes: Vec<usize> = (0..total).filter_map(|n| batcher.push(listed(n))).map(|b| b.len()).collect();
-            sizes.extend(batcher.finish().map(|b| b.len()));
-            assert_eq!(sizes, want, "{total} keys");
-        }
-    }
 
-    #[test]
-    fn the_sweep_stops_a_tenth_of_the_remaining_time_before_the_deadline_between_1_and_10_s() {
-        let now = at(2026, 3, 1, 0, 0, 0);
-        let ms = |t: DateTime<Utc>| u64::try_from(t.timestamp_millis()).unwrap();
-        let table = [
-            // (deadline after now, seconds after now at which it stops)
-            (Duration::seconds(900), 890),
-            (Duration::seconds(50), 45),
-            (Duration::seconds(5), 4),
-            (Duration::seconds(-3), -4),
-        ];
-        for (left, stop) in table {
-            let deadline = Deadline::new(ms(now + left), now);
-            assert!(!deadline.reached(now + Duration::seconds(stop) - Duration::milliseconds(1)), "{left}");
-            assert!(deadline.reached(now + Duration::seconds(stop)), "{left}");
-        }
-        assert!(!Deadline::new(0, now).reached(now + Duration::days(365)));
-        // cargo-lambda's emulator sends the timeout, not a time.
-        let relative = Deadline::new(600_000, now);
-        assert!(!relative.reached(now + Duration::seconds(589)));
-        assert!(relative.reached(now + Duration::seconds(590)));
-    }
 }
