@@ -168,3 +168,60 @@ pub async fn start_run(sandbox: &crate::sandbox::Sandbox, ecs: &Client, run_id: 
         .unwrap();
     out.tasks()[0].task_arn().unwrap().to_owned()
 }
+
+/// Where the dataspace's manifest is kept in the sandbox.
+pub const MANIFEST_BUCKET: &str = "mvd-config";
+pub const MANIFEST_KEY: &str = "manifests/mvd.json";
+
+/// The shipped manifest, `dataspace/mvd.json`.
+pub fn mvd_manifest() -> serde_json::Value {
+    let path = crate::sandbox::workspace_root().join("dataspace/mvd.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("dataspace/mvd.json")).expect("the manifest is JSON")
+}
+
+/// The public dataspace as the manifest declares it: per participant a
+/// cluster with its services (at their declared counts, on revision 1 of
+/// their task definitions), a DID bucket and a data bucket, all tagged
+/// `nightshift:dataspace=mvd`; and the manifest itself in S3.
+pub async fn seed_dataspace(ecs: &Client, s3: &aws_sdk_s3::Client) {
+    let manifest = mvd_manifest();
+    let dataspace = manifest["dataspace"].as_str().unwrap().to_owned();
+    for p in manifest["participants"].as_array().unwrap() {
+        let cluster = p["cluster"].as_str().unwrap();
+        ecs.create_cluster().cluster_name(cluster).send().await.unwrap();
+        for s in p["services"].as_array().unwrap() {
+            let service = s["service"].as_str().unwrap();
+            let family = format!("{cluster}-{service}");
+            let image = format!("ghcr.io/eclipse-edc/mvd/{service}:0.7.0");
+            task_definition(ecs, &family, &image).await;
+            task_definition(ecs, &family, &image.replace("0.7.0", "0.8.0-dev")).await;
+            ecs.create_service()
+                .cluster(cluster)
+                .service_name(service)
+                .task_definition(format!("{family}:1"))
+                .desired_count(i32::try_from(s["desired_count"].as_i64().unwrap()).unwrap())
+                .tags(tag("nightshift:dataspace", &dataspace))
+                .send()
+                .await
+                .unwrap();
+        }
+        let buckets = std::iter::once(p["did"]["bucket"].as_str().unwrap())
+            .chain(p["purge"].as_array().unwrap().iter().map(|x| x["bucket"].as_str().unwrap()));
+        for bucket in buckets {
+            s3.create_bucket().bucket(bucket).send().await.unwrap();
+            let tagging = aws_sdk_s3::types::Tagging::builder()
+                .tag_set(aws_sdk_s3::types::Tag::builder().key("nightshift:dataspace").value(&dataspace).build().unwrap())
+                .build()
+                .unwrap();
+            s3.put_bucket_tagging().bucket(bucket).tagging(tagging).send().await.unwrap();
+        }
+    }
+    s3.create_bucket().bucket(MANIFEST_BUCKET).send().await.unwrap();
+    s3.put_object()
+        .bucket(MANIFEST_BUCKET)
+        .key(MANIFEST_KEY)
+        .body(aws_sdk_s3::primitives::ByteStream::from(serde_json::to_vec_pretty(&manifest).unwrap()))
+        .send()
+        .await
+        .unwrap();
+}

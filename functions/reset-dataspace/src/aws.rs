@@ -1,0 +1,111 @@
+//! The ECS and S3 calls: observe and apply, never decide.
+
+use aws_sdk_ecs::types::{Service, ServiceField};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::primitives::ByteStream;
+use nightshift::s3_sweep::S3Error;
+use serde_json::Value;
+
+/// The tag every touched resource must carry, with the manifest's dataspace.
+pub const DATASPACE_TAG: &str = "nightshift:dataspace";
+
+fn message<E: ProvideErrorMetadata + std::error::Error>(err: &E) -> String {
+    err.message().map_or_else(|| DisplayErrorContext(err).to_string(), str::to_owned)
+}
+
+/// The object's bytes.
+pub async fn get_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
+    let out = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| message(&e.into_service_error()))?;
+    out.body.collect().await.map(|b| b.to_vec()).map_err(|e| e.to_string())
+}
+
+/// The bucket's `nightshift:dataspace` tag; `None` when it has none.
+pub async fn bucket_dataspace(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Option<String>, S3Error> {
+    match s3.get_bucket_tagging().bucket(bucket).send().await {
+        Ok(out) => Ok(out.tag_set().iter().find(|t| t.key() == DATASPACE_TAG).map(|t| t.value().to_owned())),
+        Err(err) => {
+            let err = err.into_service_error();
+            if err.code() == Some("NoSuchTagSet") {
+                Ok(None)
+            } else {
+                Err(S3Error::from_s3(bucket, "GetBucketTagging", err))
+            }
+        }
+    }
+}
+
+/// The named services of a cluster, with their tags (ten to a request).
+pub async fn describe_services(ecs: &aws_sdk_ecs::Client, cluster: &str, names: &[String]) -> Result<Vec<Service>, String> {
+    let mut services = Vec::new();
+    for batch in names.chunks(10) {
+        let out = ecs
+            .describe_services()
+            .cluster(cluster)
+            .set_services(Some(batch.to_vec()))
+            .include(ServiceField::Tags)
+            .send()
+            .await
+            .map_err(|e| format!("DescribeServices in cluster {cluster:?}: {}", message(&e.into_service_error())))?;
+        services.extend(out.services.unwrap_or_default());
+    }
+    Ok(services)
+}
+
+/// A new deployment of the service at `desired` tasks, on `task_definition` if given.
+pub async fn restart_service(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    service: &str,
+    desired: i32,
+    task_definition: Option<&str>,
+) -> Result<(), String> {
+    ecs.update_service()
+        .cluster(cluster)
+        .service(service)
+        .desired_count(desired)
+        .set_task_definition(task_definition.map(str::to_owned))
+        .force_new_deployment(true)
+        .send()
+        .await
+        .map(drop)
+        .map_err(|e| format!("UpdateService {cluster}/{service}: {}", message(&e.into_service_error())))
+}
+
+/// The JSON document at the key: `None` when there is none, `Some(Null)` when
+/// what is there is not JSON (so it differs from any document).
+pub async fn current_document(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Option<Value>, S3Error> {
+    match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => {
+            let bytes = out.body.collect().await.map(|b| b.to_vec()).unwrap_or_default();
+            Ok(Some(serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+        }
+        Err(err) => {
+            let err = err.into_service_error();
+            if err.code() == Some("NoSuchKey") {
+                Ok(None)
+            } else {
+                Err(S3Error::from_s3(bucket, "GetObject", err))
+            }
+        }
+    }
+}
+
+pub async fn put_document(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, document: &Value) -> Result<(), S3Error> {
+    let body = serde_json::to_vec_pretty(document).unwrap_or_default();
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type("application/did+json")
+        .cache_control("max-age=300")
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .map(drop)
+        .map_err(|e| S3Error::from_s3(bucket, "PutObject", e.into_service_error()))
+}

@@ -1,0 +1,383 @@
+//! `reset-dataspace`: returns the public dataspace to the initial setup its
+//! manifest declares, every midnight or on demand.
+//!
+//! Parse (which participants) -> read and validate the whole manifest ->
+//! per participant, concurrently: observe (the guard's tags) -> plan -> apply
+//! (purge, DID document, restart) -> report.
+
+pub mod aws;
+pub mod manifest;
+
+use std::time::Instant;
+
+use aws_sdk_ecs::types::Service;
+use futures_util::future::join_all;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use nightshift::config::{self, ConfigError, Vars};
+use nightshift::s3_sweep::{Deadline, S3Error, Sweep};
+use nightshift::{Clock, LambdaFailure, Trigger};
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::Arc;
+use tracing::{info, warn};
+
+use aws::DATASPACE_TAG;
+use manifest::{Manifest, Participant};
+
+pub const FUNCTION: &str = "reset-dataspace";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetConfig {
+    /// `DATASPACE_MANIFEST`, as given.
+    pub manifest_uri: String,
+    pub manifest_bucket: String,
+    pub manifest_key: String,
+    /// `DRY_RUN`.
+    pub dry_run: bool,
+}
+
+impl ResetConfig {
+    pub fn from_vars(vars: &impl Vars) -> Result<Self, ConfigError> {
+        let expected = "an S3 URI of the manifest, s3://bucket/key";
+        let uri = config::required(vars, "DATASPACE_MANIFEST", expected)?;
+        let (bucket, key) =
+            manifest::parse_s3_uri(&uri).ok_or_else(|| ConfigError::new("DATASPACE_MANIFEST", Some(&uri), expected))?;
+        Ok(Self {
+            manifest_uri: uri,
+            manifest_bucket: bucket,
+            manifest_key: key,
+            dry_run: config::dry_run(vars)?,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
+    #[error("manifest {uri} cannot be read: {message}")]
+    ManifestUnreadable { uri: String, message: String },
+    #[error("manifest {uri} is invalid: {message}")]
+    ManifestInvalid { uri: String, message: String },
+    /// Some participants failed; the others were reset.
+    #[error("{} of {total} participants failed: {}", failures.len(), failures.join("; "))]
+    ResetFailed { total: usize, failures: Vec<String> },
+}
+
+impl LambdaFailure for ResetError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "ConfigError",
+            Self::InvalidEvent(_) => "InvalidEvent",
+            Self::ManifestUnreadable { .. } => "ManifestUnreadable",
+            Self::ManifestInvalid { .. } => "ManifestInvalid",
+            Self::ResetFailed { .. } => "ResetFailed",
+        }
+    }
+}
+
+impl From<ResetError> for Diagnostic {
+    fn from(err: ResetError) -> Self {
+        err.diagnostic()
+    }
+}
+
+/// `{"participants": [...]}` resets those; any other event resets all.
+pub fn selection(payload: &Value) -> Result<Option<Vec<String>>, String> {
+    let Some(list) = payload.get("participants") else {
+        return Ok(None);
+    };
+    let names = list.as_array().ok_or("participants: must be a list of participant names")?;
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| n.as_str().map(str::to_owned).ok_or_else(|| format!("participants[{i}]: must be a name")))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// The guard: every service and bucket of the participant exists and carries
+/// `nightshift:dataspace=<dataspace>`. `Err` says the first one that does not.
+pub fn guard(
+    dataspace: &str,
+    participant: &Participant,
+    services: &[Service],
+    buckets: &[(String, Result<Option<String>, S3Error>)],
+) -> Result<(), String> {
+    for spec in &participant.services {
+        let found = services.iter().find(|s| s.service_name() == Some(spec.service.as_str()) && s.status() != Some("INACTIVE"));
+        let Some(service) = found else {
+            return Err(format!("service {:?} not found in cluster {:?}", spec.service, participant.cluster));
+        };
+        let tag = service.tags().iter().find(|t| t.key() == Some(DATASPACE_TAG)).and_then(|t| t.value());
+        if tag != Some(dataspace) {
+            return Err(match tag {
+                None => format!("service {}/{} is not tagged {DATASPACE_TAG}", participant.cluster, spec.service),
+                Some(other) => format!("service {}/{} is tagged {DATASPACE_TAG}={other}, not {dataspace}", participant.cluster, spec.service),
+            });
+        }
+    }
+    for (bucket, tag) in buckets {
+        match tag {
+            Err(err) => return Err(err.to_string()),
+            Ok(None) => return Err(format!("bucket {bucket:?} is not tagged {DATASPACE_TAG}")),
+            Ok(Some(other)) if other != dataspace => {
+                return Err(format!("bucket {bucket:?} is tagged {DATASPACE_TAG}={other}, not {dataspace}"));
+            }
+            Ok(Some(_)) => {}
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceReset {
+    pub service: String,
+    pub desired_count: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_definition: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DidOutcome {
+    Published,
+    Unchanged,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DidReport {
+    pub bucket: String,
+    pub key: String,
+    pub outcome: DidOutcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Reset,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParticipantReport {
+    pub name: String,
+    pub status: Status,
+    /// Restarted (with `DRY_RUN`, would be), with their counts.
+    pub services_restarted: Vec<ServiceReset>,
+    pub objects_purged: u64,
+    pub did: Option<DidReport>,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResetReport {
+    pub function: &'static str,
+    pub dry_run: bool,
+    pub trigger: Trigger,
+    pub manifest: String,
+    pub dataspace: String,
+    pub participants: Vec<ParticipantReport>,
+}
+
+pub struct ResetDataspace {
+    config: ResetConfig,
+    ecs: aws_sdk_ecs::Client,
+    s3: aws_sdk_s3::Client,
+    clock: Arc<dyn Clock>,
+}
+
+impl ResetDataspace {
+    pub fn new(config: ResetConfig, ecs: aws_sdk_ecs::Client, s3: aws_sdk_s3::Client, clock: Arc<dyn Clock>) -> Self {
+        Self { config, ecs, s3, clock }
+    }
+
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<ResetReport, ResetError> {
+        let only = selection(&event.payload).map_err(ResetError::InvalidEvent)?;
+        let uri = self.config.manifest_uri.clone();
+        let text = aws::get_object(&self.s3, &self.config.manifest_bucket, &self.config.manifest_key)
+            .await
+            .map_err(|message| ResetError::ManifestUnreadable { uri: uri.clone(), message })?;
+        let manifest = Manifest::parse(&text).map_err(|message| ResetError::ManifestInvalid { uri: uri.clone(), message })?;
+        let chosen = manifest.select(only.as_deref()).map_err(ResetError::InvalidEvent)?;
+        info!(dataspace = %manifest.dataspace, participants = chosen.len(), dry_run = self.config.dry_run, "reset");
+
+        let deadline = Deadline::new(event.context.deadline, self.clock.now());
+        let participants =
+            join_all(chosen.iter().map(|p| self.reset_participant(&manifest.dataspace, p, deadline))).await;
+        let failures: Vec<String> = participants
+            .iter()
+            .filter_map(|p| p.error.as_ref().map(|e| format!("{}: {e}", p.name)))
+            .collect();
+        let report = ResetReport {
+            function: FUNCTION,
+            dry_run: self.config.dry_run,
+            trigger: Trigger::parse(&event.payload),
+            manifest: uri,
+            dataspace: manifest.dataspace.clone(),
+            participants,
+        };
+        nightshift::emit(FUNCTION, &report);
+        if failures.is_empty() {
+            Ok(report)
+        } else {
+            Err(ResetError::ResetFailed { total: report.participants.len(), failures })
+        }
+    }
+
+    async fn reset_participant(&self, dataspace: &str, p: &Participant, deadline: Deadline) -> ParticipantReport {
+        let started = Instant::now();
+        let mut report = ParticipantReport {
+            name: p.name.clone(),
+            status: Status::Reset,
+            services_restarted: Vec::new(),
+            objects_purged: 0,
+            did: None,
+            duration_ms: 0,
+            error: None,
+        };
+        if let Err(err) = self.reset_steps(dataspace, p, deadline, &mut report).await {
+            warn!(participant = %p.name, error = %err, "participant failed");
+            report.status = Status::Failed;
+            report.error = Some(err);
+        }
+        report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        report
+    }
+
+    /// The guard first, then purge, DID document, and restart, in that order
+    /// so the connectors come back to clean data and a published identity.
+    async fn reset_steps(
+        &self,
+        dataspace: &str,
+        p: &Participant,
+        deadline: Deadline,
+        report: &mut ParticipantReport,
+    ) -> Result<(), String> {
+        let names: Vec<String> = p.services.iter().map(|s| s.service.clone()).collect();
+        let services = aws::describe_services(&self.ecs, &p.cluster, &names).await?;
+        let mut buckets: Vec<String> = std::iter::once(p.did.bucket.clone()).chain(p.purge.iter().map(|x| x.bucket.clone())).collect();
+        buckets.dedup();
+        let mut tags = Vec::new();
+        for bucket in buckets {
+            let tag = aws::bucket_dataspace(&self.s3, &bucket).await;
+            tags.push((bucket, tag));
+        }
+        guard(dataspace, p, &services, &tags).map_err(|why| format!("{why}; nothing of {} was touched", p.name))?;
+
+        for purge in &p.purge {
+            let sweep = Sweep {
+                s3: self.s3.clone(),
+                bucket: purge.bucket.clone(),
+                prefix: purge.prefix.clone(),
+                dry_run: self.config.dry_run,
+            };
+            let tally = sweep.run(self.clock.as_ref(), deadline, |_| true).await.map_err(|e| e.to_string())?;
+            report.objects_purged += tally.deleted;
+            if let Some(first) = tally.errors.first() {
+                return Err(format!(
+                    "{} objects in s3://{}/{} could not be deleted (first: {}: {})",
+                    tally.errors_total, purge.bucket, purge.prefix, first.key, first.message
+                ));
+            }
+            if !tally.complete {
+                return Err(format!("the purge of s3://{}/{} stopped at the deadline", purge.bucket, purge.prefix));
+            }
+        }
+
+        let key = Manifest::did_key(p);
+        let current = aws::current_document(&self.s3, &p.did.bucket, &key).await.map_err(|e| e.to_string())?;
+        let outcome = if current.as_ref() == Some(&p.did.document) {
+            DidOutcome::Unchanged
+        } else {
+            if !self.config.dry_run {
+                aws::put_document(&self.s3, &p.did.bucket, &key, &p.did.document).await.map_err(|e| e.to_string())?;
+            }
+            DidOutcome::Published
+        };
+        report.did = Some(DidReport { bucket: p.did.bucket.clone(), key, outcome });
+
+        for spec in &p.services {
+            let desired = i32::try_from(spec.desired_count).unwrap_or(i32::MAX);
+            if !self.config.dry_run {
+                aws::restart_service(&self.ecs, &p.cluster, &spec.service, desired, spec.task_definition.as_deref()).await?;
+            }
+            report.services_restarted.push(ServiceReset {
+                service: spec.service.clone(),
+                desired_count: spec.desired_count,
+                task_definition: spec.task_definition.clone(),
+            });
+        }
+        info!(participant = %p.name, purged = report.objects_purged, did = ?report.did, restarted = report.services_restarted.len(), "participant reset");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecs::types::Tag;
+    use serde_json::json;
+
+    fn participant() -> Participant {
+        let m = Manifest::parse(include_bytes!("../../../dataspace/mvd.json")).unwrap();
+        m.participants[1].clone()
+    }
+
+    fn service(name: &str, tag: Option<&str>) -> Service {
+        let mut b = Service::builder().service_name(name).status("ACTIVE");
+        if let Some(tag) = tag {
+            b = b.tags(Tag::builder().key(DATASPACE_TAG).value(tag).build());
+        }
+        b.build()
+    }
+
+    fn tagged(p: &Participant, tag: Option<&str>) -> Vec<Service> {
+        p.services.iter().map(|s| service(&s.service, tag)).collect()
+    }
+
+    fn buckets(p: &Participant, tag: Option<&str>) -> Vec<(String, Result<Option<String>, S3Error>)> {
+        std::iter::once(&p.did.bucket)
+            .chain(p.purge.iter().map(|x| &x.bucket))
+            .map(|b| (b.clone(), Ok(tag.map(str::to_owned))))
+            .collect()
+    }
+
+    #[test]
+    fn the_guard_lets_through_only_what_is_tagged_with_the_dataspace() {
+        let p = participant();
+        assert_eq!(guard("mvd", &p, &tagged(&p, Some("mvd")), &buckets(&p, Some("mvd"))), Ok(()));
+        let table = [
+            (tagged(&p, None), buckets(&p, Some("mvd")), "service selt/connector is not tagged nightshift:dataspace"),
+            (tagged(&p, Some("prod")), buckets(&p, Some("mvd")), "service selt/connector is tagged nightshift:dataspace=prod, not mvd"),
+            (tagged(&p, Some("mvd"))[1..].to_vec(), buckets(&p, Some("mvd")), "service \"connector\" not found in cluster \"selt\""),
+            (tagged(&p, Some("mvd")), buckets(&p, None), "bucket \"selt-did\" is not tagged nightshift:dataspace"),
+            (tagged(&p, Some("mvd")), buckets(&p, Some("other")), "bucket \"selt-did\" is tagged nightshift:dataspace=other, not mvd"),
+        ];
+        for (services, buckets, want) in table {
+            assert_eq!(guard("mvd", &p, &services, &buckets), Err(want.to_owned()));
+        }
+    }
+
+    #[test]
+    fn the_event_selects_participants_or_all() {
+        assert_eq!(selection(&json!({})), Ok(None));
+        assert_eq!(selection(&json!({"version": "0", "detail-type": "Scheduled Event"})), Ok(None));
+        assert_eq!(selection(&json!({"participants": ["a", "b"]})), Ok(Some(vec!["a".into(), "b".into()])));
+        assert!(selection(&json!({"participants": "a"})).unwrap_err().contains("must be a list"));
+        assert!(selection(&json!({"participants": ["a", 3]})).unwrap_err().starts_with("participants[1]"));
+    }
+
+    #[test]
+    fn the_manifest_location_must_be_an_s3_uri() {
+        let c = ResetConfig::from_vars(&[("DATASPACE_MANIFEST", "s3://mvd-config/mvd.json")]).unwrap();
+        assert_eq!((c.manifest_bucket.as_str(), c.manifest_key.as_str()), ("mvd-config", "mvd.json"));
+        let err = ResetConfig::from_vars(&[("DATASPACE_MANIFEST", "mvd.json")]).unwrap_err();
+        assert_eq!(err.to_string(), "DATASPACE_MANIFEST is \"mvd.json\"; expected an S3 URI of the manifest, s3://bucket/key");
+        assert!(ResetConfig::from_vars(&[("OTHER", "x")]).is_err());
+    }
+}

@@ -1,0 +1,16 @@
+use std::sync::Arc;
+
+use lambda_runtime::{Error, run, service_fn};
+use nightshift::{SystemClock, aws, config::ProcessEnv};
+use reset_dataspace::{ResetConfig, ResetDataspace};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = ResetConfig::from_vars(&ProcessEnv).inspect_err(|err| {
+        tracing::error!(error = %err, "reset-dataspace cannot start");
+    })?;
+    let sdk = aws::sdk_config().await;
+    let function = ResetDataspace::new(config, aws::ecs_client(&sdk), aws::s3_client(&sdk), Arc::new(SystemClock));
+    run(service_fn(|event| function.handle(event))).await
+}

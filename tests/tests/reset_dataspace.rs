@@ -1,0 +1,264 @@
+//! reset-dataspace against a local AWS: a drifted dataspace returns to its
+//! manifest, the guard keeps it to what is tagged, and one failed participant
+//! does not stop the others.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+use lambda_runtime::{Context, LambdaEvent};
+use nightshift::{FixedClock, LambdaFailure};
+use nightshift_tests::event;
+use nightshift_tests::platform::{MANIFEST_BUCKET, MANIFEST_KEY, mvd_manifest, seed_dataspace};
+use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
+use nightshift_tests::sandbox::Sandbox;
+use nightshift_tests::wire::RequestCounter;
+use reset_dataspace::{DidOutcome, ResetConfig, ResetDataspace, ResetError, Status};
+use serde_json::{Value, json};
+
+struct Dataspace {
+    sandbox: Sandbox,
+    ecs: aws_sdk_ecs::Client,
+    s3: aws_sdk_s3::Client,
+    wire: RequestCounter,
+}
+
+impl Dataspace {
+    async fn seeded() -> Self {
+        let sandbox = Sandbox::start();
+        let (ecs, s3) = (sandbox.ecs(), sandbox.s3());
+        seed_dataspace(&ecs, &s3).await;
+        Self { sandbox, ecs, s3, wire: RequestCounter::default() }
+    }
+
+    fn function(&self, dry_run: bool) -> ResetDataspace {
+        let sdk = self.sandbox.sdk_config();
+        let ecs = aws_sdk_ecs::config::Builder::from(&sdk).interceptor(self.wire.clone()).build();
+        let s3 = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).interceptor(self.wire.clone()).build();
+        let config = ResetConfig {
+            manifest_uri: format!("s3://{MANIFEST_BUCKET}/{MANIFEST_KEY}"),
+            manifest_bucket: MANIFEST_BUCKET.into(),
+            manifest_key: MANIFEST_KEY.into(),
+            dry_run,
+        };
+        ResetDataspace::new(
+            config,
+            aws_sdk_ecs::Client::from_conf(ecs),
+            aws_sdk_s3::Client::from_conf(s3),
+            Arc::new(FixedClock(chrono::Utc::now())),
+        )
+    }
+
+    async fn put(&self, bucket: &str, key: &str, body: &str) {
+        self.s3.put_object().bucket(bucket).key(key).body(ByteStream::from(body.as_bytes().to_vec())).send().await.unwrap();
+    }
+
+    async fn keys(&self, bucket: &str) -> Vec<String> {
+        let out = self.s3.list_object_versions().bucket(bucket).send().await.unwrap();
+        let mut keys: Vec<String> = out.versions().iter().map(|v| v.key().unwrap().to_owned()).collect();
+        keys.extend(out.delete_markers().iter().map(|m| format!("{} (marker)", m.key().unwrap())));
+        keys.sort();
+        keys
+    }
+
+    /// (desired count, task definition as stored) of every service, by cluster/service.
+    async fn services(&self) -> BTreeMap<String, (i32, String)> {
+        let mut all = BTreeMap::new();
+        for cluster in ["gti", "selt", "ias"] {
+            let arns = self.ecs.list_services().cluster(cluster).send().await.unwrap().service_arns().to_vec();
+            let out = self.ecs.describe_services().cluster(cluster).set_services(Some(arns)).send().await.unwrap();
+            for s in out.services() {
+                let td = s.task_definition().unwrap_or_default();
+                let td = td.rsplit('/').next().unwrap_or(td).to_owned();
+                all.insert(format!("{cluster}/{}", s.service_name().unwrap()), (s.desired_count(), td));
+            }
+        }
+        all
+    }
+
+    async fn did_document(&self, bucket: &str) -> Option<Value> {
+        let out = self.s3.get_object().bucket(bucket).key(".well-known/did.json").send().await.ok()?;
+        serde_json::from_slice(&out.body.collect().await.unwrap().to_vec()).ok()
+    }
+
+    /// Scales a DPF down, moves a connector to another revision, writes
+    /// transfer data (versioned in one bucket), and changes a DID document.
+    async fn drift(&self) {
+        self.ecs.update_service().cluster("selt").service("dpf").desired_count(0).send().await.unwrap();
+        self.ecs.update_service().cluster("gti").service("connector").task_definition("gti-connector:2").send().await.unwrap();
+        self.s3
+            .put_bucket_versioning()
+            .bucket("ias-data")
+            .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+            .send()
+            .await
+            .unwrap();
+        for (bucket, key) in [("gti-data", "transfers/2026-11-26/asset 1.parquet"), ("ias-data", "transfers/contract+7/turbine-specs.pdf"), ("ias-data", "transfers/contract+7/turbine-specs.pdf")] {
+            self.put(bucket, key, "exchanged during the day").await;
+        }
+        self.s3.delete_object().bucket("ias-data").key("transfers/contract+7/turbine-specs.pdf").send().await.unwrap();
+        self.put("gti-data", "catalog/assets.json", "not under the purge prefix").await;
+        self.put("ias-did", ".well-known/did.json", r#"{"id": "did:web:ias.example.org", "tampered": true}"#).await;
+    }
+}
+
+fn declared() -> BTreeMap<String, (i32, String)> {
+    let mut all = BTreeMap::new();
+    for p in mvd_manifest()["participants"].as_array().unwrap() {
+        let cluster = p["cluster"].as_str().unwrap();
+        for s in p["services"].as_array().unwrap() {
+            let service = s["service"].as_str().unwrap();
+            let td = s["task_definition"].as_str().map_or(format!("{cluster}-{service}:1"), str::to_owned);
+            all.insert(format!("{cluster}/{service}"), (i32::try_from(s["desired_count"].as_i64().unwrap()).unwrap(), td));
+        }
+    }
+    all
+}
+
+fn midnight() -> LambdaEvent<Value> {
+    LambdaEvent::new(event("reset-dataspace.midnight.json"), Context::default())
+}
+
+fn did_of(participant: usize) -> Value {
+    mvd_manifest()["participants"][participant]["did"]["document"].clone()
+}
+
+#[tokio::test]
+async fn a_drifted_dataspace_returns_to_its_manifest_and_a_second_run_writes_only_restarts() {
+    // Given the dataspace drifted during the day
+    let ds = Dataspace::seeded().await;
+    ds.drift().await;
+    assert_ne!(ds.services().await, declared());
+
+    // When the midnight reset runs
+    let report = ds.function(false).handle(midnight()).await.unwrap();
+
+    // Then every service is back at its declared count and revision
+    assert_eq!(ds.services().await, declared());
+    // And the transfer data is gone, every version of it, and nothing else
+    assert_eq!(ds.keys("gti-data").await, ["catalog/assets.json"]);
+    assert!(ds.keys("ias-data").await.is_empty());
+    // And each DID document is where did:web resolution finds it
+    for (i, bucket) in ["gti-did", "selt-did", "ias-did"].into_iter().enumerate() {
+        assert_eq!(ds.did_document(bucket).await, Some(did_of(i)), "{bucket}");
+    }
+    let by_name: BTreeMap<&str, _> = report.participants.iter().map(|p| (p.name.as_str(), p)).collect();
+    assert_eq!(by_name.len(), 3);
+    assert!(report.participants.iter().all(|p| p.status == Status::Reset));
+    assert_eq!(by_name["interstellar-assembly-services"].objects_purged, 3, "two versions and a delete marker");
+    assert_eq!(by_name["galactic-turbine-industries"].services_restarted.len(), 4);
+    assert_eq!(by_name["space-enforcer-laser-tec"].services_restarted[1].desired_count, 1);
+
+    // And a second run restarts the connectors again (their state is in memory) and writes nothing else
+    ds.wire.reset();
+    let again = ds.function(false).handle(midnight()).await.unwrap();
+    assert!(again.participants.iter().all(|p| p.objects_purged == 0));
+    assert!(again.participants.iter().all(|p| p.did.as_ref().unwrap().outcome == DidOutcome::Unchanged));
+    assert_eq!((ds.wire.count("PutObject"), ds.wire.count("DeleteObjects")), (0, 0));
+    assert_eq!(ds.wire.count("UpdateService"), 10);
+}
+
+#[tokio::test]
+async fn an_untagged_resource_fails_its_participant_untouched_and_the_others_are_reset() {
+    // Given the SELT data bucket without the dataspace tag, and drift everywhere
+    let ds = Dataspace::seeded().await;
+    ds.drift().await;
+    ds.s3.delete_bucket_tagging().bucket("selt-data").send().await.unwrap();
+
+    // When the reset runs
+    let err = ds.function(false).handle(midnight()).await.unwrap_err();
+
+    // Then it fails, naming the participant and the reason
+    assert_eq!(err.error_type(), "ResetFailed");
+    assert_eq!(
+        err.to_string(),
+        "1 of 3 participants failed: space-enforcer-laser-tec: bucket \"selt-data\" is not tagged nightshift:dataspace; nothing of space-enforcer-laser-tec was touched"
+    );
+    // And nothing of SELT was touched, while the others were reset
+    let services = ds.services().await;
+    assert_eq!(services["selt/dpf"].0, 0, "still drifted");
+    assert_eq!(ds.did_document("selt-did").await, None);
+    assert_eq!(services["gti/connector"], (1, "gti-connector:1".into()));
+    assert_eq!(ds.did_document("ias-did").await, Some(did_of(2)));
+}
+
+#[tokio::test]
+async fn a_manual_reset_touches_only_the_participants_it_names() {
+    let ds = Dataspace::seeded().await;
+    ds.drift().await;
+    let report = ds.function(false).handle(LambdaEvent::new(event("reset-dataspace.manual.json"), Context::default())).await.unwrap();
+    assert_eq!(report.participants.len(), 1);
+    assert_eq!(report.trigger, nightshift::Trigger::Manual);
+    let services = ds.services().await;
+    assert_eq!(services["selt/dpf"].0, 1);
+    assert_eq!(services["gti/connector"].1, "gti-connector:2", "GTI was not named");
+    assert_eq!(ds.keys("gti-data").await.len(), 2);
+
+    let unknown = LambdaEvent::new(json!({"participants": ["acme-corp"]}), Context::default());
+    let err = ds.function(false).handle(unknown).await.unwrap_err();
+    assert_eq!(err.error_type(), "InvalidEvent");
+    assert!(err.to_string().contains("no participant \"acme-corp\""), "{err}");
+}
+
+#[tokio::test]
+async fn a_manifest_that_cannot_be_read_or_is_invalid_touches_nothing() {
+    let ds = Dataspace::seeded().await;
+    ds.drift().await;
+    let before = ds.services().await;
+
+    let mut manifest = mvd_manifest();
+    manifest["participants"][2]["services"][1]["desired_count"] = json!(-3);
+    ds.put(MANIFEST_BUCKET, MANIFEST_KEY, &manifest.to_string()).await;
+    ds.wire.reset();
+    let err = ds.function(false).handle(midnight()).await.unwrap_err();
+    assert!(matches!(err, ResetError::ManifestInvalid { .. }));
+    assert_eq!(
+        err.to_string(),
+        format!("manifest s3://{MANIFEST_BUCKET}/{MANIFEST_KEY} is invalid: participants[2].services[1].desired_count: -3 is not a count from 0 to 10000")
+    );
+    assert_eq!(ds.wire.all().into_keys().collect::<Vec<_>>(), ["GetObject"]);
+
+    ds.s3.delete_object().bucket(MANIFEST_BUCKET).key(MANIFEST_KEY).send().await.unwrap();
+    let err = ds.function(false).handle(midnight()).await.unwrap_err();
+    assert_eq!(err.error_type(), "ManifestUnreadable");
+    assert!(err.to_string().starts_with(&format!("manifest s3://{MANIFEST_BUCKET}/{MANIFEST_KEY} cannot be read")), "{err}");
+    assert_eq!(ds.services().await, before);
+}
+
+#[tokio::test]
+async fn dry_run_reports_the_reset_and_changes_nothing() {
+    let ds = Dataspace::seeded().await;
+    ds.drift().await;
+    let before = ds.services().await;
+    let report = ds.function(true).handle(midnight()).await.unwrap();
+    assert!(report.dry_run);
+    assert!(report.participants.iter().all(|p| p.did.as_ref().unwrap().outcome == DidOutcome::Published));
+    assert_eq!(report.participants[0].objects_purged, 1);
+    assert_eq!(ds.services().await, before);
+    assert_eq!(ds.keys("gti-data").await.len(), 2);
+    assert_eq!(ds.did_document("gti-did").await, None);
+}
+
+#[tokio::test]
+async fn the_built_binary_resets_the_dataspace() {
+    let ds = Dataspace::seeded().await;
+    ds.drift().await;
+    let mut env = ds.sandbox.function_env();
+    env.push(("DATASPACE_MANIFEST".into(), format!("s3://{MANIFEST_BUCKET}/{MANIFEST_KEY}")));
+    let mut process = FunctionProcess::spawn(&binary("reset-dataspace"), &env);
+    let report = process.invoke(&event("reset-dataspace.midnight.json")).response();
+    assert_eq!(report["dataspace"], "mvd");
+    assert_eq!(report["trigger"]["kind"], "scheduled");
+    assert!(report["participants"].as_array().unwrap().iter().all(|p| p["status"] == "reset"));
+    assert_eq!(ds.services().await, declared());
+
+    let bad = FunctionProcess::spawn(&binary("reset-dataspace"), &ds.sandbox.function_env());
+    match bad.wait_for_exit(std::time::Duration::from_secs(20)) {
+        Outcome::Exited { status, output } => {
+            assert_ne!(status, Some(0));
+            assert!(output.contains("DATASPACE_MANIFEST is not set"), "{output}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
