@@ -15,12 +15,14 @@ use aws_sdk_s3::types::{
 };
 use chrono::Utc;
 use nightshift_tests::event;
-use nightshift_tests::platform::{CLUSTER, DAGSTER, registry, seed_dagster, seed_shop, start_run};
+use nightshift_tests::platform::{
+    CLUSTER, DAGSTER, MANIFEST_BUCKET, MANIFEST_KEY, mvd_manifest, registry, seed_dagster, seed_dataspace, seed_shop, start_run,
+};
 use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
 use nightshift_tests::sandbox::Sandbox;
 use serde_json::Value;
 
-const SCENES: [&str; 3] = ["expire-logs", "deploy-on-push", "scale"];
+const SCENES: [&str; 4] = ["expire-logs", "deploy-on-push", "scale", "reset-dataspace"];
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -44,6 +46,9 @@ async fn main() -> ExitCode {
     }
     if wants("scale") {
         ok &= scale(&sandbox).await;
+    }
+    if wants("reset-dataspace") {
+        ok &= reset_dataspace(&sandbox).await;
     }
     println!("Stopping the sandbox.");
     drop(sandbox);
@@ -386,4 +391,88 @@ async fn scale(sandbox: &Sandbox) -> bool {
     print_decision(&again);
     println!();
     slept && woke && again["decision"] == "none"
+}
+
+async fn print_dataspace(sandbox: &Sandbox) {
+    let (ecs, s3) = (sandbox.ecs(), sandbox.s3());
+    let manifest = mvd_manifest();
+    for p in manifest["participants"].as_array().into_iter().flatten() {
+        let cluster = p["cluster"].as_str().unwrap_or_default();
+        let arns = ecs.list_services().cluster(cluster).send().await.expect("list services").service_arns().to_vec();
+        let out = ecs.describe_services().cluster(cluster).set_services(Some(arns)).send().await.expect("describe services");
+        let mut services: Vec<String> = out
+            .services()
+            .iter()
+            .map(|s| {
+                let td = s.task_definition().unwrap_or_default();
+                format!("{} x{} ({})", s.service_name().unwrap_or_default(), s.desired_count(), td.rsplit('/').next().unwrap_or(td))
+            })
+            .collect();
+        services.sort();
+        let data_bucket = p["purge"][0]["bucket"].as_str().unwrap_or_default();
+        let data = s3.list_object_versions().bucket(data_bucket).prefix("transfers/").send().await.map_or(0, |o| o.versions().len() + o.delete_markers().len());
+        let did_bucket = p["did"]["bucket"].as_str().unwrap_or_default();
+        let did = match s3.get_object().bucket(did_bucket).key(".well-known/did.json").send().await {
+            Ok(out) => {
+                let bytes = out.body.collect().await.map(|b| b.to_vec()).unwrap_or_default();
+                let doc: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                if doc == p["did"]["document"] { "as declared" } else { "CHANGED" }
+            }
+            Err(_) => "missing",
+        };
+        println!("  {:<31} {}", p["name"].as_str().unwrap_or_default(), services.join(", "));
+        println!("  {:<31} transfers/: {data} object versions; did.json at s3://{did_bucket}/.well-known/: {did}", "");
+    }
+}
+
+async fn reset_dataspace(sandbox: &Sandbox) -> bool {
+    heading("reset-dataspace: the public dataspace back to its manifest at midnight");
+    let (ecs, s3) = (sandbox.ecs(), sandbox.s3());
+    seed_dataspace(&ecs, &s3).await;
+    println!("The day's drift: SELT's DPF scaled to 0, GTI's connector on revision 2, transfer data, a changed DID document.");
+    ecs.update_service().cluster("selt").service("dpf").desired_count(0).send().await.expect("drift");
+    ecs.update_service().cluster("gti").service("connector").task_definition("gti-connector:2").send().await.expect("drift");
+    for (bucket, key) in [("gti-data", "transfers/2026-11-26/turbine-blades.parquet"), ("ias-data", "transfers/contract 7/assembly-plan.pdf"), ("selt-data", "transfers/laser-calibration.csv")] {
+        s3.put_object().bucket(bucket).key(key).body(ByteStream::from_static(b"exchanged during the day")).send().await.expect("drift");
+    }
+    s3.put_object()
+        .bucket("ias-did")
+        .key(".well-known/did.json")
+        .body(ByteStream::from_static(br#"{"id": "did:web:ias.example.org", "service": []}"#))
+        .send()
+        .await
+        .expect("drift");
+    println!("\nBefore (manifest dataspace/mvd.json at s3://{MANIFEST_BUCKET}/{MANIFEST_KEY}):");
+    print_dataspace(sandbox).await;
+
+    let mut env = sandbox.function_env();
+    env.push(("DATASPACE_MANIFEST".to_owned(), format!("s3://{MANIFEST_BUCKET}/{MANIFEST_KEY}")));
+    let mut process = FunctionProcess::spawn(&binary("reset-dataspace"), &env);
+    println!("\nMidnight: reset-dataspace runs with events/reset-dataspace.midnight.json ...");
+    let Some(report) = invoke(&mut process, &event("reset-dataspace.midnight.json")) else { return false };
+    for p in report["participants"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<31} {}: {} services restarted, {} objects purged, DID document {}, {} ms",
+            p["name"].as_str().unwrap_or_default(),
+            p["status"].as_str().unwrap_or_default(),
+            p["services_restarted"].as_array().map_or(0, Vec::len),
+            p["objects_purged"],
+            p["did"]["outcome"].as_str().unwrap_or("?"),
+            p["duration_ms"]
+        );
+    }
+    println!("\nAfter:");
+    print_dataspace(sandbox).await;
+
+    println!("\nBy hand, one participant: {{\"participants\": [\"space-enforcer-laser-tec\"]}}");
+    let Some(manual) = invoke(&mut process, &event("reset-dataspace.manual.json")) else { return false };
+    let p = &manual["participants"][0];
+    println!(
+        "  {} {}: {} objects purged, DID document {} (connectors restarted: their state is in memory)\n",
+        p["name"].as_str().unwrap_or_default(),
+        p["status"].as_str().unwrap_or_default(),
+        p["objects_purged"],
+        p["did"]["outcome"].as_str().unwrap_or("?")
+    );
+    report["participants"].as_array().is_some_and(|ps| ps.iter().all(|p| p["status"] == "reset")) && p["did"]["outcome"] == "unchanged"
 }
