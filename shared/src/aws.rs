@@ -1,6 +1,33 @@
 //! AWS configuration from the standard environment.
 
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// A failed AWS call: which, on what, and the service's own words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{operation} on {target} failed: {message}")]
+pub struct CallError {
+    pub operation: &'static str,
+    pub target: String,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl CallError {
+    /// From a service error (`SdkError::into_service_error`).
+    pub fn new<E>(operation: &'static str, target: &str, err: E) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error,
+    {
+        Self {
+            operation,
+            target: target.to_owned(),
+            code: err.code().map(str::to_owned),
+            message: err.message().map_or_else(|| DisplayErrorContext(&err).to_string(), str::to_owned),
+        }
+    }
+}
 
 /// Loads region, credentials and `AWS_ENDPOINT_URL` the way every AWS tool does.
 pub async fn sdk_config() -> SdkConfig {

@@ -4,6 +4,8 @@
 pub mod aws;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "ecs")]
+pub mod ecs;
 pub mod report;
 #[cfg(feature = "s3")]
 pub mod s3_sweep;

@@ -1,28 +1,21 @@
-//! The ECS calls: observe and apply, never decide.
+//! The ECS calls: observe and apply, never decide. Listing and describing a
+//! cluster's services are `nightshift::ecs`'s.
 
 use aws_sdk_ecs::Client;
-use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_ecs::types::{
-    ContainerDefinition, DeploymentConfiguration, Service, ServiceField, Tag, TaskDefinition, TaskDefinitionField,
-};
+use aws_sdk_ecs::error::ProvideErrorMetadata;
+use aws_sdk_ecs::types::{ContainerDefinition, DeploymentConfiguration, Tag, TaskDefinition, TaskDefinitionField};
+use nightshift::aws::CallError;
 
 use crate::error::DeployError;
-
-/// DescribeServices takes at most this many services.
-pub const DESCRIBE_BATCH: usize = 10;
 
 fn ecs_error<E>(operation: &'static str, target: &str, err: E) -> DeployError
 where
     E: ProvideErrorMetadata + std::error::Error,
 {
-    DeployError::Ecs {
-        operation,
-        target: target.to_owned(),
-        code: err.code().map(str::to_owned),
-        message: err.message().map_or_else(|| DisplayErrorContext(&err).to_string(), str::to_owned),
-    }
+    DeployError::Ecs(CallError::new(operation, target, err))
 }
 
+/// Every cluster of the account and region.
 pub async fn list_clusters(ecs: &Client) -> Result<Vec<String>, DeployError> {
     let mut arns = Vec::new();
     let mut pages = ecs.list_clusters().into_paginator().send();
@@ -31,36 +24,6 @@ pub async fn list_clusters(ecs: &Client) -> Result<Vec<String>, DeployError> {
         arns.extend(page.cluster_arns().iter().cloned());
     }
     Ok(arns)
-}
-
-pub async fn list_services(ecs: &Client, cluster: &str) -> Result<Vec<String>, DeployError> {
-    let mut arns = Vec::new();
-    let mut pages = ecs.list_services().cluster(cluster).into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| ecs_error("ListServices", cluster, e.into_service_error()))?;
-        arns.extend(page.service_arns().iter().cloned());
-    }
-    Ok(arns)
-}
-
-/// Describes the services with their tags, ten to a request.
-pub async fn describe_services(ecs: &Client, cluster: &str, arns: &[String]) -> Result<Vec<Service>, DeployError> {
-    let mut services = Vec::with_capacity(arns.len());
-    for batch in arns.chunks(DESCRIBE_BATCH) {
-        let out = ecs
-            .describe_services()
-            .cluster(cluster)
-            .set_services(Some(batch.to_vec()))
-            .include(ServiceField::Tags)
-            .send()
-            .await
-            .map_err(|e| ecs_error("DescribeServices", cluster, e.into_service_error()))?;
-        for failure in out.failures() {
-            tracing::warn!(cluster, arn = ?failure.arn(), reason = ?failure.reason(), "service could not be described");
-        }
-        services.extend(out.services.unwrap_or_default());
-    }
-    Ok(services)
 }
 
 /// The task definition with its tags.
@@ -74,11 +37,13 @@ pub async fn describe_task_definition(ecs: &Client, arn: &str) -> Result<(TaskDe
         .map_err(|e| ecs_error("DescribeTaskDefinition", arn, e.into_service_error()))?;
     let task_definition = out
         .task_definition
-        .ok_or_else(|| DeployError::Ecs {
-            operation: "DescribeTaskDefinition",
-            target: arn.to_owned(),
-            code: None,
-            message: "the answer holds no task definition".into(),
+        .ok_or_else(|| {
+            DeployError::Ecs(CallError {
+                operation: "DescribeTaskDefinition",
+                target: arn.to_owned(),
+                code: None,
+                message: "the answer holds no task definition".into(),
+            })
         })?;
     Ok((task_definition, out.tags.unwrap_or_default()))
 }
@@ -118,11 +83,13 @@ pub async fn register_clone(
     out.task_definition()
         .and_then(TaskDefinition::task_definition_arn)
         .map(str::to_owned)
-        .ok_or_else(|| DeployError::Ecs {
-            operation: "RegisterTaskDefinition",
-            target: source.to_owned(),
-            code: None,
-            message: "the answer holds no task definition ARN".into(),
+        .ok_or_else(|| {
+            DeployError::Ecs(CallError {
+                operation: "RegisterTaskDefinition",
+                target: source.to_owned(),
+                code: None,
+                message: "the answer holds no task definition ARN".into(),
+            })
         })
 }
 

@@ -1,6 +1,7 @@
 //! What can make a `deploy-on-push` invocation fail, each with a stable `error_type`.
 
 use lambda_runtime::Diagnostic;
+use nightshift::aws::CallError;
 use nightshift::{ConfigError, LambdaFailure};
 
 #[derive(Debug, thiserror::Error)]
@@ -9,13 +10,8 @@ pub enum DeployError {
     Config(#[from] ConfigError),
     #[error("invalid event: {0}")]
     InvalidEvent(String),
-    #[error("ECS {operation} on {target} failed: {message}")]
-    Ecs {
-        operation: &'static str,
-        target: String,
-        code: Option<String>,
-        message: String,
-    },
+    #[error("ECS {0}")]
+    Ecs(#[from] CallError),
     /// Some services failed; the others went ahead. Failing the invocation gets it retried or alarmed.
     #[error("{} of {total} services failed: {}", failures.len(), failures.join("; "))]
     ServicesFailed { total: usize, failures: Vec<String> },
@@ -26,7 +22,7 @@ impl LambdaFailure for DeployError {
         match self {
             Self::Config(_) => "ConfigError",
             Self::InvalidEvent(_) => "InvalidEvent",
-            Self::Ecs { .. } => "EcsError",
+            Self::Ecs(_) => "EcsError",
             Self::ServicesFailed { .. } => "DeployFailed",
         }
     }

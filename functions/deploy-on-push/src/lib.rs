@@ -159,8 +159,8 @@ impl DeployOnPush {
         };
         let mut examined = Vec::new();
         for cluster in &clusters {
-            let arns = ecs::list_services(&self.ecs, cluster).await?;
-            for service in ecs::describe_services(&self.ecs, cluster, &arns).await? {
+            let arns = nightshift::ecs::list_services(&self.ecs, cluster).await?;
+            for service in nightshift::ecs::describe_services(&self.ecs, cluster, &arns).await? {
                 let id = ServiceId::of(&service);
                 match plan::triage(&service, tag) {
                     Candidate::NotFollowing => {}

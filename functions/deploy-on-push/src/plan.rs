@@ -5,6 +5,7 @@ use aws_sdk_ecs::types::{
     ContainerDefinition, DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentControllerType, Service, Tag,
     TaskDefinition,
 };
+use nightshift::ecs::tag_value;
 use serde::Serialize;
 
 use crate::event::Push;
@@ -17,10 +18,6 @@ pub const DEPLOY_TAG: &str = "nightshift:deploy";
 pub const CONTAINERS_TAG: &str = "nightshift:containers";
 /// Task-definition tag prefix recording the tag a container was deployed from.
 pub const IMAGE_TAG_PREFIX: &str = "nightshift:image-tag/";
-
-fn tag_value<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
-    tags.iter().find(|t| t.key() == Some(key)).and_then(Tag::value)
-}
 
 /// A service and its cluster, as the report names them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1,6 +1,5 @@
 //! The ECS and S3 calls: observe and apply, never decide.
 
-use aws_sdk_ecs::types::{Service, ServiceField};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_s3::primitives::ByteStream;
 use nightshift::s3_sweep::S3Error;
@@ -38,23 +37,6 @@ pub async fn bucket_dataspace(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<O
             }
         }
     }
-}
-
-/// The named services of a cluster, with their tags (ten to a request).
-pub async fn describe_services(ecs: &aws_sdk_ecs::Client, cluster: &str, names: &[String]) -> Result<Vec<Service>, String> {
-    let mut services = Vec::new();
-    for batch in names.chunks(10) {
-        let out = ecs
-            .describe_services()
-            .cluster(cluster)
-            .set_services(Some(batch.to_vec()))
-            .include(ServiceField::Tags)
-            .send()
-            .await
-            .map_err(|e| format!("DescribeServices in cluster {cluster:?}: {}", message(&e.into_service_error())))?;
-        services.extend(out.services.unwrap_or_default());
-    }
-    Ok(services)
 }
 
 /// A new deployment of the service at `desired` tasks, on `task_definition` if given.

@@ -111,7 +111,7 @@ pub fn guard(
         let Some(service) = found else {
             return Err(format!("service {:?} not found in cluster {:?}", spec.service, participant.cluster));
         };
-        let tag = service.tags().iter().find(|t| t.key() == Some(DATASPACE_TAG)).and_then(|t| t.value());
+        let tag = nightshift::ecs::tag_value(service.tags(), DATASPACE_TAG);
         if tag != Some(dataspace) {
             return Err(match tag {
                 None => format!("service {}/{} is not tagged {DATASPACE_TAG}", participant.cluster, spec.service),
@@ -259,7 +259,7 @@ impl ResetDataspace {
         report: &mut ParticipantReport,
     ) -> Result<(), String> {
         let names: Vec<String> = p.services.iter().map(|s| s.service.clone()).collect();
-        let services = aws::describe_services(&self.ecs, &p.cluster, &names).await?;
+        let services = nightshift::ecs::describe_services(&self.ecs, &p.cluster, &names).await.map_err(|e| e.to_string())?;
         let mut buckets: Vec<String> = std::iter::once(p.did.bucket.clone()).chain(p.purge.iter().map(|x| x.bucket.clone())).collect();
         buckets.dedup();
         let mut tags = Vec::new();

@@ -1,8 +1,8 @@
 //! The group's AWS calls (ECS, Application Auto Scaling): observe and apply, never decide.
 
 use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
-use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_ecs::types::{DesiredStatus, Service, ServiceField, Tag, TaskField};
+use aws_sdk_ecs::error::ProvideErrorMetadata;
+use aws_sdk_ecs::types::{DesiredStatus, Service, Tag, TaskField};
 use chrono::{DateTime, SecondsFormat, Utc};
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
@@ -12,6 +12,8 @@ use super::{
     AWAKE_COUNT_TAG, DAGSTER_RUN_TAG, LAST_ACTIVITY_TAG, MAX_CAPACITY_TAG, MIN_CAPACITY_TAG, SCALE_GROUP_TAG,
     ScaleConfig, WAKE_ORDER_TAG,
 };
+use crate::aws::CallError;
+use crate::ecs::{describe_services, list_services, tag_value};
 use crate::{ConfigError, LambdaFailure};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,12 +22,8 @@ pub enum ScaleError {
     Config(#[from] ConfigError),
     #[error("invalid event: {0}")]
     InvalidEvent(String),
-    #[error("{operation} on {target} failed: {message}")]
-    Aws {
-        operation: &'static str,
-        target: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Aws(#[from] CallError),
     #[error("{} of the group's services failed: {}", failures.len(), failures.join("; "))]
     Failed { failures: Vec<String> },
 }
@@ -35,7 +33,7 @@ impl LambdaFailure for ScaleError {
         match self {
             Self::Config(_) => "ConfigError",
             Self::InvalidEvent(_) => "InvalidEvent",
-            Self::Aws { .. } => "AwsError",
+            Self::Aws(_) => "AwsError",
             Self::Failed { .. } => "ScaleFailed",
         }
     }
@@ -51,11 +49,7 @@ fn aws_error<E>(operation: &'static str, target: &str, err: E) -> ScaleError
 where
     E: ProvideErrorMetadata + std::error::Error,
 {
-    ScaleError::Aws {
-        operation,
-        target: target.to_owned(),
-        message: err.message().map_or_else(|| DisplayErrorContext(&err).to_string(), str::to_owned),
-    }
+    ScaleError::Aws(CallError::new(operation, target, err))
 }
 
 /// The Application Auto Scaling resource ID of an ECS service.
@@ -64,7 +58,7 @@ pub fn resource_id(cluster: &str, service: &str) -> String {
 }
 
 fn tag<'a>(service: &'a Service, key: &str) -> Option<&'a str> {
-    service.tags().iter().find(|t| t.key() == Some(key)).and_then(Tag::value)
+    tag_value(service.tags(), key)
 }
 
 /// Reads a member from its service's tags; `None` when not in the group.
@@ -120,23 +114,9 @@ pub async fn observe_members(
 ) -> Result<Vec<Member>, ScaleError> {
     let mut members = Vec::new();
     for cluster in &config.clusters {
-        let mut arns = Vec::new();
-        let mut pages = ecs.list_services().cluster(cluster).into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| aws_error("ListServices", cluster, e.into_service_error()))?;
-            arns.extend(page.service_arns().iter().cloned());
-        }
-        for batch in arns.chunks(10) {
-            let out = ecs
-                .describe_services()
-                .cluster(cluster)
-                .set_services(Some(batch.to_vec()))
-                .include(ServiceField::Tags)
-                .send()
-                .await
-                .map_err(|e| aws_error("DescribeServices", cluster, e.into_service_error()))?;
-            members.extend(out.services().iter().filter_map(|s| member_of(s, &config.group)));
-        }
+        let arns = list_services(ecs, cluster).await?;
+        let services = describe_services(ecs, cluster, &arns).await?;
+        members.extend(services.iter().filter_map(|s| member_of(s, &config.group)));
     }
     let ids: Vec<String> = members.iter().map(|m| resource_id(&m.cluster, &m.service)).collect();
     for batch in ids.chunks(50) {
@@ -183,7 +163,7 @@ pub async fn runs_in_flight(ecs: &aws_sdk_ecs::Client, clusters: &[String]) -> R
                 .await
                 .map_err(|e| aws_error("DescribeTasks", cluster, e.into_service_error()))?;
             for task in out.tasks() {
-                let run = task.tags().iter().find(|t| t.key() == Some(DAGSTER_RUN_TAG)).and_then(Tag::value);
+                let run = tag_value(task.tags(), DAGSTER_RUN_TAG);
                 if let Some(run) = run
                     && task.last_status() != Some("STOPPED")
                     && !runs.iter().any(|r| r == run)
