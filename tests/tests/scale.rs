@@ -10,7 +10,7 @@ use aws_sdk_ecs::types::{ServiceField, Tag};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use lambda_runtime::{Context, LambdaEvent};
 use nightshift::FixedClock;
-use nightshift::scale::ScaleConfig;
+use nightshift::scale::{ScaleConfig, ScaleGroup};
 use nightshift::scale::plan::Decision;
 use nightshift_tests::event;
 use nightshift_tests::platform::{DAGSTER, seed_dagster, start_run};
@@ -50,14 +50,17 @@ impl Group {
         (aws_sdk_ecs::Client::from_conf(ecs), aws_sdk_applicationautoscaling::Client::from_conf(scaling))
     }
 
-    fn scale_to_zero(&self, config: ScaleConfig, now: DateTime<Utc>) -> ScaleToZero {
+    fn group(&self, config: ScaleConfig, now: DateTime<Utc>) -> ScaleGroup {
         let (ecs, scaling) = self.clients();
-        ScaleToZero::new(config, ecs, scaling, Arc::new(FixedClock(now)))
+        ScaleGroup { config, ecs, scaling, clock: Arc::new(FixedClock(now)) }
+    }
+
+    fn scale_to_zero(&self, config: ScaleConfig, now: DateTime<Utc>) -> ScaleToZero {
+        ScaleToZero::new(self.group(config, now))
     }
 
     fn scale_on_ingress(&self, config: ScaleConfig, now: DateTime<Utc>) -> ScaleOnIngress {
-        let (ecs, scaling) = self.clients();
-        ScaleOnIngress::new(config, ecs, scaling, Arc::new(FixedClock(now)))
+        ScaleOnIngress::new(self.group(config, now))
     }
 
     /// Every service's desired count and nightshift tags.

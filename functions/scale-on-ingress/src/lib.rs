@@ -6,14 +6,11 @@
 
 pub mod event;
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
-use nightshift::Clock;
 use nightshift::scale::aws::{self as scale_aws, ScaleError, ServiceReport};
 use nightshift::scale::plan::{self, Decision};
-use nightshift::scale::{LeftAlone, ScaleConfig, left_alone};
+use nightshift::scale::{LeftAlone, ScaleGroup, left_alone};
 use serde::Serialize;
 use serde_json::Value;
 use tracing::info;
@@ -45,30 +42,22 @@ pub struct IngressReport {
 }
 
 pub struct ScaleOnIngress {
-    config: ScaleConfig,
-    ecs: aws_sdk_ecs::Client,
-    scaling: aws_sdk_applicationautoscaling::Client,
-    clock: Arc<dyn Clock>,
+    group: ScaleGroup,
 }
 
 impl ScaleOnIngress {
-    pub fn new(
-        config: ScaleConfig,
-        ecs: aws_sdk_ecs::Client,
-        scaling: aws_sdk_applicationautoscaling::Client,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self { config, ecs, scaling, clock }
+    pub fn new(group: ScaleGroup) -> Self {
+        Self { group }
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<IngressReport, ScaleError> {
         let mut report = IngressReport {
             function: FUNCTION,
-            dry_run: self.config.dry_run,
-            group: self.config.group.clone(),
+            dry_run: self.group.config.dry_run,
+            group: self.group.config.group.clone(),
             ..IngressReport::default()
         };
-        let ingress = match event::parse(&event.payload, &self.config.ingress_prefix).map_err(ScaleError::InvalidEvent)? {
+        let ingress = match event::parse(&event.payload, &self.group.config.ingress_prefix).map_err(ScaleError::InvalidEvent)? {
             Trigger::Ignored(why) => {
                 info!(reason = %why, "event ignored");
                 report.ignored = Some(why);
@@ -77,26 +66,26 @@ impl ScaleOnIngress {
             }
             Trigger::Ingress(ingress) => ingress,
         };
-        let now = self.clock.now();
+        let now = self.group.clock.now();
         let at = ingress.at.min(now);
         report.keys_total = ingress.keys.len();
         report.keys = ingress.keys.into_iter().take(KEYS_REPORTED).collect();
         report.activity = Some(at);
 
-        let members = scale_aws::observe_members(&self.ecs, &self.scaling, &self.config).await?;
+        let members = scale_aws::observe_members(&self.group).await?;
         let activity = plan::plan_activity(&members, at);
         report.activity_recorded = activity.iter().map(|p| members[p.member].service.clone()).collect();
-        let (_, mut failures) = scale_aws::execute(&self.ecs, &self.scaling, &members, activity, self.config.dry_run).await;
+        let (_, mut failures) = scale_aws::execute(&self.group, &members, activity).await;
 
         // Ingress only ever wakes: runs in flight matter for sleeping, which is scale-to-zero's.
         let last = plan::last_activity(&members).max(Some(at));
-        let need = plan::assess(now, &self.config.schedule, self.config.idle(), last, None);
+        let need = plan::assess(now, &self.group.config.schedule, self.group.config.idle(), last, None);
         let wake = if need.needed { plan::plan_wake(&members) } else { Vec::new() };
         report.decision = Some(if wake.is_empty() { Decision::None } else { Decision::Wake });
         report.reasons = need.reasons;
-        info!(group = %self.config.group, keys = report.keys_total, %at, decision = ?report.decision, "ingress");
+        info!(group = %self.group.config.group, keys = report.keys_total, %at, decision = ?report.decision, "ingress");
         let (services, wake_failures) =
-            scale_aws::execute(&self.ecs, &self.scaling, &members, wake, self.config.dry_run).await;
+            scale_aws::execute(&self.group, &members, wake).await;
         failures.extend(wake_failures);
         report.services = services;
         report.left_alone = left_alone(&members);

@@ -5,14 +5,12 @@
 //! (need, sleep or wake) -> apply -> report. Fail safe: if anything it must
 //! read fails, nothing is scaled down.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
 use nightshift::scale::aws::{self as scale_aws, ScaleError, ServiceReport};
 use nightshift::scale::plan::{self, Decision};
-use nightshift::scale::{LeftAlone, ScaleConfig, left_alone};
-use nightshift::{Clock, Trigger};
+use nightshift::scale::{LeftAlone, ScaleGroup, left_alone};
+use nightshift::Trigger;
 use serde::Serialize;
 use serde_json::Value;
 use tracing::info;
@@ -37,39 +35,31 @@ pub struct ScaleToZeroReport {
 }
 
 pub struct ScaleToZero {
-    config: ScaleConfig,
-    ecs: aws_sdk_ecs::Client,
-    scaling: aws_sdk_applicationautoscaling::Client,
-    clock: Arc<dyn Clock>,
+    group: ScaleGroup,
 }
 
 impl ScaleToZero {
-    pub fn new(
-        config: ScaleConfig,
-        ecs: aws_sdk_ecs::Client,
-        scaling: aws_sdk_applicationautoscaling::Client,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self { config, ecs, scaling, clock }
+    pub fn new(group: ScaleGroup) -> Self {
+        Self { group }
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<ScaleToZeroReport, ScaleError> {
         let trigger = Trigger::parse(&event.payload);
-        let now = self.clock.now();
+        let now = self.group.clock.now();
         // Every read comes first; any failure ends the run before anything changes.
-        let members = scale_aws::observe_members(&self.ecs, &self.scaling, &self.config).await?;
-        let runs = scale_aws::runs_in_flight(&self.ecs, &self.config.clusters).await?;
+        let members = scale_aws::observe_members(&self.group).await?;
+        let runs = scale_aws::runs_in_flight(&self.group.ecs, &self.group.config.clusters).await?;
         let last_activity = plan::last_activity(&members);
-        let need = plan::assess(now, &self.config.schedule, self.config.idle(), last_activity, Some(&runs));
+        let need = plan::assess(now, &self.group.config.schedule, self.group.config.idle(), last_activity, Some(&runs));
         let (decision, plans) = plan::decide(&need, &members);
-        info!(group = %self.config.group, ?decision, reasons = ?need.reasons, members = members.len(), "decision");
+        info!(group = %self.group.config.group, ?decision, reasons = ?need.reasons, members = members.len(), "decision");
         let (services, failures) =
-            scale_aws::execute(&self.ecs, &self.scaling, &members, plans, self.config.dry_run).await;
+            scale_aws::execute(&self.group, &members, plans).await;
         let report = ScaleToZeroReport {
             function: FUNCTION,
-            dry_run: self.config.dry_run,
+            dry_run: self.group.config.dry_run,
             trigger,
-            group: self.config.group.clone(),
+            group: self.group.config.group.clone(),
             decision,
             needed: need.needed,
             reasons: need.reasons,

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use lambda_runtime::{Error, run, service_fn};
-use nightshift::scale::ScaleConfig;
+use nightshift::scale::{ScaleConfig, ScaleGroup};
 use nightshift::{SystemClock, aws, config::ProcessEnv};
 use scale_to_zero::ScaleToZero;
 
@@ -12,6 +12,11 @@ async fn main() -> Result<(), Error> {
         tracing::error!(error = %err, "scale-to-zero cannot start");
     })?;
     let sdk = aws::sdk_config().await;
-    let function = ScaleToZero::new(config, aws::ecs_client(&sdk), aws::scaling_client(&sdk), Arc::new(SystemClock));
+    let function = ScaleToZero::new(ScaleGroup {
+        config,
+        ecs: aws::ecs_client(&sdk),
+        scaling: aws::scaling_client(&sdk),
+        clock: Arc::new(SystemClock),
+    });
     run(service_fn(|event| function.handle(event))).await
 }

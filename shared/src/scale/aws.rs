@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::plan::{Member, MemberPlan, Step};
 use super::{
     AWAKE_COUNT_TAG, DAGSTER_RUN_TAG, LAST_ACTIVITY_TAG, MAX_CAPACITY_TAG, MIN_CAPACITY_TAG, SCALE_GROUP_TAG,
-    ScaleConfig, WAKE_ORDER_TAG,
+    ScaleGroup, WAKE_ORDER_TAG,
 };
 use crate::aws::CallError;
 use crate::ecs::{describe_services, list_services, tag_value};
@@ -107,11 +107,8 @@ pub fn member_of(service: &Service, group: &str) -> Option<Member> {
 }
 
 /// The group's services in the configured clusters, with their scalable targets.
-pub async fn observe_members(
-    ecs: &aws_sdk_ecs::Client,
-    scaling: &aws_sdk_applicationautoscaling::Client,
-    config: &ScaleConfig,
-) -> Result<Vec<Member>, ScaleError> {
+pub async fn observe_members(group: &ScaleGroup) -> Result<Vec<Member>, ScaleError> {
+    let (ecs, scaling, config) = (&group.ecs, &group.scaling, &group.config);
     let mut members = Vec::new();
     for cluster in &config.clusters {
         let arns = list_services(ecs, cluster).await?;
@@ -252,15 +249,10 @@ pub struct ServiceReport {
     pub error: Option<String>,
 }
 
-/// Applies the plans in their order (unless `dry_run`); a member whose step
+/// Applies the plans in their order (unless `DRY_RUN`); a member whose step
 /// fails stops there, the others go on. Returns the reports and the failures.
-pub async fn execute(
-    ecs: &aws_sdk_ecs::Client,
-    scaling: &aws_sdk_applicationautoscaling::Client,
-    members: &[Member],
-    plans: Vec<MemberPlan>,
-    dry_run: bool,
-) -> (Vec<ServiceReport>, Vec<String>) {
+pub async fn execute(group: &ScaleGroup, members: &[Member], plans: Vec<MemberPlan>) -> (Vec<ServiceReport>, Vec<String>) {
+    let dry_run = group.config.dry_run;
     let mut reports = Vec::new();
     let mut failures = Vec::new();
     for plan in plans {
@@ -268,7 +260,7 @@ pub async fn execute(
         let mut error = None;
         if !dry_run {
             for step in &plan.steps {
-                if let Err(err) = apply_step(ecs, scaling, member, step).await {
+                if let Err(err) = apply_step(&group.ecs, &group.scaling, member, step).await {
                     tracing::warn!(cluster = %member.cluster, service = %member.service, error = %err, "step failed");
                     failures.push(err.to_string());
                     error = Some(err.to_string());

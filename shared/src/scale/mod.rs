@@ -72,6 +72,14 @@ impl ScaleConfig {
     }
 }
 
+/// What both scale functions work with: the configuration, the clients, the clock.
+pub struct ScaleGroup {
+    pub config: ScaleConfig,
+    pub ecs: aws_sdk_ecs::Client,
+    pub scaling: aws_sdk_applicationautoscaling::Client,
+    pub clock: std::sync::Arc<dyn crate::Clock>,
+}
+
 /// A service of the group that was not touched because its tags could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LeftAlone {
