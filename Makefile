@@ -29,8 +29,9 @@ test: setup build
 template:
 	cfn-lint template.yaml
 
-## lint: clippy over the workspace, warnings as errors
+## lint: rustfmt, and clippy over the workspace with warnings as errors
 lint:
+	$(CARGO) fmt --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## sam-build: the deployable arm64 binaries, through cargo-lambda (pip install cargo-lambda aws-sam-cli)

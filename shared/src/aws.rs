@@ -43,9 +43,7 @@ pub fn has_endpoint_override(config: &SdkConfig) -> bool {
 /// `bucket.127.0.0.1` does not resolve.
 #[cfg(feature = "s3")]
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
-    let s3_config = aws_sdk_s3::config::Builder::from(config)
-        .force_path_style(has_endpoint_override(config))
-        .build();
+    let s3_config = aws_sdk_s3::config::Builder::from(config).force_path_style(has_endpoint_override(config)).build();
     aws_sdk_s3::Client::from_conf(s3_config)
 }
 

@@ -55,19 +55,13 @@ impl std::error::Error for ConfigError {}
 
 impl ConfigError {
     pub fn new(variable: &str, found: Option<&str>, expected: impl Into<String>) -> Self {
-        Self {
-            variable: variable.to_owned(),
-            found: found.map(str::to_owned),
-            expected: expected.into(),
-        }
+        Self { variable: variable.to_owned(), found: found.map(str::to_owned), expected: expected.into() }
     }
 }
 
 /// The variable's value, trimmed; unset and blank both read as `None`.
 pub fn optional(vars: &impl Vars, name: &str) -> Option<String> {
-    vars.var(name)
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    vars.var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 /// The variable's value; an error naming it and `expected` when unset or blank.
@@ -86,37 +80,19 @@ pub fn flag(vars: &impl Vars, name: &str, default: bool) -> Result<bool, ConfigE
 }
 
 /// A whole number within `range`; `default` when unset.
-pub fn number_in(
-    vars: &impl Vars,
-    name: &str,
-    range: RangeInclusive<u32>,
-    default: u32,
-) -> Result<u32, ConfigError> {
+pub fn number_in(vars: &impl Vars, name: &str, range: RangeInclusive<u32>, default: u32) -> Result<u32, ConfigError> {
     let Some(v) = optional(vars, name) else {
         return Ok(default);
     };
-    v.parse::<u32>()
-        .ok()
-        .filter(|n| range.contains(n))
-        .ok_or_else(|| {
-            ConfigError::new(
-                name,
-                Some(&v),
-                format!("a whole number from {} to {}", range.start(), range.end()),
-            )
-        })
+    v.parse::<u32>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+        ConfigError::new(name, Some(&v), format!("a whole number from {} to {}", range.start(), range.end()))
+    })
 }
 
 /// A comma-separated list with blanks dropped; empty when unset.
 pub fn list(vars: &impl Vars, name: &str) -> Vec<String> {
     optional(vars, name)
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
+        .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
         .unwrap_or_default()
 }
 
@@ -133,15 +109,9 @@ mod tests {
     fn required_names_the_variable_when_missing_or_blank() {
         for vars in [[("OTHER", "x")], [("LOG_BUCKET", "  ")]] {
             let err = required(&vars, "LOG_BUCKET", "an S3 bucket name").unwrap_err();
-            assert_eq!(
-                err.to_string(),
-                "LOG_BUCKET is not set; expected an S3 bucket name"
-            );
+            assert_eq!(err.to_string(), "LOG_BUCKET is not set; expected an S3 bucket name");
         }
-        assert_eq!(
-            required(&[("LOG_BUCKET", " logs ")], "LOG_BUCKET", "x").unwrap(),
-            "logs"
-        );
+        assert_eq!(required(&[("LOG_BUCKET", " logs ")], "LOG_BUCKET", "x").unwrap(), "logs");
     }
 
     #[test]
@@ -174,8 +144,8 @@ mod tests {
             ("30d", Err(format!("RETENTION_DAYS is \"30d\"; {expected}"))),
         ];
         for (given, want) in table {
-            let got = number_in(&[("RETENTION_DAYS", given)], "RETENTION_DAYS", 1..=3650, 30)
-                .map_err(|e| e.to_string());
+            let got =
+                number_in(&[("RETENTION_DAYS", given)], "RETENTION_DAYS", 1..=3650, 30).map_err(|e| e.to_string());
             assert_eq!(got, want, "RETENTION_DAYS={given:?}");
         }
     }

@@ -9,9 +9,9 @@ pub mod ecs;
 pub mod report;
 #[cfg(feature = "s3")]
 pub mod s3_sweep;
-pub mod trigger;
 #[cfg(feature = "scale")]
 pub mod scale;
+pub mod trigger;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use config::{ConfigError, Vars};

@@ -16,9 +16,6 @@ pub trait LambdaFailure: std::fmt::Display {
     fn error_type(&self) -> &'static str;
 
     fn diagnostic(&self) -> Diagnostic {
-        Diagnostic {
-            error_type: self.error_type().to_owned(),
-            error_message: self.to_string(),
-        }
+        Diagnostic { error_type: self.error_type().to_owned(), error_message: self.to_string() }
     }
 }

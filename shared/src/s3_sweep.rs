@@ -26,18 +26,9 @@ pub enum S3Error {
     #[error("bucket {bucket:?} does not exist ({operation})")]
     BucketNotFound { bucket: String, operation: &'static str },
     #[error("access denied to bucket {bucket:?} ({operation}): {message}")]
-    AccessDenied {
-        bucket: String,
-        operation: &'static str,
-        message: String,
-    },
+    AccessDenied { bucket: String, operation: &'static str, message: String },
     #[error("S3 {operation} on bucket {bucket:?} failed: {message}")]
-    Other {
-        bucket: String,
-        operation: &'static str,
-        code: Option<String>,
-        message: String,
-    },
+    Other { bucket: String, operation: &'static str, code: Option<String>, message: String },
 }
 
 impl S3Error {
@@ -47,21 +38,13 @@ impl S3Error {
         E: ProvideErrorMetadata + std::error::Error,
     {
         let bucket = bucket.to_owned();
-        let message = err
-            .message()
-            .map(str::to_owned)
-            .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+        let message = err.message().map(str::to_owned).unwrap_or_else(|| DisplayErrorContext(&err).to_string());
         match err.code() {
             Some("NoSuchBucket") => Self::BucketNotFound { bucket, operation },
             Some("AccessDenied" | "AllAccessDisabled" | "InvalidAccessKeyId" | "SignatureDoesNotMatch") => {
                 Self::AccessDenied { bucket, operation, message }
             }
-            code => Self::Other {
-                bucket,
-                operation,
-                code: code.map(str::to_owned),
-                message,
-            },
+            code => Self::Other { bucket, operation, code: code.map(str::to_owned), message },
         }
     }
 }
@@ -147,7 +130,6 @@ impl Deadline {
     }
 }
 
-
 /// Where a listing goes on from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Marker {
@@ -166,12 +148,7 @@ pub struct Page {
 /// One page (up to 1000 entries) of every version and delete marker under the
 /// prefix. On a bucket that never had versioning, each object is one version
 /// whose ID is `null`, so one listing serves both kinds of bucket.
-pub async fn list_versions(
-    s3: &Client,
-    bucket: &str,
-    prefix: &str,
-    from: Option<&Marker>,
-) -> Result<Page, S3Error> {
+pub async fn list_versions(s3: &Client, bucket: &str, prefix: &str, from: Option<&Marker>) -> Result<Page, S3Error> {
     let out = s3
         .list_object_versions()
         .bucket(bucket)
@@ -203,10 +180,9 @@ pub async fn list_versions(
     });
     let entries = versions.chain(markers).collect();
     let next = match (out.is_truncated(), out.next_key_marker()) {
-        (Some(true), Some(key)) => Some(Marker {
-            key: key.to_owned(),
-            version_id: out.next_version_id_marker().map(str::to_owned),
-        }),
+        (Some(true), Some(key)) => {
+            Some(Marker { key: key.to_owned(), version_id: out.next_version_id_marker().map(str::to_owned) })
+        }
         _ => None,
     };
     Ok(Page { entries, next })
@@ -239,12 +215,7 @@ pub async fn delete_batch(s3: &Client, bucket: &str, batch: &[Listed]) -> Vec<Ke
     };
     let objects: Result<Vec<ObjectIdentifier>, _> = batch
         .iter()
-        .map(|l| {
-            ObjectIdentifier::builder()
-                .key(&l.key)
-                .set_version_id(l.version_id.clone())
-                .build()
-        })
+        .map(|l| ObjectIdentifier::builder().key(&l.key).set_version_id(l.version_id.clone()).build())
         .collect();
     let delete = objects.and_then(|objects| Delete::builder().set_objects(Some(objects)).quiet(true).build());
     let delete = match delete {
@@ -314,7 +285,6 @@ impl SweepTally {
     }
 }
 
-
 /// A sweep of one bucket and prefix.
 pub struct Sweep {
     pub s3: Client,
@@ -359,10 +329,7 @@ impl Sweep {
                 if !select(&listed) {
                     continue;
                 }
-                let is_marker = page
-                    .next
-                    .as_ref()
-                    .is_some_and(|m| listed.is_at(&m.key, m.version_id.as_deref()));
+                let is_marker = page.next.as_ref().is_some_and(|m| listed.is_at(&m.key, m.version_id.as_deref()));
                 if is_marker {
                     held = Some(listed);
                 } else {
@@ -424,10 +391,7 @@ impl Sweep {
         });
     }
 
-    fn settle_joined(
-        done: Result<(Vec<Listed>, Vec<KeyError>), tokio::task::JoinError>,
-        tally: &mut SweepTally,
-    ) {
+    fn settle_joined(done: Result<(Vec<Listed>, Vec<KeyError>), tokio::task::JoinError>, tally: &mut SweepTally) {
         match done {
             Ok((batch, refused)) => tally.settle(&batch, refused),
             // Only a panic in the SDK could get here; the keys stay and the next run retries them.
@@ -446,12 +410,7 @@ mod tests {
     }
 
     fn listed(n: usize) -> Listed {
-        Listed {
-            key: format!("k{n}"),
-            version_id: None,
-            last_modified: at(2026, 1, 1, 0, 0, 0),
-            size: 1,
-        }
+        Listed { key: format!("k{n}"), version_id: None, last_modified: at(2026, 1, 1, 0, 0, 0), size: 1 }
     }
     #[test]
     fn batches_hold_at_most_a_thousand_keys_and_the_rest_comes_last() {
@@ -484,5 +443,4 @@ mod tests {
         assert!(!relative.reached(now + Duration::seconds(589)));
         assert!(relative.reached(now + Duration::seconds(590)));
     }
-
 }

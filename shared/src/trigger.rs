@@ -18,15 +18,11 @@ pub enum Trigger {
 impl Trigger {
     pub fn parse(payload: &Value) -> Self {
         match serde_json::from_value::<EventBridgeEvent<Value>>(payload.clone()) {
-            Ok(event) => Self::Scheduled {
-                id: event.id.unwrap_or_default(),
-                time: event.time.unwrap_or_default(),
-            },
+            Ok(event) => Self::Scheduled { id: event.id.unwrap_or_default(), time: event.time.unwrap_or_default() },
             Err(_) => Self::Manual,
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -2,8 +2,8 @@
 
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{
-    ContainerDefinition, DeploymentController, DeploymentControllerType, KeyValuePair, NetworkMode, PortMapping,
-    Tag, Volume,
+    ContainerDefinition, DeploymentController, DeploymentControllerType, KeyValuePair, NetworkMode, PortMapping, Tag,
+    Volume,
 };
 
 use crate::event;
@@ -34,7 +34,12 @@ pub async fn task_definition(ecs: &Client, family: &str, image: &str) -> String 
         .port_mappings(PortMapping::builder().container_port(8080).build())
         .environment(KeyValuePair::builder().name("DAGSTER_HOME").value("/opt/dagster").build())
         .build();
-    let proxy = ContainerDefinition::builder().name("proxy").image("public.ecr.aws/nginx/nginx:1.25").memory(128).essential(false).build();
+    let proxy = ContainerDefinition::builder()
+        .name("proxy")
+        .image("public.ecr.aws/nginx/nginx:1.25")
+        .memory(128)
+        .essential(false)
+        .build();
     ecs.register_task_definition()
         .family(family)
         .container_definitions(app)
@@ -56,7 +61,13 @@ pub async fn task_definition(ecs: &Client, family: &str, image: &str) -> String 
         .to_owned()
 }
 
-async fn service(ecs: &Client, name: &str, td: &str, tags: &[(&str, &str)], controller: Option<DeploymentControllerType>) {
+async fn service(
+    ecs: &Client,
+    name: &str,
+    td: &str,
+    tags: &[(&str, &str)],
+    controller: Option<DeploymentControllerType>,
+) {
     let mut create = ecs
         .create_service()
         .cluster(CLUSTER)
@@ -85,7 +96,12 @@ pub async fn seed_shop(ecs: &Client) -> Vec<(String, String)> {
         ("legacy", td_legacy, vec![], None),
         ("api-v2", td_v2, vec![("nightshift:deploy", "semver")], None),
         ("preview", td_latest, vec![("nightshift:deploy", "track")], None),
-        ("blue-green", td_api.clone(), vec![("nightshift:deploy", "semver")], Some(DeploymentControllerType::CodeDeploy)),
+        (
+            "blue-green",
+            td_api.clone(),
+            vec![("nightshift:deploy", "semver")],
+            Some(DeploymentControllerType::CodeDeploy),
+        ),
         ("odd", td_api, vec![("nightshift:deploy", "whenever")], None),
     ];
     let mut running = Vec::new();
@@ -95,7 +111,6 @@ pub async fn seed_shop(ecs: &Client) -> Vec<(String, String)> {
     }
     running
 }
-
 
 /// The Dagster cluster of the scale group.
 pub const DAGSTER: &str = "dagster";
@@ -109,7 +124,10 @@ pub async fn seed_dagster(ecs: &Client, scaling: &aws_sdk_applicationautoscaling
     let members: [(&str, &[(&str, &str)]); 4] = [
         ("code-location", &[("nightshift:scale-group", "dagster"), ("nightshift:wake-order", "0")]),
         ("daemon", &[("nightshift:scale-group", "dagster"), ("nightshift:wake-order", "1")]),
-        ("webserver", &[("nightshift:scale-group", "dagster"), ("nightshift:wake-order", "1"), ("nightshift:awake-count", "1")]),
+        (
+            "webserver",
+            &[("nightshift:scale-group", "dagster"), ("nightshift:wake-order", "1"), ("nightshift:awake-count", "1")],
+        ),
         ("metabase", &[]),
     ];
     for (name, tags) in members {
@@ -142,7 +160,8 @@ pub async fn start_run(sandbox: &crate::sandbox::Sandbox, ecs: &Client, run_id: 
     use aws_sdk_ecs::types::{AwsVpcConfiguration, Compatibility, LaunchType, NetworkConfiguration};
     sandbox.pin_task_states();
     let (subnet, security_group) = sandbox.default_network();
-    let run = ContainerDefinition::builder().name("run").image(format!("{}/dagster:1.9.0", registry())).memory(512).build();
+    let run =
+        ContainerDefinition::builder().name("run").image(format!("{}/dagster:1.9.0", registry())).memory(512).build();
     ecs.register_task_definition()
         .family("dagster-run")
         .container_definitions(run)
@@ -154,7 +173,9 @@ pub async fn start_run(sandbox: &crate::sandbox::Sandbox, ecs: &Client, run_id: 
         .await
         .unwrap();
     let network = NetworkConfiguration::builder()
-        .awsvpc_configuration(AwsVpcConfiguration::builder().subnets(subnet).security_groups(security_group).build().unwrap())
+        .awsvpc_configuration(
+            AwsVpcConfiguration::builder().subnets(subnet).security_groups(security_group).build().unwrap(),
+        )
         .build();
     let out = ecs
         .run_task()
@@ -210,7 +231,9 @@ pub async fn seed_dataspace(ecs: &Client, s3: &aws_sdk_s3::Client) {
         for bucket in buckets {
             s3.create_bucket().bucket(bucket).send().await.unwrap();
             let tagging = aws_sdk_s3::types::Tagging::builder()
-                .tag_set(aws_sdk_s3::types::Tag::builder().key("nightshift:dataspace").value(&dataspace).build().unwrap())
+                .tag_set(
+                    aws_sdk_s3::types::Tag::builder().key("nightshift:dataspace").value(&dataspace).build().unwrap(),
+                )
                 .build()
                 .unwrap();
             s3.put_bucket_tagging().bucket(bucket).tagging(tagging).send().await.unwrap();

@@ -61,8 +61,8 @@ impl Shared {
 pub fn binary(name: &str) -> PathBuf {
     let dir = std::env::var_os("NIGHTSHIFT_BIN_DIR").map_or_else(
         || {
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map_or_else(|| workspace_root().join("target"), PathBuf::from);
+            let target =
+                std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
             target.join("debug")
         },
         PathBuf::from,
@@ -127,13 +127,7 @@ impl FunctionProcess {
             let output = output.clone();
             thread::spawn(move || drain(pipe, &output));
         }
-        Self {
-            shared,
-            server,
-            child,
-            output,
-            next_id: 0,
-        }
+        Self { shared, server, child, output, next_id: 0 }
     }
 
     /// Invokes with the deadline Lambda would give a function with a 60 s timeout.
@@ -146,8 +140,8 @@ impl FunctionProcess {
         self.next_id += 1;
         let id = format!("req-{}", self.next_id);
         let deadline = SystemTime::now() + timeout;
-        let deadline_ms = u64::try_from(deadline.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis())
-            .unwrap_or(u64::MAX);
+        let deadline_ms =
+            u64::try_from(deadline.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX);
         let body = serde_json::to_vec(event).expect("event JSON");
         self.shared.lock().pending.push_back((id.clone(), body, deadline_ms));
         self.shared.changed.notify_all();
@@ -164,12 +158,8 @@ impl FunctionProcess {
                 return self.exited(status);
             }
             assert!(Instant::now() < give_up, "no answer to {id} within {timeout:?} + 30 s");
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, Duration::from_millis(50))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            state =
+                self.shared.changed.wait_timeout(state, Duration::from_millis(50)).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
 
@@ -193,10 +183,7 @@ impl FunctionProcess {
     fn exited(&self, status: ExitStatus) -> Outcome {
         // Let the pipe readers catch up with what the process wrote last.
         thread::sleep(Duration::from_millis(100));
-        Outcome::Exited {
-            status: status.code(),
-            output: self.output(),
-        }
+        Outcome::Exited { status: status.code(), output: self.output() }
     }
 }
 
@@ -214,10 +201,7 @@ fn drain(mut pipe: Box<dyn Read + Send>, output: &Mutex<String>) {
         if n == 0 {
             break;
         }
-        output
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_str(&String::from_utf8_lossy(&buf[..n]));
+        output.lock().unwrap_or_else(|p| p.into_inner()).push_str(&String::from_utf8_lossy(&buf[..n]));
     }
 }
 
@@ -255,22 +239,19 @@ fn serve(mut request: tiny_http::Request, shared: &Shared) {
         return;
     }
 
-    let outcome = path
-        .strip_prefix("/invocation/")
-        .and_then(|rest| rest.split_once('/'))
-        .map(|(id, what)| {
-            let outcome = match what {
-                "response" => Outcome::Response(serde_json::from_slice(&body).unwrap_or(Value::Null)),
-                _ => {
-                    let error: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    Outcome::Error {
-                        error_type: error["errorType"].as_str().unwrap_or_default().to_owned(),
-                        error_message: error["errorMessage"].as_str().unwrap_or_default().to_owned(),
-                    }
+    let outcome = path.strip_prefix("/invocation/").and_then(|rest| rest.split_once('/')).map(|(id, what)| {
+        let outcome = match what {
+            "response" => Outcome::Response(serde_json::from_slice(&body).unwrap_or(Value::Null)),
+            _ => {
+                let error: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                Outcome::Error {
+                    error_type: error["errorType"].as_str().unwrap_or_default().to_owned(),
+                    error_message: error["errorMessage"].as_str().unwrap_or_default().to_owned(),
                 }
-            };
-            (id.to_owned(), outcome)
-        });
+            }
+        };
+        (id.to_owned(), outcome)
+    });
     match outcome {
         Some((id, outcome)) => {
             shared.lock().outcomes.insert(id, outcome);

@@ -17,10 +17,7 @@ pub const ACCOUNT: &str = "123456789012";
 
 /// The workspace's root folder.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
 pub struct Sandbox {
@@ -50,14 +47,8 @@ impl Sandbox {
         let port = line
             .strip_prefix("READY ")
             .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| {
-                panic!("the sandbox did not start (is moto[server] installed?); it said {line:?}")
-            });
-        Self {
-            child,
-            _stdin: stdin,
-            port,
-        }
+            .unwrap_or_else(|| panic!("the sandbox did not start (is moto[server] installed?); it said {line:?}"));
+        Self { child, _stdin: stdin, port }
     }
 
     pub fn endpoint(&self) -> String {
@@ -104,9 +95,7 @@ impl Sandbox {
     /// An ECS client, counting its requests.
     pub fn ecs_counted(&self) -> (aws_sdk_ecs::Client, RequestCounter) {
         let counter = RequestCounter::default();
-        let config = aws_sdk_ecs::config::Builder::from(&self.sdk_config())
-            .interceptor(counter.clone())
-            .build();
+        let config = aws_sdk_ecs::config::Builder::from(&self.sdk_config()).interceptor(counter.clone()).build();
         (aws_sdk_ecs::Client::from_conf(config), counter)
     }
 
@@ -144,7 +133,8 @@ impl Sandbox {
     /// Keeps every ECS task in the state it is put in (moto advances a task's
     /// state each time it is described, unless told otherwise).
     pub fn pin_task_states(&self) {
-        let body = serde_json::json!({"model_name": "ecs::task", "transition": {"progression": "manual", "times": 1_000_000}});
+        let body =
+            serde_json::json!({"model_name": "ecs::task", "transition": {"progression": "manual", "times": 1_000_000}});
         self.call("POST", "/moto-api/state-manager/set-transition", Some(&body));
     }
 

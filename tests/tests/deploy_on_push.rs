@@ -19,11 +19,16 @@ async fn running_task_definitions(ecs: &Client) -> Vec<(String, String)> {
     let out = ecs
         .describe_services()
         .cluster(CLUSTER)
-        .set_services(Some(["api", "worker", "legacy", "api-v2", "preview", "blue-green", "odd"].map(String::from).to_vec()))
+        .set_services(Some(
+            ["api", "worker", "legacy", "api-v2", "preview", "blue-green", "odd"].map(String::from).to_vec(),
+        ))
         .send()
         .await
         .unwrap();
-    out.services().iter().map(|s| (s.service_name().unwrap().to_owned(), s.task_definition().unwrap().to_owned())).collect()
+    out.services()
+        .iter()
+        .map(|s| (s.service_name().unwrap().to_owned(), s.task_definition().unwrap().to_owned()))
+        .collect()
 }
 
 fn function(sandbox: &Sandbox, dry_run: bool) -> (DeployOnPush, RequestCounter) {
@@ -70,8 +75,20 @@ async fn a_push_rolls_out_to_exactly_the_services_whose_policy_takes_it() {
             assert_eq!(now, td, "{name} must not move");
         }
     }
-    let old = ecs.describe_task_definition().task_definition(&before[0].1).include(TaskDefinitionField::Tags).send().await.unwrap();
-    let new = ecs.describe_task_definition().task_definition(&new_arn).include(TaskDefinitionField::Tags).send().await.unwrap();
+    let old = ecs
+        .describe_task_definition()
+        .task_definition(&before[0].1)
+        .include(TaskDefinitionField::Tags)
+        .send()
+        .await
+        .unwrap();
+    let new = ecs
+        .describe_task_definition()
+        .task_definition(&new_arn)
+        .include(TaskDefinitionField::Tags)
+        .send()
+        .await
+        .unwrap();
     let (old_td, new_td) = (old.task_definition().unwrap(), new.task_definition().unwrap());
     let app = &new_td.container_definitions()[0];
     assert_eq!(app.image(), Some(format!("{}/shop/api@{}", registry(), pushed_digest()).as_str()));
@@ -93,7 +110,8 @@ async fn a_push_rolls_out_to_exactly_the_services_whose_policy_takes_it() {
 
     // And every other follower is reported with its reason
     let r = reasons(&report);
-    let reason = |name: &str| r.iter().find(|(n, _)| n == name).map(|(_, why)| why.as_str()).unwrap_or("(not reported)");
+    let reason =
+        |name: &str| r.iter().find(|(n, _)| n == name).map(|(_, why)| why.as_str()).unwrap_or("(not reported)");
     assert_eq!(reason("worker"), "app: 1.3.0 is outside patch of 1.2.0");
     assert_eq!(reason("api-v2"), format!("no container runs {}/shop/api", registry()));
     assert_eq!(reason("preview"), "app: tracks latest, not 1.3.0");
@@ -108,7 +126,10 @@ async fn a_push_rolls_out_to_exactly_the_services_whose_policy_takes_it() {
     wire.reset();
     let again = function.handle(push_of("1.3.0")).await.unwrap();
     assert!(again.deployed.is_empty());
-    assert_eq!(reasons(&again).iter().find(|(n, _)| n == "api").unwrap().1, format!("app: already runs {}", pushed_digest()));
+    assert_eq!(
+        reasons(&again).iter().find(|(n, _)| n == "api").unwrap().1,
+        format!("app: already runs {}", pushed_digest())
+    );
     assert_eq!((wire.count("RegisterTaskDefinition"), wire.count("UpdateService")), (0, 0));
     assert_eq!(running_task_definitions(&ecs).await[0].1, new_arn);
 }
@@ -185,7 +206,8 @@ async fn the_built_binary_rolls_out_a_push_once() {
     let mut process = FunctionProcess::spawn(&binary("deploy-on-push"), &env);
 
     let report = process.invoke(&event("deploy-on-push.ecr-push.json")).response();
-    let deployed: Vec<_> = report["deployed"].as_array().unwrap().iter().map(|d| d["service"].as_str().unwrap()).collect();
+    let deployed: Vec<_> =
+        report["deployed"].as_array().unwrap().iter().map(|d| d["service"].as_str().unwrap()).collect();
     assert_eq!(deployed, ["api"]);
     assert_eq!(report["deployed"][0]["images"][0]["container"], "app");
 

@@ -8,20 +8,19 @@ use std::time::Duration;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketLifecycleConfiguration, BucketVersioningStatus, ExpirationStatus, LifecycleExpiration,
-    LifecycleRule, LifecycleRuleAndOperator, LifecycleRuleFilter,
-    ObjectLockLegalHold, ObjectLockLegalHoldStatus, Tag, Transition, TransitionStorageClass,
-    VersioningConfiguration,
+    BucketLifecycleConfiguration, BucketVersioningStatus, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+    LifecycleRuleAndOperator, LifecycleRuleFilter, ObjectLockLegalHold, ObjectLockLegalHoldStatus, Tag, Transition,
+    TransitionStorageClass, VersioningConfiguration,
 };
 use chrono::{DateTime, Utc};
 use expire_logs::{ExpireConfig, ExpireError, ExpireLogs};
 use lambda_runtime::{Context, LambdaEvent};
 use nightshift::s3_sweep::S3Error;
 use nightshift::{Clock, FixedClock};
+use nightshift_tests::event;
 use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
 use nightshift_tests::sandbox::Sandbox;
 use nightshift_tests::wire::RequestCounter;
-use nightshift_tests::event;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
@@ -154,10 +153,7 @@ async fn the_sweep_deletes_old_objects_under_the_prefix_and_nothing_else() {
     let again = function.handle(scheduled()).await.unwrap();
     assert_eq!((again.objects_scanned, again.objects_expired), (2, 0));
     assert_eq!(again.lifecycle, expire_logs::plan::LifecycleOutcome::Unchanged);
-    assert_eq!(
-        wire.all().into_keys().collect::<Vec<_>>(),
-        ["GetBucketLifecycleConfiguration", "ListObjectVersions"]
-    );
+    assert_eq!(wire.all().into_keys().collect::<Vec<_>>(), ["GetBucketLifecycleConfiguration", "ListObjectVersions"]);
 }
 
 #[tokio::test]
@@ -193,12 +189,15 @@ async fn lifecycle_rules_are_merged_and_the_users_own_rules_survive_exactly() {
     ];
     s3.put_bucket_lifecycle_configuration()
         .bucket(BUCKET)
-        .lifecycle_configuration(BucketLifecycleConfiguration::builder().set_rules(Some(users.clone())).build().unwrap())
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder().set_rules(Some(users.clone())).build().unwrap(),
+        )
         .send()
         .await
         .unwrap();
     let stored_before = lifecycle_rules(&s3, BUCKET).await.unwrap();
-    let (function, wire) = function(&sandbox, config(&[("LOG_PREFIX", "loki/"), ("SWEEP", "false")]), Arc::new(FixedClock(Utc::now())));
+    let (function, wire) =
+        function(&sandbox, config(&[("LOG_PREFIX", "loki/"), ("SWEEP", "false")]), Arc::new(FixedClock(Utc::now())));
 
     // When it runs
     let report = function.handle(scheduled()).await.unwrap();
@@ -208,7 +207,10 @@ async fn lifecycle_rules_are_merged_and_the_users_own_rules_survive_exactly() {
     let stored = lifecycle_rules(&s3, BUCKET).await.unwrap();
     assert_eq!(stored[..2], stored_before[..]);
     let ids: Vec<_> = stored.iter().filter_map(|r| r.id()).collect();
-    assert_eq!(ids, ["archive-dashboards", "tmp-after-a-day", "nightshift-expire-logs", "nightshift-expired-delete-markers"]);
+    assert_eq!(
+        ids,
+        ["archive-dashboards", "tmp-after-a-day", "nightshift-expire-logs", "nightshift-expired-delete-markers"]
+    );
     let expire = &stored[2];
     assert_eq!(expire.filter().and_then(|f| f.prefix()), Some("loki/"));
     assert_eq!(expire.expiration().and_then(|e| e.days()), Some(30));
@@ -224,7 +226,11 @@ async fn lifecycle_rules_are_merged_and_the_users_own_rules_survive_exactly() {
     assert_eq!(wire.count("PutBucketLifecycleConfiguration"), 0);
 
     // And a new retention replaces only nightshift's rules
-    let (function, _) = self::function(&sandbox, config(&[("LOG_PREFIX", "loki/"), ("SWEEP", "false"), ("RETENTION_DAYS", "14")]), Arc::new(FixedClock(Utc::now())));
+    let (function, _) = self::function(
+        &sandbox,
+        config(&[("LOG_PREFIX", "loki/"), ("SWEEP", "false"), ("RETENTION_DAYS", "14")]),
+        Arc::new(FixedClock(Utc::now())),
+    );
     let changed = function.handle(scheduled()).await.unwrap();
     assert_eq!(changed.lifecycle, expire_logs::plan::LifecycleOutcome::Updated);
     let stored = lifecycle_rules(&s3, BUCKET).await.unwrap();
@@ -271,7 +277,8 @@ async fn dry_run_reports_what_it_would_do_and_changes_nothing() {
     let s3 = sandbox.s3();
     seed_logs(&sandbox, &s3).await;
     let before = versions(&s3, BUCKET).await;
-    let (function, wire) = function(&sandbox, config(&[("LOG_PREFIX", "loki/"), ("DRY_RUN", "true")]), Arc::new(FixedClock(Utc::now())));
+    let (function, wire) =
+        function(&sandbox, config(&[("LOG_PREFIX", "loki/"), ("DRY_RUN", "true")]), Arc::new(FixedClock(Utc::now())));
 
     // When it runs with DRY_RUN=true
     let report = function.handle(scheduled()).await.unwrap();
@@ -283,10 +290,7 @@ async fn dry_run_reports_what_it_would_do_and_changes_nothing() {
     // And nothing was written
     assert_eq!(versions(&s3, BUCKET).await, before);
     assert_eq!(lifecycle_rules(&s3, BUCKET).await, None);
-    assert_eq!(
-        wire.all().into_keys().collect::<Vec<_>>(),
-        ["GetBucketLifecycleConfiguration", "ListObjectVersions"]
-    );
+    assert_eq!(wire.all().into_keys().collect::<Vec<_>>(), ["GetBucketLifecycleConfiguration", "ListObjectVersions"]);
 }
 
 async fn seed_many(sandbox: &Sandbox, s3: &Client, old: usize, new: usize) {
@@ -388,9 +392,13 @@ async fn a_key_that_cannot_be_deleted_is_reported_and_the_sweep_goes_on() {
 async fn a_bucket_that_does_not_exist_is_an_error_that_names_it() {
     let sandbox = Sandbox::start();
     for lifecycle in ["true", "false"] {
-        let (function, wire) = function(&sandbox, config(&[("LIFECYCLE", lifecycle)]), Arc::new(FixedClock(Utc::now())));
+        let (function, wire) =
+            function(&sandbox, config(&[("LIFECYCLE", lifecycle)]), Arc::new(FixedClock(Utc::now())));
         let err = function.handle(scheduled()).await.unwrap_err();
-        assert!(matches!(err, ExpireError::S3(S3Error::BucketNotFound { ref bucket, .. }) if bucket == BUCKET), "{err:?}");
+        assert!(
+            matches!(err, ExpireError::S3(S3Error::BucketNotFound { ref bucket, .. }) if bucket == BUCKET),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("\"grafana-logs\""), "{err}");
         assert_eq!(wire.total(), 1, "LIFECYCLE={lifecycle}: stops at the first call");
     }
@@ -454,7 +462,10 @@ async fn the_built_binary_refuses_to_start_on_bad_configuration() {
     let sandbox = Sandbox::start();
     let table: [(&[(&str, &str)], &str); 3] = [
         (&[], "LOG_BUCKET is not set"),
-        (&[("LOG_BUCKET", BUCKET), ("RETENTION_DAYS", "0")], "RETENTION_DAYS is \"0\"; expected a whole number from 1 to 3650"),
+        (
+            &[("LOG_BUCKET", BUCKET), ("RETENTION_DAYS", "0")],
+            "RETENTION_DAYS is \"0\"; expected a whole number from 1 to 3650",
+        ),
         (&[("LOG_BUCKET", BUCKET), ("DRY_RUN", "yes")], "DRY_RUN is \"yes\"; expected true or false"),
     ];
     for (vars, message) in table {

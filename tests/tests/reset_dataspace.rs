@@ -51,7 +51,14 @@ impl Dataspace {
     }
 
     async fn put(&self, bucket: &str, key: &str, body: &str) {
-        self.s3.put_object().bucket(bucket).key(key).body(ByteStream::from(body.as_bytes().to_vec())).send().await.unwrap();
+        self.s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(ByteStream::from(body.as_bytes().to_vec()))
+            .send()
+            .await
+            .unwrap();
     }
 
     async fn keys(&self, bucket: &str) -> Vec<String> {
@@ -86,15 +93,28 @@ impl Dataspace {
     /// transfer data (versioned in one bucket), and changes a DID document.
     async fn drift(&self) {
         self.ecs.update_service().cluster("selt").service("dpf").desired_count(0).send().await.unwrap();
-        self.ecs.update_service().cluster("gti").service("connector").task_definition("gti-connector:2").send().await.unwrap();
-        self.s3
-            .put_bucket_versioning()
-            .bucket("ias-data")
-            .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+        self.ecs
+            .update_service()
+            .cluster("gti")
+            .service("connector")
+            .task_definition("gti-connector:2")
             .send()
             .await
             .unwrap();
-        for (bucket, key) in [("gti-data", "transfers/2026-11-26/asset 1.parquet"), ("ias-data", "transfers/contract+7/turbine-specs.pdf"), ("ias-data", "transfers/contract+7/turbine-specs.pdf")] {
+        self.s3
+            .put_bucket_versioning()
+            .bucket("ias-data")
+            .versioning_configuration(
+                VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        for (bucket, key) in [
+            ("gti-data", "transfers/2026-11-26/asset 1.parquet"),
+            ("ias-data", "transfers/contract+7/turbine-specs.pdf"),
+            ("ias-data", "transfers/contract+7/turbine-specs.pdf"),
+        ] {
             self.put(bucket, key, "exchanged during the day").await;
         }
         self.s3.delete_object().bucket("ias-data").key("transfers/contract+7/turbine-specs.pdf").send().await.unwrap();
@@ -110,7 +130,10 @@ fn declared() -> BTreeMap<String, (i32, String)> {
         for s in p["services"].as_array().unwrap() {
             let service = s["service"].as_str().unwrap();
             let td = s["task_definition"].as_str().map_or(format!("{cluster}-{service}:1"), str::to_owned);
-            all.insert(format!("{cluster}/{service}"), (i32::try_from(s["desired_count"].as_i64().unwrap()).unwrap(), td));
+            all.insert(
+                format!("{cluster}/{service}"),
+                (i32::try_from(s["desired_count"].as_i64().unwrap()).unwrap(), td),
+            );
         }
     }
     all
@@ -187,7 +210,11 @@ async fn an_untagged_resource_fails_its_participant_untouched_and_the_others_are
 async fn a_manual_reset_touches_only_the_participants_it_names() {
     let ds = Dataspace::seeded().await;
     ds.drift().await;
-    let report = ds.function(false).handle(LambdaEvent::new(event("reset-dataspace.manual.json"), Context::default())).await.unwrap();
+    let report = ds
+        .function(false)
+        .handle(LambdaEvent::new(event("reset-dataspace.manual.json"), Context::default()))
+        .await
+        .unwrap();
     assert_eq!(report.participants.len(), 1);
     assert_eq!(report.trigger, nightshift::Trigger::Manual);
     let services = ds.services().await;
@@ -215,14 +242,19 @@ async fn a_manifest_that_cannot_be_read_or_is_invalid_touches_nothing() {
     assert!(matches!(err, ResetError::ManifestInvalid { .. }));
     assert_eq!(
         err.to_string(),
-        format!("manifest s3://{MANIFEST_BUCKET}/{MANIFEST_KEY} is invalid: participants[2].services[1].desired_count: -3 is not a count from 0 to 10000")
+        format!(
+            "manifest s3://{MANIFEST_BUCKET}/{MANIFEST_KEY} is invalid: participants[2].services[1].desired_count: -3 is not a count from 0 to 10000"
+        )
     );
     assert_eq!(ds.wire.all().into_keys().collect::<Vec<_>>(), ["GetObject"]);
 
     ds.s3.delete_object().bucket(MANIFEST_BUCKET).key(MANIFEST_KEY).send().await.unwrap();
     let err = ds.function(false).handle(midnight()).await.unwrap_err();
     assert_eq!(err.error_type(), "ManifestUnreadable");
-    assert!(err.to_string().starts_with(&format!("manifest s3://{MANIFEST_BUCKET}/{MANIFEST_KEY} cannot be read")), "{err}");
+    assert!(
+        err.to_string().starts_with(&format!("manifest s3://{MANIFEST_BUCKET}/{MANIFEST_KEY} cannot be read")),
+        "{err}"
+    );
     assert_eq!(ds.services().await, before);
 }
 

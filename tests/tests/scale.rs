@@ -10,8 +10,8 @@ use aws_sdk_ecs::types::{ServiceField, Tag};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use lambda_runtime::{Context, LambdaEvent};
 use nightshift::FixedClock;
-use nightshift::scale::{ScaleConfig, ScaleGroup};
 use nightshift::scale::plan::Decision;
+use nightshift::scale::{ScaleConfig, ScaleGroup};
 use nightshift_tests::event;
 use nightshift_tests::platform::{DAGSTER, seed_dagster, start_run};
 use nightshift_tests::runtime::{FunctionProcess, binary};
@@ -46,7 +46,8 @@ impl Group {
     fn clients(&self) -> (aws_sdk_ecs::Client, aws_sdk_applicationautoscaling::Client) {
         let sdk = self.sandbox.sdk_config();
         let ecs = aws_sdk_ecs::config::Builder::from(&sdk).interceptor(self.wire.clone()).build();
-        let scaling = aws_sdk_applicationautoscaling::config::Builder::from(&sdk).interceptor(self.wire.clone()).build();
+        let scaling =
+            aws_sdk_applicationautoscaling::config::Builder::from(&sdk).interceptor(self.wire.clone()).build();
         (aws_sdk_ecs::Client::from_conf(ecs), aws_sdk_applicationautoscaling::Client::from_conf(scaling))
     }
 
@@ -112,7 +113,12 @@ impl Group {
             self.ecs
                 .tag_resource()
                 .resource_arn(arn)
-                .tags(Tag::builder().key("nightshift:last-activity").value(at.to_rfc3339_opts(SecondsFormat::Secs, true)).build())
+                .tags(
+                    Tag::builder()
+                        .key("nightshift:last-activity")
+                        .value(at.to_rfc3339_opts(SecondsFormat::Secs, true))
+                        .build(),
+                )
                 .send()
                 .await
                 .unwrap();
@@ -175,7 +181,8 @@ async fn the_group_stays_up_for_a_run_and_sleeps_once_it_stops_and_the_idle_time
     group.wire.reset();
     let report = group.scale_to_zero(config(&[]), now + Duration::minutes(5)).handle(scheduled()).await.unwrap();
     assert_eq!(report.decision, Decision::None);
-    let writes: Vec<String> = group.wire.all().into_keys().filter(|op| !op.starts_with("Describe") && !op.starts_with("List")).collect();
+    let writes: Vec<String> =
+        group.wire.all().into_keys().filter(|op| !op.starts_with("Describe") && !op.starts_with("List")).collect();
     assert!(writes.is_empty(), "{writes:?}");
 }
 
@@ -189,7 +196,11 @@ async fn an_awake_window_wakes_the_group_in_wake_order_and_restores_its_capacity
 
     // When a window that contains now is configured
     let window = "daily 00:00-24:00";
-    let report = group.scale_to_zero(config(&[("AWAKE_SCHEDULE", window), ("TIMEZONE", "Europe/London")]), now).handle(scheduled()).await.unwrap();
+    let report = group
+        .scale_to_zero(config(&[("AWAKE_SCHEDULE", window), ("TIMEZONE", "Europe/London")]), now)
+        .handle(scheduled())
+        .await
+        .unwrap();
 
     // Then the group wakes, code location first, with its capacity back and its memory gone
     assert_eq!(report.decision, Decision::Wake);
@@ -211,7 +222,8 @@ async fn a_burst_of_files_for_a_sleeping_group_makes_one_wake() {
     // When fifty notifications arrive within a minute (S3 delivers at least once)
     let function = group.scale_on_ingress(config(&[("INGRESS_PREFIX", "landing/")]), now);
     for n in 0..50 {
-        let report = function.handle(s3_notification_at(now - Duration::seconds(59) + Duration::seconds(n))).await.unwrap();
+        let report =
+            function.handle(s3_notification_at(now - Duration::seconds(59) + Duration::seconds(n))).await.unwrap();
         if n == 0 {
             assert_eq!(report.decision, Some(Decision::Wake));
             assert_eq!(report.keys, ["landing/file one.csv", "landing/la=bristol/care leavers 2026.csv"]);
@@ -241,13 +253,19 @@ async fn a_burst_of_files_for_a_sleeping_group_makes_one_wake() {
 async fn events_with_nothing_to_act_on_read_and_write_nothing() {
     let group = Group::seeded().await;
     let function = group.scale_on_ingress(config(&[("INGRESS_PREFIX", "landing/")]), Utc::now());
-    let test_event = function.handle(LambdaEvent::new(event("scale-on-ingress.s3-test-event.json"), Context::default())).await.unwrap();
+    let test_event = function
+        .handle(LambdaEvent::new(event("scale-on-ingress.s3-test-event.json"), Context::default()))
+        .await
+        .unwrap();
     assert!(test_event.ignored.unwrap().starts_with("s3:TestEvent"));
     let mut elsewhere = event("scale-on-ingress.eventbridge-object-created.json");
     elsewhere["detail"]["object"]["key"] = json!("tmp/scratch.csv");
     let outside = function.handle(LambdaEvent::new(elsewhere, Context::default())).await.unwrap();
     assert_eq!(outside.ignored.as_deref(), Some("no created key under \"landing/\""));
-    let err = function.handle(LambdaEvent::new(json!({"Records": [{"eventName": 7}]}), Context::default())).await.unwrap_err();
+    let err = function
+        .handle(LambdaEvent::new(json!({"Records": [{"eventName": 7}]}), Context::default()))
+        .await
+        .unwrap_err();
     assert!(err.to_string().starts_with("invalid event: not an S3 notification"), "{err}");
     assert_eq!(group.wire.total(), 0);
 }
@@ -272,11 +290,8 @@ async fn an_eventbridge_object_created_event_wakes_the_group_too() {
 async fn scale_to_zero_does_not_scale_down_when_a_read_fails() {
     // Given an idle group, and a cluster in the configuration that cannot be read
     let group = Group::seeded().await;
-    let err = group
-        .scale_to_zero(config(&[("CLUSTERS", "dagster,gone")]), Utc::now())
-        .handle(scheduled())
-        .await
-        .unwrap_err();
+    let err =
+        group.scale_to_zero(config(&[("CLUSTERS", "dagster,gone")]), Utc::now()).handle(scheduled()).await.unwrap_err();
     assert!(err.to_string().contains("on gone failed"), "{err}");
     assert_eq!(group.desired().await, awake());
     assert_eq!(group.code_location_capacity().await, (1, 4));

@@ -35,16 +35,14 @@ pub async fn describe_task_definition(ecs: &Client, arn: &str) -> Result<(TaskDe
         .send()
         .await
         .map_err(|e| ecs_error("DescribeTaskDefinition", arn, e.into_service_error()))?;
-    let task_definition = out
-        .task_definition
-        .ok_or_else(|| {
-            DeployError::Ecs(CallError {
-                operation: "DescribeTaskDefinition",
-                target: arn.to_owned(),
-                code: None,
-                message: "the answer holds no task definition".into(),
-            })
-        })?;
+    let task_definition = out.task_definition.ok_or_else(|| {
+        DeployError::Ecs(CallError {
+            operation: "DescribeTaskDefinition",
+            target: arn.to_owned(),
+            code: None,
+            message: "the answer holds no task definition".into(),
+        })
+    })?;
     Ok((task_definition, out.tags.unwrap_or_default()))
 }
 
@@ -80,17 +78,14 @@ pub async fn register_clone(
         .send()
         .await
         .map_err(|e| ecs_error("RegisterTaskDefinition", source, e.into_service_error()))?;
-    out.task_definition()
-        .and_then(TaskDefinition::task_definition_arn)
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            DeployError::Ecs(CallError {
-                operation: "RegisterTaskDefinition",
-                target: source.to_owned(),
-                code: None,
-                message: "the answer holds no task definition ARN".into(),
-            })
+    out.task_definition().and_then(TaskDefinition::task_definition_arn).map(str::to_owned).ok_or_else(|| {
+        DeployError::Ecs(CallError {
+            operation: "RegisterTaskDefinition",
+            target: source.to_owned(),
+            code: None,
+            message: "the answer holds no task definition ARN".into(),
         })
+    })
 }
 
 pub async fn update_service(

@@ -36,24 +36,23 @@ pub enum Trigger {
 /// Reads the event. `Err` names what is missing or malformed; an event that
 /// is well-formed but not a successful push is `Ignored` with the reason.
 pub fn parse(payload: &Value) -> Result<Trigger, String> {
-    let event: EventBridgeEvent<Value> = serde_json::from_value(payload.clone())
-        .map_err(|e| format!("not an EventBridge event: {e}"))?;
+    let event: EventBridgeEvent<Value> =
+        serde_json::from_value(payload.clone()).map_err(|e| format!("not an EventBridge event: {e}"))?;
     if event.source != "aws.ecr" || event.detail_type != "ECR Image Action" {
         return Ok(Trigger::Ignored(format!(
             "not an ECR image action (source {:?}, detail-type {:?})",
             event.source, event.detail_type
         )));
     }
-    let detail: EcrImageAction = serde_json::from_value(event.detail)
-        .map_err(|e| format!("detail is not an ECR image action: {e}"))?;
+    let detail: EcrImageAction =
+        serde_json::from_value(event.detail).map_err(|e| format!("detail is not an ECR image action: {e}"))?;
     let action = detail.action_type.as_deref().unwrap_or_default();
     let result = detail.result.as_deref().unwrap_or_default();
     if action != "PUSH" || result != "SUCCESS" {
-        return Ok(Trigger::Ignored(format!(
-            "not a successful push (action-type {action:?}, result {result:?})"
-        )));
+        return Ok(Trigger::Ignored(format!("not a successful push (action-type {action:?}, result {result:?})")));
     }
-    let non_empty = |v: Option<String>, what: &str| v.filter(|s| !s.trim().is_empty()).ok_or_else(|| format!("{what} is missing"));
+    let non_empty =
+        |v: Option<String>, what: &str| v.filter(|s| !s.trim().is_empty()).ok_or_else(|| format!("{what} is missing"));
     let digest = non_empty(detail.image_digest, "detail.image-digest")?;
     if !digest.contains(':') {
         return Err(format!("detail.image-digest {digest:?} is not of the form algorithm:hex"));
@@ -96,16 +95,21 @@ mod tests {
 
     #[test]
     fn other_actions_and_results_are_ignored_with_the_reason() {
-        for (field, value, why) in [
-            ("action-type", "DELETE", "action-type \"DELETE\""),
-            ("result", "FAILURE", "result \"FAILURE\""),
-        ] {
+        for (field, value, why) in
+            [("action-type", "DELETE", "action-type \"DELETE\""), ("result", "FAILURE", "result \"FAILURE\"")]
+        {
             let mut event = push_event();
             event["detail"][field] = json!(value);
-            assert_eq!(parse(&event), Ok(Trigger::Ignored(format!("not a successful push ({})", match field {
-                "action-type" => format!("{why}, result \"SUCCESS\""),
-                _ => format!("action-type \"PUSH\", {why}"),
-            }))));
+            assert_eq!(
+                parse(&event),
+                Ok(Trigger::Ignored(format!(
+                    "not a successful push ({})",
+                    match field {
+                        "action-type" => format!("{why}, result \"SUCCESS\""),
+                        _ => format!("action-type \"PUSH\", {why}"),
+                    }
+                )))
+            );
         }
         let mut scan = push_event();
         scan["detail-type"] = json!("ECR Image Scan");
@@ -124,10 +128,25 @@ mod tests {
     fn malformed_events_are_errors_that_name_the_field() {
         type Breakage = fn(&mut Value);
         let table: [(Breakage, &str); 5] = [
-            (|e| { e["detail"].as_object_mut().unwrap().remove("repository-name"); }, "detail.repository-name is missing"),
-            (|e| { e["detail"].as_object_mut().unwrap().remove("image-digest"); }, "detail.image-digest is missing"),
+            (
+                |e| {
+                    e["detail"].as_object_mut().unwrap().remove("repository-name");
+                },
+                "detail.repository-name is missing",
+            ),
+            (
+                |e| {
+                    e["detail"].as_object_mut().unwrap().remove("image-digest");
+                },
+                "detail.image-digest is missing",
+            ),
             (|e| e["detail"]["image-digest"] = json!("7f5b"), "not of the form"),
-            (|e| { e.as_object_mut().unwrap().remove("detail-type"); }, "not an EventBridge event"),
+            (
+                |e| {
+                    e.as_object_mut().unwrap().remove("detail-type");
+                },
+                "not an EventBridge event",
+            ),
             (|e| *e = json!("a string"), "not an EventBridge event"),
         ];
         for (break_it, why) in table {

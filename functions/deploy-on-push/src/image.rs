@@ -24,18 +24,15 @@ impl FromStr for ImageRef {
     type Err = ImageRefError;
 
     fn from_str(reference: &str) -> Result<Self, Self::Err> {
-        let fail = |reason| ImageRefError {
-            reference: reference.to_owned(),
-            reason,
-        };
+        let fail = |reason| ImageRefError { reference: reference.to_owned(), reason };
         if reference.is_empty() || reference.chars().any(char::is_whitespace) {
             return Err(fail("empty or contains white space"));
         }
         let (name, digest) = match reference.split_once('@') {
             Some((name, digest)) => {
-                let valid = digest
-                    .split_once(':')
-                    .is_some_and(|(algo, hex)| !algo.is_empty() && !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()));
+                let valid = digest.split_once(':').is_some_and(|(algo, hex)| {
+                    !algo.is_empty() && !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit())
+                });
                 if !valid {
                     return Err(fail("the digest is not of the form algorithm:hex"));
                 }
@@ -77,12 +74,7 @@ impl FromStr for ImageRef {
         if registry.as_deref().is_some_and(|r| r.ends_with(':') || r.starts_with(':')) {
             return Err(fail("the registry's port is empty"));
         }
-        Ok(Self {
-            registry,
-            repository: repository.to_owned(),
-            tag,
-            digest,
-        })
+        Ok(Self { registry, repository: repository.to_owned(), tag, digest })
     }
 }
 
@@ -129,7 +121,15 @@ mod tests {
 
     fn parsed(r: &str) -> (Option<&str>, String, Option<String>, Option<String>) {
         let i: ImageRef = r.parse().unwrap_or_else(|e| panic!("{e}"));
-        let registry = i.registry.map(|r| if r == ECR { "ECR" } else if r == "localhost:5000" { "localhost:5000" } else { "other" });
+        let registry = i.registry.map(|r| {
+            if r == ECR {
+                "ECR"
+            } else if r == "localhost:5000" {
+                "localhost:5000"
+            } else {
+                "other"
+            }
+        });
         (registry, i.repository, i.tag, i.digest)
     }
 

@@ -37,10 +37,7 @@ pub struct DeployConfig {
 
 impl DeployConfig {
     pub fn from_vars(vars: &impl Vars) -> Result<Self, ConfigError> {
-        Ok(Self {
-            clusters: config::list(vars, "CLUSTERS"),
-            dry_run: config::dry_run(vars)?,
-        })
+        Ok(Self { clusters: config::list(vars, "CLUSTERS"), dry_run: config::dry_run(vars)? })
     }
 }
 
@@ -93,11 +90,7 @@ impl DeployOnPush {
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<DeployReport, DeployError> {
-        let mut report = DeployReport {
-            function: FUNCTION,
-            dry_run: self.config.dry_run,
-            ..DeployReport::default()
-        };
+        let mut report = DeployReport { function: FUNCTION, dry_run: self.config.dry_run, ..DeployReport::default() };
         let push = match event::parse(&event.payload).map_err(DeployError::InvalidEvent)? {
             Trigger::Ignored(why) => {
                 info!(reason = %why, "event ignored");
@@ -202,10 +195,7 @@ impl DeployOnPush {
             }
             if let Some(reason) = unreadable.get(arn) {
                 warn!(cluster = %candidate.id.cluster, service = %candidate.id.service, %reason, "failed");
-                report.failed.push(NotDeployed {
-                    id: candidate.id.clone(),
-                    reason: reason.clone(),
-                });
+                report.failed.push(NotDeployed { id: candidate.id.clone(), reason: reason.clone() });
             }
         }
         described
@@ -242,9 +232,7 @@ impl DeployOnPush {
             Ok(new_arn) => {
                 registered.insert(key, new_arn.clone());
                 let config = plan::with_circuit_breaker(service.deployment_configuration());
-                ecs::update_service(&self.ecs, &id.cluster, &id.service, &new_arn, config)
-                    .await
-                    .map(|()| new_arn)
+                ecs::update_service(&self.ecs, &id.cluster, &id.service, &new_arn, config).await.map(|()| new_arn)
             }
             Err(err) => Err(err),
         };
@@ -298,19 +286,24 @@ mod tests {
     #[tokio::test]
     async fn one_failed_service_fails_the_invocation_and_the_others_still_go_ahead() {
         // Given two services on one task definition, and ECS refusing to update the first
-        let list = mock!(Client::list_services).then_output(|| {
-            ListServicesOutput::builder().service_arns("arn:a").service_arns("arn:b").build()
-        });
-        let describe = mock!(Client::describe_services).then_output(|| {
-            DescribeServicesOutput::builder().services(service("a")).services(service("b")).build()
-        });
+        let list = mock!(Client::list_services)
+            .then_output(|| ListServicesOutput::builder().service_arns("arn:a").service_arns("arn:b").build());
+        let describe = mock!(Client::describe_services)
+            .then_output(|| DescribeServicesOutput::builder().services(service("a")).services(service("b")).build());
         let task_definition = mock!(Client::describe_task_definition).then_output(|| {
             let app = ContainerDefinition::builder()
                 .name("app")
                 .image("123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/api:1.2.0")
                 .build();
             DescribeTaskDefinitionOutput::builder()
-                .task_definition(TaskDefinition::builder().task_definition_arn(TD).family("api").revision(1).container_definitions(app).build())
+                .task_definition(
+                    TaskDefinition::builder()
+                        .task_definition_arn(TD)
+                        .family("api")
+                        .revision(1)
+                        .container_definitions(app)
+                        .build(),
+                )
                 .build()
         });
         let register = mock!(Client::register_task_definition).then_output(|| {
@@ -318,15 +311,14 @@ mod tests {
                 .task_definition(TaskDefinition::builder().task_definition_arn(NEW_TD).revision(2).build())
                 .build()
         });
-        let refuse_a = mock!(Client::update_service)
-            .match_requests(|r| r.service() == Some("a"))
-            .then_error(|| {
-                // As the SDK parses it from ECS's answer: the metadata carries code and message.
-                let meta = ErrorMetadata::builder().code("ServiceNotActiveException").message("Service was not ACTIVE.").build();
-                UpdateServiceError::ServiceNotActiveException(
-                    ServiceNotActiveException::builder().message("Service was not ACTIVE.").meta(meta).build(),
-                )
-            });
+        let refuse_a = mock!(Client::update_service).match_requests(|r| r.service() == Some("a")).then_error(|| {
+            // As the SDK parses it from ECS's answer: the metadata carries code and message.
+            let meta =
+                ErrorMetadata::builder().code("ServiceNotActiveException").message("Service was not ACTIVE.").build();
+            UpdateServiceError::ServiceNotActiveException(
+                ServiceNotActiveException::builder().message("Service was not ACTIVE.").meta(meta).build(),
+            )
+        });
         let accept_b = mock!(Client::update_service)
             .match_requests(|r| r.service() == Some("b") && r.task_definition() == Some(NEW_TD))
             .then_output(|| UpdateServiceOutput::builder().build());

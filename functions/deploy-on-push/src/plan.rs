@@ -73,11 +73,7 @@ pub fn triage(service: &Service, tag: &str) -> Candidate {
     if service.task_definition().is_none() {
         return Candidate::Skip("the service names no task definition".into());
     }
-    if could_take(&policy, tag) {
-        Candidate::Examine
-    } else {
-        Candidate::Skip(format!("{policy} does not take {tag}"))
-    }
+    if could_take(&policy, tag) { Candidate::Examine } else { Candidate::Skip(format!("{policy} does not take {tag}")) }
 }
 
 /// One container's change.
@@ -95,7 +91,13 @@ pub enum ServicePlan {
 }
 
 /// Decides for a service whose task definition (with its tags) is known.
-pub fn plan_service(service: &Service, task_definition: &TaskDefinition, td_tags: &[Tag], push: &Push, tag: &str) -> ServicePlan {
+pub fn plan_service(
+    service: &Service,
+    task_definition: &TaskDefinition,
+    td_tags: &[Tag],
+    push: &Push,
+    tag: &str,
+) -> ServicePlan {
     let policy = match tag_value(service.tags(), DEPLOY_TAG).map(DeployPolicy::parse) {
         Some(Ok(policy)) => policy,
         Some(Err(why)) => return ServicePlan::Skip(format!("policy not understood: {why}")),
@@ -108,7 +110,9 @@ pub fn plan_service(service: &Service, task_definition: &TaskDefinition, td_tags
     if let Some(named) = &named
         && let Some(missing) = named.iter().find(|n| !containers.iter().any(|c| c.name() == Some(**n)))
     {
-        return ServicePlan::Skip(format!("nightshift:containers names {missing:?}, which the task definition does not have"));
+        return ServicePlan::Skip(format!(
+            "nightshift:containers names {missing:?}, which the task definition does not have"
+        ));
     }
     let mut changes = Vec::new();
     let mut reasons = Vec::new();
@@ -127,9 +131,7 @@ pub fn plan_service(service: &Service, task_definition: &TaskDefinition, td_tags
             continue;
         }
         let running = Running {
-            tag: tag_value(td_tags, &format!("{IMAGE_TAG_PREFIX}{name}"))
-                .map(str::to_owned)
-                .or(image_ref.tag.clone()),
+            tag: tag_value(td_tags, &format!("{IMAGE_TAG_PREFIX}{name}")).map(str::to_owned).or(image_ref.tag.clone()),
             digest: image_ref.digest.clone(),
         };
         match decide(&policy, tag, &push.digest, &running) {
@@ -236,8 +238,16 @@ mod tests {
             (vec![], None, Candidate::NotFollowing),
             (vec![(DEPLOY_TAG, "semver")], None, Candidate::Examine),
             (vec![(DEPLOY_TAG, "semver")], Some(Ecs), Candidate::Examine),
-            (vec![(DEPLOY_TAG, "semver")], Some(CodeDeploy), Candidate::Skip("deployed by CodeDeploy (the CODE_DEPLOY controller)".into())),
-            (vec![(DEPLOY_TAG, "semver")], Some(External), Candidate::Skip("deployed by an external controller (EXTERNAL)".into())),
+            (
+                vec![(DEPLOY_TAG, "semver")],
+                Some(CodeDeploy),
+                Candidate::Skip("deployed by CodeDeploy (the CODE_DEPLOY controller)".into()),
+            ),
+            (
+                vec![(DEPLOY_TAG, "semver")],
+                Some(External),
+                Candidate::Skip("deployed by an external controller (EXTERNAL)".into()),
+            ),
             (vec![(DEPLOY_TAG, "glob:RC_*")], None, Candidate::Skip("glob:RC_* does not take 1.3.0".into())),
         ];
         let mut draining = service(&[(DEPLOY_TAG, "semver")], None);
@@ -285,7 +295,13 @@ mod tests {
     #[test]
     fn the_digest_already_running_is_not_deployed_again() {
         let td = task_definition(vec![container("api", &format!("{ECR}/shop/api@{NEW}"))]);
-        let plan = plan_service(&service(&[(DEPLOY_TAG, "semver")], None), &td, &tags(&[("nightshift:image-tag/api", "1.3.0")]), &push(), "1.3.0");
+        let plan = plan_service(
+            &service(&[(DEPLOY_TAG, "semver")], None),
+            &td,
+            &tags(&[("nightshift:image-tag/api", "1.3.0")]),
+            &push(),
+            "1.3.0",
+        );
         assert_eq!(plan, ServicePlan::Skip(format!("api: already runs {NEW}")));
     }
 
@@ -318,13 +334,15 @@ mod tests {
     fn the_new_revision_keeps_every_other_setting_and_records_the_tag() {
         let sidecar = ContainerDefinition::builder().name("proxy").image("nginx:1.25").cpu(64).essential(false).build();
         let api = ContainerDefinition::builder().name("api").image(format!("{ECR}/shop/api:1.2.0")).memory(512).build();
-        let changes = vec![ImageChange { container: "api".into(), from: String::new(), to: format!("{ECR}/shop/api@{NEW}") }];
+        let changes =
+            vec![ImageChange { container: "api".into(), from: String::new(), to: format!("{ECR}/shop/api@{NEW}") }];
         let updated = updated_containers(&[api.clone(), sidecar.clone()], &changes);
         assert_eq!(updated[1], sidecar);
         assert_eq!(updated[0].memory(), Some(512));
         assert_eq!(updated[0].image(), Some(format!("{ECR}/shop/api@{NEW}").as_str()));
 
-        let old = tags(&[("team", "shop"), ("aws:cloudformation:stack-name", "x"), ("nightshift:image-tag/api", "1.2.0")]);
+        let old =
+            tags(&[("team", "shop"), ("aws:cloudformation:stack-name", "x"), ("nightshift:image-tag/api", "1.2.0")]);
         let new = updated_tags(&old, &changes, "1.3.0");
         assert_eq!(new, tags(&[("team", "shop"), ("nightshift:image-tag/api", "1.3.0")]));
     }

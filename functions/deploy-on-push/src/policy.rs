@@ -38,13 +38,7 @@ impl Version {
         if parts.next().is_some() {
             return None;
         }
-        Some(Self {
-            prefix: prefix.to_owned(),
-            major,
-            minor,
-            patch,
-            pre,
-        })
+        Some(Self { prefix: prefix.to_owned(), major, minor, patch, pre })
     }
 
     pub fn is_pre_release(&self) -> bool {
@@ -143,9 +137,9 @@ impl DeployPolicy {
             "minor" => Ok(Self::Minor),
             "patch" => Ok(Self::Patch),
             "track" => Ok(Self::Track),
-            other => Err(format!(
-                "{other:?} is not a policy (semver, minor, patch, track, glob:<pattern>, regex:<pattern>)"
-            )),
+            other => {
+                Err(format!("{other:?} is not a policy (semver, minor, patch, track, glob:<pattern>, regex:<pattern>)"))
+            }
         }
     }
 }
@@ -175,7 +169,10 @@ pub fn decide(policy: &DeployPolicy, tag: &str, digest: &str, running: &Running)
     if let (Some(p), Some(c)) = (&pushed, &current)
         && p.compare(c) == Some(Ordering::Less)
     {
-        return Verdict::Skip(format!("{tag} is older than the running {}", running.tag.as_deref().unwrap_or_default()));
+        return Verdict::Skip(format!(
+            "{tag} is older than the running {}",
+            running.tag.as_deref().unwrap_or_default()
+        ));
     }
     let matches = |ok: bool, why: String| if ok { Verdict::Deploy } else { Verdict::Skip(why) };
     match policy {
@@ -204,7 +201,10 @@ pub fn decide(policy: &DeployPolicy, tag: &str, digest: &str, running: &Running)
                 ));
             }
             if pushed.compare(&current) != Some(Ordering::Greater) {
-                return Verdict::Skip(format!("{tag} is not newer than the running {}", running.tag.as_deref().unwrap_or_default()));
+                return Verdict::Skip(format!(
+                    "{tag} is not newer than the running {}",
+                    running.tag.as_deref().unwrap_or_default()
+                ));
             }
             if pushed.is_pre_release() && !current.is_pre_release() {
                 return Verdict::Skip(format!("{tag} is a pre-release and a release runs"));
@@ -237,10 +237,7 @@ mod tests {
     const D_OLD: &str = "sha256:aaaa";
 
     fn running(tag: Option<&str>) -> Running {
-        Running {
-            tag: tag.map(str::to_owned),
-            digest: Some(D_OLD.into()),
-        }
+        Running { tag: tag.map(str::to_owned), digest: Some(D_OLD.into()) }
     }
 
     fn verdict(policy: &str, tag: &str, running_tag: Option<&str>) -> bool {
@@ -325,7 +322,9 @@ mod tests {
 
     #[test]
     fn policies_that_are_not_understood_say_why() {
-        for (value, why) in [("rolling", "not a policy"), ("glob:", "needs a pattern"), ("regex:(", "regex:("), ("", "not a policy")] {
+        for (value, why) in
+            [("rolling", "not a policy"), ("glob:", "needs a pattern"), ("regex:(", "regex:("), ("", "not a policy")]
+        {
             let err = DeployPolicy::parse(value).unwrap_err();
             assert!(err.contains(why), "{value:?}: {err}");
         }

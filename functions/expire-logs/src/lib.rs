@@ -67,11 +67,7 @@ impl ExpireLogs {
         let deadline = Deadline::new(event.context.deadline, now);
         info!(?trigger, bucket = %self.config.bucket, prefix = %self.config.prefix, %cutoff, deadline_ms = event.context.deadline, dry_run = self.config.dry_run, "expire-logs run");
 
-        let lifecycle = if self.config.lifecycle {
-            self.ensure_lifecycle().await?
-        } else {
-            LifecycleOutcome::Disabled
-        };
+        let lifecycle = if self.config.lifecycle { self.ensure_lifecycle().await? } else { LifecycleOutcome::Disabled };
         let tally = if self.config.sweep {
             let sweep = Sweep {
                 s3: self.s3.clone(),
@@ -81,10 +77,7 @@ impl ExpireLogs {
             };
             sweep.run(self.clock.as_ref(), deadline, |listed| plan::is_expired(listed.last_modified, cutoff)).await?
         } else {
-            SweepTally {
-                complete: true,
-                ..SweepTally::default()
-            }
+            SweepTally { complete: true, ..SweepTally::default() }
         };
 
         let report = ExpireReport {
@@ -115,8 +108,7 @@ impl ExpireLogs {
         let planned = plan::plan_lifecycle(current.rules.as_deref(), desired);
         info!(outcome = ?planned.outcome, rules = planned.rules.len(), "lifecycle plan");
         if planned.outcome != LifecycleOutcome::Unchanged && !self.config.dry_run {
-            s3::put_lifecycle(&self.s3, bucket, planned.rules, current.transition_default_minimum_object_size)
-                .await?;
+            s3::put_lifecycle(&self.s3, bucket, planned.rules, current.transition_default_minimum_object_size).await?;
         }
         Ok(planned.outcome)
     }

@@ -1,8 +1,8 @@
 //! The decisions, and nothing else: no AWS calls here.
 
 use aws_sdk_s3::types::{
-    AbortIncompleteMultipartUpload, ExpirationStatus, LifecycleExpiration, LifecycleRule,
-    LifecycleRuleFilter, NoncurrentVersionExpiration,
+    AbortIncompleteMultipartUpload, ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter,
+    NoncurrentVersionExpiration,
 };
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -38,29 +38,16 @@ pub fn desired_rules(prefix: &str, retention_days: u32) -> Vec<LifecycleRule> {
         .filter(filter())
         .status(ExpirationStatus::Enabled)
         .expiration(LifecycleExpiration::builder().days(days).build())
-        .noncurrent_version_expiration(
-            NoncurrentVersionExpiration::builder()
-                .noncurrent_days(days)
-                .build(),
-        )
+        .noncurrent_version_expiration(NoncurrentVersionExpiration::builder().noncurrent_days(days).build())
         .abort_incomplete_multipart_upload(
-            AbortIncompleteMultipartUpload::builder()
-                .days_after_initiation(abort_days)
-                .build(),
+            AbortIncompleteMultipartUpload::builder().days_after_initiation(abort_days).build(),
         );
     let delete_markers = LifecycleRule::builder()
         .id(DELETE_MARKER_RULE_ID)
         .filter(filter())
         .status(ExpirationStatus::Enabled)
-        .expiration(
-            LifecycleExpiration::builder()
-                .expired_object_delete_marker(true)
-                .build(),
-        );
-    [expire, delete_markers]
-        .into_iter()
-        .map(|b| b.build().expect("id, filter and status are set"))
-        .collect()
+        .expiration(LifecycleExpiration::builder().expired_object_delete_marker(true).build());
+    [expire, delete_markers].into_iter().map(|b| b.build().expect("id, filter and status are set")).collect()
 }
 
 /// What a rule does, in the terms nightshift cares about; equal specs mean an
@@ -84,11 +71,7 @@ impl RuleSpec {
     #[allow(deprecated)]
     fn of(rule: &LifecycleRule) -> Self {
         let filter = rule.filter();
-        let prefix = filter
-            .and_then(LifecycleRuleFilter::prefix)
-            .or(rule.prefix())
-            .unwrap_or_default()
-            .to_owned();
+        let prefix = filter.and_then(LifecycleRuleFilter::prefix).or(rule.prefix()).unwrap_or_default().to_owned();
         let filter_extras = filter.is_some_and(|f| {
             f.tag().is_some()
                 || f.and().is_some()
@@ -144,35 +127,17 @@ pub struct LifecyclePlan {
 /// a lifecycle configuration.
 pub fn plan_lifecycle(existing: Option<&[LifecycleRule]>, desired: Vec<LifecycleRule>) -> LifecyclePlan {
     let Some(existing) = existing else {
-        return LifecyclePlan {
-            outcome: LifecycleOutcome::Created,
-            rules: desired,
-        };
+        return LifecyclePlan { outcome: LifecycleOutcome::Created, rules: desired };
     };
-    let mut ours: Vec<RuleSpec> = existing
-        .iter()
-        .filter(|r| is_nightshift_rule(r))
-        .map(RuleSpec::of)
-        .collect();
+    let mut ours: Vec<RuleSpec> = existing.iter().filter(|r| is_nightshift_rule(r)).map(RuleSpec::of).collect();
     let mut wanted: Vec<RuleSpec> = desired.iter().map(RuleSpec::of).collect();
     ours.sort();
     wanted.sort();
     if ours == wanted {
-        return LifecyclePlan {
-            outcome: LifecycleOutcome::Unchanged,
-            rules: Vec::new(),
-        };
+        return LifecyclePlan { outcome: LifecycleOutcome::Unchanged, rules: Vec::new() };
     }
-    let rules = existing
-        .iter()
-        .filter(|r| !is_nightshift_rule(r))
-        .cloned()
-        .chain(desired)
-        .collect();
-    LifecyclePlan {
-        outcome: LifecycleOutcome::Updated,
-        rules,
-    }
+    let rules = existing.iter().filter(|r| !is_nightshift_rule(r)).cloned().chain(desired).collect();
+    LifecyclePlan { outcome: LifecycleOutcome::Updated, rules }
 }
 
 #[cfg(test)]
@@ -187,11 +152,7 @@ mod tests {
     #[test]
     fn cutoff_is_retention_days_of_24_hours_before_now() {
         let now = at(2026, 3, 31, 12, 0, 0);
-        let table = [
-            (30, at(2026, 3, 1, 12, 0, 0)),
-            (1, at(2026, 3, 30, 12, 0, 0)),
-            (3650, at(2016, 4, 2, 12, 0, 0)),
-        ];
+        let table = [(30, at(2026, 3, 1, 12, 0, 0)), (1, at(2026, 3, 30, 12, 0, 0)), (3650, at(2016, 4, 2, 12, 0, 0))];
         for (days, want) in table {
             assert_eq!(cutoff(now, days), want, "{days} days");
         }
@@ -239,10 +200,7 @@ mod tests {
         let respelt: Vec<LifecycleRule> = desired_rules("loki/", 30)
             .into_iter()
             .map(|r| {
-                let mut b = LifecycleRule::builder()
-                    .id(r.id().unwrap())
-                    .prefix("loki/")
-                    .status(r.status().clone());
+                let mut b = LifecycleRule::builder().id(r.id().unwrap()).prefix("loki/").status(r.status().clone());
                 b = b.set_expiration(r.expiration().cloned());
                 b = b.set_noncurrent_version_expiration(r.noncurrent_version_expiration().cloned());
                 b = b.set_abort_incomplete_multipart_upload(r.abort_incomplete_multipart_upload().cloned());
@@ -285,14 +243,9 @@ mod tests {
     #[test]
     fn multipart_uploads_are_aborted_after_a_week_or_the_retention_if_shorter() {
         let abort = |days| {
-            desired_rules("", days)[0]
-                .abort_incomplete_multipart_upload()
-                .and_then(|a| a.days_after_initiation())
+            desired_rules("", days)[0].abort_incomplete_multipart_upload().and_then(|a| a.days_after_initiation())
         };
         assert_eq!(abort(30), Some(7));
         assert_eq!(abort(3), Some(3));
     }
-
-
-
 }

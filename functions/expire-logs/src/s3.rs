@@ -42,12 +42,7 @@ pub async fn put_lifecycle(
     let configuration = BucketLifecycleConfiguration::builder()
         .set_rules(Some(rules))
         .build()
-        .map_err(|err| S3Error::Other {
-            bucket: bucket.to_owned(),
-            operation,
-            code: None,
-            message: err.to_string(),
-        })?;
+        .map_err(|err| S3Error::Other { bucket: bucket.to_owned(), operation, code: None, message: err.to_string() })?;
     s3.put_bucket_lifecycle_configuration()
         .bucket(bucket)
         .lifecycle_configuration(configuration)

@@ -14,13 +14,7 @@ fn message<E: ProvideErrorMetadata + std::error::Error>(err: &E) -> String {
 
 /// The object's bytes.
 pub async fn get_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
-    let out = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| message(&e.into_service_error()))?;
+    let out = s3.get_object().bucket(bucket).key(key).send().await.map_err(|e| message(&e.into_service_error()))?;
     out.body.collect().await.map(|b| b.to_vec()).map_err(|e| e.to_string())
 }
 
@@ -69,11 +63,7 @@ pub async fn current_document(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) 
         }
         Err(err) => {
             let err = err.into_service_error();
-            if err.code() == Some("NoSuchKey") {
-                Ok(None)
-            } else {
-                Err(S3Error::from_s3(bucket, "GetObject", err))
-            }
+            if err.code() == Some("NoSuchKey") { Ok(None) } else { Err(S3Error::from_s3(bucket, "GetObject", err)) }
         }
     }
 }

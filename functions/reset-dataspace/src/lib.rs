@@ -42,12 +42,7 @@ impl ResetConfig {
         let uri = config::required(vars, "DATASPACE_MANIFEST", expected)?;
         let (bucket, key) =
             manifest::parse_s3_uri(&uri).ok_or_else(|| ConfigError::new("DATASPACE_MANIFEST", Some(&uri), expected))?;
-        Ok(Self {
-            manifest_uri: uri,
-            manifest_bucket: bucket,
-            manifest_key: key,
-            dry_run: config::dry_run(vars)?,
-        })
+        Ok(Self { manifest_uri: uri, manifest_bucket: bucket, manifest_key: key, dry_run: config::dry_run(vars)? })
     }
 }
 
@@ -107,7 +102,8 @@ pub fn guard(
     buckets: &[(String, Result<Option<String>, S3Error>)],
 ) -> Result<(), String> {
     for spec in &participant.services {
-        let found = services.iter().find(|s| s.service_name() == Some(spec.service.as_str()) && s.status() != Some("INACTIVE"));
+        let found =
+            services.iter().find(|s| s.service_name() == Some(spec.service.as_str()) && s.status() != Some("INACTIVE"));
         let Some(service) = found else {
             return Err(format!("service {:?} not found in cluster {:?}", spec.service, participant.cluster));
         };
@@ -115,7 +111,10 @@ pub fn guard(
         if tag != Some(dataspace) {
             return Err(match tag {
                 None => format!("service {}/{} is not tagged {DATASPACE_TAG}", participant.cluster, spec.service),
-                Some(other) => format!("service {}/{} is tagged {DATASPACE_TAG}={other}, not {dataspace}", participant.cluster, spec.service),
+                Some(other) => format!(
+                    "service {}/{} is tagged {DATASPACE_TAG}={other}, not {dataspace}",
+                    participant.cluster, spec.service
+                ),
             });
         }
     }
@@ -202,17 +201,16 @@ impl ResetDataspace {
         let text = aws::get_object(&self.s3, &self.config.manifest_bucket, &self.config.manifest_key)
             .await
             .map_err(|message| ResetError::ManifestUnreadable { uri: uri.clone(), message })?;
-        let manifest = Manifest::parse(&text).map_err(|message| ResetError::ManifestInvalid { uri: uri.clone(), message })?;
+        let manifest =
+            Manifest::parse(&text).map_err(|message| ResetError::ManifestInvalid { uri: uri.clone(), message })?;
         let chosen = manifest.select(only.as_deref()).map_err(ResetError::InvalidEvent)?;
         info!(dataspace = %manifest.dataspace, participants = chosen.len(), dry_run = self.config.dry_run, "reset");
 
         let deadline = Deadline::new(event.context.deadline, self.clock.now());
         let participants =
             join_all(chosen.iter().map(|p| self.reset_participant(&manifest.dataspace, p, deadline))).await;
-        let failures: Vec<String> = participants
-            .iter()
-            .filter_map(|p| p.error.as_ref().map(|e| format!("{}: {e}", p.name)))
-            .collect();
+        let failures: Vec<String> =
+            participants.iter().filter_map(|p| p.error.as_ref().map(|e| format!("{}: {e}", p.name))).collect();
         let report = ResetReport {
             function: FUNCTION,
             dry_run: self.config.dry_run,
@@ -259,8 +257,10 @@ impl ResetDataspace {
         report: &mut ParticipantReport,
     ) -> Result<(), String> {
         let names: Vec<String> = p.services.iter().map(|s| s.service.clone()).collect();
-        let services = nightshift::ecs::describe_services(&self.ecs, &p.cluster, &names).await.map_err(|e| e.to_string())?;
-        let mut buckets: Vec<String> = std::iter::once(p.did.bucket.clone()).chain(p.purge.iter().map(|x| x.bucket.clone())).collect();
+        let services =
+            nightshift::ecs::describe_services(&self.ecs, &p.cluster, &names).await.map_err(|e| e.to_string())?;
+        let mut buckets: Vec<String> =
+            std::iter::once(p.did.bucket.clone()).chain(p.purge.iter().map(|x| x.bucket.clone())).collect();
         buckets.dedup();
         let mut tags = Vec::new();
         for bucket in buckets {
@@ -304,7 +304,8 @@ impl ResetDataspace {
         for spec in &p.services {
             let desired = i32::try_from(spec.desired_count).unwrap_or(i32::MAX);
             if !self.config.dry_run {
-                aws::restart_service(&self.ecs, &p.cluster, &spec.service, desired, spec.task_definition.as_deref()).await?;
+                aws::restart_service(&self.ecs, &p.cluster, &spec.service, desired, spec.task_definition.as_deref())
+                    .await?;
             }
             report.services_restarted.push(ServiceReset {
                 service: spec.service.clone(),
@@ -353,10 +354,22 @@ mod tests {
         assert_eq!(guard("mvd", &p, &tagged(&p, Some("mvd")), &buckets(&p, Some("mvd"))), Ok(()));
         let table = [
             (tagged(&p, None), buckets(&p, Some("mvd")), "service selt/connector is not tagged nightshift:dataspace"),
-            (tagged(&p, Some("prod")), buckets(&p, Some("mvd")), "service selt/connector is tagged nightshift:dataspace=prod, not mvd"),
-            (tagged(&p, Some("mvd"))[1..].to_vec(), buckets(&p, Some("mvd")), "service \"connector\" not found in cluster \"selt\""),
+            (
+                tagged(&p, Some("prod")),
+                buckets(&p, Some("mvd")),
+                "service selt/connector is tagged nightshift:dataspace=prod, not mvd",
+            ),
+            (
+                tagged(&p, Some("mvd"))[1..].to_vec(),
+                buckets(&p, Some("mvd")),
+                "service \"connector\" not found in cluster \"selt\"",
+            ),
             (tagged(&p, Some("mvd")), buckets(&p, None), "bucket \"selt-did\" is not tagged nightshift:dataspace"),
-            (tagged(&p, Some("mvd")), buckets(&p, Some("other")), "bucket \"selt-did\" is tagged nightshift:dataspace=other, not mvd"),
+            (
+                tagged(&p, Some("mvd")),
+                buckets(&p, Some("other")),
+                "bucket \"selt-did\" is tagged nightshift:dataspace=other, not mvd",
+            ),
         ];
         for (services, buckets, want) in table {
             assert_eq!(guard("mvd", &p, &services, &buckets), Err(want.to_owned()));
@@ -377,7 +390,10 @@ mod tests {
         let c = ResetConfig::from_vars(&[("DATASPACE_MANIFEST", "s3://mvd-config/mvd.json")]).unwrap();
         assert_eq!((c.manifest_bucket.as_str(), c.manifest_key.as_str()), ("mvd-config", "mvd.json"));
         let err = ResetConfig::from_vars(&[("DATASPACE_MANIFEST", "mvd.json")]).unwrap_err();
-        assert_eq!(err.to_string(), "DATASPACE_MANIFEST is \"mvd.json\"; expected an S3 URI of the manifest, s3://bucket/key");
+        assert_eq!(
+            err.to_string(),
+            "DATASPACE_MANIFEST is \"mvd.json\"; expected an S3 URI of the manifest, s3://bucket/key"
+        );
         assert!(ResetConfig::from_vars(&[("OTHER", "x")]).is_err());
     }
 }

@@ -77,7 +77,8 @@ pub fn did_document_key(did: &str) -> Result<String, String> {
     }
     let mut key = String::new();
     for segment in path {
-        let decoded = percent_decode(segment).ok_or_else(|| format!("{did:?}: path segment {segment:?} is not valid"))?;
+        let decoded =
+            percent_decode(segment).ok_or_else(|| format!("{did:?}: path segment {segment:?} is not valid"))?;
         if decoded.is_empty() || decoded.contains('/') || decoded == "." || decoded == ".." {
             return Err(format!("{did:?}: path segment {segment:?} is not valid"));
         }
@@ -160,7 +161,8 @@ impl Manifest {
                     return Err(format!("{at}.desired_count: {} is not a count from 0 to 10000", s.desired_count));
                 }
                 if let Some(td) = &s.task_definition {
-                    let ok = td.starts_with("arn:") || td.split_once(':').is_some_and(|(f, r)| !f.is_empty() && r.parse::<u32>().is_ok());
+                    let ok = td.starts_with("arn:")
+                        || td.split_once(':').is_some_and(|(f, r)| !f.is_empty() && r.parse::<u32>().is_ok());
                     if !ok {
                         return Err(format!("{at}.task_definition: {td:?} is neither family:revision nor an ARN"));
                     }
@@ -254,7 +256,10 @@ mod tests {
         let text = include_bytes!("../../../dataspace/mvd.json");
         let m = Manifest::parse(text).unwrap();
         let names: Vec<&str> = m.participants.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["galactic-turbine-industries", "space-enforcer-laser-tec", "interstellar-assembly-services"]);
+        assert_eq!(
+            names,
+            ["galactic-turbine-industries", "space-enforcer-laser-tec", "interstellar-assembly-services"]
+        );
         let dpf = |i: usize| m.participants[i].services.iter().find(|s| s.service == "dpf").unwrap().desired_count;
         assert_eq!((dpf(0), dpf(1), dpf(2)), (3, 1, 3));
         assert!(m.participants[0].services.iter().any(|s| s.service == "catalog"), "GTI runs a standalone catalog");
@@ -265,15 +270,46 @@ mod tests {
         type Breakage = fn(&mut Value);
         let table: [(Breakage, &str); 11] = [
             (|m| m["participants"][0]["colour"] = json!("red"), "participants[0].colour: unknown field `colour`"),
-            (|m| m["participants"][0]["services"][1]["desired_count"] = json!(-1), "participants[0].services[1].desired_count: -1 is not a count"),
-            (|m| m["participants"][0]["services"][1]["desired_count"] = json!("3"), "participants[0].services[1].desired_count: invalid type"),
-            (|m| { m["participants"][0]["did"]["document"].as_object_mut().unwrap().remove("id"); }, "participants[0].did.document.id: is missing"),
-            (|m| m["participants"][0]["did"]["document"]["id"] = json!("did:key:z6Mk"), "participants[0].did.document.id: \"did:key:z6Mk\" is not a did:web DID"),
-            (|m| { let p = m["participants"][0].clone(); m["participants"].as_array_mut().unwrap().push(p); }, "participants[1].name: \"galactic-turbine-industries\" is listed twice"),
-            (|m| m["participants"][0]["services"][1]["service"] = json!("connector"), "participants[0].services[1].service: \"connector\" is listed twice"),
+            (
+                |m| m["participants"][0]["services"][1]["desired_count"] = json!(-1),
+                "participants[0].services[1].desired_count: -1 is not a count",
+            ),
+            (
+                |m| m["participants"][0]["services"][1]["desired_count"] = json!("3"),
+                "participants[0].services[1].desired_count: invalid type",
+            ),
+            (
+                |m| {
+                    m["participants"][0]["did"]["document"].as_object_mut().unwrap().remove("id");
+                },
+                "participants[0].did.document.id: is missing",
+            ),
+            (
+                |m| m["participants"][0]["did"]["document"]["id"] = json!("did:key:z6Mk"),
+                "participants[0].did.document.id: \"did:key:z6Mk\" is not a did:web DID",
+            ),
+            (
+                |m| {
+                    let p = m["participants"][0].clone();
+                    m["participants"].as_array_mut().unwrap().push(p);
+                },
+                "participants[1].name: \"galactic-turbine-industries\" is listed twice",
+            ),
+            (
+                |m| m["participants"][0]["services"][1]["service"] = json!("connector"),
+                "participants[0].services[1].service: \"connector\" is listed twice",
+            ),
             (|m| m["participants"][0]["purge"][0]["bucket"] = json!("Not A Bucket"), "participants[0].purge[0].bucket"),
-            (|m| m["participants"][0]["services"][0]["task_definition"] = json!("latest"), "participants[0].services[0].task_definition"),
-            (|m| { m.as_object_mut().unwrap().remove("dataspace"); }, "missing field `dataspace`"),
+            (
+                |m| m["participants"][0]["services"][0]["task_definition"] = json!("latest"),
+                "participants[0].services[0].task_definition",
+            ),
+            (
+                |m| {
+                    m.as_object_mut().unwrap().remove("dataspace");
+                },
+                "missing field `dataspace`",
+            ),
             (|m| m["participants"] = json!([]), "participants: must list at least one"),
         ];
         for (break_it, want) in table {
@@ -323,7 +359,10 @@ mod tests {
 
     #[test]
     fn manifest_uris_are_s3_uris() {
-        assert_eq!(parse_s3_uri("s3://mvd-config/manifests/mvd.json"), Some(("mvd-config".into(), "manifests/mvd.json".into())));
+        assert_eq!(
+            parse_s3_uri("s3://mvd-config/manifests/mvd.json"),
+            Some(("mvd-config".into(), "manifests/mvd.json".into()))
+        );
         for bad in ["https://x/y", "s3://bucket", "s3://bucket/", "s3://B/k", "mvd.json"] {
             assert_eq!(parse_s3_uri(bad), None, "{bad}");
         }

@@ -40,7 +40,8 @@ pub fn decode_key(encoded: &str) -> Result<String, String> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = encoded.get(i + 1..i + 3).ok_or_else(|| format!("key {encoded:?}: a % without two hex digits"))?;
+                let hex =
+                    encoded.get(i + 1..i + 3).ok_or_else(|| format!("key {encoded:?}: a % without two hex digits"))?;
                 out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("key {encoded:?}: %{hex} is not hex"))?);
                 i += 2;
             }
@@ -57,21 +58,23 @@ pub fn parse(payload: &Value, prefix: &str) -> Result<Trigger, String> {
         return Ok(Trigger::Ignored("s3:TestEvent (sent when a notification is configured)".into()));
     }
     let (keys, times) = if payload.get("Records").is_some() {
-        let event: S3Event = serde_json::from_value(payload.clone()).map_err(|e| format!("not an S3 notification: {e}"))?;
+        let event: S3Event =
+            serde_json::from_value(payload.clone()).map_err(|e| format!("not an S3 notification: {e}"))?;
         let mut keys = Vec::new();
         let mut times = Vec::new();
         for (n, record) in event.records.iter().enumerate() {
             if !record.event_name.as_deref().unwrap_or_default().starts_with("ObjectCreated:") {
                 continue;
             }
-            let key = record.s3.object.key.as_deref().ok_or_else(|| format!("Records[{n}].s3.object.key is missing"))?;
+            let key =
+                record.s3.object.key.as_deref().ok_or_else(|| format!("Records[{n}].s3.object.key is missing"))?;
             keys.push(decode_key(key).map_err(|e| format!("Records[{n}].s3.object.key: {e}"))?);
             times.push(record.event_time);
         }
         (keys, times)
     } else {
-        let event: EventBridgeEvent<Value> =
-            serde_json::from_value(payload.clone()).map_err(|e| format!("neither an S3 notification nor an EventBridge event: {e}"))?;
+        let event: EventBridgeEvent<Value> = serde_json::from_value(payload.clone())
+            .map_err(|e| format!("neither an S3 notification nor an EventBridge event: {e}"))?;
         if event.source != "aws.s3" || event.detail_type != "Object Created" {
             return Ok(Trigger::Ignored(format!(
                 "not an S3 Object Created event (source {:?}, detail-type {:?})",
@@ -135,7 +138,8 @@ mod tests {
 
     #[test]
     fn a_notification_gives_its_keys_and_the_latest_time() {
-        let Trigger::Ingress(ingress) = parse(&notification(&["landing/file+one.csv", "landing%2Fb.csv"]), "").unwrap() else {
+        let Trigger::Ingress(ingress) = parse(&notification(&["landing/file+one.csv", "landing%2Fb.csv"]), "").unwrap()
+        else {
             panic!()
         };
         assert_eq!(ingress.keys, ["landing/file one.csv", "landing/b.csv"]);
@@ -144,7 +148,8 @@ mod tests {
 
     #[test]
     fn keys_outside_the_prefix_do_not_count() {
-        let Trigger::Ingress(ingress) = parse(&notification(&["landing/a.csv", "tmp/b.csv"]), "landing/").unwrap() else {
+        let Trigger::Ingress(ingress) = parse(&notification(&["landing/a.csv", "tmp/b.csv"]), "landing/").unwrap()
+        else {
             panic!()
         };
         assert_eq!(ingress.keys, ["landing/a.csv"]);

@@ -57,15 +57,16 @@ impl ScaleOnIngress {
             group: self.group.config.group.clone(),
             ..IngressReport::default()
         };
-        let ingress = match event::parse(&event.payload, &self.group.config.ingress_prefix).map_err(ScaleError::InvalidEvent)? {
-            Trigger::Ignored(why) => {
-                info!(reason = %why, "event ignored");
-                report.ignored = Some(why);
-                nightshift::emit(FUNCTION, &report);
-                return Ok(report);
-            }
-            Trigger::Ingress(ingress) => ingress,
-        };
+        let ingress =
+            match event::parse(&event.payload, &self.group.config.ingress_prefix).map_err(ScaleError::InvalidEvent)? {
+                Trigger::Ignored(why) => {
+                    info!(reason = %why, "event ignored");
+                    report.ignored = Some(why);
+                    nightshift::emit(FUNCTION, &report);
+                    return Ok(report);
+                }
+                Trigger::Ingress(ingress) => ingress,
+            };
         let now = self.group.clock.now();
         let at = ingress.at.min(now);
         report.keys_total = ingress.keys.len();
@@ -84,8 +85,7 @@ impl ScaleOnIngress {
         report.decision = Some(if wake.is_empty() { Decision::None } else { Decision::Wake });
         report.reasons = need.reasons;
         info!(group = %self.group.config.group, keys = report.keys_total, %at, decision = ?report.decision, "ingress");
-        let (services, wake_failures) =
-            scale_aws::execute(&self.group, &members, wake).await;
+        let (services, wake_failures) = scale_aws::execute(&self.group, &members, wake).await;
         failures.extend(wake_failures);
         report.services = services;
         report.left_alone = left_alone(&members);

@@ -7,10 +7,10 @@
 
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
+use nightshift::Trigger;
 use nightshift::scale::aws::{self as scale_aws, ScaleError, ServiceReport};
 use nightshift::scale::plan::{self, Decision};
 use nightshift::scale::{LeftAlone, ScaleGroup, left_alone};
-use nightshift::Trigger;
 use serde::Serialize;
 use serde_json::Value;
 use tracing::info;
@@ -53,8 +53,7 @@ impl ScaleToZero {
         let need = plan::assess(now, &self.group.config.schedule, self.group.config.idle(), last_activity, Some(&runs));
         let (decision, plans) = plan::decide(&need, &members);
         info!(group = %self.group.config.group, ?decision, reasons = ?need.reasons, members = members.len(), "decision");
-        let (services, failures) =
-            scale_aws::execute(&self.group, &members, plans).await;
+        let (services, failures) = scale_aws::execute(&self.group, &members, plans).await;
         let report = ScaleToZeroReport {
             function: FUNCTION,
             dry_run: self.group.config.dry_run,

@@ -126,10 +126,7 @@ pub async fn observe_members(group: &ScaleGroup) -> Result<Vec<Member>, ScaleErr
             .await
             .map_err(|e| aws_error("DescribeScalableTargets", &config.group, e.into_service_error()))?;
         for target in out.scalable_targets() {
-            if let Some(m) = members
-                .iter_mut()
-                .find(|m| resource_id(&m.cluster, &m.service) == target.resource_id())
-            {
+            if let Some(m) = members.iter_mut().find(|m| resource_id(&m.cluster, &m.service) == target.resource_id()) {
                 m.target = Some((target.min_capacity(), target.max_capacity()));
             }
         }
@@ -251,7 +248,11 @@ pub struct ServiceReport {
 
 /// Applies the plans in their order (unless `DRY_RUN`); a member whose step
 /// fails stops there, the others go on. Returns the reports and the failures.
-pub async fn execute(group: &ScaleGroup, members: &[Member], plans: Vec<MemberPlan>) -> (Vec<ServiceReport>, Vec<String>) {
+pub async fn execute(
+    group: &ScaleGroup,
+    members: &[Member],
+    plans: Vec<MemberPlan>,
+) -> (Vec<ServiceReport>, Vec<String>) {
     let dry_run = group.config.dry_run;
     let mut reports = Vec::new();
     let mut failures = Vec::new();

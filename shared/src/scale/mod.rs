@@ -46,9 +46,9 @@ impl ScaleConfig {
             return Err(ConfigError::new("CLUSTERS", None, "comma-separated ECS cluster names"));
         }
         let timezone_text = config::optional(vars, "TIMEZONE").unwrap_or_else(|| "UTC".into());
-        let timezone: Tz = timezone_text
-            .parse()
-            .map_err(|_| ConfigError::new("TIMEZONE", Some(&timezone_text), "an IANA time zone such as Europe/London"))?;
+        let timezone: Tz = timezone_text.parse().map_err(|_| {
+            ConfigError::new("TIMEZONE", Some(&timezone_text), "an IANA time zone such as Europe/London")
+        })?;
         let schedule_text = config::optional(vars, "AWAKE_SCHEDULE").unwrap_or_default();
         let schedule = AwakeSchedule::parse(&schedule_text, timezone).map_err(|why| {
             ConfigError::new(

@@ -54,7 +54,9 @@ pub fn assess(
             needed = true;
             reasons.push(format!("inside {window} {}", schedule.timezone));
         }
-        None if !schedule.windows.is_empty() => reasons.push(format!("outside the awake windows ({})", schedule.timezone)),
+        None if !schedule.windows.is_empty() => {
+            reasons.push(format!("outside the awake windows ({})", schedule.timezone))
+        }
         None => {}
     }
     match last_activity {
@@ -187,10 +189,7 @@ pub fn plan_activity(members: &[Member], at: DateTime<Utc>) -> Vec<MemberPlan> {
     (0..members.len())
         .filter(|&i| members[i].problem.is_none())
         .filter(|&i| members[i].last_activity.is_none_or(|stored| at - stored >= Duration::minutes(1)))
-        .map(|i| MemberPlan {
-            member: i,
-            steps: vec![Step::RecordActivity { at }],
-        })
+        .map(|i| MemberPlan { member: i, steps: vec![Step::RecordActivity { at }] })
         .collect()
 }
 
@@ -235,12 +234,22 @@ mod tests {
             (&no_windows(), Some(30), &[], false, &["idle 30 min >= 30", "no run in flight"]),
             (&no_windows(), Some(29), &[], true, &["ingress 29 min ago < 30", "no run in flight"]),
             (&no_windows(), Some(600), &["7f3a"], true, &["idle 600 min >= 30", "run 7f3a in flight"]),
-            (&london, Some(600), &[], true, &["inside Sat 02:00-04:00 Europe/London", "idle 600 min >= 30", "no run in flight"]),
+            (
+                &london,
+                Some(600),
+                &[],
+                true,
+                &["inside Sat 02:00-04:00 Europe/London", "idle 600 min >= 30", "no run in flight"],
+            ),
         ];
         for (schedule, ago, runs, needed, reasons) in table {
             let runs: Vec<String> = runs.iter().map(|r| (*r).to_owned()).collect();
             let need = assess(now(), schedule, idle, ago.map(|m| now() - Duration::minutes(m)), Some(&runs));
-            assert_eq!(need, Need { needed, reasons: reasons.iter().map(|r| (*r).to_owned()).collect() }, "{ago:?} {runs:?}");
+            assert_eq!(
+                need,
+                Need { needed, reasons: reasons.iter().map(|r| (*r).to_owned()).collect() },
+                "{ago:?} {runs:?}"
+            );
         }
         let unread = assess(now(), &no_windows(), idle, Some(now()), None);
         assert_eq!(unread.reasons, ["ingress 0 min ago < 30"], "runs not looked at are not reported");
@@ -256,7 +265,11 @@ mod tests {
         assert_eq!(order, ["webserver", "daemon", "code-location"]);
         assert_eq!(
             plan[2].steps,
-            [Step::RememberCapacity { min: 1, max: 4 }, Step::SetCapacity { min: 0, max: 0 }, Step::SetDesired { count: 0 }]
+            [
+                Step::RememberCapacity { min: 1, max: 4 },
+                Step::SetCapacity { min: 0, max: 0 },
+                Step::SetDesired { count: 0 }
+            ]
         );
         assert_eq!(plan[0].steps, [Step::SetDesired { count: 0 }]);
     }

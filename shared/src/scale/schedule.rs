@@ -86,12 +86,7 @@ impl AwakeWindow {
         if start == end {
             return Err(bad("the window is empty"));
         }
-        Ok(Self {
-            days,
-            start,
-            end,
-            text: text.split_whitespace().collect::<Vec<_>>().join(" "),
-        })
+        Ok(Self { days, start, end, text: text.split_whitespace().collect::<Vec<_>>().join(" ") })
     }
 
     fn starts_on(&self, day: Weekday) -> bool {

@@ -16,7 +16,8 @@ use aws_sdk_s3::types::{
 use chrono::Utc;
 use nightshift_tests::event;
 use nightshift_tests::platform::{
-    CLUSTER, DAGSTER, MANIFEST_BUCKET, MANIFEST_KEY, mvd_manifest, registry, seed_dagster, seed_dataspace, seed_shop, start_run,
+    CLUSTER, DAGSTER, MANIFEST_BUCKET, MANIFEST_KEY, mvd_manifest, registry, seed_dagster, seed_dataspace, seed_shop,
+    start_run,
 };
 use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
 use nightshift_tests::sandbox::Sandbox;
@@ -118,10 +119,9 @@ async fn print_bucket(s3: &Client) {
             (_, Some(true)) => ", remove expired delete markers".to_owned(),
             _ => String::new(),
         });
-        let transition = rule
-            .transitions()
-            .first()
-            .map_or(String::new(), |t| format!(", to {} after {} d", t.storage_class().map_or("?", |c| c.as_str()), t.days().unwrap_or(0)));
+        let transition = rule.transitions().first().map_or(String::new(), |t| {
+            format!(", to {} after {} d", t.storage_class().map_or("?", |c| c.as_str()), t.days().unwrap_or(0))
+        });
         println!("    - {} (prefix {prefix:?}{expire}{transition})", rule.id().unwrap_or_default());
     }
 }
@@ -171,8 +171,12 @@ async fn expire_logs(sandbox: &Sandbox) -> bool {
     };
     println!(
         "  lifecycle {}, scanned {}, expired {} ({} bytes), errors {}, complete {}",
-        report["lifecycle"].as_str().unwrap_or("?"), report["objects_scanned"], report["objects_expired"], report["bytes_freed"],
-        report["errors_total"], report["complete"]
+        report["lifecycle"].as_str().unwrap_or("?"),
+        report["objects_scanned"],
+        report["objects_expired"],
+        report["bytes_freed"],
+        report["errors_total"],
+        report["complete"]
     );
     println!("\nAfter:");
     print_bucket(&s3).await;
@@ -183,7 +187,9 @@ async fn expire_logs(sandbox: &Sandbox) -> bool {
     };
     println!(
         "  lifecycle {}, scanned {}, expired {}: nothing left to do\n",
-        again["lifecycle"].as_str().unwrap_or("?"), again["objects_scanned"], again["objects_expired"]
+        again["lifecycle"].as_str().unwrap_or("?"),
+        again["objects_scanned"],
+        again["objects_expired"]
     );
     again["objects_expired"] == 0 && again["lifecycle"] == "unchanged"
 }
@@ -224,7 +230,12 @@ async fn print_services(ecs: &aws_sdk_ecs::Client) {
     services.sort_by(|a, b| a.service_name().cmp(&b.service_name()));
     println!("  {:<11} {:<22} {:<14} image of app", "service", "nightshift:deploy", "revision");
     for service in services {
-        let policy = service.tags().iter().find(|t| t.key() == Some("nightshift:deploy")).and_then(|t| t.value()).unwrap_or("(untagged)");
+        let policy = service
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some("nightshift:deploy"))
+            .and_then(|t| t.value())
+            .unwrap_or("(untagged)");
         let td = service.task_definition().unwrap_or_default();
         let image = ecs
             .describe_task_definition()
@@ -232,11 +243,20 @@ async fn print_services(ecs: &aws_sdk_ecs::Client) {
             .send()
             .await
             .ok()
-            .and_then(|d| d.task_definition().and_then(|t| t.container_definitions().first().and_then(|c| c.image().map(str::to_owned))))
+            .and_then(|d| {
+                d.task_definition()
+                    .and_then(|t| t.container_definitions().first().and_then(|c| c.image().map(str::to_owned)))
+            })
             .unwrap_or_default();
         let short = image.rsplit('/').next().unwrap_or_default();
         let short = if short.len() > 30 { format!("{}...", &short[..30]) } else { short.to_owned() };
-        println!("  {:<11} {:<22} {:<14} {}", service.service_name().unwrap_or_default(), policy, td.rsplit('/').next().unwrap_or_default(), short);
+        println!(
+            "  {:<11} {:<22} {:<14} {}",
+            service.service_name().unwrap_or_default(),
+            policy,
+            td.rsplit('/').next().unwrap_or_default(),
+            short
+        );
     }
 }
 
@@ -261,10 +281,19 @@ async fn deploy_on_push(sandbox: &Sandbox) -> bool {
     };
     for moved in report["deployed"].as_array().into_iter().flatten() {
         let name = |v: &Value| v.as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_owned();
-        println!("  moved    {:<11} {} -> {}", moved["service"].as_str().unwrap_or_default(), name(&moved["old_task_definition"]), name(&moved["new_task_definition"]));
+        println!(
+            "  moved    {:<11} {} -> {}",
+            moved["service"].as_str().unwrap_or_default(),
+            name(&moved["old_task_definition"]),
+            name(&moved["new_task_definition"])
+        );
     }
     for skipped in report["skipped"].as_array().into_iter().flatten() {
-        println!("  stayed   {:<11} {}", skipped["service"].as_str().unwrap_or_default(), skipped["reason"].as_str().unwrap_or_default());
+        println!(
+            "  stayed   {:<11} {}",
+            skipped["service"].as_str().unwrap_or_default(),
+            skipped["reason"].as_str().unwrap_or_default()
+        );
     }
     println!("  (services without nightshift:deploy are never looked at)");
     println!("\nAfter:");
@@ -312,9 +341,19 @@ async fn print_group(sandbox: &Sandbox) {
             .tags()
             .iter()
             .filter(|t| t.key().is_some_and(|k| k.starts_with("nightshift:") && k != "nightshift:scale-group"))
-            .map(|t| format!("{}={}", t.key().unwrap_or_default().trim_start_matches("nightshift:"), t.value().unwrap_or_default()))
+            .map(|t| {
+                format!(
+                    "{}={}",
+                    t.key().unwrap_or_default().trim_start_matches("nightshift:"),
+                    t.value().unwrap_or_default()
+                )
+            })
             .collect();
-        let group = if service.tags().iter().any(|t| t.key() == Some("nightshift:scale-group")) { "" } else { " (not in the group)" };
+        let group = if service.tags().iter().any(|t| t.key() == Some("nightshift:scale-group")) {
+            ""
+        } else {
+            " (not in the group)"
+        };
         println!("  {:<14} {:>7}  {:<10} {}{group}", name, service.desired_count(), capacity, tags.join(" "));
     }
 }
@@ -335,7 +374,12 @@ fn print_decision(report: &Value) {
                 other => other.to_owned(),
             })
             .collect();
-        println!("    {} (wake order {}): {}", service["service"].as_str().unwrap_or_default(), service["wake_order"], steps.join(", "));
+        println!(
+            "    {} (wake order {}): {}",
+            service["service"].as_str().unwrap_or_default(),
+            service["wake_order"],
+            steps.join(", ")
+        );
     }
 }
 
@@ -347,13 +391,20 @@ async fn scale(sandbox: &Sandbox) -> bool {
     for name in ["code-location", "daemon", "webserver"] {
         ecs.tag_resource()
             .resource_arn(format!("arn:aws:ecs:us-east-1:123456789012:service/{DAGSTER}/{name}"))
-            .tags(aws_sdk_ecs::types::Tag::builder().key("nightshift:last-activity").value(nightshift::scale::aws::rfc3339(idle_since)).build())
+            .tags(
+                aws_sdk_ecs::types::Tag::builder()
+                    .key("nightshift:last-activity")
+                    .value(nightshift::scale::aws::rfc3339(idle_since))
+                    .build(),
+            )
             .send()
             .await
             .expect("tag the group");
     }
     let run = start_run(sandbox, &ecs, "7f3a9c2e").await;
-    println!("Before (cluster {DAGSTER}; the last file landed 45 minutes ago; IDLE_MINUTES=30; run 7f3a9c2e is running):");
+    println!(
+        "Before (cluster {DAGSTER}; the last file landed 45 minutes ago; IDLE_MINUTES=30; run 7f3a9c2e is running):"
+    );
     print_group(sandbox).await;
 
     let mut env = sandbox.function_env();
@@ -373,7 +424,13 @@ async fn scale(sandbox: &Sandbox) -> bool {
     let s3 = sandbox.s3();
     s3.create_bucket().bucket("dagster-ingress").send().await.expect("create the ingress bucket");
     let key = "landing/la=bristol/care leavers 2026.csv";
-    s3.put_object().bucket("dagster-ingress").key(key).body(ByteStream::from_static(b"id,year\n1,2026\n")).send().await.expect("drop a file");
+    s3.put_object()
+        .bucket("dagster-ingress")
+        .key(key)
+        .body(ByteStream::from_static(b"id,year\n1,2026\n"))
+        .send()
+        .await
+        .expect("drop a file");
     let mut notification = event("scale-on-ingress.s3-notification.json");
     let records = notification["Records"].as_array_mut().expect("records");
     records.truncate(1);
@@ -399,18 +456,30 @@ async fn print_dataspace(sandbox: &Sandbox) {
     for p in manifest["participants"].as_array().into_iter().flatten() {
         let cluster = p["cluster"].as_str().unwrap_or_default();
         let arns = ecs.list_services().cluster(cluster).send().await.expect("list services").service_arns().to_vec();
-        let out = ecs.describe_services().cluster(cluster).set_services(Some(arns)).send().await.expect("describe services");
+        let out =
+            ecs.describe_services().cluster(cluster).set_services(Some(arns)).send().await.expect("describe services");
         let mut services: Vec<String> = out
             .services()
             .iter()
             .map(|s| {
                 let td = s.task_definition().unwrap_or_default();
-                format!("{} x{} ({})", s.service_name().unwrap_or_default(), s.desired_count(), td.rsplit('/').next().unwrap_or(td))
+                format!(
+                    "{} x{} ({})",
+                    s.service_name().unwrap_or_default(),
+                    s.desired_count(),
+                    td.rsplit('/').next().unwrap_or(td)
+                )
             })
             .collect();
         services.sort();
         let data_bucket = p["purge"][0]["bucket"].as_str().unwrap_or_default();
-        let data = s3.list_object_versions().bucket(data_bucket).prefix("transfers/").send().await.map_or(0, |o| o.versions().len() + o.delete_markers().len());
+        let data = s3
+            .list_object_versions()
+            .bucket(data_bucket)
+            .prefix("transfers/")
+            .send()
+            .await
+            .map_or(0, |o| o.versions().len() + o.delete_markers().len());
         let did_bucket = p["did"]["bucket"].as_str().unwrap_or_default();
         let did = match s3.get_object().bucket(did_bucket).key(".well-known/did.json").send().await {
             Ok(out) => {
@@ -429,11 +498,29 @@ async fn reset_dataspace(sandbox: &Sandbox) -> bool {
     heading("reset-dataspace: the public dataspace back to its manifest at midnight");
     let (ecs, s3) = (sandbox.ecs(), sandbox.s3());
     seed_dataspace(&ecs, &s3).await;
-    println!("The day's drift: SELT's DPF scaled to 0, GTI's connector on revision 2, transfer data, a changed DID document.");
+    println!(
+        "The day's drift: SELT's DPF scaled to 0, GTI's connector on revision 2, transfer data, a changed DID document."
+    );
     ecs.update_service().cluster("selt").service("dpf").desired_count(0).send().await.expect("drift");
-    ecs.update_service().cluster("gti").service("connector").task_definition("gti-connector:2").send().await.expect("drift");
-    for (bucket, key) in [("gti-data", "transfers/2026-11-26/turbine-blades.parquet"), ("ias-data", "transfers/contract 7/assembly-plan.pdf"), ("selt-data", "transfers/laser-calibration.csv")] {
-        s3.put_object().bucket(bucket).key(key).body(ByteStream::from_static(b"exchanged during the day")).send().await.expect("drift");
+    ecs.update_service()
+        .cluster("gti")
+        .service("connector")
+        .task_definition("gti-connector:2")
+        .send()
+        .await
+        .expect("drift");
+    for (bucket, key) in [
+        ("gti-data", "transfers/2026-11-26/turbine-blades.parquet"),
+        ("ias-data", "transfers/contract 7/assembly-plan.pdf"),
+        ("selt-data", "transfers/laser-calibration.csv"),
+    ] {
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(ByteStream::from_static(b"exchanged during the day"))
+            .send()
+            .await
+            .expect("drift");
     }
     s3.put_object()
         .bucket("ias-did")
@@ -474,5 +561,6 @@ async fn reset_dataspace(sandbox: &Sandbox) -> bool {
         p["objects_purged"],
         p["did"]["outcome"].as_str().unwrap_or("?")
     );
-    report["participants"].as_array().is_some_and(|ps| ps.iter().all(|p| p["status"] == "reset")) && p["did"]["outcome"] == "unchanged"
+    report["participants"].as_array().is_some_and(|ps| ps.iter().all(|p| p["status"] == "reset"))
+        && p["did"]["outcome"] == "unchanged"
 }
