@@ -2,7 +2,7 @@
 PYTHON ?= python3
 CARGO  ?= cargo
 
-.PHONY: demo test setup build lint template sam-build clean
+.PHONY: demo test bench setup build lint template sam-build clean
 
 ## setup: install what the sandbox and the template check need (moto, cfn-lint)
 setup:
@@ -24,6 +24,11 @@ test: setup build
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
 	$(MAKE) --no-print-directory template
+
+## bench: release binaries measured against a local AWS; a table, and target/bench.json (not run in CI)
+bench: setup
+	$(CARGO) build --release --workspace --bins --exclude nightshift-tests
+	$(CARGO) run --quiet -p nightshift-tests --bin bench
 
 ## template: cfn-lint the SAM template (sam validate --lint misses circular dependencies)
 template:

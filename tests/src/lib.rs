@@ -3,8 +3,10 @@
 //! counting, and the events under `events/`.
 
 pub mod platform;
+pub mod proxy;
 pub mod runtime;
 pub mod sandbox;
+pub mod stats;
 pub mod wire;
 
 use serde_json::Value;

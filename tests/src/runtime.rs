@@ -42,6 +42,11 @@ impl Outcome {
 struct State {
     pending: VecDeque<(String, Vec<u8>, u64)>,
     outcomes: HashMap<String, Outcome>,
+    /// When the process first asked for an invocation: the end of its init.
+    first_poll: Option<Instant>,
+    /// When each invocation was handed out, and how long its answer took.
+    handed_out: HashMap<String, Instant>,
+    took: HashMap<String, Duration>,
 }
 
 #[derive(Default)]
@@ -83,6 +88,7 @@ pub struct FunctionProcess {
     child: Child,
     output: Arc<Mutex<String>>,
     next_id: u64,
+    spawned_at: Instant,
 }
 
 impl FunctionProcess {
@@ -101,6 +107,7 @@ impl FunctionProcess {
             });
         }
         let name = binary.file_name().and_then(|n| n.to_str()).unwrap_or("function");
+        let spawned_at = Instant::now();
         let mut child = Command::new(binary)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -127,7 +134,7 @@ impl FunctionProcess {
             let output = output.clone();
             thread::spawn(move || drain(pipe, &output));
         }
-        Self { shared, server, child, output, next_id: 0 }
+        Self { shared, server, child, output, next_id: 0, spawned_at }
     }
 
     /// Invokes with the deadline Lambda would give a function with a 60 s timeout.
@@ -161,6 +168,42 @@ impl FunctionProcess {
             state =
                 self.shared.changed.wait_timeout(state, Duration::from_millis(50)).unwrap_or_else(|p| p.into_inner()).0;
         }
+    }
+
+    /// Invokes and also returns how long the function took, from the event
+    /// being handed out to its answer arriving.
+    pub fn invoke_timed(&mut self, event: &Value) -> (Outcome, Duration) {
+        self.invoke_timed_within(event, Duration::from_secs(60))
+    }
+
+    /// As `invoke_timed`, with `timeout` as the context's deadline.
+    pub fn invoke_timed_within(&mut self, event: &Value, timeout: Duration) -> (Outcome, Duration) {
+        let outcome = self.invoke_with_timeout(event, timeout);
+        let id = format!("req-{}", self.next_id);
+        let took = self.shared.lock().took.remove(&id).unwrap_or_default();
+        (outcome, took)
+    }
+
+    /// How long the process took from its start to its first poll for an
+    /// invocation (its init), waiting up to `within` for it.
+    pub fn init_time(&self, within: Duration) -> Option<Duration> {
+        let until = Instant::now() + within;
+        loop {
+            if let Some(at) = self.shared.lock().first_poll {
+                return Some(at - self.spawned_at);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// The process's peak resident memory so far (Linux `VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
     }
 
     /// Waits for the process to exit by itself (for a failed init).
@@ -219,8 +262,10 @@ fn serve(mut request: tiny_http::Request, shared: &Shared) {
     if method == Method::Get && path == "/invocation/next" {
         let (id, event, deadline_ms) = {
             let mut state = shared.lock();
+            state.first_poll.get_or_insert_with(Instant::now);
             loop {
                 if let Some(next) = state.pending.pop_front() {
+                    state.handed_out.insert(next.0.clone(), Instant::now());
                     break next;
                 }
                 state = shared.changed.wait(state).unwrap_or_else(|p| p.into_inner());
@@ -254,7 +299,12 @@ fn serve(mut request: tiny_http::Request, shared: &Shared) {
     });
     match outcome {
         Some((id, outcome)) => {
-            shared.lock().outcomes.insert(id, outcome);
+            let mut state = shared.lock();
+            if let Some(at) = state.handed_out.remove(&id) {
+                state.took.insert(id.clone(), at.elapsed());
+            }
+            state.outcomes.insert(id, outcome);
+            drop(state);
             shared.changed.notify_all();
             let _ = request.respond(Response::empty(202));
         }

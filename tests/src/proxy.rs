@@ -1,0 +1,152 @@
+//! A recording proxy in front of the local AWS: counts every request a
+//! function process sends on the wire, by AWS operation.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use tiny_http::{Header, Response, Server, StatusCode};
+
+/// Names the AWS operation of a request: from `X-Amz-Target` for the JSON
+/// protocols (ECS, Application Auto Scaling), from method and query for S3.
+pub fn operation(method: &str, path: &str, target: Option<&str>) -> String {
+    if let Some(target) = target {
+        return target.rsplit('.').next().unwrap_or(target).to_owned();
+    }
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let has = |k: &str| query.split('&').any(|p| p == k || p.starts_with(&format!("{k}=")));
+    let object = path.trim_start_matches('/').contains('/');
+    let op = match (method, object) {
+        ("GET", false) if has("lifecycle") => "GetBucketLifecycleConfiguration",
+        ("PUT", false) if has("lifecycle") => "PutBucketLifecycleConfiguration",
+        ("GET", false) if has("versions") => "ListObjectVersions",
+        ("GET", false) if has("list-type") => "ListObjectsV2",
+        ("GET", false) if has("tagging") => "GetBucketTagging",
+        ("POST", false) if has("delete") => "DeleteObjects",
+        ("GET", false) => "ListObjects",
+        ("GET", true) => "GetObject",
+        ("PUT", true) => "PutObject",
+        ("HEAD", true) => "HeadObject",
+        ("DELETE", true) => "DeleteObject",
+        _ => return format!("{method} {path}"),
+    };
+    op.to_owned()
+}
+
+pub struct RecordingProxy {
+    server: Arc<Server>,
+    port: u16,
+    counts: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl RecordingProxy {
+    /// Listens on a free loopback port and forwards to `upstream` (`host:port`).
+    pub fn start(upstream: &str) -> Self {
+        let server = Arc::new(Server::http("127.0.0.1:0").expect("bind the proxy"));
+        let port = server.server_addr().to_ip().expect("an IP address").port();
+        let counts = Arc::new(Mutex::new(BTreeMap::new()));
+        {
+            let (server, counts, upstream) = (server.clone(), counts.clone(), upstream.to_owned());
+            thread::spawn(move || {
+                for request in server.incoming_requests() {
+                    let (counts, upstream) = (counts.clone(), upstream.clone());
+                    thread::spawn(move || forward(request, &upstream, &counts));
+                }
+            });
+        }
+        Self { server, port, counts }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Requests by operation since the last `take`.
+    pub fn take(&self) -> BTreeMap<String, u64> {
+        std::mem::take(&mut *self.counts.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Drop for RecordingProxy {
+    fn drop(&mut self) {
+        self.server.unblock();
+    }
+}
+
+fn forward(mut request: tiny_http::Request, upstream: &str, counts: &Mutex<BTreeMap<String, u64>>) {
+    let method = request.method().as_str().to_owned();
+    let url = request.url().to_owned();
+    let target = request.headers().iter().find(|h| h.field.equiv("X-Amz-Target")).map(|h| h.value.as_str().to_owned());
+    *counts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(operation(&method, &url, target.as_deref()))
+        .or_default() += 1;
+    let mut body = Vec::new();
+    let _ = request.as_reader().read_to_end(&mut body);
+    let mut head = format!("{method} {url} HTTP/1.1\r\n");
+    for h in request.headers() {
+        let field = h.field.as_str().as_str();
+        if !["connection", "content-length", "transfer-encoding"].contains(&field.to_ascii_lowercase().as_str()) {
+            head.push_str(&format!("{field}: {}\r\n", h.value));
+        }
+    }
+    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
+    let answer = TcpStream::connect(upstream).and_then(|mut upstream| {
+        upstream.set_read_timeout(Some(Duration::from_secs(120)))?;
+        upstream.write_all(head.as_bytes())?;
+        upstream.write_all(&body)?;
+        let mut answer = Vec::new();
+        upstream.read_to_end(&mut answer)?;
+        Ok(answer)
+    });
+    let Ok(answer) = answer else {
+        let _ = request.respond(Response::empty(502));
+        return;
+    };
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(answer.len());
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    let body = answer.get(split + 4..).unwrap_or_default().to_vec();
+    let mut lines = head.lines();
+    let status: u16 =
+        lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(502);
+    let mut response = Response::from_data(body).with_status_code(StatusCode(status));
+    for line in lines {
+        if let Some((k, v)) = line.split_once(':') {
+            let lower = k.trim().to_ascii_lowercase();
+            if !["connection", "content-length", "transfer-encoding", "date", "server"].contains(&lower.as_str())
+                && let Ok(h) = Header::from_bytes(k.trim().as_bytes(), v.trim().as_bytes())
+            {
+                response.add_header(h);
+            }
+        }
+    }
+    let _ = request.respond(response);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_are_named_from_the_target_or_the_s3_request() {
+        let table = [
+            ("POST", "/", Some("AmazonEC2ContainerServiceV20141113.DescribeServices"), "DescribeServices"),
+            ("POST", "/", Some("AnyScaleFrontendService.RegisterScalableTarget"), "RegisterScalableTarget"),
+            ("GET", "/logs?lifecycle", None, "GetBucketLifecycleConfiguration"),
+            ("PUT", "/logs?lifecycle", None, "PutBucketLifecycleConfiguration"),
+            ("GET", "/logs?versions&prefix=loki%2F", None, "ListObjectVersions"),
+            ("GET", "/logs?list-type=2", None, "ListObjectsV2"),
+            ("POST", "/logs?delete", None, "DeleteObjects"),
+            ("GET", "/gti-did?tagging", None, "GetBucketTagging"),
+            ("GET", "/gti-did/.well-known/did.json", None, "GetObject"),
+            ("PUT", "/gti-did/.well-known/did.json", None, "PutObject"),
+        ];
+        for (method, path, target, want) in table {
+            assert_eq!(operation(method, path, target), want, "{method} {path}");
+        }
+    }
+}
