@@ -18,7 +18,8 @@ pub fn operation(method: &str, path: &str, target: Option<&str>) -> String {
     }
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let has = |k: &str| query.split('&').any(|p| p == k || p.starts_with(&format!("{k}=")));
-    let object = path.trim_start_matches('/').contains('/');
+    // Path-style: /bucket[/key]; a trailing slash alone is still the bucket.
+    let object = path.trim_start_matches('/').split_once('/').is_some_and(|(_, key)| !key.is_empty());
     let op = match (method, object) {
         ("GET", false) if has("lifecycle") => "GetBucketLifecycleConfiguration",
         ("PUT", false) if has("lifecycle") => "PutBucketLifecycleConfiguration",
@@ -141,6 +142,8 @@ mod tests {
             ("GET", "/logs?versions&prefix=loki%2F", None, "ListObjectVersions"),
             ("GET", "/logs?list-type=2", None, "ListObjectsV2"),
             ("POST", "/logs?delete", None, "DeleteObjects"),
+            ("POST", "/logs/?delete", None, "DeleteObjects"),
+            ("GET", "/logs/?versions&x-id=ListObjectVersions", None, "ListObjectVersions"),
             ("GET", "/gti-did?tagging", None, "GetBucketTagging"),
             ("GET", "/gti-did/.well-known/did.json", None, "GetObject"),
             ("PUT", "/gti-did/.well-known/did.json", None, "PutObject"),

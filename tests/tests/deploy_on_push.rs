@@ -176,6 +176,22 @@ async fn a_push_no_policy_takes_costs_only_the_service_reads() {
 }
 
 #[tokio::test]
+async fn a_warm_function_remembers_the_revisions_it_has_read() {
+    // Given a function that has seen one push (track could take any tag, so revisions were read)
+    let sandbox = Sandbox::start();
+    seed_shop(&sandbox.ecs()).await;
+    let (function, wire) = function(&sandbox, false);
+    function.handle(push_of("nightly-1")).await.unwrap();
+    assert!(wire.count("DescribeTaskDefinition") > 0);
+
+    // When another push concerns none of the services, then no task definition is read again
+    wire.reset();
+    let report = function.handle(push_of("nightly-2")).await.unwrap();
+    assert!(report.deployed.is_empty());
+    assert_eq!(wire.all().into_keys().collect::<Vec<_>>(), ["DescribeServices", "ListServices"]);
+}
+
+#[tokio::test]
 async fn events_that_are_not_a_tagged_successful_push_change_nothing() {
     let sandbox = Sandbox::start();
     let ecs = sandbox.ecs();

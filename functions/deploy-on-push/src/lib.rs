@@ -13,6 +13,7 @@ pub mod plan;
 pub mod policy;
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use aws_sdk_ecs::types::{Service, Tag, TaskDefinition};
 use lambda_runtime::LambdaEvent;
@@ -75,7 +76,14 @@ pub struct DeployReport {
 pub struct DeployOnPush {
     config: DeployConfig,
     ecs: aws_sdk_ecs::Client,
+    /// Task definitions read by earlier invocations of this warm process: a
+    /// revision never changes, so a push that concerns none of the services
+    /// costs no DescribeTaskDefinition once their revisions are known.
+    known: Mutex<HashMap<String, (TaskDefinition, Vec<Tag>)>>,
 }
+
+/// Revisions kept in `known` at the most; beyond it the memory starts afresh.
+const KNOWN_REVISIONS: usize = 512;
 
 /// A service that may follow the push, with what its decision needs.
 struct Examined {
@@ -86,7 +94,7 @@ struct Examined {
 
 impl DeployOnPush {
     pub fn new(config: DeployConfig, ecs: aws_sdk_ecs::Client) -> Self {
-        Self { config, ecs }
+        Self { config, ecs, known: Mutex::new(HashMap::new()) }
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<DeployReport, DeployError> {
@@ -183,9 +191,22 @@ impl DeployOnPush {
         let mut unreadable: HashMap<String, String> = HashMap::new();
         for candidate in examined {
             let arn = &candidate.task_definition_arn;
+            let remembered = self.known.lock().unwrap_or_else(|p| p.into_inner()).get(arn).cloned();
+            if let Some(found) = remembered {
+                described.insert(arn.clone(), found);
+            }
             if !described.contains_key(arn) && !unreadable.contains_key(arn) {
                 match ecs::describe_task_definition(&self.ecs, arn).await {
                     Ok(found) => {
+                        // Only a named revision is immutable; `family` alone moves with each registration.
+                        let is_revision = arn.rsplit_once(':').is_some_and(|(_, r)| r.parse::<u32>().is_ok());
+                        if is_revision {
+                            let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+                            if known.len() >= KNOWN_REVISIONS {
+                                known.clear();
+                            }
+                            known.insert(arn.clone(), found.clone());
+                        }
                         described.insert(arn.clone(), found);
                     }
                     Err(err) => {
