@@ -29,9 +29,15 @@ impl CallError {
     }
 }
 
+/// The HTTPS client every AWS client uses: rustls with ring, the platform's roots.
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+}
+
 /// Loads region, credentials and `AWS_ENDPOINT_URL` the way every AWS tool does.
 pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    aws_config::defaults(BehaviorVersion::latest()).http_client(http_client()).load().await
 }
 
 /// True when an endpoint override (such as a local AWS on 127.0.0.1) is in force.

@@ -75,6 +75,7 @@ impl Sandbox {
             .region(Region::new(REGION))
             .endpoint_url(self.endpoint())
             .credentials_provider(SharedCredentialsProvider::new(Credentials::for_tests()))
+            .http_client(nightshift::aws::http_client())
             .build()
     }
 
