@@ -24,9 +24,18 @@ impl CallError {
             operation,
             target: target.to_owned(),
             code: err.code().map(str::to_owned),
-            message: err.message().map_or_else(|| DisplayErrorContext(&err).to_string(), str::to_owned),
+            message: service_message(&err),
         }
     }
+}
+
+/// The service's own message for an error, or the whole chain of causes when
+/// it sent none (a connection that failed, a timeout).
+pub fn service_message<E>(err: &E) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error,
+{
+    err.message().map_or_else(|| DisplayErrorContext(err).to_string(), str::to_owned)
 }
 
 /// The HTTPS client every AWS client uses: rustls with ring, the platform's roots.

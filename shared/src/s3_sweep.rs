@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -38,7 +38,7 @@ impl S3Error {
         E: ProvideErrorMetadata + std::error::Error,
     {
         let bucket = bucket.to_owned();
-        let message = err.message().map(str::to_owned).unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+        let message = crate::aws::service_message(&err);
         match err.code() {
             Some("NoSuchBucket") => Self::BucketNotFound { bucket, operation },
             Some("AccessDenied" | "AllAccessDisabled" | "InvalidAccessKeyId" | "SignatureDoesNotMatch") => {

@@ -248,3 +248,24 @@ pub async fn seed_dataspace(ecs: &Client, s3: &aws_sdk_s3::Client) {
         .await
         .unwrap();
 }
+
+/// Puts every key with the same body, sixteen requests at a time.
+pub async fn put_many(s3: &aws_sdk_s3::Client, bucket: &str, keys: Vec<String>, body: &'static [u8]) {
+    let mut puts = tokio::task::JoinSet::new();
+    for chunk in keys.chunks(keys.len().div_ceil(16).max(1)) {
+        let (s3, bucket, chunk) = (s3.clone(), bucket.to_owned(), chunk.to_vec());
+        puts.spawn(async move {
+            for key in chunk {
+                let put = s3
+                    .put_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .body(aws_sdk_s3::primitives::ByteStream::from_static(body));
+                put.send().await.unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+            }
+        });
+    }
+    while let Some(done) = puts.join_next().await {
+        done.expect("a put task");
+    }
+}

@@ -18,11 +18,11 @@ use lambda_runtime::{Context, LambdaEvent};
 use nightshift::s3_sweep::S3Error;
 use nightshift::{Clock, FixedClock};
 use nightshift_tests::event;
+use nightshift_tests::platform::put_many;
 use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
 use nightshift_tests::sandbox::Sandbox;
 use nightshift_tests::wire::RequestCounter;
 use serde_json::{Value, json};
-use tokio::task::JoinSet;
 
 const BUCKET: &str = "grafana-logs";
 
@@ -53,21 +53,6 @@ async fn put(s3: &Client, bucket: &str, key: &str, body: &str) {
         .send()
         .await
         .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
-}
-
-async fn put_many(s3: &Client, bucket: &str, keys: Vec<String>) {
-    let mut puts = JoinSet::new();
-    for chunk in keys.chunks(keys.len().div_ceil(8).max(1)) {
-        let (s3, bucket, chunk) = (s3.clone(), bucket.to_owned(), chunk.to_vec());
-        puts.spawn(async move {
-            for key in chunk {
-                put(&s3, &bucket, &key, "log line").await;
-            }
-        });
-    }
-    while let Some(done) = puts.join_next().await {
-        done.unwrap();
-    }
 }
 
 /// Every (key, version) in the bucket, delete markers marked `(marker)`.
@@ -295,9 +280,9 @@ async fn dry_run_reports_what_it_would_do_and_changes_nothing() {
 
 async fn seed_many(sandbox: &Sandbox, s3: &Client, old: usize, new: usize) {
     create_bucket(s3, BUCKET).await;
-    put_many(s3, BUCKET, (0..old).map(|n| format!("old/{n:05}")).collect()).await;
+    put_many(s3, BUCKET, (0..old).map(|n| format!("old/{n:05}")).collect(), b"log line").await;
     sandbox.backdate(BUCKET, "old/", 31.0);
-    put_many(s3, BUCKET, (0..new).map(|n| format!("new/{n:05}")).collect()).await;
+    put_many(s3, BUCKET, (0..new).map(|n| format!("new/{n:05}")).collect(), b"log line").await;
 }
 
 #[tokio::test]

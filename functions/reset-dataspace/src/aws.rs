@@ -1,20 +1,18 @@
 //! The ECS and S3 calls: observe and apply, never decide.
 
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
+use nightshift::aws::{CallError, service_message};
 use nightshift::s3_sweep::S3Error;
 use serde_json::Value;
 
 /// The tag every touched resource must carry, with the manifest's dataspace.
 pub const DATASPACE_TAG: &str = "nightshift:dataspace";
 
-fn message<E: ProvideErrorMetadata + std::error::Error>(err: &E) -> String {
-    err.message().map_or_else(|| DisplayErrorContext(err).to_string(), str::to_owned)
-}
-
 /// The object's bytes.
 pub async fn get_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
-    let out = s3.get_object().bucket(bucket).key(key).send().await.map_err(|e| message(&e.into_service_error()))?;
+    let out =
+        s3.get_object().bucket(bucket).key(key).send().await.map_err(|e| service_message(&e.into_service_error()))?;
     out.body.collect().await.map(|b| b.to_vec()).map_err(|e| e.to_string())
 }
 
@@ -50,7 +48,9 @@ pub async fn restart_service(
         .send()
         .await
         .map(drop)
-        .map_err(|e| format!("UpdateService {cluster}/{service}: {}", message(&e.into_service_error())))
+        .map_err(|e| {
+            CallError::new("UpdateService", &format!("{cluster}/{service}"), e.into_service_error()).to_string()
+        })
 }
 
 /// The JSON document at the key: `None` when there is none, `Some(Null)` when

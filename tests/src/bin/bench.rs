@@ -14,10 +14,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use chrono::{SecondsFormat, Utc};
-use nightshift_tests::platform::{MANIFEST_BUCKET, MANIFEST_KEY, seed_dagster, seed_dataspace, seed_shop};
+use nightshift_tests::platform::{MANIFEST_BUCKET, MANIFEST_KEY, put_many, seed_dagster, seed_dataspace, seed_shop};
 use nightshift_tests::proxy::RecordingProxy;
 use nightshift_tests::runtime::{FunctionProcess, Outcome};
 use nightshift_tests::sandbox::{Sandbox, workspace_root};
@@ -71,7 +70,7 @@ async fn subject(name: &'static str, sandbox: &Sandbox) -> Subject {
             let s3 = sandbox.s3();
             s3.create_bucket().bucket("grafana-logs").send().await.unwrap();
             let keys: Vec<String> = (0..200).map(|n| format!("loki/chunks/{n:04}.gz")).collect();
-            put_many(&s3, "grafana-logs", keys, 512).await;
+            put_many(&s3, "grafana-logs", keys, &[b'x'; 512]).await;
             sandbox.backdate("grafana-logs", "loki/chunks/00", 40.0);
             Subject {
                 env: vars(&[("LOG_BUCKET", "grafana-logs"), ("LOG_PREFIX", "loki/")]),
@@ -118,21 +117,6 @@ async fn subject(name: &'static str, sandbox: &Sandbox) -> Subject {
             }
         }
         other => panic!("no function {other}"),
-    }
-}
-
-async fn put_many(s3: &aws_sdk_s3::Client, bucket: &str, keys: Vec<String>, size: usize) {
-    let mut puts = JoinSet::new();
-    for chunk in keys.chunks(keys.len().div_ceil(16).max(1)) {
-        let (s3, bucket, chunk) = (s3.clone(), bucket.to_owned(), chunk.to_vec());
-        puts.spawn(async move {
-            for key in chunk {
-                s3.put_object().bucket(&bucket).key(key).body(ByteStream::from(vec![b'x'; size])).send().await.unwrap();
-            }
-        });
-    }
-    while let Some(done) = puts.join_next().await {
-        done.unwrap();
     }
 }
 
@@ -232,9 +216,9 @@ async fn sweep() -> Value {
     s3.create_bucket().bucket("grafana-logs").send().await.unwrap();
     let half = SWEEP_OBJECTS / 2;
     let seeding = Instant::now();
-    put_many(&s3, "grafana-logs", (0..half).map(|n| format!("loki/old/{n:06}.gz")).collect(), 256).await;
+    put_many(&s3, "grafana-logs", (0..half).map(|n| format!("loki/old/{n:06}.gz")).collect(), &[b'x'; 256]).await;
     sandbox.backdate("grafana-logs", "loki/old/", 40.0);
-    put_many(&s3, "grafana-logs", (0..half).map(|n| format!("loki/new/{n:06}.gz")).collect(), 256).await;
+    put_many(&s3, "grafana-logs", (0..half).map(|n| format!("loki/new/{n:06}.gz")).collect(), &[b'x'; 256]).await;
     eprintln!("  seeded {SWEEP_OBJECTS} objects in {:.1} s", seeding.elapsed().as_secs_f64());
 
     let upstream = sandbox.endpoint().trim_start_matches("http://").to_owned();
@@ -256,7 +240,7 @@ async fn sweep() -> Value {
         let s3 = s3.clone();
         async move {
             let keys: Vec<String> = (0..half).map(|n| format!("capacity/{in_flight}/{n:06}")).collect();
-            put_many(&s3, "grafana-logs", keys.clone(), 256).await;
+            put_many(&s3, "grafana-logs", keys.clone(), &[b'x'; 256]).await;
             let started = Instant::now();
             let mut deletes = JoinSet::new();
             for batch in keys.chunks(1000) {
