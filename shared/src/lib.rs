@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 #[cfg(feature = "ecs")]
 pub mod ecs;
+pub mod percent;
 pub mod report;
 #[cfg(feature = "s3")]
 pub mod s3_sweep;

@@ -77,8 +77,8 @@ pub fn did_document_key(did: &str) -> Result<String, String> {
     }
     let mut key = String::new();
     for segment in path {
-        let decoded =
-            percent_decode(segment).ok_or_else(|| format!("{did:?}: path segment {segment:?} is not valid"))?;
+        let decoded = nightshift::percent::decode(segment, false)
+            .map_err(|_| format!("{did:?}: path segment {segment:?} is not valid"))?;
         if decoded.is_empty() || decoded.contains('/') || decoded == "." || decoded == ".." {
             return Err(format!("{did:?}: path segment {segment:?} is not valid"));
         }
@@ -87,22 +87,6 @@ pub fn did_document_key(did: &str) -> Result<String, String> {
     }
     key.push_str("did.json");
     Ok(key)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            out.push(u8::from_str_radix(s.get(i + 1..i + 3)?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn name_ok(name: &str) -> bool {

@@ -33,23 +33,7 @@ struct ObjectDetail {
 
 /// Decodes a key as S3 notifications carry it: URL-encoded, spaces as `+`.
 pub fn decode_key(encoded: &str) -> Result<String, String> {
-    let bytes = encoded.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex =
-                    encoded.get(i + 1..i + 3).ok_or_else(|| format!("key {encoded:?}: a % without two hex digits"))?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("key {encoded:?}: %{hex} is not hex"))?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| format!("key {encoded:?} does not decode to UTF-8"))
+    nightshift::percent::decode(encoded, true).map_err(|why| format!("key {encoded:?}: {why}"))
 }
 
 /// Reads the event; keys outside `prefix` do not count.
