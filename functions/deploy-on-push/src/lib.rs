@@ -191,22 +191,9 @@ impl DeployOnPush {
         let mut unreadable: HashMap<String, String> = HashMap::new();
         for candidate in examined {
             let arn = &candidate.task_definition_arn;
-            let remembered = self.known.lock().unwrap_or_else(|p| p.into_inner()).get(arn).cloned();
-            if let Some(found) = remembered {
-                described.insert(arn.clone(), found);
-            }
             if !described.contains_key(arn) && !unreadable.contains_key(arn) {
-                match ecs::describe_task_definition(&self.ecs, arn).await {
+                match self.task_definition(arn).await {
                     Ok(found) => {
-                        // Only a named revision is immutable; `family` alone moves with each registration.
-                        let is_revision = arn.rsplit_once(':').is_some_and(|(_, r)| r.parse::<u32>().is_ok());
-                        if is_revision {
-                            let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-                            if known.len() >= KNOWN_REVISIONS {
-                                known.clear();
-                            }
-                            known.insert(arn.clone(), found.clone());
-                        }
                         described.insert(arn.clone(), found);
                     }
                     Err(err) => {
@@ -220,6 +207,24 @@ impl DeployOnPush {
             }
         }
         described
+    }
+
+    /// A revision from this process's memory, else read (and remembered).
+    async fn task_definition(&self, arn: &str) -> Result<(TaskDefinition, Vec<Tag>), DeployError> {
+        if let Some(found) = self.known.lock().unwrap_or_else(|p| p.into_inner()).get(arn).cloned() {
+            return Ok(found);
+        }
+        let found = ecs::describe_task_definition(&self.ecs, arn).await?;
+        // Only a named revision is immutable; `family` alone moves with each registration.
+        let is_revision = arn.rsplit_once(':').is_some_and(|(_, r)| r.parse::<u32>().is_ok());
+        if is_revision {
+            let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            if known.len() >= KNOWN_REVISIONS {
+                known.clear();
+            }
+            known.insert(arn.to_owned(), found.clone());
+        }
+        Ok(found)
     }
 
     #[allow(clippy::too_many_arguments)]
