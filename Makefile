@@ -25,10 +25,11 @@ test: setup build
 	fi
 	$(MAKE) --no-print-directory template
 
-## bench: release binaries measured against a local AWS; a table, and target/bench.json (not run in CI)
+## bench: release binaries measured against a local AWS; a table, and target/bench.json (not run in CI).
+##        PARTS="functions deploy sweep" picks parts; all by default
 bench: setup
 	$(CARGO) build --release --workspace --bins --exclude nightshift-tests
-	$(CARGO) run --quiet -p nightshift-tests --bin bench
+	$(CARGO) run --quiet -p nightshift-tests --bin bench -- $(PARTS)
 
 ## template: cfn-lint the SAM template (sam validate --lint misses circular dependencies)
 template:

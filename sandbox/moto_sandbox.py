@@ -14,6 +14,12 @@ past, so the functions see truly old objects through the ordinary S3 API, and
 which answers {"subnet": ..., "security_group": ...} of the default VPC, for
 starting Fargate tasks (run-task) without an EC2 client.
 
+It also answers one service's requests one at a time (the service named in the
+request's SigV4 credential scope). moto's backends are not thread-safe: a
+ListObjectVersions that runs while a DeleteObjects changes the same bucket
+fails with a 500 that S3 never sends, and the SDK's retries of it would then
+be counted as the function's requests.
+
 It binds 127.0.0.1 on the given port (0 picks a free one) and prints one line,
 `READY <port>`, once it accepts connections. It stops on SIGTERM or SIGINT, or
 when its standard input closes if started with --exit-on-stdin-close (so a
@@ -23,6 +29,7 @@ test that dies cannot leave it behind).
 import argparse
 import datetime
 import json
+import re
 import signal
 import sys
 import threading
@@ -82,9 +89,24 @@ def default_network(region: str) -> dict:
     return {"subnet": subnet.id, "security_group": group.id}
 
 
+SIGNED_SERVICE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
+
+
+def signed_service(authorization: str) -> str:
+    """The service a SigV4-signed request is for ("s3", "ecs"); "" when unsigned."""
+    found = SIGNED_SERVICE.search(authorization)
+    return found.group(1) if found else ""
+
+
 class SandboxApp:
     def __init__(self) -> None:
         self.moto = DomainDispatcherApplication(create_backend_app)
+        self.locks: dict[str, threading.Lock] = {}
+        self.locks_lock = threading.Lock()
+
+    def lock_for(self, service: str) -> threading.Lock:
+        with self.locks_lock:
+            return self.locks.setdefault(service, threading.Lock())
 
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO") == BACKDATE_PATH and environ.get("REQUEST_METHOD") == "POST":
@@ -100,7 +122,8 @@ class SandboxApp:
             region = Request(environ).args.get("region", "us-east-1")
             response = Response(json.dumps(default_network(region)), 200, mimetype="application/json")
             return response(environ, start_response)
-        return self.moto(environ, start_response)
+        with self.lock_for(signed_service(environ.get("HTTP_AUTHORIZATION", ""))):
+            return self.moto(environ, start_response)
 
 
 def main() -> None:

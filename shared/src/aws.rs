@@ -1,8 +1,21 @@
-//! AWS configuration from the standard environment.
+//! AWS configuration from the environment Lambda gives a function.
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use std::time::Duration;
+
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
+use aws_smithy_async::rt::sleep::default_async_sleep;
+use aws_smithy_async::time::{SharedTimeSource, SystemTimeSource};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use aws_types::region::Region;
+use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
+use aws_types::sdk_config::SdkConfig;
+
+use crate::config::{ProcessEnv, Vars};
 
 /// A failed AWS call: which, on what, and the service's own words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,9 +57,58 @@ pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
 }
 
-/// Loads region, credentials and `AWS_ENDPOINT_URL` the way every AWS tool does.
-pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).http_client(http_client()).load().await
+/// The SDK's configuration from the process environment: see [`sdk_config_from`].
+pub fn sdk_config() -> SdkConfig {
+    sdk_config_from(&ProcessEnv)
+}
+
+/// Region (`AWS_REGION`, else `AWS_DEFAULT_REGION`), credentials
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) and
+/// `AWS_ENDPOINT_URL`, as Lambda sets them; the standard retry mode (3
+/// attempts) and a 3.1 s connect timeout, as the SDK's own defaults have it.
+///
+/// Only the environment, not `aws-config`'s whole provider chain (profile
+/// files, SSO, STS web identity, the instance metadata service): a function
+/// on Lambda never needs them, and they are a sixth of a binary and a share
+/// of its init. Locally, export credentials into the environment
+/// (`aws configure export-credentials --format env`).
+pub fn sdk_config_from(vars: &impl Vars) -> SdkConfig {
+    let non_empty = |name: &str| vars.var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let region = non_empty("AWS_REGION").or_else(|| non_empty("AWS_DEFAULT_REGION")).map(Region::new);
+    let credentials = match (non_empty("AWS_ACCESS_KEY_ID"), non_empty("AWS_SECRET_ACCESS_KEY")) {
+        (Some(key), Some(secret)) => {
+            Ok(Credentials::new(key, secret, non_empty("AWS_SESSION_TOKEN"), None, "environment"))
+        }
+        (key, _) => Err(format!(
+            "{} is not set: nightshift takes its credentials from the environment, as Lambda provides them",
+            if key.is_none() { "AWS_ACCESS_KEY_ID" } else { "AWS_SECRET_ACCESS_KEY" }
+        )),
+    };
+    let mut config = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .credentials_provider(SharedCredentialsProvider::new(EnvCredentials(credentials)))
+        .http_client(http_client())
+        .time_source(SharedTimeSource::new(SystemTimeSource::new()))
+        .retry_config(RetryConfig::standard())
+        .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_millis(3100)).build());
+    config.set_region(region);
+    config.set_endpoint_url(non_empty("AWS_ENDPOINT_URL"));
+    config.set_sleep_impl(default_async_sleep());
+    config.build()
+}
+
+/// The environment's credentials, read once at init; or why there are none,
+/// which every request then fails with.
+#[derive(Debug)]
+struct EnvCredentials(Result<Credentials, String>);
+
+impl ProvideCredentials for EnvCredentials {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::ready(self.0.clone().map_err(CredentialsError::not_loaded))
+    }
 }
 
 /// True when an endpoint override (such as a local AWS on 127.0.0.1) is in force.
@@ -72,4 +134,63 @@ pub fn ecs_client(config: &SdkConfig) -> aws_sdk_ecs::Client {
 #[cfg(feature = "scale")]
 pub fn scaling_client(config: &SdkConfig) -> aws_sdk_applicationautoscaling::Client {
     aws_sdk_applicationautoscaling::Client::new(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    async fn credentials(config: &SdkConfig) -> Result<Credentials, String> {
+        let provider = config.credentials_provider().expect("a credentials provider");
+        provider.provide_credentials().await.map_err(|e| DisplayErrorContext(e).to_string())
+    }
+
+    #[tokio::test]
+    async fn region_credentials_and_endpoint_come_from_lambdas_variables() {
+        let config = sdk_config_from(&vars(&[
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "token"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+        ]));
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert_eq!(config.endpoint_url(), Some("http://127.0.0.1:5000"));
+        assert!(has_endpoint_override(&config));
+        let creds = credentials(&config).await.unwrap();
+        assert_eq!((creds.access_key_id(), creds.secret_access_key()), ("AKIDEXAMPLE", "secret"));
+        assert_eq!(creds.session_token(), Some("token"));
+        assert_eq!(config.retry_config().map(|r| r.max_attempts()), Some(3));
+    }
+
+    #[tokio::test]
+    async fn the_default_region_is_the_fallback_and_a_blank_endpoint_is_none() {
+        let config = sdk_config_from(&vars(&[
+            ("AWS_REGION", " "),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_ENDPOINT_URL", ""),
+        ]));
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("us-east-1"));
+        assert!(!has_endpoint_override(&config));
+        assert_eq!(credentials(&config).await.unwrap().session_token(), None);
+    }
+
+    #[tokio::test]
+    async fn missing_credentials_say_which_variable() {
+        for (pairs, missing) in [
+            (vec![("AWS_SECRET_ACCESS_KEY", "secret")], "AWS_ACCESS_KEY_ID"),
+            (vec![("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")], "AWS_SECRET_ACCESS_KEY"),
+        ] {
+            let err = credentials(&sdk_config_from(&vars(&pairs))).await.unwrap_err();
+            assert!(err.contains(&format!("{missing} is not set")), "{err}");
+        }
+    }
 }

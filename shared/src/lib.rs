@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod clock;
 pub mod config;
+pub mod logging;
 #[cfg(feature = "ecs")]
 pub mod ecs;
 pub mod percent;

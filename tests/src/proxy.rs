@@ -37,10 +37,13 @@ pub fn operation(method: &str, path: &str, target: Option<&str>) -> String {
     op.to_owned()
 }
 
+type Counts = Arc<Mutex<BTreeMap<String, u64>>>;
+
 pub struct RecordingProxy {
     server: Arc<Server>,
     port: u16,
-    counts: Arc<Mutex<BTreeMap<String, u64>>>,
+    counts: Counts,
+    failed: Counts,
 }
 
 impl RecordingProxy {
@@ -48,17 +51,17 @@ impl RecordingProxy {
     pub fn start(upstream: &str) -> Self {
         let server = Arc::new(Server::http("127.0.0.1:0").expect("bind the proxy"));
         let port = server.server_addr().to_ip().expect("an IP address").port();
-        let counts = Arc::new(Mutex::new(BTreeMap::new()));
+        let (counts, failed) = (Counts::default(), Counts::default());
         {
-            let (server, counts, upstream) = (server.clone(), counts.clone(), upstream.to_owned());
+            let (server, counts, failed, upstream) = (server.clone(), counts.clone(), failed.clone(), upstream.to_owned());
             thread::spawn(move || {
                 for request in server.incoming_requests() {
-                    let (counts, upstream) = (counts.clone(), upstream.clone());
-                    thread::spawn(move || forward(request, &upstream, &counts));
+                    let (counts, failed, upstream) = (counts.clone(), failed.clone(), upstream.clone());
+                    thread::spawn(move || forward(request, &upstream, &counts, &failed));
                 }
             });
         }
-        Self { server, port, counts }
+        Self { server, port, counts, failed }
     }
 
     pub fn endpoint(&self) -> String {
@@ -67,8 +70,23 @@ impl RecordingProxy {
 
     /// Requests by operation since the last `take`.
     pub fn take(&self) -> BTreeMap<String, u64> {
-        std::mem::take(&mut *self.counts.lock().unwrap_or_else(|p| p.into_inner()))
+        take(&self.counts)
     }
+
+    /// Of those, the ones answered with an error status, by operation and
+    /// status (`"ListObjectVersions 500"`), since the last `take_failed`:
+    /// an SDK retries some of them, and every retry is a request.
+    pub fn take_failed(&self) -> BTreeMap<String, u64> {
+        take(&self.failed)
+    }
+}
+
+fn take(counts: &Counts) -> BTreeMap<String, u64> {
+    std::mem::take(&mut *counts.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+fn count(counts: &Counts, key: String) {
+    *counts.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_default() += 1;
 }
 
 impl Drop for RecordingProxy {
@@ -77,15 +95,12 @@ impl Drop for RecordingProxy {
     }
 }
 
-fn forward(mut request: tiny_http::Request, upstream: &str, counts: &Mutex<BTreeMap<String, u64>>) {
+fn forward(mut request: tiny_http::Request, upstream: &str, counts: &Counts, failed: &Counts) {
     let method = request.method().as_str().to_owned();
     let url = request.url().to_owned();
     let target = request.headers().iter().find(|h| h.field.equiv("X-Amz-Target")).map(|h| h.value.as_str().to_owned());
-    *counts
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(operation(&method, &url, target.as_deref()))
-        .or_default() += 1;
+    let op = operation(&method, &url, target.as_deref());
+    count(counts, op.clone());
     let mut body = Vec::new();
     let _ = request.as_reader().read_to_end(&mut body);
     let mut head = format!("{method} {url} HTTP/1.1\r\n");
@@ -105,6 +120,7 @@ fn forward(mut request: tiny_http::Request, upstream: &str, counts: &Mutex<BTree
         Ok(answer)
     });
     let Ok(answer) = answer else {
+        count(failed, format!("{op} 502"));
         let _ = request.respond(Response::empty(502));
         return;
     };
@@ -114,6 +130,9 @@ fn forward(mut request: tiny_http::Request, upstream: &str, counts: &Mutex<BTree
     let mut lines = head.lines();
     let status: u16 =
         lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(502);
+    if status >= 400 {
+        count(failed, format!("{op} {status}"));
+    }
     let mut response = Response::from_data(body).with_status_code(StatusCode(status));
     for line in lines {
         if let Some((k, v)) = line.split_once(':') {

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_types::region::Region;
+use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
+use aws_types::sdk_config::SdkConfig;
 use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
 
 use crate::wire::RequestCounter;

@@ -4,11 +4,11 @@ use nightshift::{aws, config::ProcessEnv};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    nightshift::logging::init(&ProcessEnv);
     let config = DeployConfig::from_vars(&ProcessEnv).inspect_err(|err| {
         tracing::error!(error = %err, "deploy-on-push cannot start");
     })?;
-    let sdk = aws::sdk_config().await;
+    let sdk = aws::sdk_config();
     let function = DeployOnPush::new(config, aws::ecs_client(&sdk));
     run(service_fn(|event| function.handle(event))).await
 }

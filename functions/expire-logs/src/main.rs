@@ -6,11 +6,11 @@ use nightshift::{SystemClock, aws, config::ProcessEnv};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    nightshift::logging::init(&ProcessEnv);
     let config = ExpireConfig::from_vars(&ProcessEnv).inspect_err(|err| {
         tracing::error!(error = %err, "expire-logs cannot start");
     })?;
-    let sdk = aws::sdk_config().await;
+    let sdk = aws::sdk_config();
     let function = ExpireLogs::new(config, aws::s3_client(&sdk), Arc::new(SystemClock));
     run(service_fn(|event| function.handle(event))).await
 }

@@ -6,11 +6,11 @@ use reset_dataspace::{ResetConfig, ResetDataspace};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    nightshift::logging::init(&ProcessEnv);
     let config = ResetConfig::from_vars(&ProcessEnv).inspect_err(|err| {
         tracing::error!(error = %err, "reset-dataspace cannot start");
     })?;
-    let sdk = aws::sdk_config().await;
+    let sdk = aws::sdk_config();
     let function = ResetDataspace::new(config, aws::ecs_client(&sdk), aws::s3_client(&sdk), Arc::new(SystemClock));
     run(service_fn(|event| function.handle(event))).await
 }

@@ -7,11 +7,11 @@ use scale_to_zero::ScaleToZero;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    nightshift::logging::init(&ProcessEnv);
     let config = ScaleConfig::from_vars(&ProcessEnv).inspect_err(|err| {
         tracing::error!(error = %err, "scale-to-zero cannot start");
     })?;
-    let sdk = aws::sdk_config().await;
+    let sdk = aws::sdk_config();
     let function = ScaleToZero::new(ScaleGroup {
         config,
         ecs: aws::ecs_client(&sdk),

@@ -231,6 +231,7 @@ async fn sweep() -> Value {
         other => panic!("the sweep failed: {other:?}"),
     };
     let requests = proxy.take();
+    let failed = proxy.take_failed();
     let listed = report["objects_scanned"].as_u64().unwrap_or(0);
     let expired = report["objects_expired"].as_u64().unwrap_or(0);
     let budget = listed.div_ceil(1000) + expired.div_ceil(1000) + 2;
@@ -269,6 +270,7 @@ async fn sweep() -> Value {
         "wall_ms": ms(took),
         "objects_per_second": (listed as f64 / took.as_secs_f64()).round(),
         "requests": requests,
+        "failed_requests": failed,
         "request_budget": budget,
         "server_delete_capacity_ms": {"sequential": ms(sequential), "four_in_flight": ms(parallel)},
         "ratio_to_capacity": ((took.as_secs_f64() / best.as_secs_f64()) * 100.0).round() / 100.0,
@@ -279,18 +281,33 @@ fn kib(bytes: u64) -> String {
     format!("{:.2} MB", bytes as f64 / 1_000_000.0)
 }
 
+/// `bench [functions] [deploy] [sweep]`: the parts to measure, all when none is named.
 #[tokio::main]
 async fn main() {
+    let parts: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(unknown) = parts.iter().find(|p| !["functions", "deploy", "sweep"].contains(&p.as_str())) {
+        eprintln!("bench: unknown part {unknown:?}; the parts are functions, deploy and sweep");
+        std::process::exit(2);
+    }
+    let wants = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
     let functions = ["expire-logs", "deploy-on-push", "scale-to-zero", "scale-on-ingress", "reset-dataspace"];
     let mut results = Vec::new();
-    for name in functions {
-        eprintln!("measuring {name} ...");
-        results.push(measure(name).await);
+    if wants("functions") {
+        for name in functions {
+            eprintln!("measuring {name} ...");
+            results.push(measure(name).await);
+        }
     }
-    eprintln!("measuring deploy-on-push's request costs ...");
-    let deploy = deploy_costs().await;
-    eprintln!("measuring the expire-logs sweep of {SWEEP_OBJECTS} objects ...");
-    let sweep = sweep().await;
+    let mut deploy = Value::Null;
+    if wants("deploy") {
+        eprintln!("measuring deploy-on-push's request costs ...");
+        deploy = deploy_costs().await;
+    }
+    let mut sweep = Value::Null;
+    if wants("sweep") {
+        eprintln!("measuring the expire-logs sweep of {SWEEP_OBJECTS} objects ...");
+        sweep = self::sweep().await;
+    }
 
     println!(
         "\n{:<17} {:>9} {:>9} {:>10} {:>10} {:>11} {:>11} {:>11} {:>8}",
