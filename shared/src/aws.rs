@@ -7,12 +7,12 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use aws_smithy_async::rt::sleep::default_async_sleep;
 use aws_smithy_async::time::{SharedTimeSource, SystemTimeSource};
+use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use aws_types::region::Region;
-use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
 use aws_types::sdk_config::SdkConfig;
 
 use crate::config::{ProcessEnv, Vars};

@@ -4,9 +4,9 @@
 pub mod aws;
 pub mod clock;
 pub mod config;
-pub mod logging;
 #[cfg(feature = "ecs")]
 pub mod ecs;
+pub mod logging;
 pub mod percent;
 pub mod report;
 #[cfg(feature = "s3")]

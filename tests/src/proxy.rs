@@ -53,7 +53,8 @@ impl RecordingProxy {
         let port = server.server_addr().to_ip().expect("an IP address").port();
         let (counts, failed) = (Counts::default(), Counts::default());
         {
-            let (server, counts, failed, upstream) = (server.clone(), counts.clone(), failed.clone(), upstream.to_owned());
+            let (server, counts, failed, upstream) =
+                (server.clone(), counts.clone(), failed.clone(), upstream.to_owned());
             thread::spawn(move || {
                 for request in server.incoming_requests() {
                     let (counts, failed, upstream) = (counts.clone(), failed.clone(), upstream.clone());

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
-use aws_types::region::Region;
-use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
-use aws_types::sdk_config::SdkConfig;
 use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
+use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
+use aws_types::region::Region;
+use aws_types::sdk_config::SdkConfig;
 
 use crate::wire::RequestCounter;
 
@@ -76,7 +76,9 @@ impl Sandbox {
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(self.endpoint())
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::for_tests()))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "testing", "testing", None, None, "sandbox",
+            )))
             .http_client(nightshift::aws::http_client())
             .build()
     }

@@ -121,16 +121,31 @@ async fn a_push_rolls_out_to_exactly_the_services_whose_policy_takes_it() {
     assert_eq!(wire.count("RegisterTaskDefinition"), 1);
     assert_eq!(wire.count("UpdateService"), 1);
     assert_eq!(wire.count("DescribeServices"), 1, "seven services, one batch");
+    // And each follower whose task definition was read now carries what it runs
+    assert_eq!(wire.count("TagResource"), 4, "api, worker, api-v2, preview");
+    let records = ecs
+        .describe_services()
+        .cluster(CLUSTER)
+        .services("api")
+        .services("preview")
+        .include(aws_sdk_ecs::types::ServiceField::Tags)
+        .send()
+        .await
+        .unwrap();
+    let record =
+        |i: usize| nightshift::ecs::tag_value(records.services()[i].tags(), "nightshift:running").map(str::to_owned);
+    assert_eq!(record(0).as_deref(), Some("api:2 app=shop/api:1.3.0"));
+    assert_eq!(record(1).as_deref(), Some("preview:1 app=shop/api:latest"));
 
-    // And the same event again registers and updates nothing
-    wire.reset();
-    let again = function.handle(push_of("1.3.0")).await.unwrap();
+    // And the same event again, even in a fresh process, reads no task definition and writes nothing
+    let (fresh, wire) = self::function(&sandbox, false);
+    let again = fresh.handle(push_of("1.3.0")).await.unwrap();
     assert!(again.deployed.is_empty());
     assert_eq!(
         reasons(&again).iter().find(|(n, _)| n == "api").unwrap().1,
-        format!("app: already runs {}", pushed_digest())
+        "app: 1.3.0 is not newer than the running 1.3.0"
     );
-    assert_eq!((wire.count("RegisterTaskDefinition"), wire.count("UpdateService")), (0, 0));
+    assert_eq!(wire.all().into_keys().collect::<Vec<_>>(), ["DescribeServices", "ListServices"]);
     assert_eq!(running_task_definitions(&ecs).await[0].1, new_arn);
 }
 
@@ -157,7 +172,10 @@ async fn dry_run_decides_and_registers_nothing() {
     assert!(report.dry_run);
     assert_eq!(report.deployed.len(), 1);
     assert_eq!(report.deployed[0].new_task_definition, None);
-    assert_eq!((wire.count("RegisterTaskDefinition"), wire.count("UpdateService")), (0, 0));
+    assert_eq!(
+        (wire.count("RegisterTaskDefinition"), wire.count("UpdateService"), wire.count("TagResource")),
+        (0, 0, 0)
+    );
     let after = running_task_definitions(&ecs).await;
     assert!(before.iter().all(|b| after.contains(b)));
 }
@@ -176,19 +194,22 @@ async fn a_push_no_policy_takes_costs_only_the_service_reads() {
 }
 
 #[tokio::test]
-async fn a_warm_function_remembers_the_revisions_it_has_read() {
-    // Given a function that has seen one push (track could take any tag, so revisions were read)
+async fn a_revision_read_once_is_not_read_again_even_by_a_fresh_process() {
+    // Given a function that has seen one push (track could take any tag, so a revision was read and recorded)
     let sandbox = Sandbox::start();
     seed_shop(&sandbox.ecs()).await;
-    let (function, wire) = function(&sandbox, false);
-    function.handle(push_of("nightly-1")).await.unwrap();
-    assert!(wire.count("DescribeTaskDefinition") > 0);
+    let (warm, wire) = function(&sandbox, false);
+    warm.handle(push_of("nightly-1")).await.unwrap();
+    assert_eq!((wire.count("DescribeTaskDefinition"), wire.count("TagResource")), (1, 1));
 
-    // When another push concerns none of the services, then no task definition is read again
-    wire.reset();
-    let report = function.handle(push_of("nightly-2")).await.unwrap();
-    assert!(report.deployed.is_empty());
-    assert_eq!(wire.all().into_keys().collect::<Vec<_>>(), ["DescribeServices", "ListServices"]);
+    // When another push concerns none of the services, then no task definition is read again,
+    // in the same warm process or in a cold one
+    for (function, wire) in [(warm, wire), function(&sandbox, false)] {
+        wire.reset();
+        let report = function.handle(push_of("nightly-2")).await.unwrap();
+        assert!(report.deployed.is_empty());
+        assert_eq!(wire.all().into_keys().collect::<Vec<_>>(), ["DescribeServices", "ListServices"]);
+    }
 }
 
 #[tokio::test]

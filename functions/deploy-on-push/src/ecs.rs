@@ -105,3 +105,14 @@ pub async fn update_service(
         .map_err(|e| ecs_error("UpdateService", &format!("{cluster}/{service}"), e.into_service_error()))?;
     Ok(())
 }
+
+/// Sets one tag on a service.
+pub async fn tag_service(ecs: &Client, service_arn: &str, key: &str, value: &str) -> Result<(), DeployError> {
+    ecs.tag_resource()
+        .resource_arn(service_arn)
+        .tags(Tag::builder().key(key).value(value).build())
+        .send()
+        .await
+        .map_err(|e| ecs_error("TagResource", service_arn, e.into_service_error()))?;
+    Ok(())
+}

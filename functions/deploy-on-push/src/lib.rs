@@ -11,11 +11,12 @@ pub mod event;
 pub mod image;
 pub mod plan;
 pub mod policy;
+pub mod record;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use aws_sdk_ecs::types::{Service, Tag, TaskDefinition};
+use aws_sdk_ecs::types::{ContainerDefinition, Service, Tag, TaskDefinition};
 use lambda_runtime::LambdaEvent;
 use nightshift::config::{self, ConfigError, Vars};
 use serde::Serialize;
@@ -25,6 +26,7 @@ use tracing::{info, warn};
 pub use error::DeployError;
 use event::{Push, Trigger};
 use plan::{Candidate, ImageChange, ServiceId, ServicePlan};
+use record::{RUNNING_TAG, Record};
 
 pub const FUNCTION: &str = "deploy-on-push";
 
@@ -90,6 +92,8 @@ struct Examined {
     service: Service,
     id: ServiceId,
     task_definition_arn: String,
+    /// It carries a record (`nightshift:running`) of the revision it runs.
+    recorded: bool,
 }
 
 impl DeployOnPush {
@@ -116,7 +120,7 @@ impl DeployOnPush {
             return Ok(report);
         };
 
-        let examined = self.observe_services(&tag, &mut report).await?;
+        let examined = self.observe_services(&push, &tag, &mut report).await?;
         let task_definitions = self.describe_task_definitions(&examined, &mut report).await;
         // Services that share a task definition and a change share one new revision.
         let mut registered: HashMap<(String, Vec<ImageChange>), String> = HashMap::new();
@@ -127,6 +131,10 @@ impl DeployOnPush {
             match plan::plan_service(&candidate.service, td, td_tags, &push, &tag) {
                 ServicePlan::Skip(reason) => {
                     info!(cluster = %candidate.id.cluster, service = %candidate.id.service, %reason, "skipped");
+                    if !candidate.recorded {
+                        let arn = td.task_definition_arn().unwrap_or(&candidate.task_definition_arn);
+                        self.remember(&candidate, arn, td.container_definitions(), td_tags).await;
+                    }
                     report.skipped.push(NotDeployed { id: candidate.id, reason });
                 }
                 ServicePlan::Deploy(changes) => {
@@ -152,7 +160,12 @@ impl DeployOnPush {
 
     /// Every service in the clusters, described with tags; returns the ones
     /// whose task definition must be read, and reports the ones skipped already.
-    async fn observe_services(&self, tag: &str, report: &mut DeployReport) -> Result<Vec<Examined>, DeployError> {
+    async fn observe_services(
+        &self,
+        push: &Push,
+        tag: &str,
+        report: &mut DeployReport,
+    ) -> Result<Vec<Examined>, DeployError> {
         let clusters = if self.config.clusters.is_empty() {
             ecs::list_clusters(&self.ecs).await?
         } else {
@@ -163,7 +176,7 @@ impl DeployOnPush {
             let arns = nightshift::ecs::list_services(&self.ecs, cluster).await?;
             for service in nightshift::ecs::describe_services(&self.ecs, cluster, &arns).await? {
                 let id = ServiceId::of(&service);
-                match plan::triage(&service, tag) {
+                match plan::triage(&service, push, tag) {
                     Candidate::NotFollowing => {}
                     Candidate::Skip(reason) => {
                         info!(cluster = %id.cluster, service = %id.service, %reason, "skipped");
@@ -171,6 +184,7 @@ impl DeployOnPush {
                     }
                     Candidate::Examine => examined.push(Examined {
                         task_definition_arn: service.task_definition().unwrap_or_default().to_owned(),
+                        recorded: Record::current(&service).is_some(),
                         service,
                         id,
                     }),
@@ -227,6 +241,27 @@ impl DeployOnPush {
         Ok(found)
     }
 
+    /// Records on the service what the revision runs (`nightshift:running`),
+    /// so the next push decides from the service alone. Not with `DRY_RUN`; a
+    /// record that cannot be written costs reads later, not this push.
+    async fn remember(&self, candidate: &Examined, revision: &str, containers: &[ContainerDefinition], tags: &[Tag]) {
+        let (Some(arn), Some(registry)) =
+            (candidate.service.service_arn(), record::service_registry(&candidate.service))
+        else {
+            return;
+        };
+        if self.config.dry_run {
+            return;
+        }
+        let Some(value) = Record::of(revision, containers, tags, &registry).render() else {
+            info!(service = %arn, "what the service runs is too long for a tag; not recorded");
+            return;
+        };
+        if let Err(err) = ecs::tag_service(&self.ecs, arn, RUNNING_TAG, &value).await {
+            warn!(service = %arn, error = %err, "could not record what the service runs");
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn deploy(
         &self,
@@ -238,30 +273,33 @@ impl DeployOnPush {
         registered: &mut HashMap<(String, Vec<ImageChange>), String>,
         report: &mut DeployReport,
     ) {
-        let Examined { service, id, task_definition_arn } = candidate;
-        let old = td.task_definition_arn().unwrap_or(&task_definition_arn).to_owned();
+        let old = td.task_definition_arn().unwrap_or(&candidate.task_definition_arn).to_owned();
         if self.config.dry_run {
+            let id = candidate.id;
             info!(cluster = %id.cluster, service = %id.service, ?changes, "would deploy");
             report.deployed.push(Deployed { id, old_task_definition: old, new_task_definition: None, images: changes });
             return;
         }
         let key = (old.clone(), changes.clone());
+        let containers = plan::updated_containers(td.container_definitions(), &changes);
+        let tags = plan::updated_tags(td_tags, &changes, tag);
         let new_arn = match registered.get(&key) {
             Some(arn) => Ok(arn.clone()),
-            None => {
-                let containers = plan::updated_containers(td.container_definitions(), &changes);
-                let tags = plan::updated_tags(td_tags, &changes, tag);
-                ecs::register_clone(&self.ecs, td, containers, tags).await
-            }
+            None => ecs::register_clone(&self.ecs, td, containers.clone(), tags.clone()).await,
         };
         let result = match new_arn {
             Ok(new_arn) => {
                 registered.insert(key, new_arn.clone());
-                let config = plan::with_circuit_breaker(service.deployment_configuration());
-                ecs::update_service(&self.ecs, &id.cluster, &id.service, &new_arn, config).await.map(|()| new_arn)
+                let config = plan::with_circuit_breaker(candidate.service.deployment_configuration());
+                let (cluster, service) = (&candidate.id.cluster, &candidate.id.service);
+                ecs::update_service(&self.ecs, cluster, service, &new_arn, config).await.map(|()| new_arn)
             }
             Err(err) => Err(err),
         };
+        if let Ok(new_arn) = &result {
+            self.remember(&candidate, new_arn, &containers, &tags).await;
+        }
+        let id = candidate.id;
         match result {
             Ok(new_arn) => {
                 info!(cluster = %id.cluster, service = %id.service, from = %old, to = %new_arn, "deployed");

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::event::Push;
 use crate::image::{ImageRef, ecr_registry};
 use crate::policy::{DeployPolicy, Running, Verdict, could_take, decide};
+use crate::record::{Record, service_registry};
 
 /// The service tag that opts a service in, and holds its policy.
 pub const DEPLOY_TAG: &str = "nightshift:deploy";
@@ -47,8 +48,9 @@ pub enum Candidate {
 }
 
 /// Decides from the service alone: its tag, its controller, whether its policy
-/// could take the pushed tag at all.
-pub fn triage(service: &Service, tag: &str) -> Candidate {
+/// could take the pushed tag at all, and, when the service carries a record of
+/// the revision it runs (`nightshift:running`), what its containers run.
+pub fn triage(service: &Service, push: &Push, tag: &str) -> Candidate {
     let Some(policy) = tag_value(service.tags(), DEPLOY_TAG) else {
         return Candidate::NotFollowing;
     };
@@ -73,7 +75,53 @@ pub fn triage(service: &Service, tag: &str) -> Candidate {
     if service.task_definition().is_none() {
         return Candidate::Skip("the service names no task definition".into());
     }
-    if could_take(&policy, tag) { Candidate::Examine } else { Candidate::Skip(format!("{policy} does not take {tag}")) }
+    if !could_take(&policy, tag) {
+        return Candidate::Skip(format!("{policy} does not take {tag}"));
+    }
+    let registry = ecr_registry(&push.account, &push.region);
+    match Record::current(service) {
+        Some(record) if service_registry(service).as_deref() == Some(registry.as_str()) => {
+            triage_by_record(service, &record, &policy, push, tag, &registry)
+        }
+        _ => Candidate::Examine,
+    }
+}
+
+/// The decision of [`plan_service`], from the record: a container that could
+/// take the push is examined (its digest is only in the task definition).
+fn triage_by_record(
+    service: &Service,
+    record: &Record,
+    policy: &DeployPolicy,
+    push: &Push,
+    tag: &str,
+    registry: &str,
+) -> Candidate {
+    let named: Option<Vec<&str>> = tag_value(service.tags(), CONTAINERS_TAG)
+        .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect());
+    let in_record = |name: &str| record.containers.iter().any(|c| c.container == name);
+    if named.as_ref().is_some_and(|named| !named.iter().all(|n| in_record(n))) {
+        // A named container outside the registry, or missing: the task definition says which.
+        return Candidate::Examine;
+    }
+    let mut reasons = Vec::new();
+    for recorded in &record.containers {
+        if recorded.repository != push.repository
+            || named.as_ref().is_some_and(|named| !named.contains(&recorded.container.as_str()))
+        {
+            continue;
+        }
+        let running = Running { tag: recorded.tag.clone(), digest: None };
+        match decide(policy, tag, &push.digest, &running) {
+            Verdict::Deploy => return Candidate::Examine,
+            Verdict::Skip(why) => reasons.push(format!("{}: {why}", recorded.container)),
+        }
+    }
+    if reasons.is_empty() {
+        Candidate::Skip(format!("no container runs {registry}/{}", push.repository))
+    } else {
+        Candidate::Skip(reasons.join("; "))
+    }
 }
 
 /// One container's change.
@@ -252,12 +300,63 @@ mod tests {
         ];
         let mut draining = service(&[(DEPLOY_TAG, "semver")], None);
         draining.status = Some("DRAINING".into());
-        assert_eq!(triage(&draining, "1.3.0"), Candidate::Skip("the service is DRAINING".into()));
+        assert_eq!(triage(&draining, &push(), "1.3.0"), Candidate::Skip("the service is DRAINING".into()));
         for (pairs, controller, want) in table {
-            assert_eq!(triage(&service(&pairs, controller), "1.3.0"), want, "{pairs:?}");
+            assert_eq!(triage(&service(&pairs, controller), &push(), "1.3.0"), want, "{pairs:?}");
         }
-        let Candidate::Skip(why) = triage(&service(&[(DEPLOY_TAG, "sometimes")], None), "1.3.0") else { panic!() };
+        let Candidate::Skip(why) = triage(&service(&[(DEPLOY_TAG, "sometimes")], None), &push(), "1.3.0") else {
+            panic!()
+        };
         assert!(why.starts_with("policy not understood: \"sometimes\" is not a policy"), "{why}");
+    }
+
+    #[test]
+    fn a_record_of_the_running_revision_decides_without_the_task_definition() {
+        let with_record = |policy: &str, record: &str, extra: &[(&str, &str)], arn_account: &str| {
+            let mut pairs = vec![(DEPLOY_TAG, policy), (crate::record::RUNNING_TAG, record)];
+            pairs.extend_from_slice(extra);
+            let mut s = service(&pairs, None);
+            s.service_arn = Some(format!("arn:aws:ecs:eu-west-1:{arn_account}:service/shop/api"));
+            s
+        };
+        let skip = |why: &str| Candidate::Skip(why.to_owned());
+        let table: [(&str, &str, &[(&str, &str)], &str, Candidate); 9] = [
+            ("semver", "api:7 app=shop/api:1.2.0", &[], "123456789012", Candidate::Examine),
+            (
+                "semver",
+                "api:7 app=shop/api:1.3.0",
+                &[],
+                "123456789012",
+                skip("app: 1.3.0 is not newer than the running 1.3.0"),
+            ),
+            ("patch", "api:7 app=shop/api:1.2.0", &[], "123456789012", skip("app: 1.3.0 is outside patch of 1.2.0")),
+            ("track", "api:7 app=shop/api:latest", &[], "123456789012", skip("app: tracks latest, not 1.3.0")),
+            (
+                "semver",
+                "api:7 app=shop/api-v2:1.2.0",
+                &[],
+                "123456789012",
+                skip(&format!("no container runs {ECR}/shop/api")),
+            ),
+            // A stale record (another revision), a named container it lacks, another account: read the task definition.
+            ("semver", "api:6 app=shop/api-v2:1.2.0", &[], "123456789012", Candidate::Examine),
+            ("semver", "api:7 app=shop/api:1.3.0", &[(CONTAINERS_TAG, "sidecar")], "123456789012", Candidate::Examine),
+            (
+                "semver",
+                "api:7 app=shop/api:1.3.0",
+                &[(CONTAINERS_TAG, "app")],
+                "123456789012",
+                skip("app: 1.3.0 is not newer than the running 1.3.0"),
+            ),
+            ("semver", "api:7 app=shop/api:1.3.0", &[], "999999999999", Candidate::Examine),
+        ];
+        for (policy, record, extra, account, want) in table {
+            assert_eq!(
+                triage(&with_record(policy, record, extra, account), &push(), "1.3.0"),
+                want,
+                "{policy} {record} {extra:?}"
+            );
+        }
     }
 
     #[test]

@@ -29,10 +29,14 @@ const INIT_RUNS: usize = 20;
 const EVENTS: usize = 100;
 const SWEEP_OBJECTS: usize = 20_000;
 
+/// The release binary as `make bench` builds it: for the host's target triple,
+/// named explicitly (`BENCH_TARGET`, default `<arch>-unknown-linux-gnu`).
 fn release_binary(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
-    let path = target.join("release").join(name);
-    assert!(path.is_file(), "{} is not built; run `cargo build --release --workspace --bins` first", path.display());
+    let triple =
+        std::env::var("BENCH_TARGET").unwrap_or_else(|_| format!("{}-unknown-linux-gnu", std::env::consts::ARCH));
+    let path = target.join(&triple).join("release").join(name);
+    assert!(path.is_file(), "{} is not built; run `make bench`, which builds it first", path.display());
     path
 }
 
@@ -190,7 +194,10 @@ async fn measure(name: &'static str) -> Value {
     })
 }
 
-/// deploy-on-push's request counts for a push that concerns no service and one that concerns one.
+/// deploy-on-push's request counts for a push that concerns no service and one
+/// that concerns one: first in a shop it has never seen (each follower's
+/// revision is read once and recorded on the service), then in a cold process,
+/// as most pushes find the function.
 async fn deploy_costs() -> Value {
     let binary = release_binary("deploy-on-push");
     let sandbox = Sandbox::start();
@@ -198,15 +205,30 @@ async fn deploy_costs() -> Value {
     let upstream = sandbox.endpoint().trim_start_matches("http://").to_owned();
     let proxy = RecordingProxy::start(&upstream);
     let env = env_through(&proxy, &sandbox, &[("CLUSTERS".into(), platform::CLUSTER.into())]);
-    let mut process = FunctionProcess::spawn(&binary, &env);
-    let mut nobody = event("deploy-on-push.ecr-push.json");
-    nobody["detail"]["repository-name"] = json!("nobody/uses-this");
-    nobody["detail"]["image-tag"] = json!("nightly-2026-11-26");
-    process.invoke(&nobody).response();
-    let none = proxy.take();
-    process.invoke(&event("deploy-on-push.ecr-push.json")).response();
-    let one = proxy.take();
-    json!({"push_for_no_service": none, "push_for_one_service": one, "services": 7})
+    let push = |repository: &str, tag: &str, digest: char| {
+        let mut push = event("deploy-on-push.ecr-push.json");
+        push["detail"]["repository-name"] = json!(repository);
+        push["detail"]["image-tag"] = json!(tag);
+        push["detail"]["image-digest"] = json!(format!("sha256:{}", digest.to_string().repeat(64)));
+        push
+    };
+    let mut costs = serde_json::Map::new();
+    for (when, [nobody, one]) in [
+        ("first_sight", [push("nobody/uses-this", "nightly-2026-11-26", 'a'), push("shop/api", "1.3.0", 'b')]),
+        ("cold_process_after", [push("nobody/uses-this", "nightly-2026-11-27", 'c'), push("shop/api", "1.4.0", 'd')]),
+    ] {
+        let mut process = FunctionProcess::spawn(&binary, &env);
+        process.invoke(&nobody).response();
+        let none = proxy.take();
+        let report = process.invoke(&one).response();
+        let deployed = report["deployed"].as_array().map_or(0, Vec::len);
+        costs.insert(
+            when.into(),
+            json!({"push_for_no_service": none, "push_for_one_service": proxy.take(), "deployed": deployed}),
+        );
+    }
+    costs.insert("services".into(), json!(7));
+    Value::Object(costs)
 }
 
 async fn sweep() -> Value {

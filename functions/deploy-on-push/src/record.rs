@@ -1,0 +1,163 @@
+//! What a service runs, remembered on the service itself (tag
+//! `nightshift:running`) so that a later push is decided from DescribeServices
+//! alone: ECS does not say which images a service runs without reading its
+//! task definition, and a Lambda is mostly cold when pushes arrive.
+//!
+//! The value is `<family>:<revision>` and then, for each container whose image
+//! is in the service's own ECR registry, `<container>=<repository>[:<tag>]`,
+//! separated by spaces (tag values allow no commas), at most 256 characters:
+//! `api:7 app=shop/api:1.2.0 envoy=shop/envoy`. A record whose revision is not
+//! the one the service runs is stale and ignored.
+
+use aws_sdk_ecs::types::{ContainerDefinition, Service, Tag};
+use nightshift::ecs::tag_value;
+
+use crate::image::{ImageRef, ecr_registry};
+use crate::plan::IMAGE_TAG_PREFIX;
+
+/// The service tag holding the record.
+pub const RUNNING_TAG: &str = "nightshift:running";
+/// ECS tag values hold at most this many characters; a longer record is not kept.
+const MAX_VALUE: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub container: String,
+    pub repository: String,
+    /// The tag it was deployed from; `None` when not known (an image pinned by digest alone).
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// `family:revision`.
+    pub revision: String,
+    pub containers: Vec<Recorded>,
+}
+
+/// `family:revision` of a task definition ARN (or of `family:revision` itself).
+pub fn revision_of(task_definition: &str) -> &str {
+    task_definition.rsplit('/').next().unwrap_or(task_definition)
+}
+
+/// The ECR registry of the account and region a service lives in, from its ARN.
+pub fn service_registry(service: &Service) -> Option<String> {
+    let mut parts = service.service_arn()?.split(':');
+    let (region, account) = (parts.nth(3)?, parts.next()?);
+    (!region.is_empty() && !account.is_empty()).then(|| ecr_registry(account, region))
+}
+
+impl Record {
+    /// What a revision runs: its containers from `registry`, each with the tag
+    /// recorded on the revision (`nightshift:image-tag/<container>`) or else
+    /// the image's own tag.
+    pub fn of(task_definition_arn: &str, containers: &[ContainerDefinition], td_tags: &[Tag], registry: &str) -> Self {
+        let containers = containers
+            .iter()
+            .filter_map(|c| {
+                let (name, image) = (c.name()?, c.image()?.parse::<ImageRef>().ok()?);
+                if image.registry.as_deref() != Some(registry) {
+                    return None;
+                }
+                let tag = tag_value(td_tags, &format!("{IMAGE_TAG_PREFIX}{name}")).map(str::to_owned).or(image.tag);
+                Some(Recorded { container: name.to_owned(), repository: image.repository, tag })
+            })
+            .collect();
+        Self { revision: revision_of(task_definition_arn).to_owned(), containers }
+    }
+
+    /// The tag value; `None` when it would not fit in one.
+    pub fn render(&self) -> Option<String> {
+        let mut value = self.revision.clone();
+        for c in &self.containers {
+            value.push(' ');
+            value.push_str(&c.container);
+            value.push('=');
+            value.push_str(&c.repository);
+            if let Some(tag) = &c.tag {
+                value.push(':');
+                value.push_str(tag);
+            }
+        }
+        (value.len() <= MAX_VALUE).then_some(value)
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut words = value.split(' ');
+        let revision = words.next().filter(|r| r.contains(':'))?.to_owned();
+        let containers = words
+            .map(|word| {
+                let (container, image) = word.split_once('=')?;
+                let (repository, tag) = match image.split_once(':') {
+                    Some((repository, tag)) => (repository, Some(tag.to_owned())),
+                    None => (image, None),
+                };
+                (!container.is_empty() && !repository.is_empty()).then(|| Recorded {
+                    container: container.to_owned(),
+                    repository: repository.to_owned(),
+                    tag,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self { revision, containers })
+    }
+
+    /// The service's record, when it has one for the revision it runs now.
+    pub fn current(service: &Service) -> Option<Self> {
+        let record = Self::parse(tag_value(service.tags(), RUNNING_TAG)?)?;
+        (record.revision == revision_of(service.task_definition()?)).then_some(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ECR: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+    const TD: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/api:7";
+
+    fn container(name: &str, image: &str) -> ContainerDefinition {
+        ContainerDefinition::builder().name(name).image(image).build()
+    }
+
+    #[test]
+    fn a_record_holds_the_revision_and_each_ecr_containers_repository_and_tag() {
+        let containers = [
+            container("app", &format!("{ECR}/shop/api@sha256:aaaa")),
+            container("envoy", &format!("{ECR}/shop/envoy:v1.30.1")),
+            container("nginx", "nginx:1.27"),
+            container("bare", &format!("{ECR}/shop/bare@sha256:bbbb")),
+        ];
+        let tags = [Tag::builder().key("nightshift:image-tag/app").value("1.2.0").build()];
+        let record = Record::of(TD, &containers, &tags, ECR);
+        let value = record.render().unwrap();
+        assert_eq!(value, "api:7 app=shop/api:1.2.0 envoy=shop/envoy:v1.30.1 bare=shop/bare");
+        assert_eq!(Record::parse(&value), Some(record));
+    }
+
+    #[test]
+    fn a_record_too_long_for_a_tag_is_not_kept_and_a_mangled_one_is_not_read() {
+        let long = "x".repeat(120);
+        let containers =
+            [container("a", &format!("{ECR}/{long}:1.0.0")), container("b", &format!("{ECR}/{long}:1.0.0"))];
+        assert_eq!(Record::of(TD, &containers, &[], ECR).render(), None);
+        for mangled in ["", "api", "api:7 app", "api:7 =shop/api:1", "api:7 app="] {
+            assert_eq!(Record::parse(mangled), None, "{mangled:?}");
+        }
+        assert_eq!(Record::parse("api:7").map(|r| r.containers.len()), Some(0));
+    }
+
+    #[test]
+    fn only_the_record_of_the_running_revision_counts() {
+        let service = |td: &str, record: &str| {
+            Service::builder()
+                .service_arn("arn:aws:ecs:eu-west-1:123456789012:service/shop/api")
+                .task_definition(td)
+                .tags(Tag::builder().key(RUNNING_TAG).value(record).build())
+                .build()
+        };
+        assert!(Record::current(&service(TD, "api:7 app=shop/api:1.2.0")).is_some());
+        assert_eq!(Record::current(&service(TD, "api:6 app=shop/api:1.1.0")), None);
+        assert_eq!(service_registry(&service(TD, "")).as_deref(), Some(ECR));
+    }
+}
