@@ -26,12 +26,10 @@ test: setup build
 	$(MAKE) --no-print-directory template
 
 ## bench: release binaries measured against a local AWS; a table, and target/bench.json (not run in CI).
-##        PARTS="functions deploy sweep" picks parts; all by default. Built as deployed
-##        (non-PIE, see .cargo/config.toml), for this machine's own target
-HOST_TARGET = $(shell rustc -vV | sed -n 's/^host: //p')
+##        PARTS="functions deploy sweep" picks parts; all by default
 bench: setup
-	RUSTFLAGS="-C relocation-model=static" $(CARGO) build --release --workspace --bins --exclude nightshift-tests --target $(HOST_TARGET)
-	BENCH_TARGET=$(HOST_TARGET) $(CARGO) run --quiet -p nightshift-tests --bin bench -- $(PARTS)
+	$(CARGO) build --release --workspace --bins --exclude nightshift-tests
+	$(CARGO) run --quiet -p nightshift-tests --bin bench -- $(PARTS)
 
 ## template: cfn-lint the SAM template (sam validate --lint misses circular dependencies)
 template:

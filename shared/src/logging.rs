@@ -64,7 +64,9 @@ mod tests {
 
     #[test]
     fn the_level_comes_from_lambda_then_rust_log_then_info() {
-        let table: [(&[(&str, &str)], &str, Level, bool); 11] = [
+        // (variables, target, level, logged)
+        type Row<'a> = (&'a [(&'a str, &'a str)], &'a str, Level, bool);
+        let table: [Row; 11] = [
             (&[], "expire_logs", Level::INFO, true),
             (&[], "expire_logs", Level::DEBUG, false),
             (&[("AWS_LAMBDA_LOG_LEVEL", "WARN")], "expire_logs", Level::INFO, false),

@@ -320,7 +320,9 @@ mod tests {
             s
         };
         let skip = |why: &str| Candidate::Skip(why.to_owned());
-        let table: [(&str, &str, &[(&str, &str)], &str, Candidate); 9] = [
+        // (policy, record, more service tags, the service's account, decision)
+        type Row<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str, Candidate);
+        let table: [Row; 9] = [
             ("semver", "api:7 app=shop/api:1.2.0", &[], "123456789012", Candidate::Examine),
             (
                 "semver",

@@ -29,13 +29,9 @@ const INIT_RUNS: usize = 20;
 const EVENTS: usize = 100;
 const SWEEP_OBJECTS: usize = 20_000;
 
-/// The release binary as `make bench` builds it: for the host's target triple,
-/// named explicitly (`BENCH_TARGET`, default `<arch>-unknown-linux-gnu`).
 fn release_binary(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
-    let triple =
-        std::env::var("BENCH_TARGET").unwrap_or_else(|_| format!("{}-unknown-linux-gnu", std::env::consts::ARCH));
-    let path = target.join(&triple).join("release").join(name);
+    let path = target.join("release").join(name);
     assert!(path.is_file(), "{} is not built; run `make bench`, which builds it first", path.display());
     path
 }
@@ -243,6 +239,28 @@ async fn sweep() -> Value {
     put_many(&s3, "grafana-logs", (0..half).map(|n| format!("loki/new/{n:06}.gz")).collect(), &[b'x'; 256]).await;
     eprintln!("  seeded {SWEEP_OBJECTS} objects in {:.1} s", seeding.elapsed().as_secs_f64());
 
+    // The server's own time to list the same bucket, page by page, as the sweep must.
+    let listing = Instant::now();
+    let (mut pages, mut key_marker, mut version_id_marker) = (0, None::<String>, None::<String>);
+    loop {
+        let page = s3
+            .list_object_versions()
+            .bucket("grafana-logs")
+            .set_key_marker(key_marker.take())
+            .set_version_id_marker(version_id_marker.take())
+            .send()
+            .await
+            .expect("ListObjectVersions");
+        pages += 1;
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = page.next_key_marker().map(str::to_owned);
+        version_id_marker = page.next_version_id_marker().map(str::to_owned);
+    }
+    let server_listing = listing.elapsed();
+    eprintln!("  the server lists them in {pages} pages, {:.1} s", server_listing.as_secs_f64());
+
     let upstream = sandbox.endpoint().trim_start_matches("http://").to_owned();
     let proxy = RecordingProxy::start(&upstream);
     let env = env_through(&proxy, &sandbox, &[("LOG_BUCKET".into(), "grafana-logs".into())]);
@@ -295,8 +313,15 @@ async fn sweep() -> Value {
         "failed_requests": failed,
         "request_budget": budget,
         "server_delete_capacity_ms": {"sequential": ms(sequential), "four_in_flight": ms(parallel)},
-        "ratio_to_capacity": ((took.as_secs_f64() / best.as_secs_f64()) * 100.0).round() / 100.0,
+        "ratio_to_capacity": ratio(took, best),
+        // The server's listing alone, then listing and deleting back to back: what the sweep cannot go under here.
+        "server_listing": {"pages": pages, "ms": ms(server_listing)},
+        "ratio_to_listing_plus_capacity": ratio(took, server_listing + best),
     })
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    ((a.as_secs_f64() / b.as_secs_f64()) * 100.0).round() / 100.0
 }
 
 fn kib(bytes: u64) -> String {
