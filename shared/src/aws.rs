@@ -70,8 +70,8 @@ pub fn sdk_config() -> SdkConfig {
 /// Only the environment, not `aws-config`'s whole provider chain (profile
 /// files, SSO, STS web identity, the instance metadata service): a function
 /// on Lambda never needs them, and they (with the log filter's regex engine)
-/// were about a sixth of a binary. Locally, export credentials into the environment
-/// (`aws configure export-credentials --format env`).
+/// were about a sixth of a binary. Locally, export credentials into the
+/// environment (`aws configure export-credentials --format env`).
 pub fn sdk_config_from(vars: &impl Vars) -> SdkConfig {
     let non_empty = |name: &str| vars.var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     let region = non_empty("AWS_REGION").or_else(|| non_empty("AWS_DEFAULT_REGION")).map(Region::new);

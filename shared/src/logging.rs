@@ -1,8 +1,8 @@
-//! Logs as Lambda's advanced logging controls expect them, without the
-//! regex engine `tracing-subscriber`'s `EnvFilter` brings (with aws-config's
-//! loader, about a sixth of a binary): the level from `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`
-//! (`level` or `target=level`, comma-separated), else INFO; JSON lines when
-//! `AWS_LAMBDA_LOG_FORMAT=JSON`, text otherwise.
+//! Logs as Lambda's advanced logging controls expect them, without the regex
+//! engine `tracing-subscriber`'s `EnvFilter` brings (with aws-config's loader,
+//! about a sixth of a binary): the level from `AWS_LAMBDA_LOG_LEVEL`, else
+//! `RUST_LOG` (`level` or `target=level`, comma-separated), else INFO; JSON
+//! lines when `AWS_LAMBDA_LOG_FORMAT=JSON`, text otherwise.
 
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
