@@ -15,7 +15,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use aws_types::region::Region;
 use aws_types::sdk_config::SdkConfig;
 
-use crate::config::{ProcessEnv, Vars};
+use crate::config::{self, ProcessEnv, Vars};
 
 /// A failed AWS call: which, on what, and the service's own words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,7 +73,7 @@ pub fn sdk_config() -> SdkConfig {
 /// were about a sixth of a binary. Locally, export credentials into the
 /// environment (`aws configure export-credentials --format env`).
 pub fn sdk_config_from(vars: &impl Vars) -> SdkConfig {
-    let non_empty = |name: &str| vars.var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let non_empty = |name: &str| config::optional(vars, name);
     let region = non_empty("AWS_REGION").or_else(|| non_empty("AWS_DEFAULT_REGION")).map(Region::new);
     let credentials = match (non_empty("AWS_ACCESS_KEY_ID"), non_empty("AWS_SECRET_ACCESS_KEY")) {
         (Some(key), Some(secret)) => {
