@@ -97,8 +97,7 @@ fn triage_by_record(
     tag: &str,
     registry: &str,
 ) -> Candidate {
-    let named: Option<Vec<&str>> = tag_value(service.tags(), CONTAINERS_TAG)
-        .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect());
+    let named = named_containers(service);
     let in_record = |name: &str| record.containers.iter().any(|c| c.container == name);
     if named.as_ref().is_some_and(|named| !named.iter().all(|n| in_record(n))) {
         // A named container outside the registry, or missing: the task definition says which.
@@ -117,11 +116,23 @@ fn triage_by_record(
             Verdict::Skip(why) => reasons.push(format!("{}: {why}", recorded.container)),
         }
     }
-    if reasons.is_empty() {
-        Candidate::Skip(format!("no container runs {registry}/{}", push.repository))
-    } else {
-        Candidate::Skip(reasons.join("; "))
-    }
+    Candidate::Skip(skip_reason(reasons, registry, &push.repository))
+}
+
+/// The containers `nightshift:containers` names, when it is set.
+fn named_containers(service: &Service) -> Option<Vec<&str>> {
+    tag_value(service.tags(), CONTAINERS_TAG).map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect())
+}
+
+/// The tag a container runs: the one recorded on its revision when nightshift
+/// deployed it (behind a digest), else its image's own.
+pub fn running_tag(td_tags: &[Tag], container: &str, image: &ImageRef) -> Option<String> {
+    tag_value(td_tags, &format!("{IMAGE_TAG_PREFIX}{container}")).map(str::to_owned).or_else(|| image.tag.clone())
+}
+
+/// Why no container of a service takes the push.
+fn skip_reason(reasons: Vec<String>, registry: &str, repository: &str) -> String {
+    if reasons.is_empty() { format!("no container runs {registry}/{repository}") } else { reasons.join("; ") }
 }
 
 /// One container's change.
@@ -152,8 +163,7 @@ pub fn plan_service(
         None => return ServicePlan::Skip("not tagged nightshift:deploy".into()),
     };
     let registry = ecr_registry(&push.account, &push.region);
-    let named: Option<Vec<&str>> = tag_value(service.tags(), CONTAINERS_TAG)
-        .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect());
+    let named = named_containers(service);
     let containers = task_definition.container_definitions();
     if let Some(named) = &named
         && let Some(missing) = named.iter().find(|n| !containers.iter().any(|c| c.name() == Some(**n)))
@@ -178,10 +188,7 @@ pub fn plan_service(
         if !image_ref.is_from(&registry, &push.repository) {
             continue;
         }
-        let running = Running {
-            tag: tag_value(td_tags, &format!("{IMAGE_TAG_PREFIX}{name}")).map(str::to_owned).or(image_ref.tag.clone()),
-            digest: image_ref.digest.clone(),
-        };
+        let running = Running { tag: running_tag(td_tags, name, &image_ref), digest: image_ref.digest.clone() };
         match decide(&policy, tag, &push.digest, &running) {
             Verdict::Deploy => changes.push(ImageChange {
                 container: name.to_owned(),
@@ -194,11 +201,7 @@ pub fn plan_service(
     if !changes.is_empty() {
         return ServicePlan::Deploy(changes);
     }
-    if reasons.is_empty() {
-        ServicePlan::Skip(format!("no container runs {registry}/{}", push.repository))
-    } else {
-        ServicePlan::Skip(reasons.join("; "))
-    }
+    ServicePlan::Skip(skip_reason(reasons, &registry, &push.repository))
 }
 
 /// The containers with their images changed; everything else as it was.

@@ -13,7 +13,7 @@ use aws_sdk_ecs::types::{ContainerDefinition, Service, Tag};
 use nightshift::ecs::tag_value;
 
 use crate::image::{ImageRef, ecr_registry};
-use crate::plan::IMAGE_TAG_PREFIX;
+use crate::plan::running_tag;
 
 /// The service tag holding the record.
 pub const RUNNING_TAG: &str = "nightshift:running";
@@ -59,7 +59,7 @@ impl Record {
                 if image.registry.as_deref() != Some(registry) {
                     return None;
                 }
-                let tag = tag_value(td_tags, &format!("{IMAGE_TAG_PREFIX}{name}")).map(str::to_owned).or(image.tag);
+                let tag = running_tag(td_tags, name, &image);
                 Some(Recorded { container: name.to_owned(), repository: image.repository, tag })
             })
             .collect();
