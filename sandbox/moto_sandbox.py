@@ -14,6 +14,18 @@ past, so the functions see truly old objects through the ordinary S3 API, and
 which answers {"subnet": ..., "security_group": ...} of the default VPC, for
 starting Fargate tasks (run-task) without an EC2 client.
 
+    POST /_sandbox/slow  {"operation": "UpdateService", "seconds": 1.5}
+
+which holds every answer to that operation (by X-Amz-Target's operation name)
+for that long before moto sees the request, so tests can pin down how two
+functions running at once interleave (0 seconds turns it off).
+
+It is as strict as AWS where moto is lenient (see strict.py): ECS and
+Application Auto Scaling requests are checked against the published API
+models; ECR keeps an image, untagged, when its tag moves to another image (moto
+forgets it), and records push times to the microsecond (moto: whole seconds),
+as ECR does.
+
 It also answers one service's requests one at a time (the service named in the
 request's SigV4 credential scope). moto's backends are not thread-safe: a
 ListObjectVersions that runs while a DeleteObjects changes the same bucket
@@ -30,14 +42,18 @@ import argparse
 import datetime
 import json
 import re
+import io
 import signal
 import sys
 import threading
+import time
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.s3.models import s3_backends
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+import strict
 
 def _ecs_container_numbers_as_strings() -> None:
     """moto answers a task's containers[].cpu and .memory as numbers; ECS (and so
@@ -58,8 +74,54 @@ def _ecs_container_numbers_as_strings() -> None:
 
 _ecs_container_numbers_as_strings()
 
+
+def _ecr_keeps_images_whose_tag_moves() -> None:
+    """ECR moves a tag to the newly pushed image and keeps the image it left,
+    untagged; moto deletes that image. ECR's push times have sub-second
+    precision; moto's are whole seconds, so two pushes in one second tie."""
+    from moto.ecr import models
+
+    original_init = models.Image.__init__
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.image_pushed_at = datetime.datetime.now(datetime.timezone.utc).timestamp()
+
+    models.Image.__init__ = init
+
+    original_remove_tag = models.Image.remove_tag
+
+    def remove_tag(self, tag):
+        original_remove_tag(self, tag)
+        if not self.image_tags:
+            self.image_tag = None
+
+    models.Image.remove_tag = remove_tag
+
+    original_put = models.ECRBackend.put_image
+
+    def put_image(self, repository_name, image_manifest, image_tag, image_manifest_mediatype=None, digest=None):
+        repository = self.repositories.get(repository_name)
+        left = []
+        if repository is not None and image_tag and repository.image_tag_mutability == "MUTABLE":
+            left = [i for i in repository.images if image_tag in i.image_tags and i.image_manifest != image_manifest]
+            for image in left:
+                repository.images.remove(image)
+        try:
+            return original_put(self, repository_name, image_manifest, image_tag, image_manifest_mediatype, digest)
+        finally:
+            for image in left:
+                image.remove_tag(image_tag)
+                repository.images.insert(0, image)
+
+    models.ECRBackend.put_image = put_image
+
+
+_ecr_keeps_images_whose_tag_moves()
+
 BACKDATE_PATH = "/_sandbox/backdate"
 NETWORK_PATH = "/_sandbox/default-network"
+SLOW_PATH = "/_sandbox/slow"
 ACCOUNT = "123456789012"
 
 
@@ -78,6 +140,20 @@ def backdate(bucket_name: str, prefix: str, days: float) -> int:
             version.last_modified = version.last_modified - delta
             moved += 1
     return moved
+
+
+def ecs_tag_keys(arn: str) -> list[str]:
+    """The tag keys an ECS resource carries now (none when it is unknown)."""
+    from moto.ecs.models import ecs_backends
+
+    parts = arn.split(":")
+    if len(parts) < 6:
+        return []
+    try:
+        tags = ecs_backends[parts[4]][parts[3]].list_tags_for_resource(arn) or []
+    except Exception:  # an unknown resource: moto answers that itself
+        return []
+    return [t["key"] for t in tags]
 
 
 def default_network(region: str) -> dict:
@@ -103,6 +179,7 @@ class SandboxApp:
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.locks: dict[str, threading.Lock] = {}
         self.locks_lock = threading.Lock()
+        self.slow: dict[str, float] = {}
 
     def lock_for(self, service: str) -> threading.Lock:
         with self.locks_lock:
@@ -122,6 +199,23 @@ class SandboxApp:
             region = Request(environ).args.get("region", "us-east-1")
             response = Response(json.dumps(default_network(region)), 200, mimetype="application/json")
             return response(environ, start_response)
+        if environ.get("PATH_INFO") == SLOW_PATH and environ.get("REQUEST_METHOD") == "POST":
+            body = json.loads(Request(environ).get_data() or b"{}")
+            self.slow[body["operation"]] = float(body.get("seconds", 0))
+            return Response("{}", 200, mimetype="application/json")(environ, start_response)
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target:
+            raw = Request(environ).get_data()
+            environ["wsgi.input"] = io.BytesIO(raw)
+            environ["CONTENT_LENGTH"] = str(len(raw))
+            refused = strict.refusal(target, raw, ecs_tag_keys)
+            if refused:
+                status, kind, message = refused
+                body = json.dumps({"__type": kind, "message": message})
+                return Response(body, status, mimetype="application/x-amz-json-1.1")(environ, start_response)
+            delay = self.slow.get(target.rpartition(".")[2], 0)
+            if delay > 0:
+                time.sleep(delay)
         with self.lock_for(signed_service(environ.get("HTTP_AUTHORIZATION", ""))):
             return self.moto(environ, start_response)
 

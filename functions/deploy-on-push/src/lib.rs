@@ -3,8 +3,10 @@
 //! circuit breaker's rollback.
 //!
 //! Parse (ECR push) -> observe (services, then only the task definitions that
-//! matter) -> plan (policy per container) -> apply (register, update) -> report.
+//! matter) -> plan (policy per container) -> observe ECR (is the push still the
+//! newest image for each change) -> apply (register, update) -> report.
 
+pub mod ecr;
 pub mod ecs;
 pub mod error;
 pub mod event;
@@ -73,11 +75,15 @@ pub struct DeployReport {
     pub deployed: Vec<Deployed>,
     pub skipped: Vec<NotDeployed>,
     pub failed: Vec<NotDeployed>,
+    /// What went wrong without failing a service (a record that could not be kept).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 pub struct DeployOnPush {
     config: DeployConfig,
     ecs: aws_sdk_ecs::Client,
+    ecr: aws_sdk_ecr::Client,
     /// Task definitions read by earlier invocations of this warm process: a
     /// revision never changes, so a push that concerns none of the services
     /// costs no DescribeTaskDefinition once their revisions are known.
@@ -97,8 +103,8 @@ struct Examined {
 }
 
 impl DeployOnPush {
-    pub fn new(config: DeployConfig, ecs: aws_sdk_ecs::Client) -> Self {
-        Self { config, ecs, known: Mutex::new(HashMap::new()) }
+    pub fn new(config: DeployConfig, ecs: aws_sdk_ecs::Client, ecr: aws_sdk_ecr::Client) -> Self {
+        Self { config, ecs, ecr, known: Mutex::new(HashMap::new()) }
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<DeployReport, DeployError> {
@@ -122,23 +128,35 @@ impl DeployOnPush {
 
         let examined = self.observe_services(&push, &tag, &mut report).await?;
         let task_definitions = self.describe_task_definitions(&examined, &mut report).await;
+        // The plan, whole, before anything changes.
+        let plans: Vec<(Examined, ServicePlan)> = examined
+            .into_iter()
+            .filter_map(|candidate| {
+                let (td, td_tags) = task_definitions.get(&candidate.task_definition_arn)?;
+                let plan = plan::plan_service(&candidate.service, td, td_tags, &push, &tag);
+                Some((candidate, plan))
+            })
+            .collect();
+        let plans = self.keep_forward(&push, &tag, plans, &mut report).await;
+
         // Services that share a task definition and a change share one new revision.
         let mut registered: HashMap<(String, Vec<ImageChange>), String> = HashMap::new();
-        for candidate in examined {
+        for (candidate, plan) in plans {
             let Some((td, td_tags)) = task_definitions.get(&candidate.task_definition_arn) else {
                 continue;
             };
-            match plan::plan_service(&candidate.service, td, td_tags, &push, &tag) {
+            match plan {
                 ServicePlan::Skip(reason) => {
                     info!(cluster = %candidate.id.cluster, service = %candidate.id.service, %reason, "skipped");
                     if !candidate.recorded {
                         let arn = td.task_definition_arn().unwrap_or(&candidate.task_definition_arn);
-                        self.remember(&candidate, arn, td.container_definitions(), td_tags).await;
+                        self.remember(&candidate, arn, td.container_definitions(), td_tags, &mut report).await;
                     }
                     report.skipped.push(NotDeployed { id: candidate.id, reason });
                 }
                 ServicePlan::Deploy(changes) => {
-                    self.deploy(candidate, td, td_tags, changes, &tag, &mut registered, &mut report).await;
+                    let rollout = Rollout { candidate, td, td_tags, changes };
+                    self.deploy(rollout, &tag, &mut registered, &mut report).await;
                 }
             }
         }
@@ -241,10 +259,58 @@ impl DeployOnPush {
         Ok(found)
     }
 
+    /// Never backwards: asks ECR about the pushed image and what each changing
+    /// container runs, and drops every change the push would move backwards
+    /// (events come late, twice, and out of order). When ECR cannot be read,
+    /// the services that would deploy fail, so the push is retried.
+    async fn keep_forward(
+        &self,
+        push: &Push,
+        tag: &str,
+        plans: Vec<(Examined, ServicePlan)>,
+        report: &mut DeployReport,
+    ) -> Vec<(Examined, ServicePlan)> {
+        let changes: Vec<&ImageChange> = plans
+            .iter()
+            .filter_map(|(_, plan)| match plan {
+                ServicePlan::Deploy(changes) => Some(changes),
+                ServicePlan::Skip(_) => None,
+            })
+            .flatten()
+            .collect();
+        if changes.is_empty() {
+            return plans;
+        }
+        let ids = plan::images_to_check(push, &changes);
+        match ecr::describe_images(&self.ecr, &push.account, &push.repository, &ids).await {
+            Ok(images) => plans
+                .into_iter()
+                .map(|(candidate, plan)| (candidate, plan::keep_forward(plan, push, tag, &images)))
+                .collect(),
+            Err(err) => {
+                let reason = format!("ECR {err}");
+                let (deploying, rest): (Vec<_>, Vec<_>) =
+                    plans.into_iter().partition(|(_, plan)| matches!(plan, ServicePlan::Deploy(_)));
+                for (candidate, _) in deploying {
+                    warn!(cluster = %candidate.id.cluster, service = %candidate.id.service, %reason, "failed");
+                    report.failed.push(NotDeployed { id: candidate.id, reason: reason.clone() });
+                }
+                rest
+            }
+        }
+    }
+
     /// Records on the service what the revision runs (`nightshift:running`),
     /// so the next push decides from the service alone. Not with `DRY_RUN`; a
     /// record that cannot be written costs reads later, not this push.
-    async fn remember(&self, candidate: &Examined, revision: &str, containers: &[ContainerDefinition], tags: &[Tag]) {
+    async fn remember(
+        &self,
+        candidate: &Examined,
+        revision: &str,
+        containers: &[ContainerDefinition],
+        tags: &[Tag],
+        report: &mut DeployReport,
+    ) {
         let (Some(arn), Some(registry)) =
             (candidate.service.service_arn(), record::service_registry(&candidate.service))
         else {
@@ -254,26 +320,37 @@ impl DeployOnPush {
             return;
         }
         let Some(value) = Record::of(revision, containers, tags, &registry).render() else {
-            info!(service = %arn, "what the service runs is too long for a tag; not recorded");
+            info!(service = %arn, "what the service runs does not fit in a tag value; not recorded");
             return;
         };
+        if let Some(problem) = nightshift::ecs::tag_count_problem(candidate.service.tags(), &[RUNNING_TAG]) {
+            let (cluster, service) = (&candidate.id.cluster, &candidate.id.service);
+            warn!(%cluster, %service, %problem, "not recorded");
+            report.warnings.push(format!("{cluster}/{service}: {RUNNING_TAG} not written: {problem}"));
+            return;
+        }
         if let Err(err) = ecs::tag_service(&self.ecs, arn, RUNNING_TAG, &value).await {
             warn!(service = %arn, error = %err, "could not record what the service runs");
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn deploy(
         &self,
-        candidate: Examined,
-        td: &TaskDefinition,
-        td_tags: &[Tag],
-        changes: Vec<ImageChange>,
+        rollout: Rollout<'_>,
         tag: &str,
         registered: &mut HashMap<(String, Vec<ImageChange>), String>,
         report: &mut DeployReport,
     ) {
+        let Rollout { candidate, td, td_tags, changes } = rollout;
         let old = td.task_definition_arn().unwrap_or(&candidate.task_definition_arn).to_owned();
+        let containers = plan::updated_containers(td.container_definitions(), &changes);
+        let tags = plan::updated_tags(td_tags, &changes, tag);
+        if let Some(problem) = plan::revision_tags_problem(&tags) {
+            let id = candidate.id;
+            warn!(cluster = %id.cluster, service = %id.service, %problem, "failed");
+            report.failed.push(NotDeployed { id, reason: problem });
+            return;
+        }
         if self.config.dry_run {
             let id = candidate.id;
             info!(cluster = %id.cluster, service = %id.service, ?changes, "would deploy");
@@ -281,8 +358,6 @@ impl DeployOnPush {
             return;
         }
         let key = (old.clone(), changes.clone());
-        let containers = plan::updated_containers(td.container_definitions(), &changes);
-        let tags = plan::updated_tags(td_tags, &changes, tag);
         let new_arn = match registered.get(&key) {
             Some(arn) => Ok(arn.clone()),
             None => ecs::register_clone(&self.ecs, td, containers.clone(), tags.clone()).await,
@@ -297,7 +372,7 @@ impl DeployOnPush {
             Err(err) => Err(err),
         };
         if let Ok(new_arn) = &result {
-            self.remember(&candidate, new_arn, &containers, &tags).await;
+            self.remember(&candidate, new_arn, &containers, &tags, report).await;
         }
         let id = candidate.id;
         match result {
@@ -316,6 +391,14 @@ impl DeployOnPush {
             }
         }
     }
+}
+
+/// One service's planned change, with the revision it starts from.
+struct Rollout<'a> {
+    candidate: Examined,
+    td: &'a TaskDefinition,
+    td_tags: &'a [Tag],
+    changes: Vec<ImageChange>,
 }
 
 #[cfg(test)]
@@ -391,7 +474,29 @@ mod tests {
             RuleMode::MatchAny,
             [&list, &describe, &task_definition, &register, &refuse_a, &accept_b]
         );
-        let function = DeployOnPush::new(DeployConfig { clusters: vec!["shop".into()], dry_run: false }, ecs);
+        // And ECR holding the pushed image, pushed after the running one
+        let images = mock!(aws_sdk_ecr::Client::describe_images).then_output(|| {
+            use aws_sdk_ecr::primitives::DateTime;
+            use aws_sdk_ecr::types::ImageDetail;
+            aws_sdk_ecr::operation::describe_images::DescribeImagesOutput::builder()
+                .image_details(
+                    ImageDetail::builder()
+                        .image_digest("sha256:bbbb")
+                        .image_tags("1.3.0")
+                        .image_pushed_at(DateTime::from_secs(2_000))
+                        .build(),
+                )
+                .image_details(
+                    ImageDetail::builder()
+                        .image_digest("sha256:aaaa")
+                        .image_tags("1.2.0")
+                        .image_pushed_at(DateTime::from_secs(1_000))
+                        .build(),
+                )
+                .build()
+        });
+        let ecr = mock_client!(aws_sdk_ecr, RuleMode::MatchAny, [&images]);
+        let function = DeployOnPush::new(DeployConfig { clusters: vec!["shop".into()], dry_run: false }, ecs, ecr);
         let event = json!({
             "version": "0", "id": "1", "detail-type": "ECR Image Action", "source": "aws.ecr",
             "account": "123456789012", "time": "2026-11-26T01:54:34Z", "region": "eu-west-1", "resources": [],
@@ -404,6 +509,7 @@ mod tests {
 
         // Then b was still updated, to the one revision both share, and the invocation fails naming a
         assert_eq!((register.num_calls(), accept_b.num_calls(), refuse_a.num_calls()), (1, 1, 1));
+        assert_eq!(images.num_calls(), 1, "one DescribeImages for every change");
         assert_eq!(nightshift::LambdaFailure::error_type(&err), "DeployFailed");
         assert_eq!(
             err.to_string(),

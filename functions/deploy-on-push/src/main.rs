@@ -9,6 +9,6 @@ async fn main() -> Result<(), Error> {
         tracing::error!(error = %err, "deploy-on-push cannot start");
     })?;
     let sdk = aws::sdk_config();
-    let function = DeployOnPush::new(config, aws::ecs_client(&sdk));
+    let function = DeployOnPush::new(config, aws::ecs_client(&sdk), aws_sdk_ecr::Client::new(&sdk));
     run(service_fn(|event| function.handle(event))).await
 }

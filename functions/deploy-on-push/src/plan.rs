@@ -1,24 +1,26 @@
 //! The decisions: which services follow the push, which containers change,
-//! and the new task-definition revision. No AWS calls here.
+//! whether the push is still the newest image for them, and the new
+//! task-definition revision. No AWS calls here.
+
+use std::collections::HashMap;
 
 use aws_sdk_ecs::types::{
     ContainerDefinition, DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentControllerType, Service, Tag,
     TaskDefinition,
 };
-use nightshift::ecs::tag_value;
+use chrono::{DateTime, Utc};
+use nightshift::ecs::{MAX_TAGS, tag_problem, tag_value};
 use serde::Serialize;
 
 use crate::event::Push;
 use crate::image::{ImageRef, ecr_registry};
-use crate::policy::{DeployPolicy, Running, Verdict, could_take, decide};
-use crate::record::{Record, service_registry};
+use crate::policy::{DeployPolicy, Running, ServicePolicy, Verdict, decide};
+use crate::record::{IMAGE_TAG_PREFIX, LABEL_ELSEWHERE, Record, container_label, running_tag, service_registry};
 
 /// The service tag that opts a service in, and holds its policy.
 pub const DEPLOY_TAG: &str = "nightshift:deploy";
-/// The service tag naming the containers to update (comma-separated).
+/// The service tag naming the containers to update (separated by spaces).
 pub const CONTAINERS_TAG: &str = "nightshift:containers";
-/// Task-definition tag prefix recording the tag a container was deployed from.
-pub const IMAGE_TAG_PREFIX: &str = "nightshift:image-tag/";
 
 /// A service and its cluster, as the report names them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,16 +49,32 @@ pub enum Candidate {
     Examine,
 }
 
-/// Decides from the service alone: its tag, its controller, whether its policy
-/// could take the pushed tag at all, and, when the service carries a record of
-/// the revision it runs (`nightshift:running`), what its containers run.
+/// The service's policy from its `nightshift:deploy` tag.
+fn service_policy(service: &Service) -> Option<Result<ServicePolicy, String>> {
+    tag_value(service.tags(), DEPLOY_TAG)
+        .map(|v| ServicePolicy::parse(v).map_err(|why| format!("policy not understood: {why}")))
+}
+
+/// One container's policy: its docker label's, else the service's. `Ok(None)`:
+/// the container does not follow (the service says `label` and it has none).
+fn container_policy(service: &ServicePolicy, label: Option<&str>) -> Result<Option<DeployPolicy>, String> {
+    match (label, service) {
+        (Some(label), _) => DeployPolicy::parse(label)
+            .map(Some)
+            .map_err(|why| format!("docker label nightshift.deploy not understood: {why}")),
+        (None, ServicePolicy::All(policy)) => Ok(Some(policy.clone())),
+        (None, ServicePolicy::Label) => Ok(None),
+    }
+}
+
+/// Decides from the service alone: its tag, its controller, and, when the
+/// service carries a record of the revision it runs (`nightshift:running`),
+/// what its containers run and which policy each follows.
 pub fn triage(service: &Service, push: &Push, tag: &str) -> Candidate {
-    let Some(policy) = tag_value(service.tags(), DEPLOY_TAG) else {
-        return Candidate::NotFollowing;
-    };
-    let policy = match DeployPolicy::parse(policy) {
-        Ok(policy) => policy,
-        Err(why) => return Candidate::Skip(format!("policy not understood: {why}")),
+    let policy = match service_policy(service) {
+        None => return Candidate::NotFollowing,
+        Some(Err(why)) => return Candidate::Skip(why),
+        Some(Ok(policy)) => policy,
     };
     match service.deployment_controller().map(|c| c.r#type()) {
         Some(DeploymentControllerType::CodeDeploy) => {
@@ -75,14 +93,12 @@ pub fn triage(service: &Service, push: &Push, tag: &str) -> Candidate {
     if service.task_definition().is_none() {
         return Candidate::Skip("the service names no task definition".into());
     }
-    if !could_take(&policy, tag) {
-        return Candidate::Skip(format!("{policy} does not take {tag}"));
-    }
     let registry = ecr_registry(&push.account, &push.region);
     match Record::current(service) {
         Some(record) if service_registry(service).as_deref() == Some(registry.as_str()) => {
             triage_by_record(service, &record, &policy, push, tag, &registry)
         }
+        // Without a record the containers' labels are unknown: any of them could take the push.
         _ => Candidate::Examine,
     }
 }
@@ -92,7 +108,7 @@ pub fn triage(service: &Service, push: &Push, tag: &str) -> Candidate {
 fn triage_by_record(
     service: &Service,
     record: &Record,
-    policy: &DeployPolicy,
+    policy: &ServicePolicy,
     push: &Push,
     tag: &str,
     registry: &str,
@@ -110,29 +126,40 @@ fn triage_by_record(
         {
             continue;
         }
+        if recorded.policy.as_deref() == Some(LABEL_ELSEWHERE) {
+            return Candidate::Examine;
+        }
+        let container = match container_policy(policy, recorded.policy.as_deref()) {
+            Ok(Some(container)) => container,
+            Ok(None) => continue,
+            Err(why) => {
+                reasons.push(format!("{}: {why}", recorded.container));
+                continue;
+            }
+        };
         let running = Running { tag: recorded.tag.clone(), digest: None };
-        match decide(policy, tag, &push.digest, &running) {
+        match decide(&container, tag, &push.digest, &running) {
             Verdict::Deploy => return Candidate::Examine,
             Verdict::Skip(why) => reasons.push(format!("{}: {why}", recorded.container)),
         }
     }
-    Candidate::Skip(skip_reason(reasons, registry, &push.repository))
+    Candidate::Skip(skip_reason(reasons, policy, registry, &push.repository))
 }
 
-/// The containers `nightshift:containers` names, when it is set.
+/// The containers `nightshift:containers` names (separated by spaces), when it is set.
 fn named_containers(service: &Service) -> Option<Vec<&str>> {
-    tag_value(service.tags(), CONTAINERS_TAG).map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect())
-}
-
-/// The tag a container runs: the one recorded on its revision when nightshift
-/// deployed it (behind a digest), else its image's own.
-pub fn running_tag(td_tags: &[Tag], container: &str, image: &ImageRef) -> Option<String> {
-    tag_value(td_tags, &format!("{IMAGE_TAG_PREFIX}{container}")).map(str::to_owned).or_else(|| image.tag.clone())
+    tag_value(service.tags(), CONTAINERS_TAG).map(|v| v.split_whitespace().collect())
 }
 
 /// Why no container of a service takes the push.
-fn skip_reason(reasons: Vec<String>, registry: &str, repository: &str) -> String {
-    if reasons.is_empty() { format!("no container runs {registry}/{repository}") } else { reasons.join("; ") }
+fn skip_reason(reasons: Vec<String>, policy: &ServicePolicy, registry: &str, repository: &str) -> String {
+    match (reasons.is_empty(), policy) {
+        (false, _) => reasons.join("; "),
+        (true, ServicePolicy::Label) => {
+            format!("no container of {registry}/{repository} carries the docker label nightshift.deploy")
+        }
+        (true, ServicePolicy::All(_)) => format!("no container runs {registry}/{repository}"),
+    }
 }
 
 /// One container's change.
@@ -157,9 +184,9 @@ pub fn plan_service(
     push: &Push,
     tag: &str,
 ) -> ServicePlan {
-    let policy = match tag_value(service.tags(), DEPLOY_TAG).map(DeployPolicy::parse) {
+    let policy = match service_policy(service) {
         Some(Ok(policy)) => policy,
-        Some(Err(why)) => return ServicePlan::Skip(format!("policy not understood: {why}")),
+        Some(Err(why)) => return ServicePlan::Skip(why),
         None => return ServicePlan::Skip("not tagged nightshift:deploy".into()),
     };
     let registry = ecr_registry(&push.account, &push.region);
@@ -188,8 +215,16 @@ pub fn plan_service(
         if !image_ref.is_from(&registry, &push.repository) {
             continue;
         }
+        let own = match container_policy(&policy, container_label(container)) {
+            Ok(Some(own)) => own,
+            Ok(None) => continue,
+            Err(why) => {
+                reasons.push(format!("{name}: {why}"));
+                continue;
+            }
+        };
         let running = Running { tag: running_tag(td_tags, name, &image_ref), digest: image_ref.digest.clone() };
-        match decide(&policy, tag, &push.digest, &running) {
+        match decide(&own, tag, &push.digest, &running) {
             Verdict::Deploy => changes.push(ImageChange {
                 container: name.to_owned(),
                 from: image.to_owned(),
@@ -201,7 +236,99 @@ pub fn plan_service(
     if !changes.is_empty() {
         return ServicePlan::Deploy(changes);
     }
-    ServicePlan::Skip(skip_reason(reasons, &registry, &push.repository))
+    ServicePlan::Skip(skip_reason(reasons, &policy, &registry, &push.repository))
+}
+
+/// An image of the pushed repository as ECR describes it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcrImage {
+    pub digest: String,
+    pub tags: Vec<String>,
+    pub pushed_at: DateTime<Utc>,
+}
+
+/// How a container's image is found in ECR: by its digest, else by its tag.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ImageId {
+    Digest(String),
+    Tag(String),
+}
+
+impl ImageId {
+    /// The image a container reference names; a reference with neither tag nor digest means `latest`.
+    pub fn of_reference(reference: &str) -> Option<Self> {
+        let image = reference.parse::<ImageRef>().ok()?;
+        Some(match (image.digest, image.tag) {
+            (Some(digest), _) => Self::Digest(digest),
+            (None, Some(tag)) => Self::Tag(tag),
+            (None, None) => Self::Tag("latest".into()),
+        })
+    }
+}
+
+/// What ECR holds now of the images a push's changes concern; `None` for an
+/// image ECR does not have (any more).
+pub type EcrImages = HashMap<ImageId, Option<EcrImage>>;
+
+/// The ECR images to look at for these changes: the pushed digest, and what each container runs.
+pub fn images_to_check(push: &Push, changes: &[&ImageChange]) -> Vec<ImageId> {
+    let mut ids = vec![ImageId::Digest(push.digest.clone())];
+    for id in changes.iter().filter_map(|c| ImageId::of_reference(&c.from)) {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
+/// Never backwards, whatever order the events come in: the pushed image must
+/// still be in ECR and still carry the pushed tag, and what a container runs
+/// must not have been pushed after it. `Err` says why not.
+pub fn still_newest(push: &Push, tag: &str, change: &ImageChange, images: &EcrImages) -> Result<(), String> {
+    let Some(Some(pushed)) = images.get(&ImageId::Digest(push.digest.clone())) else {
+        return Err(format!("{} no longer exists in ECR", push.digest));
+    };
+    if !pushed.tags.iter().any(|t| t == tag) {
+        return Err(format!("{tag} no longer names this image in ECR: a later push moved it"));
+    }
+    let running = ImageId::of_reference(&change.from).and_then(|id| images.get(&id).cloned().flatten());
+    match running {
+        Some(running) if running.pushed_at > pushed.pushed_at => Err(format!(
+            "the running image was pushed at {}, after this push ({})",
+            running.pushed_at.to_rfc3339(),
+            pushed.pushed_at.to_rfc3339()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The changes of a plan that keep every container moving forward; the
+/// others become reasons.
+pub fn keep_forward(plan: ServicePlan, push: &Push, tag: &str, images: &EcrImages) -> ServicePlan {
+    let ServicePlan::Deploy(changes) = plan else {
+        return plan;
+    };
+    let mut reasons = Vec::new();
+    let kept: Vec<ImageChange> = changes
+        .into_iter()
+        .filter(|change| match still_newest(push, tag, change, images) {
+            Ok(()) => true,
+            Err(why) => {
+                reasons.push(format!("{}: {why}", change.container));
+                false
+            }
+        })
+        .collect();
+    if kept.is_empty() { ServicePlan::Skip(reasons.join("; ")) } else { ServicePlan::Deploy(kept) }
+}
+
+/// Why ECS would refuse a revision with these tags, or `None`.
+pub fn revision_tags_problem(tags: &[Tag]) -> Option<String> {
+    let counted = tags.iter().filter(|t| !t.key().unwrap_or_default().to_ascii_lowercase().starts_with("aws:")).count();
+    if counted > MAX_TAGS {
+        return Some(format!("the new revision would carry {counted} tags; ECS allows {MAX_TAGS}"));
+    }
+    tags.iter().find_map(|t| tag_problem(t.key().unwrap_or_default(), t.value().unwrap_or_default()))
 }
 
 /// The containers with their images changed; everything else as it was.
@@ -299,7 +426,8 @@ mod tests {
                 Some(External),
                 Candidate::Skip("deployed by an external controller (EXTERNAL)".into()),
             ),
-            (vec![(DEPLOY_TAG, "glob:RC_*")], None, Candidate::Skip("glob:RC_* does not take 1.3.0".into())),
+            // Without a record, a container's docker label could take any tag: read the task definition.
+            (vec![(DEPLOY_TAG, "label")], None, Candidate::Examine),
         ];
         let mut draining = service(&[(DEPLOY_TAG, "semver")], None);
         draining.status = Some("DRAINING".into());
@@ -311,6 +439,10 @@ mod tests {
             panic!()
         };
         assert!(why.starts_with("policy not understood: \"sometimes\" is not a policy"), "{why}");
+        let Candidate::Skip(why) = triage(&service(&[(DEPLOY_TAG, "glob:RC_")], None), &push(), "1.3.0") else {
+            panic!()
+        };
+        assert!(why.contains("docker label nightshift.deploy"), "{why}");
     }
 
     #[test]
@@ -325,7 +457,7 @@ mod tests {
         let skip = |why: &str| Candidate::Skip(why.to_owned());
         // (policy, record, more service tags, the service's account, decision)
         type Row<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str, Candidate);
-        let table: [Row; 9] = [
+        let table: [Row; 13] = [
             ("semver", "api:7 app=shop/api:1.2.0", &[], "123456789012", Candidate::Examine),
             (
                 "semver",
@@ -354,6 +486,24 @@ mod tests {
                 skip("app: 1.3.0 is not newer than the running 1.3.0"),
             ),
             ("semver", "api:7 app=shop/api:1.3.0", &[], "999999999999", Candidate::Examine),
+            // A container's own policy from its docker label, as the record keeps it
+            (
+                "semver",
+                "api:7 app=shop/api:1.2.0=patch",
+                &[],
+                "123456789012",
+                skip("app: 1.3.0 is outside patch of 1.2.0"),
+            ),
+            (
+                "label",
+                "api:7 app=shop/api:1.2.0",
+                &[],
+                "123456789012",
+                skip(&format!("no container of {ECR}/shop/api carries the docker label nightshift.deploy")),
+            ),
+            ("label", "api:7 app=shop/api:1.2.0=minor", &[], "123456789012", Candidate::Examine),
+            // A glob or regex label only the task definition holds
+            ("label", "api:7 app=shop/api:RC_1.2.0=label", &[], "123456789012", Candidate::Examine),
         ];
         for (policy, record, extra, account, want) in table {
             assert_eq!(
@@ -418,7 +568,10 @@ mod tests {
         let only_worker = service(&[(DEPLOY_TAG, "semver"), (CONTAINERS_TAG, " worker ")], None);
         let ServicePlan::Deploy(changes) = plan_service(&only_worker, &td, &[], &push(), "1.3.0") else { panic!() };
         assert_eq!(changes.iter().map(|c| c.container.as_str()).collect::<Vec<_>>(), ["worker"]);
-        let unknown = service(&[(DEPLOY_TAG, "semver"), (CONTAINERS_TAG, "api,web")], None);
+        let two = service(&[(DEPLOY_TAG, "semver"), (CONTAINERS_TAG, "api worker")], None);
+        let ServicePlan::Deploy(changes) = plan_service(&two, &td, &[], &push(), "1.3.0") else { panic!() };
+        assert_eq!(changes.len(), 2);
+        let unknown = service(&[(DEPLOY_TAG, "semver"), (CONTAINERS_TAG, "api web")], None);
         assert_eq!(
             plan_service(&unknown, &td, &[], &push(), "1.3.0"),
             ServicePlan::Skip("nightshift:containers names \"web\", which the task definition does not have".into())
@@ -459,5 +612,133 @@ mod tests {
         let breaker = config.deployment_circuit_breaker.unwrap();
         assert!(breaker.enable && breaker.rollback);
         assert!(with_circuit_breaker(None).deployment_circuit_breaker.is_some());
+    }
+
+    fn labelled(name: &str, image: &str, label: &str) -> ContainerDefinition {
+        ContainerDefinition::builder().name(name).image(image).docker_labels("nightshift.deploy", label).build()
+    }
+
+    #[test]
+    fn a_docker_label_is_its_containers_policy() {
+        let rc = |t: &str| format!("{ECR}/shop/api:{t}");
+        let push_rc = Push { tag: Some("RC_1.5.0".into()), ..push() };
+        // (service policy, containers, deployed containers, or the reason)
+        let td = task_definition(vec![
+            labelled("rc", &rc("RC_1.4.0"), "glob:RC_*"),
+            labelled("nightly", &rc("nightly-1"), "regex:nightly-[0-9]+"),
+            container("plain", &rc("1.2.0")),
+        ]);
+        let deployed = |policy: &str, tag: &str, p: &Push| match plan_service(
+            &service(&[(DEPLOY_TAG, policy)], None),
+            &td,
+            &[],
+            p,
+            tag,
+        ) {
+            ServicePlan::Deploy(changes) => changes.into_iter().map(|c| c.container).collect::<Vec<_>>().join(" "),
+            ServicePlan::Skip(why) => format!("skip: {why}"),
+        };
+        assert_eq!(deployed("label", "RC_1.5.0", &push_rc), "rc");
+        assert_eq!(deployed("semver", "RC_1.5.0", &push_rc), "rc", "plain takes semver, and RC_ is another prefix");
+        let push_nightly = Push { tag: Some("nightly-2".into()), ..push() };
+        assert_eq!(deployed("label", "nightly-2", &push_nightly), "nightly");
+        assert_eq!(
+            deployed("label", "1.3.0", &push()),
+            "skip: rc: 1.3.0 does not match glob:RC_*; nightly: 1.3.0 does not match regex:nightly-[0-9]+"
+        );
+        assert_eq!(deployed("semver", "1.3.0", &push()).split(' ').next(), Some("plain"));
+        let broken = task_definition(vec![labelled("rc", &rc("RC_1.4.0"), "glob:")]);
+        let ServicePlan::Skip(why) =
+            plan_service(&service(&[(DEPLOY_TAG, "label")], None), &broken, &[], &push_rc, "RC_1.5.0")
+        else {
+            panic!()
+        };
+        assert_eq!(why, "rc: docker label nightshift.deploy not understood: glob: needs a pattern");
+    }
+
+    fn ecr_image(digest: &str, tags: &[&str], at: i64) -> Option<EcrImage> {
+        Some(EcrImage {
+            digest: digest.into(),
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            pushed_at: DateTime::<Utc>::from_timestamp(at, 0).unwrap(),
+        })
+    }
+
+    #[test]
+    fn a_push_never_moves_a_container_backwards() {
+        let change = |from: &str| ImageChange { container: "app".into(), from: from.into(), to: String::new() };
+        let by_digest = format!("{ECR}/shop/api@{OLD}");
+        let by_tag = format!("{ECR}/shop/api:latest");
+        let pushed = ImageId::Digest(NEW.into());
+        // (pushed image in ECR, what the container runs, its image in ECR, verdict)
+        type Row = (Option<EcrImage>, String, ImageId, Option<EcrImage>, Result<(), &'static str>);
+        let table: Vec<Row> = vec![
+            (
+                ecr_image(NEW, &["1.3.0"], 200),
+                by_digest.clone(),
+                ImageId::Digest(OLD.into()),
+                ecr_image(OLD, &["1.2.0"], 100),
+                Ok(()),
+            ),
+            (
+                ecr_image(NEW, &["1.3.0"], 100),
+                by_digest.clone(),
+                ImageId::Digest(OLD.into()),
+                ecr_image(OLD, &["1.2.0"], 200),
+                Err(
+                    "app: the running image was pushed at 1970-01-01T00:03:20+00:00, after this push (1970-01-01T00:01:40+00:00)",
+                ),
+            ),
+            (
+                None,
+                by_digest.clone(),
+                ImageId::Digest(OLD.into()),
+                ecr_image(OLD, &[], 100),
+                Err("app: sha256:bbbbbbbb no longer exists in ECR"),
+            ),
+            (
+                ecr_image(NEW, &[], 200),
+                by_tag.clone(),
+                ImageId::Tag("latest".into()),
+                ecr_image(OLD, &["latest"], 300),
+                Err("app: 1.3.0 no longer names this image in ECR: a later push moved it"),
+            ),
+            // The running image is gone from ECR: nothing says it is newer
+            (ecr_image(NEW, &["1.3.0"], 200), by_digest.clone(), ImageId::Digest(OLD.into()), None, Ok(())),
+            // Running by tag, and the tag names the pushed image now: it was pushed no later
+            (
+                ecr_image(NEW, &["1.3.0", "latest"], 200),
+                by_tag.clone(),
+                ImageId::Tag("latest".into()),
+                ecr_image(NEW, &["1.3.0", "latest"], 200),
+                Ok(()),
+            ),
+        ];
+        for (pushed_image, from, running_id, running_image, want) in table {
+            let images: EcrImages = [(pushed.clone(), pushed_image), (running_id, running_image)].into_iter().collect();
+            let plan = keep_forward(ServicePlan::Deploy(vec![change(&from)]), &push(), "1.3.0", &images);
+            let got = match &plan {
+                ServicePlan::Deploy(_) => Ok(()),
+                ServicePlan::Skip(why) => Err(why.as_str()),
+            };
+            assert_eq!(got, want, "{from}");
+        }
+        assert_eq!(
+            images_to_check(&push(), &[&change(&by_digest), &change(&by_tag), &change(&by_digest)]),
+            [pushed, ImageId::Digest(OLD.into()), ImageId::Tag("latest".into())]
+        );
+        assert_eq!(ImageId::of_reference(&format!("{ECR}/shop/api")), Some(ImageId::Tag("latest".into())));
+    }
+
+    #[test]
+    fn a_revision_ecs_would_refuse_is_not_registered() {
+        let many: Vec<Tag> = (0..51).map(|i| Tag::builder().key(format!("k{i}")).value("v").build()).collect();
+        assert_eq!(
+            revision_tags_problem(&many).as_deref(),
+            Some("the new revision would carry 51 tags; ECS allows 50")
+        );
+        assert_eq!(revision_tags_problem(&many[..50]), None);
+        let long = tags(&[(&format!("{IMAGE_TAG_PREFIX}{}", "c".repeat(120)), "1.3.0")]);
+        assert!(revision_tags_problem(&long).unwrap().contains("ECS takes 1 to 128"));
     }
 }

@@ -1,20 +1,55 @@
-//! `nightshift:deploy`: which pushed tags a service takes.
+//! Which pushed tags a container takes: the service's `nightshift:deploy` tag
+//! (`semver`, `minor`, `patch`, `track`, `label`), or the container's own
+//! docker label `nightshift.deploy`, which also takes `glob:` and `regex:`
+//! (ECS tag values cannot hold `*`, `|`, `[` and the like; docker labels can).
 
 use std::cmp::Ordering;
 use std::fmt;
 
 use regex_lite::Regex;
 
-/// A tag read as `<prefix><major>.<minor>.<patch>[-pre-release][+build]`,
-/// the prefix being whatever comes before the first digit (`v`, `RC_`, or none).
+/// A tag read as `<prefix><major>.<minor>.<patch>[-suffix][+build]`, the
+/// prefix being whatever comes before the first digit (`v`, `RC_`, or none).
+/// The suffix is a pre-release (`-rc.1`, `-beta2`, `-3`) when its first
+/// identifier is a number or starts with a pre-release word; otherwise it is
+/// an image variant (`-alpine`, `-slim`, `-debian12`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {
     pub prefix: String,
     pub major: u64,
     pub minor: u64,
     pub patch: u64,
-    /// Dot-separated identifiers after `-`; empty for a release.
+    /// Dot-separated identifiers of a pre-release; empty for a release.
     pub pre: Vec<String>,
+    /// The variant suffix (`alpine`); empty for a plain image.
+    pub variant: String,
+}
+
+/// First identifiers of a pre-release, less any digits after them (`rc1`, `beta`).
+const PRE_RELEASE_WORDS: [&str; 16] = [
+    "a",
+    "alpha",
+    "b",
+    "beta",
+    "canary",
+    "cr",
+    "dev",
+    "ea",
+    "m",
+    "milestone",
+    "next",
+    "nightly",
+    "pre",
+    "preview",
+    "rc",
+    "snapshot",
+];
+
+/// Whether a version suffix is a pre-release rather than an image variant.
+fn is_pre_release_suffix(suffix: &str) -> bool {
+    let first = suffix.split(['.', '-']).next().unwrap_or_default().to_ascii_lowercase();
+    let word = first.trim_end_matches(|c: char| c.is_ascii_digit());
+    word.is_empty() || PRE_RELEASE_WORDS.contains(&word)
 }
 
 impl Version {
@@ -25,10 +60,16 @@ impl Version {
             return None;
         }
         let rest = rest.split_once('+').map_or(rest, |(v, _build)| v);
-        let (core, pre) = match rest.split_once('-') {
-            Some((core, pre)) if !pre.is_empty() => (core, pre.split('.').map(str::to_owned).collect()),
+        let (core, pre, variant) = match rest.split_once('-') {
+            Some((core, suffix)) if !suffix.is_empty() => {
+                if is_pre_release_suffix(suffix) {
+                    (core, suffix.split('.').map(str::to_owned).collect(), String::new())
+                } else {
+                    (core, Vec::new(), suffix.to_owned())
+                }
+            }
             Some(_) => return None,
-            None => (rest, Vec::new()),
+            None => (rest, Vec::new(), String::new()),
         };
         let mut parts = core.split('.').map(|p| {
             let numeric = !p.is_empty() && p.chars().all(|c| c.is_ascii_digit());
@@ -38,16 +79,16 @@ impl Version {
         if parts.next().is_some() {
             return None;
         }
-        Some(Self { prefix: prefix.to_owned(), major, minor, patch, pre })
+        Some(Self { prefix: prefix.to_owned(), major, minor, patch, pre, variant })
     }
 
     pub fn is_pre_release(&self) -> bool {
         !self.pre.is_empty()
     }
 
-    /// Semantic-versioning precedence; `None` across prefixes, which are never compared.
+    /// Semantic-versioning precedence; `None` across prefixes or variants, which are never compared.
     pub fn compare(&self, other: &Self) -> Option<Ordering> {
-        if self.prefix != other.prefix {
+        if self.prefix != other.prefix || self.variant != other.variant {
             return None;
         }
         let core = (self.major, self.minor, self.patch).cmp(&(other.major, other.minor, other.patch));
@@ -106,8 +147,45 @@ impl fmt::Display for DeployPolicy {
     }
 }
 
-impl DeployPolicy {
+/// What a service's `nightshift:deploy` tag says.
+#[derive(Debug, Clone)]
+pub enum ServicePolicy {
+    /// Every container from the pushed repository follows this policy, unless its label says another.
+    All(DeployPolicy),
+    /// `label`: only the containers whose docker label `nightshift.deploy` names a policy follow.
+    Label,
+}
+
+impl fmt::Display for ServicePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::All(policy) => policy.fmt(f),
+            Self::Label => f.write_str("label"),
+        }
+    }
+}
+
+impl ServicePolicy {
     /// Reads a `nightshift:deploy` tag value; the error says why it is not understood.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.trim() {
+            "label" => Ok(Self::Label),
+            plain @ ("semver" | "minor" | "patch" | "track") => DeployPolicy::parse(plain).map(Self::All),
+            pattern if pattern.starts_with("glob:") || pattern.starts_with("regex:") => Err(format!(
+                "{pattern:?}: glob and regex policies go in a container's docker label nightshift.deploy \
+                 (with the tag nightshift:deploy=label or another policy), not in a service tag"
+            )),
+            other => Err(format!("{other:?} is not a policy (semver, minor, patch, track, label)")),
+        }
+    }
+}
+
+/// The docker label that sets one container's policy.
+pub const DEPLOY_LABEL: &str = "nightshift.deploy";
+
+impl DeployPolicy {
+    /// Reads a policy from a container's `nightshift.deploy` docker label (any
+    /// policy, `glob:` and `regex:` included); the error says why it is not understood.
     pub fn parse(value: &str) -> Result<Self, String> {
         let value = value.trim();
         if let Some(glob) = value.strip_prefix("glob:") {
@@ -158,6 +236,11 @@ pub enum Verdict {
     Skip(String),
 }
 
+/// `<tag> ...` as the reasons name a running tag.
+fn variant_of(version: &Version) -> String {
+    if version.variant.is_empty() { "a plain release".into() } else { format!("the -{} variant", version.variant) }
+}
+
 /// Whether a container running `running` takes the pushed `tag` at `digest`.
 pub fn decide(policy: &DeployPolicy, tag: &str, digest: &str, running: &Running) -> Verdict {
     if running.digest.as_deref() == Some(digest) {
@@ -194,6 +277,13 @@ pub fn decide(policy: &DeployPolicy, tag: &str, digest: &str, running: &Running)
                     Verdict::Deploy
                 };
             };
+            if pushed.variant != current.variant {
+                return Verdict::Skip(format!(
+                    "{tag} is not {} as the running {} is",
+                    variant_of(&current),
+                    running.tag.as_deref().unwrap_or_default()
+                ));
+            }
             if pushed.prefix != current.prefix {
                 return Verdict::Skip(format!(
                     "{tag} has another prefix than the running {}",
@@ -216,16 +306,6 @@ pub fn decide(policy: &DeployPolicy, tag: &str, digest: &str, running: &Running)
             };
             matches(same_line, format!("{tag} is outside {policy} of {}", running.tag.as_deref().unwrap_or_default()))
         }
-    }
-}
-
-/// Whether a policy could take this tag at all, before anything about the
-/// service's containers is known: lets a push skip describing task definitions.
-pub fn could_take(policy: &DeployPolicy, tag: &str) -> bool {
-    match policy {
-        DeployPolicy::Track => true,
-        DeployPolicy::Glob(_, re) | DeployPolicy::Regex(_, re) => re.is_match(tag),
-        DeployPolicy::Semver | DeployPolicy::Minor | DeployPolicy::Patch => Version::parse(tag).is_some(),
     }
 }
 
@@ -332,10 +412,66 @@ mod tests {
     }
 
     #[test]
-    fn a_policy_that_cannot_take_the_tag_is_known_before_any_task_definition() {
-        let could = |p: &str, tag: &str| could_take(&DeployPolicy::parse(p).unwrap(), tag);
-        assert!(could("semver", "1.2.3") && !could("semver", "latest"));
-        assert!(could("glob:RC_*", "RC_1") && !could("glob:RC_*", "v1"));
-        assert!(could("track", "anything"));
+    fn a_service_tag_holds_only_what_ecs_tags_can_hold() {
+        for ok in ["semver", "minor", "patch", "track", "label", " semver "] {
+            assert!(ServicePolicy::parse(ok).is_ok(), "{ok}");
+            assert_eq!(nightshift::ecs::tag_problem("nightshift:deploy", ok.trim()), None);
+        }
+        let err = ServicePolicy::parse("glob:RC_*").unwrap_err();
+        assert!(err.contains("docker label nightshift.deploy"), "{err}");
+        let err = ServicePolicy::parse("sometimes").unwrap_err();
+        assert_eq!(err, "\"sometimes\" is not a policy (semver, minor, patch, track, label)");
+        assert!(DeployPolicy::parse("label").is_err(), "label is a service tag value, not a container policy");
+    }
+
+    #[test]
+    fn a_container_keeps_to_its_image_variant() {
+        // (policy, pushed tag, running tag, deploys?)
+        let table = [
+            ("semver", "1.24.0-alpine", Some("1.23.4-alpine"), true),
+            ("semver", "1.24.0", Some("1.23.4-alpine"), false),
+            ("semver", "1.23.5-debian", Some("1.23.4-alpine"), false),
+            ("semver", "1.24.0-alpine", Some("1.23.4"), false),
+            ("patch", "1.23.5-alpine", Some("1.23.4-alpine"), true),
+            ("patch", "1.24.0-alpine", Some("1.23.4-alpine"), false),
+            ("semver", "1.23.4-alpine", Some("1.23.4-alpine"), false),
+            ("semver", "1.23.3-alpine", Some("1.23.4-alpine"), false),
+            ("semver", "2.0.0-slim", Some("1.9.0-slim"), true),
+            // Keel's row: running 1.4.5-xx, pushed 1.4.6-yy is refused
+            ("semver", "1.4.6-yy", Some("1.4.5-xx"), false),
+            ("semver", "1.4.6-xx", Some("1.4.5-xx"), true),
+            // pre-releases keep their meaning on their line
+            ("semver", "2.0.0-rc.2", Some("2.0.0-rc.1"), true),
+            ("semver", "2.0.0", Some("2.0.0-rc.1"), true),
+            ("semver", "2.0.0-beta2", Some("2.0.0-beta1"), true),
+            ("semver", "1.5.0-rc.1", Some("1.4.0"), false),
+            ("semver", "1.0.1-alpine", None, true),
+        ];
+        for (policy, tag, running_tag, deploys) in table {
+            assert_eq!(verdict(policy, tag, running_tag), deploys, "{policy} {tag} over {running_tag:?}");
+        }
+        let policy = DeployPolicy::parse("semver").unwrap();
+        assert_eq!(
+            decide(&policy, "1.24.0", D_NEW, &running(Some("1.23.4-alpine"))),
+            Verdict::Skip("1.24.0 is not the -alpine variant as the running 1.23.4-alpine is".into())
+        );
+        assert_eq!(
+            decide(&policy, "1.24.0-alpine", D_NEW, &running(Some("1.23.4"))),
+            Verdict::Skip("1.24.0-alpine is not a plain release as the running 1.23.4 is".into())
+        );
+    }
+
+    #[test]
+    fn suffixes_read_as_pre_releases_or_variants() {
+        let v = |t: &str| {
+            let v = Version::parse(t).unwrap();
+            (v.pre.join("."), v.variant)
+        };
+        assert_eq!(v("1.0.0-rc.1"), ("rc.1".into(), String::new()));
+        assert_eq!(v("1.0.0-beta2"), ("beta2".into(), String::new()));
+        assert_eq!(v("1.0.0-1"), ("1".into(), String::new()));
+        assert_eq!(v("1.0.0-alpine"), (String::new(), "alpine".into()));
+        assert_eq!(v("1.0.0-alpine3.18"), (String::new(), "alpine3.18".into()));
+        assert_eq!(v("1.0.0-slim-bookworm"), (String::new(), "slim-bookworm".into()));
     }
 }

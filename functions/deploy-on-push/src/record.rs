@@ -4,21 +4,39 @@
 //! task definition, and a Lambda is mostly cold when pushes arrive.
 //!
 //! The value is `<family>:<revision>` and then, for each container whose image
-//! is in the service's own ECR registry, `<container>=<repository>[:<tag>]`,
+//! is in the service's own ECR registry, `<container>=<repository>[:<tag>][=<policy>]`,
 //! separated by spaces (tag values allow no commas), at most 256 characters:
-//! `api:7 app=shop/api:1.2.0 envoy=shop/envoy`. A record whose revision is not
-//! the one the service runs is stale and ignored.
+//! `api:7 app=shop/api:1.2.0 envoy=shop/envoy=patch`. The policy is the
+//! container's docker label `nightshift.deploy` when it has one: the label
+//! itself when it is a word ECS tags can hold, else `label` (a `glob:` or
+//! `regex:`, which only the task definition holds). A record whose revision is
+//! not the one the service runs is stale and ignored.
+//!
+//! This module owns what a revision runs; the decisions in `plan` read it.
 
 use aws_sdk_ecs::types::{ContainerDefinition, Service, Tag};
-use nightshift::ecs::tag_value;
+use nightshift::ecs::{tag_problem, tag_value};
 
 use crate::image::{ImageRef, ecr_registry};
-use crate::plan::running_tag;
+use crate::policy::DEPLOY_LABEL;
 
 /// The service tag holding the record.
 pub const RUNNING_TAG: &str = "nightshift:running";
-/// ECS tag values hold at most this many characters; a longer record is not kept.
-const MAX_VALUE: usize = 256;
+/// Task-definition tag prefix recording the tag a container was deployed from.
+pub const IMAGE_TAG_PREFIX: &str = "nightshift:image-tag/";
+/// The recorded policy of a container whose label only its task definition can hold.
+pub const LABEL_ELSEWHERE: &str = "label";
+
+/// The tag a container runs: the one recorded on its revision when nightshift
+/// deployed it (behind a digest), else its image's own.
+pub fn running_tag(td_tags: &[Tag], container: &str, image: &ImageRef) -> Option<String> {
+    tag_value(td_tags, &format!("{IMAGE_TAG_PREFIX}{container}")).map(str::to_owned).or_else(|| image.tag.clone())
+}
+
+/// A container's own policy: its docker label `nightshift.deploy`, if set.
+pub fn container_label(container: &ContainerDefinition) -> Option<&str> {
+    container.docker_labels().and_then(|labels| labels.get(DEPLOY_LABEL)).map(String::as_str)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
@@ -26,6 +44,8 @@ pub struct Recorded {
     pub repository: String,
     /// The tag it was deployed from; `None` when not known (an image pinned by digest alone).
     pub tag: Option<String>,
+    /// Its docker label's policy, or [`LABEL_ELSEWHERE`]; `None` without a label.
+    pub policy: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +80,12 @@ impl Record {
                     return None;
                 }
                 let tag = running_tag(td_tags, name, &image);
-                Some(Recorded { container: name.to_owned(), repository: image.repository, tag })
+                let policy = container_label(c).map(|label| {
+                    let label = label.trim();
+                    let holdable = !label.contains('=') && tag_problem(RUNNING_TAG, label).is_none();
+                    if holdable { label.to_owned() } else { LABEL_ELSEWHERE.to_owned() }
+                });
+                Some(Recorded { container: name.to_owned(), repository: image.repository, tag, policy })
             })
             .collect();
         Self { revision: revision_of(task_definition_arn).to_owned(), containers }
@@ -78,8 +103,12 @@ impl Record {
                 value.push(':');
                 value.push_str(tag);
             }
+            if let Some(policy) = &c.policy {
+                value.push('=');
+                value.push_str(policy);
+            }
         }
-        (value.len() <= MAX_VALUE).then_some(value)
+        tag_problem(RUNNING_TAG, &value).is_none().then_some(value)
     }
 
     pub fn parse(value: &str) -> Option<Self> {
@@ -87,7 +116,11 @@ impl Record {
         let revision = words.next().filter(|r| r.contains(':'))?.to_owned();
         let containers = words
             .map(|word| {
-                let (container, image) = word.split_once('=')?;
+                let mut parts = word.split('=');
+                let (container, image, policy) = (parts.next()?, parts.next()?, parts.next());
+                if parts.next().is_some() || policy.is_some_and(str::is_empty) {
+                    return None;
+                }
                 let (repository, tag) = match image.split_once(':') {
                     Some((repository, tag)) => (repository, Some(tag.to_owned())),
                     None => (image, None),
@@ -96,6 +129,7 @@ impl Record {
                     container: container.to_owned(),
                     repository: repository.to_owned(),
                     tag,
+                    policy: policy.map(str::to_owned),
                 })
             })
             .collect::<Option<Vec<_>>>()?;
@@ -122,16 +156,24 @@ mod tests {
 
     #[test]
     fn a_record_holds_the_revision_and_each_ecr_containers_repository_and_tag() {
+        let labelled = |name: &str, image: &str, label: &str| {
+            ContainerDefinition::builder().name(name).image(image).docker_labels(DEPLOY_LABEL, label).build()
+        };
         let containers = [
             container("app", &format!("{ECR}/shop/api@sha256:aaaa")),
-            container("envoy", &format!("{ECR}/shop/envoy:v1.30.1")),
+            labelled("envoy", &format!("{ECR}/shop/envoy:v1.30.1"), "patch"),
             container("nginx", "nginx:1.27"),
             container("bare", &format!("{ECR}/shop/bare@sha256:bbbb")),
+            labelled("rc", &format!("{ECR}/shop/rc:RC_1.0.0"), "glob:RC_*"),
         ];
         let tags = [Tag::builder().key("nightshift:image-tag/app").value("1.2.0").build()];
         let record = Record::of(TD, &containers, &tags, ECR);
         let value = record.render().unwrap();
-        assert_eq!(value, "api:7 app=shop/api:1.2.0 envoy=shop/envoy:v1.30.1 bare=shop/bare");
+        assert_eq!(
+            value,
+            "api:7 app=shop/api:1.2.0 envoy=shop/envoy:v1.30.1=patch bare=shop/bare rc=shop/rc:RC_1.0.0=label"
+        );
+        assert_eq!(nightshift::ecs::tag_problem(RUNNING_TAG, &value), None, "ECS takes the record");
         assert_eq!(Record::parse(&value), Some(record));
     }
 
@@ -141,7 +183,7 @@ mod tests {
         let containers =
             [container("a", &format!("{ECR}/{long}:1.0.0")), container("b", &format!("{ECR}/{long}:1.0.0"))];
         assert_eq!(Record::of(TD, &containers, &[], ECR).render(), None);
-        for mangled in ["", "api", "api:7 app", "api:7 =shop/api:1", "api:7 app="] {
+        for mangled in ["", "api", "api:7 app", "api:7 =shop/api:1", "api:7 app=", "api:7 a=b:1=", "api:7 a=b=c=d"] {
             assert_eq!(Record::parse(mangled), None, "{mangled:?}");
         }
         assert_eq!(Record::parse("api:7").map(|r| r.containers.len()), Some(0));
