@@ -40,6 +40,7 @@ test that dies cannot leave it behind).
 
 import argparse
 import datetime
+import hashlib
 import json
 import re
 import io
@@ -101,6 +102,14 @@ def _ecr_keeps_images_whose_tag_moves() -> None:
     original_put = models.ECRBackend.put_image
 
     def put_image(self, repository_name, image_manifest, image_tag, image_manifest_mediatype=None, digest=None):
+        actual = "sha256:" + hashlib.sha256(image_manifest.encode("utf-8")).hexdigest()
+        if digest and digest != actual:
+            from moto.core.exceptions import JsonRESTError
+
+            raise JsonRESTError(
+                "ImageDigestDoesNotMatchException",
+                f"Invalid parameter at 'imageDigest' failed to satisfy constraint: '{digest}' is not {actual}",
+            )
         repository = self.repositories.get(repository_name)
         left = []
         if repository is not None and image_tag and repository.image_tag_mutability == "MUTABLE":
@@ -115,6 +124,12 @@ def _ecr_keeps_images_whose_tag_moves() -> None:
                 repository.images.insert(0, image)
 
     models.ECRBackend.put_image = put_image
+
+    # ECR's digest is the SHA-256 of the manifest as pushed; moto hashes the layers' digests.
+    def create_digest(self):
+        self._image_digest = "sha256:" + hashlib.sha256(self.image_manifest.encode("utf-8")).hexdigest()
+
+    models.Image._create_digest = create_digest
 
 
 _ecr_keeps_images_whose_tag_moves()

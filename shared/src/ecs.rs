@@ -26,7 +26,11 @@ pub const MAX_VALUE: usize = 256;
 fn tag_char(c: char) -> bool {
     c.is_alphanumeric() || matches!(c, '_' | '.' | ':' | '/' | '=' | '+' | '-' | '@' | ' ') || {
         // \p{Z}: the space separators, line and paragraph separators (not tabs or newlines).
-        matches!(c, '\u{a0}' | '\u{1680}' | '\u{2000}'..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}')
+        matches!(
+            c,
+            '\u{a0}' | '\u{1680}' | '\u{2000}'
+                ..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}'
+        )
     }
 }
 
@@ -59,9 +63,8 @@ pub fn tag_count_problem(current: &[Tag], keys: &[&str]) -> Option<String> {
     let mut new: Vec<&str> = keys.iter().copied().filter(|k| counted(k) && tag_value(current, k).is_none()).collect();
     new.sort_unstable();
     new.dedup();
-    (have + new.len() > MAX_TAGS).then(|| {
-        format!("it carries {have} tags and needs {} more; ECS allows {MAX_TAGS} on a resource", new.len())
-    })
+    (have + new.len() > MAX_TAGS)
+        .then(|| format!("it carries {have} tags and needs {} more; ECS allows {MAX_TAGS} on a resource", new.len()))
 }
 
 /// Every service ARN of the cluster.
@@ -132,7 +135,8 @@ mod tests {
 
     #[test]
     fn no_resource_is_taken_past_fifty_tags() {
-        let tags = |n: usize| (0..n).map(|i| Tag::builder().key(format!("k{i}")).value("v").build()).collect::<Vec<_>>();
+        let tags =
+            |n: usize| (0..n).map(|i| Tag::builder().key(format!("k{i}")).value("v").build()).collect::<Vec<_>>();
         assert_eq!(tag_count_problem(&tags(48), &["a", "b"]), None);
         assert_eq!(
             tag_count_problem(&tags(49), &["a", "b"]).as_deref(),

@@ -6,6 +6,8 @@ use aws_sdk_ecs::types::{
     Volume,
 };
 
+use sha2::Digest;
+
 use crate::event;
 use crate::sandbox::{ACCOUNT, REGION};
 
@@ -15,17 +17,64 @@ pub fn registry() -> String {
     format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com")
 }
 
+/// The digest of the push in `events/deploy-on-push.ecr-push.json` (`shop/api:1.3.0`).
 pub fn pushed_digest() -> String {
     event("deploy-on-push.ecr-push.json")["detail"]["image-digest"].as_str().unwrap().to_owned()
+}
+
+/// A Docker image manifest whose one layer is named after `content`: the same
+/// content gives the same image, other content another one.
+pub fn manifest(content: &str) -> String {
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let layer = hex(&sha2::Sha256::digest(content.as_bytes()));
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":1469,"digest":"sha256:{layer}"}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":2811478,"digest":"sha256:{layer}"}}]}}"#
+    )
+}
+
+/// ECR's digest of a manifest: SHA-256 of its bytes.
+pub fn digest_of(manifest: &str) -> String {
+    let digest = sha2::Sha256::digest(manifest.as_bytes());
+    format!("sha256:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// Pushes an image (named by its content) to ECR under `tag`, creating the
+/// repository when needed; returns its digest.
+pub async fn push_image(ecr: &aws_sdk_ecr::Client, repository: &str, tag: &str, content: &str) -> String {
+    let exists = ecr.describe_repositories().repository_names(repository).send().await.is_ok();
+    if !exists {
+        ecr.create_repository().repository_name(repository).send().await.unwrap();
+    }
+    let out = ecr
+        .put_image()
+        .repository_name(repository)
+        .image_tag(tag)
+        .image_manifest(manifest(content))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("push {repository}:{tag}: {e:?}"));
+    out.image().and_then(|i| i.image_id()).and_then(|i| i.image_digest()).unwrap().to_owned()
+}
+
+/// The shop's registry: `shop/api` 1.2.0, latest, RC_1.2.0 and nightly-41,
+/// `shop/api-v2` 1.2.0, then `shop/api` 1.3.0, the push of `events/deploy-on-push.ecr-push.json`.
+pub async fn seed_registry(ecr: &aws_sdk_ecr::Client) {
+    push_image(ecr, "shop/api", "1.2.0", "shop/api 1.2.0").await;
+    push_image(ecr, "shop/api", "latest", "shop/api latest 1").await;
+    push_image(ecr, "shop/api-v2", "1.2.0", "shop/api-v2 1.2.0").await;
+    push_image(ecr, "shop/api", "RC_1.2.0", "shop/api RC_1.2.0").await;
+    push_image(ecr, "shop/api", "nightly-41", "shop/api nightly-41").await;
+    let digest = push_image(ecr, "shop/api", "1.3.0", "shop/api 1.3.0").await;
+    assert_eq!(digest, pushed_digest(), "events/deploy-on-push.ecr-push.json holds the digest of shop/api 1.3.0");
 }
 
 fn tag(key: &str, value: &str) -> Tag {
     Tag::builder().key(key).value(value).build()
 }
 
-/// Registers a task definition whose first container runs `image`; returns its ARN.
-pub async fn task_definition(ecs: &Client, family: &str, image: &str) -> String {
-    let app = ContainerDefinition::builder()
+/// The shop's application container: `app`, running `image`, port 8080.
+pub fn app(image: &str) -> ContainerDefinition {
+    ContainerDefinition::builder()
         .name("app")
         .image(image)
         .memory(512)
@@ -33,17 +82,36 @@ pub async fn task_definition(ecs: &Client, family: &str, image: &str) -> String 
         .essential(true)
         .port_mappings(PortMapping::builder().container_port(8080).build())
         .environment(KeyValuePair::builder().name("DAGSTER_HOME").value("/opt/dagster").build())
-        .build();
-    let proxy = ContainerDefinition::builder()
+        .build()
+}
+
+/// `app` whose own policy is the docker label `nightshift.deploy`.
+pub fn labelled_app(image: &str, policy: &str) -> ContainerDefinition {
+    let mut app = app(image);
+    app.docker_labels = Some([("nightshift.deploy".to_owned(), policy.to_owned())].into());
+    app
+}
+
+fn proxy() -> ContainerDefinition {
+    ContainerDefinition::builder()
         .name("proxy")
         .image("public.ecr.aws/nginx/nginx:1.25")
         .memory(128)
         .essential(false)
-        .build();
+        .build()
+}
+
+/// Registers a task definition whose first container runs `image`; returns its ARN.
+pub async fn task_definition(ecs: &Client, family: &str, image: &str) -> String {
+    task_definition_of(ecs, family, vec![app(image)]).await
+}
+
+/// Registers a task definition of these containers and an nginx proxy; returns its ARN.
+pub async fn task_definition_of(ecs: &Client, family: &str, mut containers: Vec<ContainerDefinition>) -> String {
+    containers.push(proxy());
     ecs.register_task_definition()
         .family(family)
-        .container_definitions(app)
-        .container_definitions(proxy)
+        .set_container_definitions(Some(containers))
         .network_mode(NetworkMode::Awsvpc)
         .task_role_arn(format!("arn:aws:iam::{ACCOUNT}:role/{family}-task"))
         .execution_role_arn(format!("arn:aws:iam::{ACCOUNT}:role/{family}-execution"))
@@ -81,8 +149,15 @@ async fn service(
     create.send().await.unwrap();
 }
 
-/// The shop: services following `shop/api` with different policies, and some that must not move.
-pub async fn seed_shop(ecs: &Client) -> Vec<(String, String)> {
+/// Every service of the shop, in the order [`seed_shop`] creates them.
+pub const SHOP: [&str; 10] =
+    ["api", "worker", "legacy", "api-v2", "preview", "blue-green", "odd", "rc", "nightly", "pair"];
+
+/// The shop: its registry (see [`seed_registry`]), and services following
+/// `shop/api` with different policies (service tags and docker labels), and
+/// some that must not move. Returns each service with its task definition.
+pub async fn seed_shop(ecs: &Client, ecr: &aws_sdk_ecr::Client) -> Vec<(String, String)> {
+    seed_registry(ecr).await;
     ecs.create_cluster().cluster_name(CLUSTER).send().await.unwrap();
     let api = format!("{}/shop/api", registry());
     let td_api = task_definition(ecs, "api", &format!("{api}:1.2.0")).await;
@@ -90,6 +165,13 @@ pub async fn seed_shop(ecs: &Client) -> Vec<(String, String)> {
     let td_legacy = task_definition(ecs, "legacy", &format!("{api}:1.2.0")).await;
     let td_v2 = task_definition(ecs, "api-v2", &format!("{}/shop/api-v2:1.2.0", registry())).await;
     let td_latest = task_definition(ecs, "preview", &format!("{api}:latest")).await;
+    let td_rc = task_definition_of(ecs, "rc", vec![labelled_app(&format!("{api}:RC_1.2.0"), "glob:RC_*")]).await;
+    let td_nightly =
+        task_definition_of(ecs, "nightly", vec![labelled_app(&format!("{api}:nightly-41"), "regex:nightly-[0-9]+")])
+            .await;
+    let mut worker = app(&format!("{api}:1.2.0"));
+    worker.name = Some("worker".into());
+    let td_pair = task_definition_of(ecs, "pair", vec![app(&format!("{api}:1.2.0")), worker]).await;
     let services = [
         ("api", td_api.clone(), vec![("nightshift:deploy", "semver"), ("nightshift:containers", "app")], None),
         ("worker", td_worker, vec![("nightshift:deploy", "patch")], None),
@@ -103,6 +185,10 @@ pub async fn seed_shop(ecs: &Client) -> Vec<(String, String)> {
             Some(DeploymentControllerType::CodeDeploy),
         ),
         ("odd", td_api, vec![("nightshift:deploy", "whenever")], None),
+        ("rc", td_rc, vec![("nightshift:deploy", "label")], None),
+        // The container's label overrides the service's policy.
+        ("nightly", td_nightly, vec![("nightshift:deploy", "semver")], None),
+        ("pair", td_pair, vec![("nightshift:deploy", "semver"), ("nightshift:containers", "app worker")], None),
     ];
     let mut running = Vec::new();
     for (name, td, tags, controller) in services {

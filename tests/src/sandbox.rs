@@ -121,6 +121,19 @@ impl Sandbox {
         aws_sdk_ecr::Client::new(&self.sdk_config())
     }
 
+    /// An ECR client whose requests `counter` counts too (beside another client's).
+    pub fn ecr_counted_by(&self, counter: &RequestCounter) -> aws_sdk_ecr::Client {
+        let config = aws_sdk_ecr::config::Builder::from(&self.sdk_config()).interceptor(counter.clone()).build();
+        aws_sdk_ecr::Client::from_conf(config)
+    }
+
+    /// Holds every answer to `operation` (e.g. `UpdateService`) for `seconds`
+    /// before the request is served; 0 turns it off.
+    pub fn slow(&self, operation: &str, seconds: f64) {
+        let body = serde_json::json!({"operation": operation, "seconds": seconds});
+        self.call("POST", "/_sandbox/slow", Some(&body));
+    }
+
     /// Moves every version under the prefix `days` into the past.
     pub fn backdate(&self, bucket: &str, prefix: &str, days: f64) -> u64 {
         let body = serde_json::json!({"bucket": bucket, "prefix": prefix, "days": days});

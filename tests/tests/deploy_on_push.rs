@@ -9,7 +9,7 @@ use aws_sdk_ecs::types::TaskDefinitionField;
 use deploy_on_push::{DeployConfig, DeployOnPush, DeployReport};
 use lambda_runtime::{Context, LambdaEvent};
 use nightshift_tests::event;
-use nightshift_tests::platform::{CLUSTER, pushed_digest, registry, seed_shop};
+use nightshift_tests::platform::{CLUSTER, SHOP, push_image, pushed_digest, registry, seed_shop};
 use nightshift_tests::runtime::{FunctionProcess, binary};
 use nightshift_tests::sandbox::Sandbox;
 use nightshift_tests::wire::RequestCounter;
@@ -19,9 +19,7 @@ async fn running_task_definitions(ecs: &Client) -> Vec<(String, String)> {
     let out = ecs
         .describe_services()
         .cluster(CLUSTER)
-        .set_services(Some(
-            ["api", "worker", "legacy", "api-v2", "preview", "blue-green", "odd"].map(String::from).to_vec(),
-        ))
+        .set_services(Some(SHOP[..10].iter().map(|s| (*s).to_owned()).collect()))
         .send()
         .await
         .unwrap();
@@ -31,16 +29,35 @@ async fn running_task_definitions(ecs: &Client) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The function in-process, its ECS and ECR requests counted together.
 fn function(sandbox: &Sandbox, dry_run: bool) -> (DeployOnPush, RequestCounter) {
     let (ecs, wire) = sandbox.ecs_counted();
+    let ecr = sandbox.ecr_counted_by(&wire);
     let config = DeployConfig { clusters: vec![CLUSTER.into()], dry_run };
-    (DeployOnPush::new(config, ecs), wire)
+    (DeployOnPush::new(config, ecs, ecr), wire)
 }
 
-fn push_of(tag: &str) -> LambdaEvent<Value> {
+/// The push event of an image already in ECR.
+fn push_event(tag: &str, digest: &str) -> LambdaEvent<Value> {
     let mut payload = event("deploy-on-push.ecr-push.json");
     payload["detail"]["image-tag"] = json!(tag);
+    payload["detail"]["image-digest"] = json!(digest);
     LambdaEvent::new(payload, Context::default())
+}
+
+/// The event file's push (`shop/api:1.3.0`, in ECR since the shop was seeded).
+fn push_1_3_0() -> LambdaEvent<Value> {
+    push_event("1.3.0", &pushed_digest())
+}
+
+/// Pushes an image of `shop/api` to the sandbox's ECR; its push event.
+async fn push(sandbox: &Sandbox, tag: &str, content: &str) -> LambdaEvent<Value> {
+    let digest = push_image(&sandbox.ecr(), "shop/api", tag, content).await;
+    push_event(tag, &digest)
+}
+
+async fn seed(sandbox: &Sandbox) -> Vec<(String, String)> {
+    seed_shop(&sandbox.ecs(), &sandbox.ecr()).await
 }
 
 fn reasons(report: &DeployReport) -> Vec<(String, String)> {
@@ -54,23 +71,28 @@ async fn a_push_rolls_out_to_exactly_the_services_whose_policy_takes_it() {
     // Given services following shop/api with different policies
     let sandbox = Sandbox::start();
     let ecs = sandbox.ecs();
-    let before = seed_shop(&ecs).await;
+    let before = seed(&sandbox).await;
     let (function, wire) = function(&sandbox, false);
 
     // When 1.3.0 is pushed
-    let report = function.handle(push_of("1.3.0")).await.unwrap();
+    let report = function.handle(push_1_3_0()).await.unwrap();
 
-    // Then only `api` moves, to a new revision cloned from its running one
-    assert_eq!(report.deployed.len(), 1, "{report:#?}");
+    // Then `api` and both named containers of `pair` move, to new revisions cloned from their running ones
+    let moved: Vec<_> = report.deployed.iter().map(|d| d.id.service.as_str()).collect();
+    assert_eq!(moved, ["api", "pair"], "{report:#?}");
     let deployed = &report.deployed[0];
     assert_eq!((deployed.id.cluster.as_str(), deployed.id.service.as_str()), (CLUSTER, "api"));
     let new_arn = deployed.new_task_definition.clone().unwrap();
     assert!(new_arn.ends_with("task-definition/api:2"), "{new_arn}");
+    let pair: Vec<_> = report.deployed[1].images.iter().map(|i| i.container.as_str()).collect();
+    assert_eq!(pair, ["app", "worker"], "nightshift:containers names two containers, separated by a space");
     let after = running_task_definitions(&ecs).await;
     for (name, td) in &before {
         let now = &after.iter().find(|(n, _)| n == name).unwrap().1;
         if name == "api" {
             assert_eq!(now, &new_arn);
+        } else if name == "pair" {
+            assert!(now.ends_with("task-definition/pair:2"), "{now}");
         } else {
             assert_eq!(now, td, "{name} must not move");
         }
@@ -117,12 +139,15 @@ async fn a_push_rolls_out_to_exactly_the_services_whose_policy_takes_it() {
     assert_eq!(reason("preview"), "app: tracks latest, not 1.3.0");
     assert_eq!(reason("blue-green"), "deployed by CodeDeploy (the CODE_DEPLOY controller)");
     assert!(reason("odd").starts_with("policy not understood"), "{}", reason("odd"));
+    assert_eq!(reason("rc"), "app: 1.3.0 does not match glob:RC_*");
+    assert_eq!(reason("nightly"), "app: 1.3.0 does not match regex:nightly-[0-9]+");
     assert_eq!(reason("legacy"), "(not reported)");
-    assert_eq!(wire.count("RegisterTaskDefinition"), 1);
-    assert_eq!(wire.count("UpdateService"), 1);
-    assert_eq!(wire.count("DescribeServices"), 1, "seven services, one batch");
+    assert_eq!(wire.count("RegisterTaskDefinition"), 2);
+    assert_eq!(wire.count("UpdateService"), 2);
+    assert_eq!(wire.count("DescribeServices"), 1, "ten services, one batch");
+    assert_eq!(wire.count("DescribeImages"), 1, "one look at ECR for every change");
     // And each follower whose task definition was read now carries what it runs
-    assert_eq!(wire.count("TagResource"), 4, "api, worker, api-v2, preview");
+    assert_eq!(wire.count("TagResource"), 7, "api, worker, api-v2, preview, rc, nightly, pair");
     let records = ecs
         .describe_services()
         .cluster(CLUSTER)
@@ -139,7 +164,7 @@ async fn a_push_rolls_out_to_exactly_the_services_whose_policy_takes_it() {
 
     // And the same event again, even in a fresh process, reads no task definition and writes nothing
     let (fresh, wire) = self::function(&sandbox, false);
-    let again = fresh.handle(push_of("1.3.0")).await.unwrap();
+    let again = fresh.handle(push_1_3_0()).await.unwrap();
     assert!(again.deployed.is_empty());
     assert_eq!(
         reasons(&again).iter().find(|(n, _)| n == "api").unwrap().1,
@@ -152,25 +177,124 @@ async fn a_push_rolls_out_to_exactly_the_services_whose_policy_takes_it() {
 #[tokio::test]
 async fn a_tracked_tag_moves_when_its_digest_changes() {
     let sandbox = Sandbox::start();
-    let ecs = sandbox.ecs();
-    seed_shop(&ecs).await;
+    seed(&sandbox).await;
     let (function, _) = function(&sandbox, false);
-    let report = function.handle(push_of("latest")).await.unwrap();
+    let latest = push(&sandbox, "latest", "shop/api latest 2").await;
+    let report = function.handle(replay(&latest)).await.unwrap();
     let moved: Vec<_> = report.deployed.iter().map(|d| d.id.service.as_str()).collect();
     assert_eq!(moved, ["preview"]);
-    let again = function.handle(push_of("latest")).await.unwrap();
+    let again = function.handle(latest).await.unwrap();
     assert!(again.deployed.is_empty());
+}
+
+fn replay(event: &LambdaEvent<Value>) -> LambdaEvent<Value> {
+    LambdaEvent::new(event.payload.clone(), Context::default())
+}
+
+fn deployed(report: &DeployReport) -> Vec<&str> {
+    report.deployed.iter().map(|d| d.id.service.as_str()).collect()
+}
+
+fn skipped<'a>(report: &'a DeployReport, service: &str) -> &'a str {
+    report.skipped.iter().find(|s| s.id.service == service).map_or("(not skipped)", |s| s.reason.as_str())
+}
+
+#[tokio::test]
+async fn docker_labels_carry_glob_and_regex_policies_that_ecs_tags_cannot() {
+    // Given `rc` (service tag label, container label glob:RC_*) and `nightly` (service
+    // tag semver, overridden by its container's label regex:nightly-[0-9]+)
+    let sandbox = Sandbox::start();
+    seed(&sandbox).await;
+    let (function, _) = function(&sandbox, false);
+
+    // When RC_1.3.0 and then nightly-42 are pushed
+    let rc = function.handle(push(&sandbox, "RC_1.3.0", "rc 1.3.0").await).await.unwrap();
+    let nightly = function.handle(push(&sandbox, "nightly-42", "nightly 42").await).await.unwrap();
+
+    // Then each moves only its labelled container, and nothing else moves
+    assert_eq!(deployed(&rc), ["rc"], "{rc:#?}");
+    assert_eq!(deployed(&nightly), ["nightly"], "{nightly:#?}");
+    assert_eq!(skipped(&nightly, "rc"), "app: nightly-42 does not match glob:RC_*");
+    let td = sandbox
+        .ecs()
+        .describe_task_definition()
+        .task_definition(rc.deployed[0].new_task_definition.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let app = &td.task_definition().unwrap().container_definitions()[0];
+    assert_eq!(app.docker_labels().unwrap()["nightshift.deploy"], "glob:RC_*", "the label stays on the new revision");
+}
+
+#[tokio::test]
+async fn a_late_or_repeated_older_push_never_moves_a_service_backwards() {
+    // Given two pushes of `latest` and two nightly builds, in that order
+    let sandbox = Sandbox::start();
+    seed(&sandbox).await;
+    let (function, wire) = function(&sandbox, false);
+    let older_latest = push(&sandbox, "latest", "shop/api latest 2").await;
+    let newer_latest = push(&sandbox, "latest", "shop/api latest 3").await;
+    let older_nightly = push(&sandbox, "nightly-42", "nightly 42").await;
+    let newer_nightly = push(&sandbox, "nightly-43", "nightly 43").await;
+
+    // When their events arrive newest first, then the older ones late
+    assert_eq!(deployed(&function.handle(replay(&newer_latest)).await.unwrap()), ["preview"]);
+    assert_eq!(deployed(&function.handle(replay(&newer_nightly)).await.unwrap()), ["nightly"]);
+    wire.reset();
+    let late_latest = function.handle(replay(&older_latest)).await.unwrap();
+    let late_nightly = function.handle(replay(&older_nightly)).await.unwrap();
+
+    // Then nothing moves back, and the report says why
+    assert!(late_latest.deployed.is_empty() && late_nightly.deployed.is_empty());
+    assert_eq!(
+        skipped(&late_latest, "preview"),
+        "app: latest no longer names this image in ECR: a later push moved it"
+    );
+    let why = skipped(&late_nightly, "nightly");
+    assert!(why.starts_with("app: the running image was pushed at ") && why.contains(", after this push ("), "{why}");
+    assert_eq!((wire.count("RegisterTaskDefinition"), wire.count("UpdateService")), (0, 0));
+
+    // And the newest events again (a retry after a partial failure) change nothing either
+    wire.reset();
+    for event in [&newer_latest, &newer_nightly] {
+        assert!(function.handle(replay(event)).await.unwrap().deployed.is_empty());
+    }
+    assert_eq!(
+        (wire.count("RegisterTaskDefinition"), wire.count("UpdateService"), wire.count("TagResource")),
+        (0, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn a_push_whose_image_is_no_longer_in_ecr_is_not_deployed() {
+    let sandbox = Sandbox::start();
+    seed(&sandbox).await;
+    let (function, wire) = function(&sandbox, false);
+    let event = push(&sandbox, "RC_1.3.0", "rc 1.3.0").await;
+    let digest = event.payload["detail"]["image-digest"].as_str().unwrap().to_owned();
+    sandbox
+        .ecr()
+        .batch_delete_image()
+        .repository_name("shop/api")
+        .image_ids(aws_sdk_ecr::types::ImageIdentifier::builder().image_digest(&digest).build())
+        .send()
+        .await
+        .unwrap();
+    let report = function.handle(event).await.unwrap();
+    assert!(report.deployed.is_empty());
+    assert_eq!(skipped(&report, "rc"), format!("app: {digest} no longer exists in ECR"));
+    assert_eq!((wire.count("RegisterTaskDefinition"), wire.count("UpdateService")), (0, 0));
 }
 
 #[tokio::test]
 async fn dry_run_decides_and_registers_nothing() {
     let sandbox = Sandbox::start();
     let ecs = sandbox.ecs();
-    let before = seed_shop(&ecs).await;
+    let before = seed(&sandbox).await;
     let (function, wire) = function(&sandbox, true);
-    let report = function.handle(push_of("1.3.0")).await.unwrap();
+    let report = function.handle(push_1_3_0()).await.unwrap();
     assert!(report.dry_run);
-    assert_eq!(report.deployed.len(), 1);
+    assert_eq!(report.deployed.len(), 2);
     assert_eq!(report.deployed[0].new_task_definition, None);
     assert_eq!(
         (wire.count("RegisterTaskDefinition"), wire.count("UpdateService"), wire.count("TagResource")),
@@ -181,14 +305,20 @@ async fn dry_run_decides_and_registers_nothing() {
 }
 
 #[tokio::test]
-async fn a_push_no_policy_takes_costs_only_the_service_reads() {
+async fn a_push_no_policy_takes_costs_only_the_service_reads_once_the_followers_are_recorded() {
+    // Given a shop whose followers carry records (a first push read their revisions)
     let sandbox = Sandbox::start();
-    let ecs = sandbox.ecs();
-    seed_shop(&ecs).await;
-    // `track` could take any tag, so the only follower with it goes for this test.
-    ecs.delete_service().cluster(CLUSTER).service("preview").force(true).send().await.unwrap();
+    seed(&sandbox).await;
     let (function, wire) = function(&sandbox, false);
-    let report = function.handle(push_of("nightly-2026-11-26")).await.unwrap();
+    let first = function.handle(push(&sandbox, "release-2026-11-26", "release 1").await).await.unwrap();
+    assert!(first.deployed.is_empty() && first.failed.is_empty(), "{first:#?}");
+    assert_eq!(wire.count("TagResource"), 7);
+
+    // When a tag no policy or label takes is pushed, in a fresh process
+    let (fresh, wire) = self::function(&sandbox, false);
+    let report = fresh.handle(push(&sandbox, "release-2026-11-27", "release 2").await).await.unwrap();
+
+    // Then only the services were read
     assert!(report.deployed.is_empty() && report.failed.is_empty());
     assert_eq!(wire.all().into_keys().collect::<Vec<_>>(), ["DescribeServices", "ListServices"]);
 }
@@ -197,16 +327,17 @@ async fn a_push_no_policy_takes_costs_only_the_service_reads() {
 async fn a_revision_read_once_is_not_read_again_even_by_a_fresh_process() {
     // Given a function that has seen one push (track could take any tag, so a revision was read and recorded)
     let sandbox = Sandbox::start();
-    seed_shop(&sandbox.ecs()).await;
+    seed(&sandbox).await;
     let (warm, wire) = function(&sandbox, false);
-    warm.handle(push_of("nightly-1")).await.unwrap();
-    assert_eq!((wire.count("DescribeTaskDefinition"), wire.count("TagResource")), (1, 1));
+    warm.handle(push(&sandbox, "build-1", "build 1").await).await.unwrap();
+    assert_eq!((wire.count("DescribeTaskDefinition"), wire.count("TagResource")), (7, 7));
 
     // When another push concerns none of the services, then no task definition is read again,
     // in the same warm process or in a cold one
-    for (function, wire) in [(warm, wire), function(&sandbox, false)] {
+    for (n, (function, wire)) in [(warm, wire), function(&sandbox, false)].into_iter().enumerate() {
         wire.reset();
-        let report = function.handle(push_of("nightly-2")).await.unwrap();
+        let tag = format!("build-{}", n + 2);
+        let report = function.handle(push(&sandbox, &tag, &tag).await).await.unwrap();
         assert!(report.deployed.is_empty());
         assert_eq!(wire.all().into_keys().collect::<Vec<_>>(), ["DescribeServices", "ListServices"]);
     }
@@ -215,8 +346,7 @@ async fn a_revision_read_once_is_not_read_again_even_by_a_fresh_process() {
 #[tokio::test]
 async fn events_that_are_not_a_tagged_successful_push_change_nothing() {
     let sandbox = Sandbox::start();
-    let ecs = sandbox.ecs();
-    seed_shop(&ecs).await;
+    seed(&sandbox).await;
     let (function, wire) = function(&sandbox, false);
     let mut deletion = event("deploy-on-push.ecr-push.json");
     deletion["detail"]["action-type"] = json!("DELETE");
@@ -237,7 +367,7 @@ async fn events_that_are_not_a_tagged_successful_push_change_nothing() {
 async fn the_built_binary_rolls_out_a_push_once() {
     let sandbox = Sandbox::start();
     let ecs = sandbox.ecs();
-    seed_shop(&ecs).await;
+    seed(&sandbox).await;
     let mut env = sandbox.function_env();
     env.push(("CLUSTERS".into(), CLUSTER.into()));
     let mut process = FunctionProcess::spawn(&binary("deploy-on-push"), &env);
@@ -245,7 +375,7 @@ async fn the_built_binary_rolls_out_a_push_once() {
     let report = process.invoke(&event("deploy-on-push.ecr-push.json")).response();
     let deployed: Vec<_> =
         report["deployed"].as_array().unwrap().iter().map(|d| d["service"].as_str().unwrap()).collect();
-    assert_eq!(deployed, ["api"]);
+    assert_eq!(deployed, ["api", "pair"]);
     assert_eq!(report["deployed"][0]["images"][0]["container"], "app");
 
     let again = process.invoke(&event("deploy-on-push.ecr-push.json")).response();

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::event::Push;
 use crate::image::{ImageRef, ecr_registry};
 use crate::policy::{DeployPolicy, Running, ServicePolicy, Verdict, decide};
-use crate::record::{IMAGE_TAG_PREFIX, LABEL_ELSEWHERE, Record, container_label, running_tag, service_registry};
+use crate::record::{IMAGE_TAG_PREFIX, Record, container_label, running_tag, service_registry};
 
 /// The service tag that opts a service in, and holds its policy.
 pub const DEPLOY_TAG: &str = "nightshift:deploy";
@@ -125,9 +125,6 @@ fn triage_by_record(
             || named.as_ref().is_some_and(|named| !named.contains(&recorded.container.as_str()))
         {
             continue;
-        }
-        if recorded.policy.as_deref() == Some(LABEL_ELSEWHERE) {
-            return Candidate::Examine;
         }
         let container = match container_policy(policy, recorded.policy.as_deref()) {
             Ok(Some(container)) => container,
@@ -502,8 +499,14 @@ mod tests {
                 skip(&format!("no container of {ECR}/shop/api carries the docker label nightshift.deploy")),
             ),
             ("label", "api:7 app=shop/api:1.2.0=minor", &[], "123456789012", Candidate::Examine),
-            // A glob or regex label only the task definition holds
-            ("label", "api:7 app=shop/api:RC_1.2.0=label", &[], "123456789012", Candidate::Examine),
+            // A glob label, escaped in the record
+            (
+                "label",
+                "api:7 app=shop/api:RC_1.2.0=glob:RC_@2A",
+                &[],
+                "123456789012",
+                skip("app: 1.3.0 does not match glob:RC_*"),
+            ),
         ];
         for (policy, record, extra, account, want) in table {
             assert_eq!(

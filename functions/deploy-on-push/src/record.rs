@@ -6,11 +6,12 @@
 //! The value is `<family>:<revision>` and then, for each container whose image
 //! is in the service's own ECR registry, `<container>=<repository>[:<tag>][=<policy>]`,
 //! separated by spaces (tag values allow no commas), at most 256 characters:
-//! `api:7 app=shop/api:1.2.0 envoy=shop/envoy=patch`. The policy is the
-//! container's docker label `nightshift.deploy` when it has one: the label
-//! itself when it is a word ECS tags can hold, else `label` (a `glob:` or
-//! `regex:`, which only the task definition holds). A record whose revision is
-//! not the one the service runs is stale and ignored.
+//! `api:7 app=shop/api:1.2.0 envoy=shop/envoy=patch rc=shop/rc:RC_1.0.0=glob:RC_@2A`.
+//! The policy is the container's docker label `nightshift.deploy` when it has
+//! one, with every character but letters, digits and `_.:/+-` written `@XX`
+//! (its UTF-8 bytes in hex), since ECS tag values cannot hold `*`, `[`, `|`
+//! and the like. A record whose revision is not the one the service runs is
+//! stale and ignored.
 //!
 //! This module owns what a revision runs; the decisions in `plan` read it.
 
@@ -24,8 +25,42 @@ use crate::policy::DEPLOY_LABEL;
 pub const RUNNING_TAG: &str = "nightshift:running";
 /// Task-definition tag prefix recording the tag a container was deployed from.
 pub const IMAGE_TAG_PREFIX: &str = "nightshift:image-tag/";
-/// The recorded policy of a container whose label only its task definition can hold.
-pub const LABEL_ELSEWHERE: &str = "label";
+
+/// A label as the record holds it: `@XX` for each byte outside `[A-Za-z0-9_.:/+-]`.
+fn escape(label: &str) -> String {
+    let mut out = String::with_capacity(label.len());
+    for c in label.chars() {
+        if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '/' | '+' | '-') {
+            out.push(c);
+        } else {
+            let mut bytes = [0; 4];
+            for b in c.encode_utf8(&mut bytes).bytes() {
+                out.push_str(&format!("@{b:02X}"));
+            }
+        }
+    }
+    out
+}
+
+/// The label back from [`escape`]; `None` for a malformed escape.
+fn unescape(recorded: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(recorded.len());
+    let mut rest = recorded.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'@' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
+                return None;
+            }
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
 
 /// The tag a container runs: the one recorded on its revision when nightshift
 /// deployed it (behind a digest), else its image's own.
@@ -44,7 +79,7 @@ pub struct Recorded {
     pub repository: String,
     /// The tag it was deployed from; `None` when not known (an image pinned by digest alone).
     pub tag: Option<String>,
-    /// Its docker label's policy, or [`LABEL_ELSEWHERE`]; `None` without a label.
+    /// Its docker label `nightshift.deploy`, as set; `None` without a label.
     pub policy: Option<String>,
 }
 
@@ -80,11 +115,7 @@ impl Record {
                     return None;
                 }
                 let tag = running_tag(td_tags, name, &image);
-                let policy = container_label(c).map(|label| {
-                    let label = label.trim();
-                    let holdable = !label.contains('=') && tag_problem(RUNNING_TAG, label).is_none();
-                    if holdable { label.to_owned() } else { LABEL_ELSEWHERE.to_owned() }
-                });
+                let policy = container_label(c).map(|label| label.trim().to_owned());
                 Some(Recorded { container: name.to_owned(), repository: image.repository, tag, policy })
             })
             .collect();
@@ -105,7 +136,7 @@ impl Record {
             }
             if let Some(policy) = &c.policy {
                 value.push('=');
-                value.push_str(policy);
+                value.push_str(&escape(policy));
             }
         }
         tag_problem(RUNNING_TAG, &value).is_none().then_some(value)
@@ -117,8 +148,13 @@ impl Record {
         let containers = words
             .map(|word| {
                 let mut parts = word.split('=');
-                let (container, image, policy) = (parts.next()?, parts.next()?, parts.next());
-                if parts.next().is_some() || policy.is_some_and(str::is_empty) {
+                let (container, image) = (parts.next()?, parts.next()?);
+                let policy = match parts.next() {
+                    Some(escaped) if !escaped.is_empty() => Some(unescape(escaped)?),
+                    Some(_) => return None,
+                    None => None,
+                };
+                if parts.next().is_some() {
                     return None;
                 }
                 let (repository, tag) = match image.split_once(':') {
@@ -129,7 +165,7 @@ impl Record {
                     container: container.to_owned(),
                     repository: repository.to_owned(),
                     tag,
-                    policy: policy.map(str::to_owned),
+                    policy,
                 })
             })
             .collect::<Option<Vec<_>>>()?;
@@ -165,13 +201,15 @@ mod tests {
             container("nginx", "nginx:1.27"),
             container("bare", &format!("{ECR}/shop/bare@sha256:bbbb")),
             labelled("rc", &format!("{ECR}/shop/rc:RC_1.0.0"), "glob:RC_*"),
+            labelled("n", &format!("{ECR}/shop/n:n-1"), "regex:n-[0-9]+|é@x"),
         ];
         let tags = [Tag::builder().key("nightshift:image-tag/app").value("1.2.0").build()];
         let record = Record::of(TD, &containers, &tags, ECR);
         let value = record.render().unwrap();
         assert_eq!(
             value,
-            "api:7 app=shop/api:1.2.0 envoy=shop/envoy:v1.30.1=patch bare=shop/bare rc=shop/rc:RC_1.0.0=label"
+            "api:7 app=shop/api:1.2.0 envoy=shop/envoy:v1.30.1=patch bare=shop/bare rc=shop/rc:RC_1.0.0=glob:RC_@2A \
+             n=shop/n:n-1=regex:n-@5B0-9@5D+@7C@C3@A9@40x"
         );
         assert_eq!(nightshift::ecs::tag_problem(RUNNING_TAG, &value), None, "ECS takes the record");
         assert_eq!(Record::parse(&value), Some(record));
@@ -183,7 +221,17 @@ mod tests {
         let containers =
             [container("a", &format!("{ECR}/{long}:1.0.0")), container("b", &format!("{ECR}/{long}:1.0.0"))];
         assert_eq!(Record::of(TD, &containers, &[], ECR).render(), None);
-        for mangled in ["", "api", "api:7 app", "api:7 =shop/api:1", "api:7 app=", "api:7 a=b:1=", "api:7 a=b=c=d"] {
+        for mangled in [
+            "",
+            "api",
+            "api:7 app",
+            "api:7 =shop/api:1",
+            "api:7 app=",
+            "api:7 a=b:1=",
+            "api:7 a=b=c=d",
+            "api:7 a=b=@2",
+            "api:7 a=b=@zz",
+        ] {
             assert_eq!(Record::parse(mangled), None, "{mangled:?}");
         }
         assert_eq!(Record::parse("api:7").map(|r| r.containers.len()), Some(0));

@@ -79,7 +79,7 @@ async fn subject(name: &'static str, sandbox: &Sandbox) -> Subject {
             }
         }
         "deploy-on-push" => {
-            seed_shop(&sandbox.ecs()).await;
+            seed_shop(&sandbox.ecs(), &sandbox.ecr()).await;
             let mut ignored = event("deploy-on-push.ecr-push.json");
             ignored["detail"]["action-type"] = json!("DELETE");
             Subject {
@@ -197,21 +197,27 @@ async fn measure(name: &'static str) -> Value {
 async fn deploy_costs() -> Value {
     let binary = release_binary("deploy-on-push");
     let sandbox = Sandbox::start();
-    seed_shop(&sandbox.ecs()).await;
+    seed_shop(&sandbox.ecs(), &sandbox.ecr()).await;
     let upstream = sandbox.endpoint().trim_start_matches("http://").to_owned();
     let proxy = RecordingProxy::start(&upstream);
     let env = env_through(&proxy, &sandbox, &[("CLUSTERS".into(), platform::CLUSTER.into())]);
-    let push = |repository: &str, tag: &str, digest: char| {
+    let ecr = sandbox.ecr();
+    let mut pushed = Vec::new();
+    for (repository, tag) in
+        [("nobody/uses-this", "nightly-2026-11-26"), ("nobody/uses-this", "nightly-2026-11-27"), ("shop/api", "1.4.0")]
+    {
+        let digest = platform::push_image(&ecr, repository, tag, &format!("{repository} {tag}")).await;
         let mut push = event("deploy-on-push.ecr-push.json");
         push["detail"]["repository-name"] = json!(repository);
         push["detail"]["image-tag"] = json!(tag);
-        push["detail"]["image-digest"] = json!(format!("sha256:{}", digest.to_string().repeat(64)));
-        push
-    };
+        push["detail"]["image-digest"] = json!(digest);
+        pushed.push(push);
+    }
+    let [nobody_1, nobody_2, api_1_4_0] = <[Value; 3]>::try_from(pushed).expect("three pushes");
     let mut costs = serde_json::Map::new();
     for (when, [nobody, one]) in [
-        ("first_sight", [push("nobody/uses-this", "nightly-2026-11-26", 'a'), push("shop/api", "1.3.0", 'b')]),
-        ("cold_process_after", [push("nobody/uses-this", "nightly-2026-11-27", 'c'), push("shop/api", "1.4.0", 'd')]),
+        ("first_sight", [nobody_1, event("deploy-on-push.ecr-push.json")]),
+        ("cold_process_after", [nobody_2, api_1_4_0]),
     ] {
         let mut process = FunctionProcess::spawn(&binary, &env);
         process.invoke(&nobody).response();
