@@ -332,3 +332,86 @@ async fn the_built_binaries_sleep_and_wake_the_group() {
     let report = sleeper.invoke(&event("scale-to-zero.schedule.json")).response();
     assert_eq!(report["decision"], "none", "the file just landed: {report}");
 }
+
+/// One interleaving: scale-to-zero puts the idle group to sleep with every
+/// UpdateService answered slowly, and a file lands `offset_ms` after it began.
+async fn sleep_crossed_by_ingress(offset_ms: u64) -> (Vec<(String, i32)>, (i32, i32), usize) {
+    let group = Group::seeded().await;
+    let now = Utc::now();
+    group.record_activity(now - Duration::hours(2)).await;
+    group.sandbox.slow("UpdateService", 0.4);
+    let sleeper = group.scale_to_zero(config(&[]), now);
+    let waker = group.scale_on_ingress(config(&[("INGRESS_PREFIX", "landing/")]), now);
+    let ingress = async {
+        tokio::time::sleep(std::time::Duration::from_millis(offset_ms)).await;
+        waker.handle(s3_notification_at(now - Duration::seconds(30))).await
+    };
+    let (slept, woke) = tokio::join!(sleeper.handle(scheduled()), ingress);
+    let (slept, woke) = (slept.unwrap(), woke.unwrap());
+    assert_eq!(slept.decision, Decision::Sleep, "offset {offset_ms} ms: {slept:#?}");
+    assert!(woke.problems.is_empty() && slept.problems.is_empty(), "{woke:#?}");
+    group.sandbox.slow("UpdateService", 0.0);
+    let memory =
+        group.state().await.values().map(|(_, tags)| tags.keys().filter(|k| k.ends_with("capacity")).count()).sum();
+    (group.desired().await, group.code_location_capacity().await, memory)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn whatever_the_interleaving_a_sleep_crossed_by_ingress_ends_with_the_group_awake() {
+    // Given an idle group going to sleep, each UpdateService taking 0.4 s (the sleep takes about 1.5 s),
+    // when a file lands before, during (after each of its steps) and after the sleep
+    let offsets = [0, 150, 450, 850, 1250, 1700, 2600];
+    let ends = run_all_at_once(offsets.iter().map(|&ms| sleep_crossed_by_ingress(ms))).await;
+
+    // Then once both have run the group is fully awake: every service at its count, the capacity restored, no memory left
+    for (offset, (desired, capacity, memory)) in offsets.iter().zip(ends) {
+        assert_eq!(desired, awake(), "file landed {offset} ms into the sleep");
+        assert_eq!(capacity, (1, 4), "file landed {offset} ms into the sleep");
+        assert_eq!(memory, 0, "file landed {offset} ms into the sleep");
+    }
+}
+
+/// Runs the futures concurrently (each interleaving has its own sandbox).
+async fn run_all_at_once<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.expect("an interleaving panicked"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_wake_that_finds_a_target_at_zero_with_nothing_remembered_reports_it() {
+    // Given the group asleep, and someone removing the remembered capacity by hand
+    let group = Group::seeded().await;
+    let now = Utc::now();
+    group.scale_to_zero(config(&[]), now).handle(scheduled()).await.unwrap();
+    group
+        .ecs
+        .untag_resource()
+        .resource_arn(format!("arn:aws:ecs:us-east-1:123456789012:service/{DAGSTER}/code-location"))
+        .tag_keys("nightshift:min-capacity")
+        .tag_keys("nightshift:max-capacity")
+        .send()
+        .await
+        .unwrap();
+
+    // When a file lands
+    let report =
+        group.scale_on_ingress(config(&[]), now).handle(s3_notification_at(now - Duration::seconds(5))).await.unwrap();
+
+    // Then the group wakes, and the report says what it could not bring back
+    assert_eq!(group.desired().await, awake());
+    assert_eq!(
+        report.problems,
+        [format!(
+            "{DAGSTER}/code-location: its scalable target is at 0..0 and no capacity is remembered \
+             (nightshift:min-capacity, nightshift:max-capacity); set its capacity by hand"
+        )]
+    );
+}

@@ -2,7 +2,12 @@
 //! last activity (`nightshift:last-activity`) and wake the group if it sleeps.
 //!
 //! Parse (S3 or EventBridge) -> observe (services, scalable targets) -> plan
-//! (activity tags, wake) -> apply -> report.
+//! (activity tags) -> apply -> observe again -> plan (wake) -> apply -> report.
+//!
+//! The wake is planned from what the group is after the activity is recorded:
+//! a scale-to-zero that read the old activity and sleeps meanwhile either
+//! sees the new one when it looks again after its sleep (and wakes the group),
+//! or has finished before this second look, which then finds it asleep.
 
 pub mod event;
 
@@ -39,6 +44,8 @@ pub struct IngressReport {
     pub reasons: Vec<String>,
     pub services: Vec<ServiceReport>,
     pub left_alone: Vec<LeftAlone>,
+    /// What the wake could not bring back (a scalable target at 0..0 with no capacity remembered).
+    pub problems: Vec<String>,
 }
 
 pub struct ScaleOnIngress {
@@ -76,13 +83,19 @@ impl ScaleOnIngress {
         let members = scale_aws::observe_members(&self.group).await?;
         let activity = plan::plan_activity(&members, at);
         report.activity_recorded = activity.iter().map(|p| members[p.member].service.clone()).collect();
+        let recorded = !activity.is_empty() && !self.group.config.dry_run;
         let (_, mut failures) = scale_aws::execute(&self.group, &members, activity).await;
+        // A newly recorded activity: wake from the group as it is now, not as it was before.
+        let members = if recorded { scale_aws::observe_members(&self.group).await? } else { members };
 
         // Ingress only ever wakes: runs in flight matter for sleeping, which is scale-to-zero's.
         let last = plan::last_activity(&members).max(Some(at));
         let need = plan::assess(now, &self.group.config.schedule, self.group.config.idle(), last, None);
         let wake = if need.needed { plan::plan_wake(&members) } else { Vec::new() };
         report.decision = Some(if wake.is_empty() { Decision::None } else { Decision::Wake });
+        if need.needed {
+            report.problems = plan::wake_problems(&members);
+        }
         report.reasons = need.reasons;
         info!(group = %self.group.config.group, keys = report.keys_total, %at, decision = ?report.decision, "ingress");
         let (services, wake_failures) = scale_aws::execute(&self.group, &members, wake).await;

@@ -3,7 +3,8 @@
 //!
 //! Parse (schedule) -> observe (services, scalable targets, runs) -> plan
 //! (need, sleep or wake) -> apply -> report. Fail safe: if anything it must
-//! read fails, nothing is scaled down.
+//! read fails, nothing is scaled down. A sleep that crossed an ingress (the
+//! group's last activity moved while it ran) wakes the group again at once.
 
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
@@ -32,6 +33,20 @@ pub struct ScaleToZeroReport {
     /// What was done (with `DRY_RUN`, would be done) to each service, in order.
     pub services: Vec<ServiceReport>,
     pub left_alone: Vec<LeftAlone>,
+    /// What a wake could not bring back (a scalable target at 0..0 with no capacity remembered).
+    pub problems: Vec<String>,
+    /// After a sleep: the group read again, and woken if ingress arrived meanwhile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_sleep: Option<AfterSleep>,
+}
+
+/// The second look a sleep takes at the group once it has run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AfterSleep {
+    pub last_activity: Option<DateTime<Utc>>,
+    /// `true` when ingress arrived during the sleep, and the group was woken again.
+    pub woken: bool,
+    pub services: Vec<ServiceReport>,
 }
 
 pub struct ScaleToZero {
@@ -53,7 +68,15 @@ impl ScaleToZero {
         let need = plan::assess(now, &self.group.config.schedule, self.group.config.idle(), last_activity, Some(&runs));
         let (decision, plans) = plan::decide(&need, &members);
         info!(group = %self.group.config.group, ?decision, reasons = ?need.reasons, members = members.len(), "decision");
-        let (services, failures) = scale_aws::execute(&self.group, &members, plans).await;
+        let problems = if decision == Decision::Wake { plan::wake_problems(&members) } else { Vec::new() };
+        let (services, mut failures) = scale_aws::execute(&self.group, &members, plans).await;
+        let after_sleep = if decision == Decision::Sleep && !self.group.config.dry_run {
+            let (after, wake_failures) = self.wake_if_ingress_crossed(&members, last_activity).await?;
+            failures.extend(wake_failures);
+            Some(after)
+        } else {
+            None
+        };
         let report = ScaleToZeroReport {
             function: FUNCTION,
             dry_run: self.group.config.dry_run,
@@ -66,8 +89,31 @@ impl ScaleToZero {
             runs_in_flight: runs,
             services,
             left_alone: left_alone(&members),
+            problems,
+            after_sleep,
         };
         nightshift::emit(FUNCTION, &report);
         if failures.is_empty() { Ok(report) } else { Err(ScaleError::Failed { failures }) }
+    }
+
+    /// scale-on-ingress may record activity while this sleep runs, and wake
+    /// what it finds asleep before this sleep has finished. So once the sleep
+    /// is done the group is read again: when its last activity has moved, the
+    /// whole group wakes, each target restored to the capacity remembered or,
+    /// where a crossing wake took that memory away, the capacity read before.
+    async fn wake_if_ingress_crossed(
+        &self,
+        before: &[nightshift::scale::Member],
+        decided_on: Option<DateTime<Utc>>,
+    ) -> Result<(AfterSleep, Vec<String>), ScaleError> {
+        let mut members = scale_aws::observe_members(&self.group).await?;
+        let last_activity = plan::last_activity(&members);
+        if last_activity <= decided_on {
+            return Ok((AfterSleep { last_activity, woken: false, services: Vec::new() }, Vec::new()));
+        }
+        plan::recall_capacity(&mut members, before);
+        info!(group = %self.group.config.group, ?last_activity, "ingress arrived during the sleep; waking again");
+        let (services, failures) = scale_aws::execute(&self.group, &members, plan::plan_wake(&members)).await;
+        Ok((AfterSleep { last_activity, woken: true, services }, failures))
     }
 }

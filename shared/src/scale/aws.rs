@@ -103,6 +103,12 @@ pub fn member_of(service: &Service, group: &str) -> Option<Member> {
         remembered,
         target: None,
         problem: (!problems.is_empty()).then(|| problems.join("; ")),
+        tag_count: service
+            .tags()
+            .iter()
+            .filter_map(Tag::key)
+            .filter(|k| !k.to_ascii_lowercase().starts_with("aws:"))
+            .count(),
     })
 }
 
@@ -131,6 +137,7 @@ pub async fn observe_members(group: &ScaleGroup) -> Result<Vec<Member>, ScaleErr
             }
         }
     }
+    super::plan::mark_tag_room(&mut members);
     Ok(members)
 }
 

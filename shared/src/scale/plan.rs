@@ -22,8 +22,11 @@ pub struct Member {
     pub remembered: Option<(i32, i32)>,
     /// The Application Auto Scaling target's (min, max), if it has one.
     pub target: Option<(i32, i32)>,
-    /// Tags that could not be read; such a service is left alone.
+    /// Tags that could not be read, or no room for the tags nightshift would
+    /// write; such a service is left alone.
     pub problem: Option<String>,
+    /// How many tags the service carries (those starting `aws:` aside).
+    pub tag_count: usize,
 }
 
 /// Whether the group is needed now, and every reason, in words.
@@ -76,6 +79,51 @@ pub fn assess(
         None => {}
     }
     Need { needed, reasons }
+}
+
+/// Marks the members that have no room for the tags nightshift would write
+/// on them (ECS takes at most 50): the last activity, and the capacity a sleep
+/// remembers. They are left alone rather than half done.
+pub fn mark_tag_room(members: &mut [Member]) {
+    for m in members.iter_mut().filter(|m| m.problem.is_none()) {
+        let mut needed = usize::from(m.last_activity.is_none());
+        if m.remembered.is_none() && m.target.is_some_and(|t| t != (0, 0)) {
+            needed += 2;
+        }
+        if m.tag_count + needed > crate::ecs::MAX_TAGS {
+            m.problem = Some(format!(
+                "it carries {} tags and nightshift may need {needed} more; ECS allows {} on a service",
+                m.tag_count,
+                crate::ecs::MAX_TAGS
+            ));
+        }
+    }
+}
+
+/// Members a wake cannot fully bring back: a scalable target at 0..0 with no
+/// capacity remembered (someone set it so, or the memory was lost).
+pub fn wake_problems(members: &[Member]) -> Vec<String> {
+    members
+        .iter()
+        .filter(|m| m.problem.is_none() && m.target == Some((0, 0)) && m.remembered.is_none())
+        .map(|m| {
+            format!(
+                "{}/{}: its scalable target is at 0..0 and no capacity is remembered \
+                 (nightshift:min-capacity, nightshift:max-capacity); set its capacity by hand",
+                m.cluster, m.service
+            )
+        })
+        .collect()
+}
+
+/// The capacity a sleep read, for a member whose memory of it another run
+/// removed while this sleep put its target to 0..0 again (a wake that crossed
+/// the sleep). `before` is the members as the sleep observed them.
+pub fn recall_capacity(members: &mut [Member], before: &[Member]) {
+    for m in members.iter_mut().filter(|m| m.remembered.is_none() && m.target == Some((0, 0))) {
+        let read = before.iter().find(|b| b.arn == m.arn).and_then(|b| b.target).filter(|t| *t != (0, 0));
+        m.remembered = read;
+    }
 }
 
 /// The latest activity recorded on any member.
@@ -215,6 +263,7 @@ mod tests {
             remembered: None,
             target: None,
             problem: None,
+            tag_count: 3,
         }
     }
 
@@ -323,6 +372,48 @@ mod tests {
         assert!(plan_sleep(std::slice::from_ref(&odd)).is_empty());
         odd.desired = 0;
         assert!(plan_wake(std::slice::from_ref(&odd)).is_empty());
+    }
+
+    #[test]
+    fn a_service_without_room_for_nightshifts_tags_is_left_alone() {
+        // (tags it carries, its target, remembered, last activity known, left alone?)
+        let table = [
+            (47, Some((1, 4)), None, false, false),
+            (48, Some((1, 4)), None, false, true),
+            (48, Some((1, 4)), None, true, false),
+            (49, None, None, false, false),
+            (50, None, None, false, true),
+            (50, Some((0, 0)), Some((1, 4)), true, false),
+        ];
+        for (tags, target, remembered, active, alone) in table {
+            let mut m = member("daemon", 1, 1);
+            (m.tag_count, m.target, m.remembered) = (tags, target, remembered);
+            m.last_activity = active.then(now);
+            let mut members = [m];
+            mark_tag_room(&mut members);
+            assert_eq!(members[0].problem.is_some(), alone, "{tags} {target:?} {remembered:?} {active}");
+        }
+    }
+
+    #[test]
+    fn a_target_at_zero_with_nothing_remembered_is_a_problem_unless_the_sleep_recalls_it() {
+        let mut code = member("code-location", 0, 0);
+        code.target = Some((0, 0));
+        let mut members = vec![code.clone()];
+        assert_eq!(
+            wake_problems(&members),
+            ["dagster/code-location: its scalable target is at 0..0 and no capacity is remembered \
+              (nightshift:min-capacity, nightshift:max-capacity); set its capacity by hand"]
+        );
+        let mut before = code.clone();
+        before.target = Some((1, 4));
+        recall_capacity(&mut members, &[before]);
+        assert_eq!(members[0].remembered, Some((1, 4)));
+        assert!(wake_problems(&members).is_empty());
+        assert_eq!(
+            plan_wake(&members)[0].steps,
+            [Step::SetCapacity { min: 1, max: 4 }, Step::ForgetCapacity, Step::SetDesired { count: 1 }]
+        );
     }
 
     #[test]
