@@ -24,7 +24,9 @@ It is as strict as AWS where moto is lenient (see strict.py): ECS and
 Application Auto Scaling requests are checked against the published API
 models; ECR keeps an image, untagged, when its tag moves to another image (moto
 forgets it), and records push times to the microsecond (moto: whole seconds),
-as ECR does.
+as ECR does; an image's digest is the SHA-256 of its manifest, as ECR's is;
+S3's ListObjectVersions resumes after a KeyMarker whose key is gone, as S3
+does (moto drops the next key's first version).
 
 It also answers one service's requests one at a time (the service named in the
 request's SigV4 credential scope). moto's backends are not thread-safe: a
@@ -133,6 +135,34 @@ def _ecr_keeps_images_whose_tag_moves() -> None:
 
 
 _ecr_keeps_images_whose_tag_moves()
+
+
+def _s3_key_marker_as_s3_reads_it() -> None:
+    """ListObjectVersions with a KeyMarker and no VersionIdMarker lists the keys
+    after the marker, as S3 does. moto instead drops the first version at or
+    after it: the first version of the next key when the marker's key is gone,
+    and keeps the marker key's other versions."""
+    from moto.s3 import models
+
+    original = models.S3Backend.list_object_versions
+
+    def list_object_versions(self, bucket_name, delimiter=None, key_marker=None, max_keys=1000, prefix="",
+                             version_id_marker=None):
+        if key_marker is not None and not version_id_marker:
+            bucket = self.get_bucket(bucket_name)
+            before = [v for _, versions in bucket.keys.iterlists() for v in versions if v.name <= key_marker]
+            if not before:
+                key_marker = None
+            else:
+                # The last entry in listing order (by name, newest first) at or before the marker.
+                last = max(before, key=lambda v: (v.name, -models.unix_time_millis(v.last_modified)))
+                key_marker, version_id_marker = last.name, last.version_id
+        return original(self, bucket_name, delimiter, key_marker, max_keys, prefix, version_id_marker)
+
+    models.S3Backend.list_object_versions = list_object_versions
+
+
+_s3_key_marker_as_s3_reads_it()
 
 BACKDATE_PATH = "/_sandbox/backdate"
 NETWORK_PATH = "/_sandbox/default-network"

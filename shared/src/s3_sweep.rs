@@ -130,11 +130,25 @@ impl Deadline {
     }
 }
 
-/// Where a listing goes on from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a listing goes on from: after `key` (every version of it) when
+/// `version_id` is `None`, else after that version of `key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Marker {
     pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,
+}
+
+impl Marker {
+    /// Whether a listed entry comes at or before this marker in listing order
+    /// (for a version marker, only the keys before it count: its other
+    /// versions' order is not known from the entry alone).
+    fn covers(&self, key: &str) -> bool {
+        match self.version_id {
+            None => key <= self.key.as_str(),
+            Some(_) => key < self.key.as_str(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -255,8 +269,19 @@ pub struct SweepTally {
     /// All the versions that could not be deleted; the first 100 are in `errors`.
     pub errors_total: u64,
     pub errors: Vec<KeyError>,
-    /// False when the sweep stopped at the deadline.
+    /// True when the sweep covered the whole prefix (from where it resumed,
+    /// round to it again); false when it stopped at the deadline.
     pub complete: bool,
+}
+
+/// A sweep's outcome: what it did, and where the next one goes on from.
+#[derive(Debug, Default)]
+pub struct SweepRun {
+    pub tally: SweepTally,
+    /// Where the next run resumes; `None`: at the start of the prefix.
+    pub resume_at: Option<Marker>,
+    /// The listing reached the end of the prefix and went on from its start.
+    pub wrapped: bool,
 }
 
 impl SweepTally {
@@ -297,18 +322,25 @@ pub struct Sweep {
 impl Sweep {
     /// Lists every version and delete marker under the prefix and deletes
     /// those `select` picks, in batches of up to 1000, deletes running while
-    /// the listing goes on. Stops cleanly (`complete: false`) at the deadline.
+    /// the listing goes on. Starts after `resume_from` when given, and on
+    /// reaching the end of the prefix goes on from its start up to there.
+    /// Stops cleanly at the deadline, saying where the next run resumes.
     pub async fn run(
         &self,
         clock: &dyn Clock,
         deadline: Deadline,
+        resume_from: Option<Marker>,
         select: impl Fn(&Listed) -> bool,
-    ) -> Result<SweepTally, S3Error> {
+    ) -> Result<SweepRun, S3Error> {
         let (bucket, prefix) = (&self.bucket, &self.prefix);
         let mut tally = SweepTally::default();
         let mut batcher = Batcher::default();
         let mut in_flight: JoinSet<(Vec<Listed>, Vec<KeyError>)> = JoinSet::new();
-        let mut from: Option<Marker> = None;
+        // Where the next page is listed from (exactly), and where a later run would resume.
+        let mut from: Option<Marker> = resume_from.clone();
+        let mut resume_at: Option<Marker> = resume_from.clone();
+        // After wrapping round: the part before where this run began.
+        let mut wrapped = false;
         // The expired entry the next listing resumes from is deleted only once
         // that listing is back: moto cannot resume from a marker that is gone.
         let mut held: Option<Listed> = None;
@@ -321,11 +353,24 @@ impl Sweep {
                 Ok(page) => page,
                 Err(err) => break Err(err),
             };
-            tally.scanned += page.entries.len() as u64;
             if let Some(listed) = held.take() {
                 self.enqueue(listed, &mut batcher, &mut in_flight, &mut tally).await;
             }
+            let bound = if wrapped { resume_from.as_ref() } else { None };
+            let mut beyond_bound = false;
+            // The last key of the page whose every version is in it: a later run resumes after it.
+            let mut whole_key: Option<String> = None;
             for listed in page.entries {
+                if bound.is_some_and(|b| !b.covers(&listed.key)) {
+                    beyond_bound = true;
+                    continue;
+                }
+                tally.scanned += 1;
+                if page.next.as_ref().is_none_or(|next| listed.key < next.key)
+                    && whole_key.as_ref().is_none_or(|k| *k < listed.key)
+                {
+                    whole_key = Some(listed.key.clone());
+                }
                 if !select(&listed) {
                     continue;
                 }
@@ -336,9 +381,23 @@ impl Sweep {
                     self.enqueue(listed, &mut batcher, &mut in_flight, &mut tally).await;
                 }
             }
-            match page.next {
-                Some(next) => from = Some(next),
-                None => break Ok(true),
+            let next = page.next.filter(|next| !beyond_bound && bound.is_none_or(|b| b.covers(&next.key)));
+            match next {
+                Some(next) => {
+                    // A key-level marker holds across runs however the keys change; a key with more
+                    // versions than a page resumes at its exact version.
+                    resume_at = Some(whole_key.map_or_else(|| next.clone(), |key| Marker { key, version_id: None }));
+                    from = Some(next);
+                }
+                None if resume_from.is_some() && !wrapped => {
+                    wrapped = true;
+                    from = None;
+                    resume_at = None;
+                }
+                None => {
+                    resume_at = None;
+                    break Ok(true);
+                }
             }
         };
         if let Some(listed) = held.take() {
@@ -351,8 +410,8 @@ impl Sweep {
             Self::settle_joined(done, &mut tally);
         }
         tally.complete = listing?;
-        tracing::info!(bucket = %bucket, prefix = %prefix, scanned = tally.scanned, deleted = tally.deleted, errors = tally.errors_total, complete = tally.complete, "sweep done");
-        Ok(tally)
+        tracing::info!(bucket = %bucket, prefix = %prefix, scanned = tally.scanned, deleted = tally.deleted, errors = tally.errors_total, complete = tally.complete, wrapped, "sweep done");
+        Ok(SweepRun { tally, resume_at, wrapped })
     }
 
     async fn enqueue(

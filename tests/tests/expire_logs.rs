@@ -138,7 +138,11 @@ async fn the_sweep_deletes_old_objects_under_the_prefix_and_nothing_else() {
     let again = function.handle(scheduled()).await.unwrap();
     assert_eq!((again.objects_scanned, again.objects_expired), (2, 0));
     assert_eq!(again.lifecycle, expire_logs::plan::LifecycleOutcome::Unchanged);
-    assert_eq!(wire.all().into_keys().collect::<Vec<_>>(), ["GetBucketLifecycleConfiguration", "ListObjectVersions"]);
+    // The one GetObject is the sweep's checkpoint, which a complete sweep has none of
+    assert_eq!(
+        wire.all().into_keys().collect::<Vec<_>>(),
+        ["GetBucketLifecycleConfiguration", "GetObject", "ListObjectVersions"]
+    );
 }
 
 #[tokio::test]
@@ -275,7 +279,11 @@ async fn dry_run_reports_what_it_would_do_and_changes_nothing() {
     // And nothing was written
     assert_eq!(versions(&s3, BUCKET).await, before);
     assert_eq!(lifecycle_rules(&s3, BUCKET).await, None);
-    assert_eq!(wire.all().into_keys().collect::<Vec<_>>(), ["GetBucketLifecycleConfiguration", "ListObjectVersions"]);
+    // The one GetObject is the sweep's checkpoint, which a complete sweep has none of
+    assert_eq!(
+        wire.all().into_keys().collect::<Vec<_>>(),
+        ["GetBucketLifecycleConfiguration", "GetObject", "ListObjectVersions"]
+    );
 }
 
 async fn seed_many(sandbox: &Sandbox, s3: &Client, old: usize, new: usize) {
@@ -329,18 +337,77 @@ async fn the_sweep_stops_before_the_deadline_and_the_next_run_carries_on() {
     // When it runs
     let report = function.handle(LambdaEvent::new(json!({}), context)).await.unwrap();
 
-    // Then it stopped cleanly after the first page, and says so
+    // Then it stopped cleanly after the first page, and says so, and where the next run goes on
     assert!(!report.complete);
     assert_eq!((report.objects_scanned, report.objects_expired), (1000, 1000));
     assert_eq!(wire.count("ListObjectVersions"), 1);
-    assert_eq!(versions(&s3, BUCKET).await.len(), 200);
+    assert_eq!(versions(&s3, BUCKET).await.len(), 200 + 1, "200 old objects, and the checkpoint");
+    let progress = report.progress.clone().unwrap();
+    assert_eq!((progress.resumed_after, progress.next_after.as_deref()), (None, Some("old/00998")));
+    assert_eq!(progress.checkpoint, "nightshift/expire-logs/checkpoint.json");
 
-    // And the next run finishes the job
-    let (function, _) = self::function(&sandbox, config(&[("LIFECYCLE", "false")]), Arc::new(FixedClock(Utc::now())));
+    // And the next run goes on from there, and round to the start, and the whole prefix is done
+    put_many(&s3, BUCKET, (0..5).map(|n| format!("early/{n}")).collect(), b"log line").await;
+    sandbox.backdate(BUCKET, "early/", 31.0);
+    let (function, wire) =
+        self::function(&sandbox, config(&[("LIFECYCLE", "false")]), Arc::new(FixedClock(Utc::now())));
     let report = function.handle(scheduled()).await.unwrap();
     assert!(report.complete);
-    assert_eq!(report.objects_expired, 200);
-    assert!(versions(&s3, BUCKET).await.is_empty());
+    assert_eq!(report.objects_expired, 200 + 5, "the rest, then the keys before where it resumed");
+    let progress = report.progress.unwrap();
+    assert_eq!(
+        (progress.resumed_after.as_deref(), progress.next_after, progress.wrapped),
+        (Some("old/00998"), None, true)
+    );
+    assert!(versions(&s3, BUCKET).await.is_empty(), "the checkpoint goes with a whole pass");
+    assert_eq!(wire.count("DeleteObject"), 1, "the checkpoint");
+
+    // And a run after a whole pass starts at the beginning and writes nothing
+    let (function, wire) =
+        self::function(&sandbox, config(&[("LIFECYCLE", "false")]), Arc::new(FixedClock(Utc::now())));
+    let report = function.handle(scheduled()).await.unwrap();
+    assert!(report.complete && report.objects_expired == 0 && report.progress.unwrap().resumed_after.is_none());
+    assert_eq!(wire.all().into_keys().collect::<Vec<_>>(), ["GetObject", "ListObjectVersions"]);
+}
+
+#[tokio::test]
+async fn in_a_versioned_bucket_the_checkpoint_leaves_no_old_versions_behind() {
+    // Given a versioned bucket of 2,500 old logs, and runs whose deadline comes after one listing
+    let sandbox = Sandbox::start();
+    let s3 = sandbox.s3();
+    create_bucket(&s3, BUCKET).await;
+    s3.put_bucket_versioning()
+        .bucket(BUCKET)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    put_many(&s3, BUCKET, (0..2500).map(|n| format!("loki/{n:05}")).collect(), b"chunk").await;
+    sandbox.backdate(BUCKET, "loki/", 31.0);
+
+    // When three runs each get one page
+    let mut stopped_at = Vec::new();
+    for _ in 0..3 {
+        let start = Utc::now();
+        let clock = Arc::new(SteppingClock(Mutex::new(start)));
+        let (function, _) = function(&sandbox, config(&[("LIFECYCLE", "false"), ("LOG_PREFIX", "loki/")]), clock);
+        let mut context = Context::default();
+        context.deadline = u64::try_from((start + chrono::Duration::seconds(130)).timestamp_millis()).unwrap();
+        let report = function.handle(LambdaEvent::new(json!({}), context)).await.unwrap();
+        stopped_at.push((report.complete, report.progress.unwrap().next_after));
+    }
+
+    // Then each resumed where the last stopped; the last reached the end, and its deadline came before it
+    // could go round to the start, so the next run starts there; and no old checkpoint version was kept
+    assert_eq!(
+        stopped_at,
+        [(false, Some("loki/00998".to_owned())), (false, Some("loki/01998".to_owned())), (false, None)]
+    );
+    assert!(versions(&s3, BUCKET).await.is_empty(), "{:?}", versions(&s3, BUCKET).await);
 }
 
 #[tokio::test]

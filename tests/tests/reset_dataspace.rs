@@ -120,6 +120,10 @@ impl Dataspace {
         self.s3.delete_object().bucket("ias-data").key("transfers/contract+7/turbine-specs.pdf").send().await.unwrap();
         self.put("gti-data", "catalog/assets.json", "not under the purge prefix").await;
         self.put("ias-did", ".well-known/did.json", r#"{"id": "did:web:ias.example.org", "tampered": true}"#).await;
+        // All of it during the day, hours before the midnight reset.
+        for bucket in ["gti-data", "ias-data", "ias-did"] {
+            self.sandbox.backdate(bucket, "", 0.25);
+        }
     }
 }
 
@@ -139,8 +143,15 @@ fn declared() -> BTreeMap<String, (i32, String)> {
     all
 }
 
+/// The scheduled event of a run due now (after the day's drift).
 fn midnight() -> LambdaEvent<Value> {
-    LambdaEvent::new(event("reset-dataspace.midnight.json"), Context::default())
+    LambdaEvent::new(midnight_at(chrono::Utc::now()), Context::default())
+}
+
+fn midnight_at(at: chrono::DateTime<chrono::Utc>) -> Value {
+    let mut payload = event("reset-dataspace.midnight.json");
+    payload["time"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    payload
 }
 
 fn did_of(participant: usize) -> Value {
@@ -173,13 +184,89 @@ async fn a_drifted_dataspace_returns_to_its_manifest_and_a_second_run_writes_onl
     assert_eq!(by_name["galactic-turbine-industries"].services_restarted.len(), 4);
     assert_eq!(by_name["space-enforcer-laser-tec"].services_restarted[1].desired_count, 1);
 
-    // And a second run restarts the connectors again (their state is in memory) and writes nothing else
+    // And the same run again (a duplicate delivery) writes nothing, restarts nothing
     ds.wire.reset();
-    let again = ds.function(false).handle(midnight()).await.unwrap();
+    let same = LambdaEvent::new(report_event(&report), Context::default());
+    let again = ds.function(false).handle(same).await.unwrap();
     assert!(again.participants.iter().all(|p| p.objects_purged == 0));
     assert!(again.participants.iter().all(|p| p.did.as_ref().unwrap().outcome == DidOutcome::Unchanged));
+    assert!(again.participants.iter().flat_map(|p| &p.services_restarted).all(|s| s.restarted_at.is_some()));
+    assert_eq!((ds.wire.count("PutObject"), ds.wire.count("DeleteObjects"), ds.wire.count("UpdateService")), (0, 0, 0));
+
+    // And the next night's run restarts the connectors again (their state is in memory) and writes nothing else
+    ds.wire.reset();
+    let next_night = ds.function(false).handle(midnight()).await.unwrap();
+    assert!(next_night.participants.iter().all(|p| p.objects_purged == 0));
     assert_eq!((ds.wire.count("PutObject"), ds.wire.count("DeleteObjects")), (0, 0));
     assert_eq!(ds.wire.count("UpdateService"), 10);
+}
+
+/// The event of the run a report is of.
+fn report_event(report: &reset_dataspace::ResetReport) -> Value {
+    midnight_at(report.started)
+}
+
+#[tokio::test]
+async fn a_retried_reset_keeps_what_happened_after_it_began() {
+    // Given a reset that failed for one participant (its bucket lost the dataspace tag)
+    let ds = Dataspace::seeded().await;
+    ds.drift().await;
+    ds.s3.delete_bucket_tagging().bucket("selt-data").send().await.unwrap();
+    let run = midnight_at(chrono::Utc::now());
+    let err = ds.function(false).handle(LambdaEvent::new(run.clone(), Context::default())).await.unwrap_err();
+    assert_eq!(err.error_type(), "ResetFailed");
+
+    // And, after it began, new transfer data, and a connector scaled up by its team
+    ds.put("gti-data", "transfers/2026-11-27/asset 2.parquet", "exchanged after the reset").await;
+    ds.ecs.update_service().cluster("ias").service("connector").desired_count(2).send().await.unwrap();
+    let tagging = aws_sdk_s3::types::Tagging::builder()
+        .tag_set(aws_sdk_s3::types::Tag::builder().key("nightshift:dataspace").value("mvd").build().unwrap())
+        .build()
+        .unwrap();
+    ds.s3.put_bucket_tagging().bucket("selt-data").tagging(tagging).send().await.unwrap();
+
+    // When Lambda retries the same run
+    ds.wire.reset();
+    let report = ds.function(false).handle(LambdaEvent::new(run, Context::default())).await.unwrap();
+
+    // Then the failed participant is reset now, and the data written after the run began survives
+    assert!(report.participants.iter().all(|p| p.status == Status::Reset));
+    assert_eq!(ds.keys("gti-data").await, ["catalog/assets.json", "transfers/2026-11-27/asset 2.parquet"]);
+    assert_eq!(ds.services().await["selt/dpf"].0, 1);
+    // And only SELT's services and the scaled-up connector (no longer as declared) were restarted
+    let mut restarted: Vec<String> = report
+        .participants
+        .iter()
+        .flat_map(|p| {
+            p.services_restarted
+                .iter()
+                .filter(|s| s.restarted_at.is_none())
+                .map(move |s| format!("{}/{}", p.name, s.service))
+        })
+        .collect();
+    restarted.sort();
+    assert_eq!(
+        restarted,
+        [
+            "interstellar-assembly-services/connector",
+            "space-enforcer-laser-tec/connector",
+            "space-enforcer-laser-tec/connector-ui",
+            "space-enforcer-laser-tec/dpf"
+        ]
+    );
+    assert_eq!(ds.wire.count("UpdateService"), 4);
+}
+
+#[tokio::test]
+async fn a_scheduled_event_without_a_time_is_refused() {
+    let ds = Dataspace::seeded().await;
+    let mut untimed = event("reset-dataspace.midnight.json");
+    untimed.as_object_mut().unwrap().remove("time");
+    ds.wire.reset();
+    let err = ds.function(false).handle(LambdaEvent::new(untimed, Context::default())).await.unwrap_err();
+    assert_eq!(err.error_type(), "InvalidEvent");
+    assert_eq!(err.to_string(), "invalid event: the EventBridge event has no `time`, so when it was due is unknown");
+    assert_eq!(ds.wire.total(), 0);
 }
 
 #[tokio::test]
@@ -279,7 +366,7 @@ async fn the_built_binary_resets_the_dataspace() {
     let mut env = ds.sandbox.function_env();
     env.push(("DATASPACE_MANIFEST".into(), format!("s3://{MANIFEST_BUCKET}/{MANIFEST_KEY}")));
     let mut process = FunctionProcess::spawn(&binary("reset-dataspace"), &env);
-    let report = process.invoke(&event("reset-dataspace.midnight.json")).response();
+    let report = process.invoke(&midnight_at(chrono::Utc::now())).response();
     assert_eq!(report["dataspace"], "mvd");
     assert_eq!(report["trigger"]["kind"], "scheduled");
     assert!(report["participants"].as_array().unwrap().iter().all(|p| p["status"] == "reset"));

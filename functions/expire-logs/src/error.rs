@@ -8,6 +8,8 @@ use nightshift::{ConfigError, LambdaFailure};
 pub enum ExpireError {
     #[error("configuration: {0}")]
     Config(#[from] ConfigError),
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
     /// `BucketNotFound`, `AccessDenied` or `S3Error`; the message names the bucket.
     #[error(transparent)]
     S3(#[from] S3Error),
@@ -17,6 +19,7 @@ impl LambdaFailure for ExpireError {
     fn error_type(&self) -> &'static str {
         match self {
             Self::Config(_) => "ConfigError",
+            Self::InvalidEvent(_) => "InvalidEvent",
             Self::S3(err) => err.error_type(),
         }
     }

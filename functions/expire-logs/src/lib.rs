@@ -44,8 +44,27 @@ pub struct ExpireReport {
     /// All the versions that could not be deleted; the first 100 are in `errors`.
     pub errors_total: u64,
     pub errors: Vec<KeyError>,
-    /// False when the sweep stopped at the deadline; the next run carries on.
+    /// True when the sweep covered the whole prefix in this run; false when
+    /// it stopped at the deadline, and the next run goes on from there.
     pub complete: bool,
+    /// How far the sweep is through the prefix (not with `SWEEP=false`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+/// Where the sweep began and stopped, across runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Progress {
+    /// The key this run listed after (the last run's checkpoint); `None`: from the start of the prefix.
+    pub resumed_after: Option<String>,
+    /// The key the next run lists after; `None`: the next run starts at the beginning.
+    pub next_after: Option<String>,
+    /// This run reached the end of the prefix and went on from its start.
+    pub wrapped: bool,
+    /// When the pass under way began (a pass covers the whole prefix once).
+    pub pass_started: Option<DateTime<Utc>>,
+    /// The checkpoint's key in the bucket.
+    pub checkpoint: String,
 }
 
 /// The function: its configuration, its client, its clock.
@@ -61,23 +80,18 @@ impl ExpireLogs {
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<ExpireReport, ExpireError> {
-        let trigger = Trigger::parse(&event.payload);
+        let trigger = Trigger::parse(&event.payload).map_err(ExpireError::InvalidEvent)?;
         let now = self.clock.now();
         let cutoff = plan::cutoff(now, self.config.retention_days);
         let deadline = Deadline::new(event.context.deadline, now);
         info!(?trigger, bucket = %self.config.bucket, prefix = %self.config.prefix, %cutoff, deadline_ms = event.context.deadline, dry_run = self.config.dry_run, "expire-logs run");
 
         let lifecycle = if self.config.lifecycle { self.ensure_lifecycle().await? } else { LifecycleOutcome::Disabled };
-        let tally = if self.config.sweep {
-            let sweep = Sweep {
-                s3: self.s3.clone(),
-                bucket: self.config.bucket.clone(),
-                prefix: self.config.prefix.clone(),
-                dry_run: self.config.dry_run,
-            };
-            sweep.run(self.clock.as_ref(), deadline, |listed| plan::is_expired(listed.last_modified, cutoff)).await?
+        let (tally, progress) = if self.config.sweep {
+            let (tally, progress) = self.sweep(cutoff, deadline, now).await?;
+            (tally, Some(progress))
         } else {
-            SweepTally { complete: true, ..SweepTally::default() }
+            (SweepTally { complete: true, ..SweepTally::default() }, None)
         };
 
         let report = ExpireReport {
@@ -96,9 +110,49 @@ impl ExpireLogs {
             errors_total: tally.errors_total,
             errors: tally.errors,
             complete: tally.complete,
+            progress,
         };
         nightshift::emit(FUNCTION, &report);
         Ok(report)
+    }
+
+    /// The sweep, from where the last run stopped (its checkpoint in the
+    /// bucket) and round to it again, as far as the deadline allows; then the
+    /// checkpoint for the next run. A bucket of tens of millions of objects
+    /// is covered over several runs; lifecycle rules do the rest.
+    async fn sweep(
+        &self,
+        cutoff: DateTime<Utc>,
+        deadline: Deadline,
+        now: DateTime<Utc>,
+    ) -> Result<(SweepTally, Progress), ExpireError> {
+        let (bucket, prefix) = (&self.config.bucket, &self.config.prefix);
+        let key = plan::checkpoint_key(prefix);
+        let previous = s3::get_checkpoint(&self.s3, bucket, &key).await?;
+        let (checkpoint, version) = previous.map_or((None, None), |(c, v)| (Some(c), v));
+        let sweep =
+            Sweep { s3: self.s3.clone(), bucket: bucket.clone(), prefix: prefix.clone(), dry_run: self.config.dry_run };
+        let resume_from = checkpoint.as_ref().map(|c| c.resume_after.clone());
+        let run = sweep
+            .run(self.clock.as_ref(), deadline, resume_from, |listed| {
+                plan::is_sweepable(&listed.key) && plan::is_expired(listed.last_modified, cutoff)
+            })
+            .await?;
+        let next = plan::next_checkpoint(checkpoint.as_ref(), run.resume_at, run.wrapped, now);
+        if !self.config.dry_run && next != checkpoint {
+            match &next {
+                Some(next) => s3::put_checkpoint(&self.s3, bucket, &key, next, version.as_deref()).await?,
+                None => s3::delete_checkpoint(&self.s3, bucket, &key, version.as_deref()).await?,
+            }
+        }
+        let progress = Progress {
+            resumed_after: checkpoint.map(|c| c.resume_after.key),
+            next_after: next.as_ref().map(|c| c.resume_after.key.clone()),
+            wrapped: run.wrapped,
+            pass_started: next.map(|c| c.pass_started),
+            checkpoint: key,
+        };
+        Ok((run.tally, progress))
     }
 
     async fn ensure_lifecycle(&self) -> Result<LifecycleOutcome, ExpireError> {

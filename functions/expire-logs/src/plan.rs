@@ -23,6 +23,47 @@ pub fn is_expired(last_modified: DateTime<Utc>, cutoff: DateTime<Utc>) -> bool {
     last_modified < cutoff
 }
 
+/// Where the sweep keeps its checkpoint in the logs bucket: under
+/// `nightshift/expire-logs/`, which the sweep itself never deletes.
+pub const CHECKPOINT_FOLDER: &str = "nightshift/expire-logs/";
+
+/// The checkpoint's key for a prefix (two deployments on two prefixes of one
+/// bucket keep two checkpoints).
+pub fn checkpoint_key(prefix: &str) -> String {
+    format!("{CHECKPOINT_FOLDER}{prefix}checkpoint.json")
+}
+
+/// Whether the sweep may look at a key at all: never nightshift's own checkpoints.
+pub fn is_sweepable(key: &str) -> bool {
+    !key.starts_with(CHECKPOINT_FOLDER)
+}
+
+/// Where the sweep stopped, kept between runs so each run goes on from there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// The next run lists after this.
+    pub resume_after: nightshift::s3_sweep::Marker,
+    /// When the pass that is under way began (the run that started at the beginning of the prefix).
+    pub pass_started: DateTime<Utc>,
+}
+
+/// What a run does with the checkpoint once the sweep has stopped: the
+/// checkpoint to keep, if any.
+pub fn next_checkpoint(
+    previous: Option<&Checkpoint>,
+    resume_at: Option<nightshift::s3_sweep::Marker>,
+    wrapped: bool,
+    now: DateTime<Utc>,
+) -> Option<Checkpoint> {
+    let resume_after = resume_at?;
+    // A pass begins when a run starts at the beginning, or wraps round to it.
+    let pass_started = match previous {
+        Some(previous) if !wrapped => previous.pass_started,
+        _ => now,
+    };
+    Some(Checkpoint { resume_after, pass_started })
+}
+
 /// The rules nightshift keeps in the bucket for this prefix and retention.
 ///
 /// Expiration with a day count and `ExpiredObjectDeleteMarker` cannot share a
@@ -143,6 +184,22 @@ pub fn plan_lifecycle(existing: Option<&[LifecycleRule]>, desired: Vec<Lifecycle
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nightshift::s3_sweep::Marker;
+
+    #[test]
+    fn the_checkpoint_keeps_the_pass_start_until_the_sweep_wraps_round() {
+        let at = |h: u32| Utc.with_ymd_and_hms(2026, 11, 27, h, 0, 0).unwrap();
+        let marker = |k: &str| Marker { key: k.into(), version_id: None };
+        let first = next_checkpoint(None, Some(marker("loki/b")), false, at(3)).unwrap();
+        assert_eq!(first, Checkpoint { resume_after: marker("loki/b"), pass_started: at(3) });
+        let second = next_checkpoint(Some(&first), Some(marker("loki/m")), false, at(4)).unwrap();
+        assert_eq!(second.pass_started, at(3), "the same pass goes on");
+        let wrapped = next_checkpoint(Some(&second), Some(marker("loki/a")), true, at(5)).unwrap();
+        assert_eq!(wrapped.pass_started, at(5), "a new pass began at the start of the prefix");
+        assert_eq!(next_checkpoint(Some(&wrapped), None, true, at(6)), None, "a whole pass: start afresh");
+        assert_eq!(checkpoint_key("loki/"), "nightshift/expire-logs/loki/checkpoint.json");
+        assert!(!is_sweepable("nightshift/expire-logs/checkpoint.json") && is_sweepable("loki/chunk"));
+    }
     use chrono::TimeZone;
 
     fn at(y: i32, m: u32, d: u32, h: u32, min: u32, s: u32) -> DateTime<Utc> {

@@ -1,10 +1,13 @@
-//! The lifecycle calls: observe and apply, never decide. Listing and deleting
-//! are `nightshift::s3_sweep`'s.
+//! The lifecycle and checkpoint calls: observe and apply, never decide.
+//! Listing and deleting are `nightshift::s3_sweep`'s.
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLifecycleConfiguration, LifecycleRule, TransitionDefaultMinimumObjectSize};
 use nightshift::s3_sweep::S3Error;
+
+use crate::plan::Checkpoint;
 
 /// The bucket's lifecycle configuration as S3 holds it.
 #[derive(Debug, Clone, Default)]
@@ -50,5 +53,75 @@ pub async fn put_lifecycle(
         .send()
         .await
         .map_err(|err| S3Error::from_s3(bucket, operation, err.into_service_error()))?;
+    Ok(())
+}
+
+/// The checkpoint the last run left, with the version S3 holds it as
+/// (`None` on a bucket without versioning). A checkpoint that is not one (it
+/// was changed by hand) is logged and ignored: the sweep starts afresh.
+pub async fn get_checkpoint(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<(Checkpoint, Option<String>)>, S3Error> {
+    let out = match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => out,
+        Err(err) => {
+            let err = err.into_service_error();
+            if err.code() == Some("NoSuchKey") {
+                return Ok(None);
+            }
+            return Err(S3Error::from_s3(bucket, "GetObject", err));
+        }
+    };
+    let version = out.version_id().filter(|v| *v != "null").map(str::to_owned);
+    let bytes = out.body.collect().await.map(|b| b.to_vec()).map_err(|e| S3Error::Other {
+        bucket: bucket.to_owned(),
+        operation: "GetObject",
+        code: None,
+        message: format!("the body of {key} could not be read: {e}"),
+    })?;
+    match serde_json::from_slice::<Checkpoint>(&bytes) {
+        Ok(checkpoint) => Ok(Some((checkpoint, version))),
+        Err(err) => {
+            tracing::warn!(bucket, key, error = %err, "the sweep's checkpoint is not one; starting afresh");
+            Ok(None)
+        }
+    }
+}
+
+/// Writes the checkpoint, then removes the version it replaces (on a
+/// versioned bucket every write would otherwise leave one behind).
+pub async fn put_checkpoint(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    checkpoint: &Checkpoint,
+    replaces: Option<&str>,
+) -> Result<(), S3Error> {
+    let body = serde_json::to_vec(checkpoint).unwrap_or_default();
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type("application/json")
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .map_err(|err| S3Error::from_s3(bucket, "PutObject", err.into_service_error()))?;
+    if let Some(version) = replaces {
+        delete_checkpoint(s3, bucket, key, Some(version)).await?;
+    }
+    Ok(())
+}
+
+/// Removes the checkpoint (that version of it, when given).
+pub async fn delete_checkpoint(s3: &Client, bucket: &str, key: &str, version: Option<&str>) -> Result<(), S3Error> {
+    s3.delete_object()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(version.map(str::to_owned))
+        .send()
+        .await
+        .map_err(|err| S3Error::from_s3(bucket, "DeleteObject", err.into_service_error()))?;
     Ok(())
 }

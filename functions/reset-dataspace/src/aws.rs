@@ -2,6 +2,7 @@
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
+use chrono::{DateTime, Utc};
 use nightshift::aws::{CallError, service_message};
 use nightshift::s3_sweep::S3Error;
 use serde_json::Value;
@@ -53,13 +54,27 @@ pub async fn restart_service(
         })
 }
 
-/// The JSON document at the key: `None` when there is none, `Some(Null)` when
-/// what is there is not JSON (so it differs from any document).
-pub async fn current_document(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Option<Value>, S3Error> {
+/// The JSON document at the key, with when it was written: `None` when there
+/// is none, `Null` when what is there is not JSON (so it differs from any
+/// document). A body that cannot be read is an error, not a missing document.
+pub async fn current_document(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<(Value, DateTime<Utc>)>, S3Error> {
     match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(out) => {
-            let bytes = out.body.collect().await.map(|b| b.to_vec()).unwrap_or_default();
-            Ok(Some(serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+            let written = out
+                .last_modified()
+                .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
+            let bytes = out.body.collect().await.map(|b| b.to_vec()).map_err(|e| S3Error::Other {
+                bucket: bucket.to_owned(),
+                operation: "GetObject",
+                code: None,
+                message: format!("the body of {key} could not be read: {e}"),
+            })?;
+            Ok(Some((serde_json::from_slice(&bytes).unwrap_or(Value::Null), written)))
         }
         Err(err) => {
             let err = err.into_service_error();

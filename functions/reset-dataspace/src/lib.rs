@@ -1,9 +1,17 @@
 //! `reset-dataspace`: returns the public dataspace to the initial setup its
 //! manifest declares, every midnight or on demand.
 //!
-//! Parse (which participants) -> read and validate the whole manifest ->
-//! per participant, concurrently: observe (the guard's tags) -> plan -> apply
-//! (purge, DID document, restart) -> report.
+//! Parse (which participants, and when the run began) -> read and validate
+//! the whole manifest -> per participant, concurrently: observe (the guard's
+//! tags, the services' deployments) -> plan -> apply (purge, DID document,
+//! restart) -> report.
+//!
+//! A run has a start: the schedule's `time`, or for a manual event its own
+//! `time` if it has one, else when the invocation began. The same run again
+//! (Lambda's retry, a duplicate delivery) undoes nothing that happened after
+//! that start: it purges only versions last modified before it, leaves a DID
+//! document written since, and restarts no service whose current deployment
+//! began since, at the declared count and revision.
 
 pub mod aws;
 pub mod manifest;
@@ -11,6 +19,7 @@ pub mod manifest;
 use std::time::Instant;
 
 use aws_sdk_ecs::types::Service;
+use chrono::{DateTime, Timelike, Utc};
 use futures_util::future::join_all;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use nightshift::config::{self, ConfigError, Vars};
@@ -93,6 +102,38 @@ pub fn selection(payload: &Value) -> Result<Option<Vec<String>>, String> {
         .map(Some)
 }
 
+/// When the run began: the schedule's time, a manual event's `time`, else `now`.
+pub fn run_start(trigger: &Trigger, payload: &Value, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    match trigger {
+        Trigger::Scheduled { time, .. } => Ok(*time),
+        Trigger::Manual => match payload.get("time") {
+            None => Ok(now),
+            Some(Value::String(text)) => DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| format!("time: {text:?} is not an RFC 3339 time ({e})")),
+            Some(other) => Err(format!("time: must be an RFC 3339 time, not {other}")),
+        },
+    }
+}
+
+/// When the service's current deployment began, if it began at or after
+/// `start` and the service is at the declared count and revision: this run
+/// (or another since it began) restarted it already.
+pub fn restarted_since(
+    service: &Service,
+    desired_count: i64,
+    task_definition: Option<&str>,
+    start: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let primary = service.deployments().iter().find(|d| d.status() == Some("PRIMARY"))?;
+    let at = primary.created_at()?;
+    let at = DateTime::<Utc>::from_timestamp(at.secs(), at.subsec_nanos())?;
+    let revision = |td: &str| td.rsplit('/').next().unwrap_or(td).to_owned();
+    let same_revision =
+        task_definition.is_none_or(|want| service.task_definition().is_some_and(|td| revision(td) == revision(want)));
+    (at >= start && i64::from(service.desired_count()) == desired_count && same_revision).then_some(at)
+}
+
 /// The guard: every service and bucket of the participant exists and carries
 /// `nightshift:dataspace=<dataspace>`. `Err` says the first one that does not.
 pub fn guard(
@@ -137,6 +178,9 @@ pub struct ServiceReset {
     pub desired_count: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_definition: Option<String>,
+    /// Not restarted again: its current deployment began then, after this run's start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarted_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -144,6 +188,8 @@ pub struct ServiceReset {
 pub enum DidOutcome {
     Published,
     Unchanged,
+    /// Another document was written after this run began; it is left as it is.
+    Kept,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -178,6 +224,8 @@ pub struct ResetReport {
     pub function: &'static str,
     pub dry_run: bool,
     pub trigger: Trigger,
+    /// When this run began: nothing written or restarted since is undone.
+    pub started: DateTime<Utc>,
     pub manifest: String,
     pub dataspace: String,
     pub participants: Vec<ParticipantReport>,
@@ -197,6 +245,8 @@ impl ResetDataspace {
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<ResetReport, ResetError> {
         let only = selection(&event.payload).map_err(ResetError::InvalidEvent)?;
+        let trigger = Trigger::parse(&event.payload).map_err(ResetError::InvalidEvent)?;
+        let started = run_start(&trigger, &event.payload, self.clock.now()).map_err(ResetError::InvalidEvent)?;
         let uri = self.config.manifest_uri.clone();
         let text = aws::get_object(&self.s3, &self.config.manifest_bucket, &self.config.manifest_key)
             .await
@@ -204,17 +254,18 @@ impl ResetDataspace {
         let manifest =
             Manifest::parse(&text).map_err(|message| ResetError::ManifestInvalid { uri: uri.clone(), message })?;
         let chosen = manifest.select(only.as_deref()).map_err(ResetError::InvalidEvent)?;
-        info!(dataspace = %manifest.dataspace, participants = chosen.len(), dry_run = self.config.dry_run, "reset");
+        info!(dataspace = %manifest.dataspace, participants = chosen.len(), %started, dry_run = self.config.dry_run, "reset");
 
         let deadline = Deadline::new(event.context.deadline, self.clock.now());
         let participants =
-            join_all(chosen.iter().map(|p| self.reset_participant(&manifest.dataspace, p, deadline))).await;
+            join_all(chosen.iter().map(|p| self.reset_participant(&manifest.dataspace, p, started, deadline))).await;
         let failures: Vec<String> =
             participants.iter().filter_map(|p| p.error.as_ref().map(|e| format!("{}: {e}", p.name))).collect();
         let report = ResetReport {
             function: FUNCTION,
             dry_run: self.config.dry_run,
-            trigger: Trigger::parse(&event.payload),
+            trigger,
+            started,
             manifest: uri,
             dataspace: manifest.dataspace.clone(),
             participants,
@@ -227,8 +278,14 @@ impl ResetDataspace {
         }
     }
 
-    async fn reset_participant(&self, dataspace: &str, p: &Participant, deadline: Deadline) -> ParticipantReport {
-        let started = Instant::now();
+    async fn reset_participant(
+        &self,
+        dataspace: &str,
+        p: &Participant,
+        started: DateTime<Utc>,
+        deadline: Deadline,
+    ) -> ParticipantReport {
+        let timer = Instant::now();
         let mut report = ParticipantReport {
             name: p.name.clone(),
             status: Status::Reset,
@@ -238,12 +295,12 @@ impl ResetDataspace {
             duration_ms: 0,
             error: None,
         };
-        if let Err(err) = self.reset_steps(dataspace, p, deadline, &mut report).await {
+        if let Err(err) = self.reset_steps(dataspace, p, started, deadline, &mut report).await {
             warn!(participant = %p.name, error = %err, "participant failed");
             report.status = Status::Failed;
             report.error = Some(err);
         }
-        report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        report.duration_ms = u64::try_from(timer.elapsed().as_millis()).unwrap_or(u64::MAX);
         report
     }
 
@@ -253,15 +310,19 @@ impl ResetDataspace {
         &self,
         dataspace: &str,
         p: &Participant,
+        started: DateTime<Utc>,
         deadline: Deadline,
         report: &mut ParticipantReport,
     ) -> Result<(), String> {
         let names: Vec<String> = p.services.iter().map(|s| s.service.clone()).collect();
         let services =
             nightshift::ecs::describe_services(&self.ecs, &p.cluster, &names).await.map_err(|e| e.to_string())?;
-        let mut buckets: Vec<String> =
-            std::iter::once(p.did.bucket.clone()).chain(p.purge.iter().map(|x| x.bucket.clone())).collect();
-        buckets.dedup();
+        let mut buckets: Vec<String> = Vec::new();
+        for bucket in std::iter::once(&p.did.bucket).chain(p.purge.iter().map(|x| &x.bucket)) {
+            if !buckets.contains(bucket) {
+                buckets.push(bucket.clone());
+            }
+        }
         let mut tags = Vec::new();
         for bucket in buckets {
             let tag = aws::bucket_dataspace(&self.s3, &bucket).await;
@@ -269,6 +330,8 @@ impl ResetDataspace {
         }
         guard(dataspace, p, &services, &tags).map_err(|why| format!("{why}; nothing of {} was touched", p.name))?;
 
+        // S3 gives times to the second: what was written in the second the run began counts as after it.
+        let whole_second = started.with_nanosecond(0).unwrap_or(started);
         for purge in &p.purge {
             let sweep = Sweep {
                 s3: self.s3.clone(),
@@ -276,7 +339,12 @@ impl ResetDataspace {
                 prefix: purge.prefix.clone(),
                 dry_run: self.config.dry_run,
             };
-            let tally = sweep.run(self.clock.as_ref(), deadline, |_| true).await.map_err(|e| e.to_string())?;
+            // Only what was there when the run began: a retry keeps what was written since.
+            let tally = sweep
+                .run(self.clock.as_ref(), deadline, None, |listed| listed.last_modified < whole_second)
+                .await
+                .map_err(|e| e.to_string())?
+                .tally;
             report.objects_purged += tally.deleted;
             if let Some(first) = tally.errors.first() {
                 return Err(format!(
@@ -291,8 +359,10 @@ impl ResetDataspace {
 
         let key = Manifest::did_key(p);
         let current = aws::current_document(&self.s3, &p.did.bucket, &key).await.map_err(|e| e.to_string())?;
-        let outcome = if current.as_ref() == Some(&p.did.document) {
+        let outcome = if current.as_ref().map(|(document, _)| document) == Some(&p.did.document) {
             DidOutcome::Unchanged
+        } else if current.as_ref().is_some_and(|(_, written)| *written >= whole_second) {
+            DidOutcome::Kept
         } else {
             if !self.config.dry_run {
                 aws::put_document(&self.s3, &p.did.bucket, &key, &p.did.document).await.map_err(|e| e.to_string())?;
@@ -303,7 +373,10 @@ impl ResetDataspace {
 
         for spec in &p.services {
             let desired = i32::try_from(spec.desired_count).unwrap_or(i32::MAX);
-            if !self.config.dry_run {
+            let service = services.iter().find(|s| s.service_name() == Some(spec.service.as_str()));
+            let restarted_at =
+                service.and_then(|s| restarted_since(s, spec.desired_count, spec.task_definition.as_deref(), started));
+            if restarted_at.is_none() && !self.config.dry_run {
                 aws::restart_service(&self.ecs, &p.cluster, &spec.service, desired, spec.task_definition.as_deref())
                     .await?;
             }
@@ -311,6 +384,7 @@ impl ResetDataspace {
                 service: spec.service.clone(),
                 desired_count: spec.desired_count,
                 task_definition: spec.task_definition.clone(),
+                restarted_at,
             });
         }
         info!(participant = %p.name, purged = report.objects_purged, did = ?report.did, restarted = report.services_restarted.len(), "participant reset");
@@ -383,6 +457,49 @@ mod tests {
         assert_eq!(selection(&json!({"participants": ["a", "b"]})), Ok(Some(vec!["a".into(), "b".into()])));
         assert!(selection(&json!({"participants": "a"})).unwrap_err().contains("must be a list"));
         assert!(selection(&json!({"participants": ["a", 3]})).unwrap_err().starts_with("participants[1]"));
+    }
+
+    #[test]
+    fn a_run_starts_at_its_schedule_or_when_it_began() {
+        let now: DateTime<Utc> = "2026-11-27T00:00:03Z".parse().unwrap();
+        let due: DateTime<Utc> = "2026-11-27T00:00:00Z".parse().unwrap();
+        let scheduled = Trigger::Scheduled { id: "x".into(), time: due };
+        assert_eq!(run_start(&scheduled, &json!({}), now), Ok(due));
+        assert_eq!(run_start(&Trigger::Manual, &json!({"participants": ["a"]}), now), Ok(now));
+        assert_eq!(run_start(&Trigger::Manual, &json!({"time": "2026-11-27T00:00:00Z"}), now), Ok(due));
+        assert!(run_start(&Trigger::Manual, &json!({"time": "midnight"}), now).unwrap_err().starts_with("time: "));
+        assert!(run_start(&Trigger::Manual, &json!({"time": 0}), now).unwrap_err().starts_with("time: must be"));
+    }
+
+    #[test]
+    fn a_service_counts_as_restarted_when_its_deployment_began_since_and_it_is_as_declared() {
+        use aws_sdk_ecs::primitives::DateTime as AwsTime;
+        use aws_sdk_ecs::types::Deployment;
+        let start: DateTime<Utc> = "2026-11-27T00:00:00Z".parse().unwrap();
+        let service = |created: i64, count: i32, td: &str| {
+            Service::builder()
+                .desired_count(count)
+                .task_definition(format!("arn:aws:ecs:us-east-1:123456789012:task-definition/{td}"))
+                .deployments(
+                    Deployment::builder().status("ACTIVE").created_at(AwsTime::from_secs(created + 99)).build(),
+                )
+                .deployments(Deployment::builder().status("PRIMARY").created_at(AwsTime::from_secs(created)).build())
+                .build()
+        };
+        let at = start.timestamp();
+        // (deployment began, count, revision, declared count, declared revision, counts as restarted)
+        let table = [
+            (at + 5, 1, "gti-connector:1", 1, Some("gti-connector:1"), true),
+            (at + 5, 1, "gti-connector:1", 1, None, true),
+            (at, 1, "gti-connector:1", 1, None, true),
+            (at - 5, 1, "gti-connector:1", 1, None, false),
+            (at + 5, 2, "gti-connector:1", 1, None, false),
+            (at + 5, 1, "gti-connector:2", 1, Some("gti-connector:1"), false),
+        ];
+        for (created, count, td, declared, declared_td, restarted) in table {
+            let found = restarted_since(&service(created, count, td), declared, declared_td, start);
+            assert_eq!(found.is_some(), restarted, "{created} {count} {td} {declared} {declared_td:?}");
+        }
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl ScaleToZero {
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<ScaleToZeroReport, ScaleError> {
-        let trigger = Trigger::parse(&event.payload);
+        let trigger = Trigger::parse(&event.payload).map_err(ScaleError::InvalidEvent)?;
         let now = self.group.clock.now();
         // Every read comes first; any failure ends the run before anything changes.
         let members = scale_aws::observe_members(&self.group).await?;
