@@ -78,6 +78,34 @@ def _ecs_container_numbers_as_strings() -> None:
 _ecs_container_numbers_as_strings()
 
 
+def _ecs_services_keep_their_deployment_configuration() -> None:
+    """ECS keeps a service's deploymentConfiguration from CreateService, with
+    its defaults (200 %, 100 %, the circuit breaker off); moto drops it, so an
+    update that lost the team's settings would go unseen."""
+    from moto.ecs import responses
+
+    original = responses.EC2ContainerServiceResponse.create_service
+
+    def create_service(self):
+        given = self._get_param("deploymentConfiguration") or {}
+        result = original(self)
+        name = self._get_param("serviceName")
+        cluster = self._get_param("cluster", "default")
+        service = self.ecs_backend._get_service(cluster, name)
+        service.deployment_configuration = {
+            "maximumPercent": 200,
+            "minimumHealthyPercent": 100,
+            "deploymentCircuitBreaker": {"enable": False, "rollback": False},
+            **given,
+        }
+        return result
+
+    responses.EC2ContainerServiceResponse.create_service = create_service
+
+
+_ecs_services_keep_their_deployment_configuration()
+
+
 def _ecr_keeps_images_whose_tag_moves() -> None:
     """ECR moves a tag to the newly pushed image and keeps the image it left,
     untagged; moto deletes that image. ECR's push times have sub-second

@@ -11,6 +11,10 @@ pub fn decode(encoded: &str, plus_is_space: bool) -> Result<String, String> {
             b'+' if plus_is_space => out.push(b' '),
             b'%' => {
                 let hex = encoded.get(i + 1..i + 3).ok_or("a % without two hex digits")?;
+                // from_str_radix alone would take a sign: `%+F`.
+                if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(format!("%{hex} is not hex"));
+                }
                 out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("%{hex} is not hex"))?);
                 i += 2;
             }
@@ -30,6 +34,8 @@ mod tests {
         assert_eq!(decode("caf%C3%A9+au+lait", true).unwrap(), "café au lait");
         assert_eq!(decode("a+b%2Fc", false).unwrap(), "a+b/c");
         assert_eq!(decode("bad%zz", true).unwrap_err(), "%zz is not hex");
+        assert_eq!(decode("sign%+F", true).unwrap_err(), "%+F is not hex");
+        assert_eq!(decode("sign%-1", false).unwrap_err(), "%-1 is not hex");
         assert_eq!(decode("cut%2", true).unwrap_err(), "a % without two hex digits");
         assert_eq!(decode("%FF", false).unwrap_err(), "it does not decode to UTF-8");
     }

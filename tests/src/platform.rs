@@ -136,12 +136,21 @@ async fn service(
     tags: &[(&str, &str)],
     controller: Option<DeploymentControllerType>,
 ) {
+    // Settings of the team's own, and the circuit breaker off: a deploy must turn it on and keep the rest.
+    let deployment = aws_sdk_ecs::types::DeploymentConfiguration::builder()
+        .maximum_percent(150)
+        .minimum_healthy_percent(50)
+        .deployment_circuit_breaker(
+            aws_sdk_ecs::types::DeploymentCircuitBreaker::builder().enable(false).rollback(false).build(),
+        )
+        .build();
     let mut create = ecs
         .create_service()
         .cluster(CLUSTER)
         .service_name(name)
         .task_definition(td)
         .desired_count(1)
+        .deployment_configuration(deployment)
         .set_tags(Some(tags.iter().map(|(k, v)| tag(k, v)).collect()));
     if let Some(c) = controller {
         create = create.deployment_controller(DeploymentController::builder().r#type(c).build().unwrap());

@@ -127,8 +127,14 @@ async fn a_push_rolls_out_to_exactly_the_services_whose_policy_takes_it() {
     tags.sort();
     assert_eq!(tags, [("nightshift:image-tag/app", "1.3.0"), ("team", "shop")]);
     let api = ecs.describe_services().cluster(CLUSTER).services("api").send().await.unwrap();
-    let breaker = api.services()[0].deployment_configuration().unwrap().deployment_circuit_breaker().unwrap();
+    // The breaker was off (seed_shop): it is on now, with rollback, and the team's own settings are kept
+    let deployment = api.services()[0].deployment_configuration().unwrap();
+    let breaker = deployment.deployment_circuit_breaker().unwrap();
     assert!(breaker.enable && breaker.rollback);
+    assert_eq!((deployment.maximum_percent(), deployment.minimum_healthy_percent()), (Some(150), Some(50)));
+    let untouched = ecs.describe_services().cluster(CLUSTER).services("worker").send().await.unwrap();
+    let worker_breaker = untouched.services()[0].deployment_configuration().unwrap().deployment_circuit_breaker();
+    assert!(!worker_breaker.unwrap().enable, "a service that did not move keeps its breaker off");
 
     // And every other follower is reported with its reason
     let r = reasons(&report);

@@ -483,7 +483,10 @@ async fn the_built_binary_keeps_and_deletes_exactly_what_it_should() {
         .send()
         .await
         .unwrap();
-    let env = binary_env(&sandbox, &[("LOG_BUCKET", BUCKET), ("LOG_PREFIX", "loki/"), ("RETENTION_DAYS", "30")]);
+    let env = binary_env(
+        &sandbox,
+        &[("LOG_BUCKET", BUCKET), ("LOG_PREFIX", "loki/"), ("RETENTION_DAYS", "30"), ("AWS_LAMBDA_LOG_FORMAT", "JSON")],
+    );
     let mut process = FunctionProcess::spawn(&binary("expire-logs"), &env);
 
     // When the scheduled event arrives
@@ -506,7 +509,15 @@ async fn the_built_binary_keeps_and_deletes_exactly_what_it_should() {
     // And the same event again changes nothing
     let again = process.invoke(&event("expire-logs.schedule.json")).response();
     assert_eq!((again["lifecycle"].as_str(), again["objects_expired"].as_u64()), (Some("unchanged"), Some(0)));
-    assert!(process.output().contains("\"report\"") || process.output().contains("report"));
+    // And each run's report was logged, as it was returned
+    let logged: Vec<Value> = process
+        .output()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["fields"]["message"] == "report")
+        .map(|line| serde_json::from_str(line["fields"]["report"].as_str().expect("the report field")).unwrap())
+        .collect();
+    assert_eq!(logged, [report, again]);
 }
 
 #[tokio::test]

@@ -609,12 +609,21 @@ mod tests {
 
     #[test]
     fn the_circuit_breaker_is_turned_on_and_the_rest_is_kept() {
-        let current = DeploymentConfiguration::builder().maximum_percent(150).minimum_healthy_percent(50).build();
+        // Given a service whose breaker is off, with other settings of its own
+        let off = DeploymentCircuitBreaker::builder().enable(false).rollback(false).build();
+        let current = DeploymentConfiguration::builder()
+            .maximum_percent(150)
+            .minimum_healthy_percent(50)
+            .deployment_circuit_breaker(off)
+            .bake_time_in_minutes(5)
+            .build();
+        // Then the breaker is on with rollback, and everything else is exactly as it was
         let config = with_circuit_breaker(Some(&current));
-        assert_eq!((config.maximum_percent, config.minimum_healthy_percent), (Some(150), Some(50)));
-        let breaker = config.deployment_circuit_breaker.unwrap();
-        assert!(breaker.enable && breaker.rollback);
-        assert!(with_circuit_breaker(None).deployment_circuit_breaker.is_some());
+        let on = DeploymentCircuitBreaker::builder().enable(true).rollback(true).build();
+        let mut want = current.clone();
+        want.deployment_circuit_breaker = Some(on.clone());
+        assert_eq!(config, want);
+        assert_eq!(with_circuit_breaker(None).deployment_circuit_breaker, Some(on));
     }
 
     fn labelled(name: &str, image: &str, label: &str) -> ContainerDefinition {
