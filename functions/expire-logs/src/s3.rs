@@ -71,7 +71,13 @@ pub async fn get_checkpoint(
             if err.code() == Some("NoSuchKey") {
                 return Ok(None);
             }
-            return Err(S3Error::from_s3(bucket, "GetObject", err));
+            let refused = S3Error::from_s3(bucket, "GetObject", err);
+            // S3 answers a missing key with 403, not 404, to a role that may not list the bucket
+            // unconditionally (ours may list only under the prefix): ask the listing whether it exists.
+            if matches!(refused, S3Error::AccessDenied { .. }) && !exists(s3, bucket, key).await? {
+                return Ok(None);
+            }
+            return Err(refused);
         }
     };
     let version = out.version_id().filter(|v| *v != "null").map(str::to_owned);
@@ -88,6 +94,19 @@ pub async fn get_checkpoint(
             Ok(None)
         }
     }
+}
+
+/// Whether the key has a current version (not a delete marker).
+async fn exists(s3: &Client, bucket: &str, key: &str) -> Result<bool, S3Error> {
+    let out = s3
+        .list_object_versions()
+        .bucket(bucket)
+        .prefix(key)
+        .max_keys(1)
+        .send()
+        .await
+        .map_err(|err| S3Error::from_s3(bucket, "ListObjectVersions", err.into_service_error()))?;
+    Ok(out.versions().iter().any(|v| v.key() == Some(key) && v.is_latest() == Some(true)))
 }
 
 /// Writes the checkpoint, then removes the version it replaces (on a

@@ -16,8 +16,8 @@ use aws_sdk_s3::types::{
 use chrono::Utc;
 use nightshift_tests::event;
 use nightshift_tests::platform::{
-    CLUSTER, DAGSTER, MANIFEST_BUCKET, MANIFEST_KEY, mvd_manifest, registry, seed_dagster, seed_dataspace, seed_shop,
-    start_run,
+    CLUSTER, DAGSTER, MANIFEST_BUCKET, MANIFEST_KEY, mvd_manifest, push_image, registry, seed_dagster, seed_dataspace,
+    seed_shop, start_run,
 };
 use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
 use nightshift_tests::sandbox::Sandbox;
@@ -282,8 +282,36 @@ async fn deploy_on_push(sandbox: &Sandbox) -> bool {
         return false;
     };
     let moved = again["deployed"].as_array().map_or(0, Vec::len);
-    println!("  {moved} services moved: nothing registered, nothing updated\n");
+    println!("  {moved} services moved: nothing registered, nothing updated");
+
+    println!("\nTwo release candidates are pushed, RC_1.3.0 then RC_1.3.1; their events arrive newest first.");
+    println!("(rc follows the docker label nightshift.deploy=glob:RC_* on its container: ECS tags cannot hold a *)");
+    let older = push_event(&ecr, "RC_1.3.0").await;
+    let newer = push_event(&ecr, "RC_1.3.1").await;
+    let Some(first) = invoke(&mut process, &newer) else { return false };
+    let Some(late) = invoke(&mut process, &older) else { return false };
+    for (tag, report) in [("RC_1.3.1", &first), ("RC_1.3.0, late", &late)] {
+        let moved: Vec<&str> =
+            report["deployed"].as_array().into_iter().flatten().filter_map(|d| d["service"].as_str()).collect();
+        let rc = report["skipped"].as_array().into_iter().flatten().find(|s| s["service"] == "rc");
+        match rc {
+            Some(rc) => println!("  {tag:<15} rc stayed: {}", rc["reason"].as_str().unwrap_or_default()),
+            None => println!("  {tag:<15} moved: {}", moved.join(", ")),
+        }
+    }
+    println!();
     moved == 0
+        && first["deployed"].as_array().is_some_and(|d| d.len() == 1)
+        && late["deployed"] == serde_json::json!([])
+}
+
+/// Pushes `shop/api:<tag>` to the sandbox's ECR; its ECR Image Action event.
+async fn push_event(ecr: &aws_sdk_ecr::Client, tag: &str) -> Value {
+    let digest = push_image(ecr, "shop/api", tag, &format!("shop/api {tag}")).await;
+    let mut push = event("deploy-on-push.ecr-push.json");
+    push["detail"]["image-tag"] = Value::String(tag.to_owned());
+    push["detail"]["image-digest"] = Value::String(digest);
+    push
 }
 
 async fn print_group(sandbox: &Sandbox) {
@@ -472,6 +500,21 @@ async fn print_dataspace(sandbox: &Sandbox) {
     }
 }
 
+fn print_reset(report: &Value) {
+    for p in report["participants"].as_array().into_iter().flatten() {
+        let restarted = p["services_restarted"].as_array().into_iter().flatten();
+        println!(
+            "  {:<31} {}: {} services restarted, {} objects purged, DID document {}, {} ms",
+            p["name"].as_str().unwrap_or_default(),
+            p["status"].as_str().unwrap_or_default(),
+            restarted.filter(|s| s["restarted_at"].is_null()).count(),
+            p["objects_purged"],
+            p["did"]["outcome"].as_str().unwrap_or("?"),
+            p["duration_ms"]
+        );
+    }
+}
+
 async fn reset_dataspace(sandbox: &Sandbox) -> bool {
     heading("reset-dataspace: the public dataspace back to its manifest at midnight");
     let (ecs, s3) = (sandbox.ecs(), sandbox.s3());
@@ -507,27 +550,27 @@ async fn reset_dataspace(sandbox: &Sandbox) -> bool {
         .send()
         .await
         .expect("drift");
+    // The drift happened during the day, hours before midnight.
+    for bucket in ["gti-data", "ias-data", "selt-data", "ias-did"] {
+        sandbox.backdate(bucket, "", 0.25);
+    }
     println!("\nBefore (manifest dataspace/mvd.json at s3://{MANIFEST_BUCKET}/{MANIFEST_KEY}):");
     print_dataspace(sandbox).await;
 
     let mut env = sandbox.function_env();
     env.push(("DATASPACE_MANIFEST".to_owned(), format!("s3://{MANIFEST_BUCKET}/{MANIFEST_KEY}")));
     let mut process = FunctionProcess::spawn(&binary("reset-dataspace"), &env);
-    println!("\nMidnight: reset-dataspace runs with events/reset-dataspace.midnight.json ...");
-    let Some(report) = invoke(&mut process, &event("reset-dataspace.midnight.json")) else { return false };
-    for p in report["participants"].as_array().into_iter().flatten() {
-        println!(
-            "  {:<31} {}: {} services restarted, {} objects purged, DID document {}, {} ms",
-            p["name"].as_str().unwrap_or_default(),
-            p["status"].as_str().unwrap_or_default(),
-            p["services_restarted"].as_array().map_or(0, Vec::len),
-            p["objects_purged"],
-            p["did"]["outcome"].as_str().unwrap_or("?"),
-            p["duration_ms"]
-        );
-    }
+    println!("\nMidnight: reset-dataspace runs with events/reset-dataspace.midnight.json (due now) ...");
+    let mut midnight = event("reset-dataspace.midnight.json");
+    midnight["time"] = Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let Some(report) = invoke(&mut process, &midnight) else { return false };
+    print_reset(&report);
     println!("\nAfter:");
     print_dataspace(sandbox).await;
+
+    println!("\nThe same run again (Lambda's retry, a duplicate delivery): nothing since its start is undone");
+    let Some(again) = invoke(&mut process, &midnight) else { return false };
+    print_reset(&again);
 
     println!("\nBy hand, one participant: {{\"participants\": [\"space-enforcer-laser-tec\"]}}");
     let Some(manual) = invoke(&mut process, &event("reset-dataspace.manual.json")) else { return false };
@@ -541,4 +584,5 @@ async fn reset_dataspace(sandbox: &Sandbox) -> bool {
     );
     report["participants"].as_array().is_some_and(|ps| ps.iter().all(|p| p["status"] == "reset"))
         && p["did"]["outcome"] == "unchanged"
+        && again["participants"].as_array().into_iter().flatten().all(|p| p["objects_purged"] == 0)
 }
