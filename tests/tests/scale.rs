@@ -372,9 +372,9 @@ async fn whatever_the_interleaving_a_sleep_crossed_by_ingress_ends_with_the_grou
 }
 
 /// Runs the futures concurrently (each interleaving has its own sandbox).
-async fn run_all_at_once<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn run_all_at_once<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futures.map(tokio::spawn).collect();
