@@ -49,6 +49,21 @@ impl S3Error {
     }
 }
 
+/// The whole body of a GetObject answer; a body that breaks off is an error
+/// that names the key, never an empty object.
+pub async fn body_of(
+    out: aws_sdk_s3::operation::get_object::GetObjectOutput,
+    bucket: &str,
+    key: &str,
+) -> Result<Vec<u8>, S3Error> {
+    out.body.collect().await.map(|b| b.to_vec()).map_err(|e| S3Error::Other {
+        bucket: bucket.to_owned(),
+        operation: "GetObject",
+        code: None,
+        message: format!("the body of {key} could not be read: {e}"),
+    })
+}
+
 impl LambdaFailure for S3Error {
     fn error_type(&self) -> &'static str {
         match self {

@@ -81,12 +81,7 @@ pub async fn get_checkpoint(
         }
     };
     let version = out.version_id().filter(|v| *v != "null").map(str::to_owned);
-    let bytes = out.body.collect().await.map(|b| b.to_vec()).map_err(|e| S3Error::Other {
-        bucket: bucket.to_owned(),
-        operation: "GetObject",
-        code: None,
-        message: format!("the body of {key} could not be read: {e}"),
-    })?;
+    let bytes = nightshift::s3_sweep::body_of(out, bucket, key).await?;
     match serde_json::from_slice::<Checkpoint>(&bytes) {
         Ok(checkpoint) => Ok(Some((checkpoint, version))),
         Err(err) => {

@@ -68,12 +68,7 @@ pub async fn current_document(
                 .last_modified()
                 .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()))
                 .unwrap_or(DateTime::<Utc>::MIN_UTC);
-            let bytes = out.body.collect().await.map(|b| b.to_vec()).map_err(|e| S3Error::Other {
-                bucket: bucket.to_owned(),
-                operation: "GetObject",
-                code: None,
-                message: format!("the body of {key} could not be read: {e}"),
-            })?;
+            let bytes = nightshift::s3_sweep::body_of(out, bucket, key).await?;
             Ok(Some((serde_json::from_slice(&bytes).unwrap_or(Value::Null), written)))
         }
         Err(err) => {
