@@ -509,15 +509,20 @@ async fn the_built_binary_keeps_and_deletes_exactly_what_it_should() {
     // And the same event again changes nothing
     let again = process.invoke(&event("expire-logs.schedule.json")).response();
     assert_eq!((again["lifecycle"].as_str(), again["objects_expired"].as_u64()), (Some("unchanged"), Some(0)));
-    // And each run's report was logged, as it was returned
-    let logged: Vec<Value> = process
-        .output()
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|line| line["fields"]["message"] == "report")
-        .map(|line| serde_json::from_str(line["fields"]["report"].as_str().expect("the report field")).unwrap())
-        .collect();
-    assert_eq!(logged, [report, again]);
+    // And each run's report was logged, as it was returned (the log pipe is read by a thread: give it time)
+    let logged = |output: String| -> Vec<Value> {
+        output
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| line["fields"]["message"] == "report")
+            .map(|line| serde_json::from_str(line["fields"]["report"].as_str().expect("the report field")).unwrap())
+            .collect()
+    };
+    let waited = std::time::Instant::now();
+    while logged(process.output()).len() < 2 && waited.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(logged(process.output()), [report, again]);
 }
 
 #[tokio::test]
