@@ -335,7 +335,7 @@ async fn the_built_binaries_sleep_and_wake_the_group() {
 
 /// One interleaving: scale-to-zero puts the idle group to sleep with every
 /// UpdateService answered slowly, and a file lands `offset_ms` after it began.
-async fn sleep_crossed_by_ingress(offset_ms: u64) -> (Vec<(String, i32)>, (i32, i32), usize) {
+async fn sleep_crossed_by_ingress(offset_ms: u64) -> (Vec<(String, i32)>, (i32, i32), usize, Decision) {
     let group = Group::seeded().await;
     let now = Utc::now();
     group.record_activity(now - Duration::hours(2)).await;
@@ -348,12 +348,11 @@ async fn sleep_crossed_by_ingress(offset_ms: u64) -> (Vec<(String, i32)>, (i32, 
     };
     let (slept, woke) = tokio::join!(sleeper.handle(scheduled()), ingress);
     let (slept, woke) = (slept.unwrap(), woke.unwrap());
-    assert_eq!(slept.decision, Decision::Sleep, "offset {offset_ms} ms: {slept:#?}");
-    assert!(woke.problems.is_empty() && slept.problems.is_empty(), "{woke:#?}");
+    assert!(woke.problems.is_empty() && slept.problems.is_empty(), "offset {offset_ms} ms: {woke:#?}");
     group.sandbox.slow("UpdateService", 0.0);
     let memory =
         group.state().await.values().map(|(_, tags)| tags.keys().filter(|k| k.ends_with("capacity")).count()).sum();
-    (group.desired().await, group.code_location_capacity().await, memory)
+    (group.desired().await, group.code_location_capacity().await, memory, slept.decision)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -364,7 +363,9 @@ async fn whatever_the_interleaving_a_sleep_crossed_by_ingress_ends_with_the_grou
     let ends = run_all_at_once(offsets.iter().map(|&ms| sleep_crossed_by_ingress(ms))).await;
 
     // Then once both have run the group is fully awake: every service at its count, the capacity restored, no memory left
-    for (offset, (desired, capacity, memory)) in offsets.iter().zip(ends) {
+    // (a file that lands first may keep the sleep from starting at all; the later ones land on a sleep under way)
+    assert!(ends.iter().filter(|end| end.3 == Decision::Sleep).count() >= offsets.len() - 2);
+    for (offset, (desired, capacity, memory, _)) in offsets.iter().zip(ends) {
         assert_eq!(desired, awake(), "file landed {offset} ms into the sleep");
         assert_eq!(capacity, (1, 4), "file landed {offset} ms into the sleep");
         assert_eq!(memory, 0, "file landed {offset} ms into the sleep");
