@@ -17,5 +17,5 @@ pub mod trigger;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use config::{ConfigError, Vars};
-pub use report::{LambdaFailure, emit};
+pub use report::{LambdaFailure, Measured, Metric, emit, finish};
 pub use trigger::Trigger;

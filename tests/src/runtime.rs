@@ -218,6 +218,20 @@ impl FunctionProcess {
         panic!("the function did not exit within {within:?}")
     }
 
+    /// The report lines the process has written, each checked as EMF, once
+    /// there are `count` of them (its output is read by a thread: this waits
+    /// up to 10 s for it to catch up).
+    pub fn report_lines(&self, count: usize) -> Vec<serde_json::Value> {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines = crate::emf::report_lines(&self.output());
+            if lines.len() >= count || Instant::now() >= until {
+                return lines;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Everything the process wrote so far (its logs).
     pub fn output(&self) -> String {
         self.output.lock().unwrap_or_else(|p| p.into_inner()).clone()

@@ -8,11 +8,11 @@ use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::TaskDefinitionField;
 use deploy_on_push::{DeployConfig, DeployOnPush, DeployReport};
 use lambda_runtime::{Context, LambdaEvent};
-use nightshift_tests::event;
 use nightshift_tests::platform::{CLUSTER, SHOP, push_image, pushed_digest, registry, seed_shop};
 use nightshift_tests::runtime::{FunctionProcess, binary};
 use nightshift_tests::sandbox::Sandbox;
 use nightshift_tests::wire::RequestCounter;
+use nightshift_tests::{emf, event};
 use serde_json::{Value, json};
 
 async fn running_task_definitions(ecs: &Client) -> Vec<(String, String)> {
@@ -386,5 +386,9 @@ async fn the_built_binary_rolls_out_a_push_once() {
 
     let again = process.invoke(&event("deploy-on-push.ecr-push.json")).response();
     assert_eq!(again["deployed"], json!([]));
+    let lines = process.report_lines(2);
+    let names = ["ServicesDeployed", "ServicesSkipped", "ServicesFailed", "RunFailed"];
+    assert_eq!(emf::metric_values(&lines[0], &names), [2.0, 7.0, 0.0, 0.0]);
+    assert_eq!(emf::metric_values(&lines[1], &names), [0.0, 9.0, 0.0, 0.0]);
     assert!(running_task_definitions(&ecs).await[0].1.ends_with("api:2"));
 }

@@ -17,11 +17,11 @@ use expire_logs::{ExpireConfig, ExpireError, ExpireLogs};
 use lambda_runtime::{Context, LambdaEvent};
 use nightshift::s3_sweep::S3Error;
 use nightshift::{Clock, FixedClock};
-use nightshift_tests::event;
 use nightshift_tests::platform::put_many;
 use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
 use nightshift_tests::sandbox::Sandbox;
 use nightshift_tests::wire::RequestCounter;
+use nightshift_tests::{emf, event};
 use serde_json::{Value, json};
 
 const BUCKET: &str = "grafana-logs";
@@ -509,20 +509,15 @@ async fn the_built_binary_keeps_and_deletes_exactly_what_it_should() {
     // And the same event again changes nothing
     let again = process.invoke(&event("expire-logs.schedule.json")).response();
     assert_eq!((again["lifecycle"].as_str(), again["objects_expired"].as_u64()), (Some("unchanged"), Some(0)));
-    // And each run's report was logged, as it was returned (the log pipe is read by a thread: give it time)
-    let logged = |output: String| -> Vec<Value> {
-        output
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|line| line["fields"]["message"] == "report")
-            .map(|line| serde_json::from_str(line["fields"]["report"].as_str().expect("the report field")).unwrap())
-            .collect()
-    };
-    let waited = std::time::Instant::now();
-    while logged(process.output()).len() < 2 && waited.elapsed() < std::time::Duration::from_secs(10) {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert_eq!(logged(process.output()), [report, again]);
+    // And each run logged one report line: the report as it was returned, and its metrics in valid EMF
+    let lines = process.report_lines(2);
+    let logged: Vec<&Value> = lines.iter().map(|line| &line["report"]).collect();
+    assert_eq!(logged, [&report, &again]);
+    let names = ["ObjectsExpired", "BytesFreed", "SweepComplete", "RunFailed"];
+    assert_eq!(emf::metric_values(&lines[0], &names), [4.0, report["bytes_freed"].as_f64().unwrap(), 1.0, 0.0]);
+    assert_eq!(emf::metric_values(&lines[1], &names), [0.0, 0.0, 1.0, 0.0]);
+    assert_eq!(lines[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"], "nightshift");
+    assert_eq!(lines[0]["Function"], "expire-logs");
 }
 
 #[tokio::test]
@@ -560,4 +555,8 @@ async fn the_built_binary_fails_the_invocation_when_the_bucket_is_missing() {
         }
         other => panic!("{other:?}"),
     }
+    // A run that fails before it has a report still logs its line, with the error and RunFailed
+    let lines = process.report_lines(1);
+    assert_eq!(emf::metric_values(&lines[0], &["RunFailed"]), [1.0]);
+    assert_eq!(lines[0]["error"]["errorType"], "BucketNotFound");
 }

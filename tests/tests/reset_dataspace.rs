@@ -9,11 +9,11 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use lambda_runtime::{Context, LambdaEvent};
 use nightshift::{FixedClock, LambdaFailure};
-use nightshift_tests::event;
 use nightshift_tests::platform::{MANIFEST_BUCKET, MANIFEST_KEY, mvd_manifest, seed_dataspace};
 use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
 use nightshift_tests::sandbox::Sandbox;
 use nightshift_tests::wire::RequestCounter;
+use nightshift_tests::{emf, event};
 use reset_dataspace::{DidOutcome, ResetConfig, ResetDataspace, ResetError, Status};
 use serde_json::{Value, json};
 
@@ -371,6 +371,9 @@ async fn the_built_binary_resets_the_dataspace() {
     assert_eq!(report["trigger"]["kind"], "scheduled");
     assert!(report["participants"].as_array().unwrap().iter().all(|p| p["status"] == "reset"));
     assert_eq!(ds.services().await, declared());
+    let lines = process.report_lines(1);
+    let names = ["ParticipantsReset", "ParticipantsFailed", "ObjectsPurged", "RunFailed"];
+    assert_eq!(emf::metric_values(&lines[0], &names), [3.0, 0.0, 4.0, 0.0]);
 
     let bad = FunctionProcess::spawn(&binary("reset-dataspace"), &ds.sandbox.function_env());
     match bad.wait_for_exit(std::time::Duration::from_secs(20)) {

@@ -12,11 +12,11 @@ use lambda_runtime::{Context, LambdaEvent};
 use nightshift::FixedClock;
 use nightshift::scale::plan::Decision;
 use nightshift::scale::{ScaleConfig, ScaleGroup};
-use nightshift_tests::event;
 use nightshift_tests::platform::{DAGSTER, seed_dagster, start_run};
 use nightshift_tests::runtime::{FunctionProcess, binary};
 use nightshift_tests::sandbox::Sandbox;
 use nightshift_tests::wire::RequestCounter;
+use nightshift_tests::{emf, event};
 use scale_on_ingress::ScaleOnIngress;
 use scale_to_zero::ScaleToZero;
 use serde_json::{Value, json};
@@ -331,6 +331,15 @@ async fn the_built_binaries_sleep_and_wake_the_group() {
 
     let report = sleeper.invoke(&event("scale-to-zero.schedule.json")).response();
     assert_eq!(report["decision"], "none", "the file just landed: {report}");
+
+    // And every run logged its metrics in valid EMF
+    let names = ["ServicesSlept", "ServicesWoken", "GroupAwake", "RunFailed"];
+    let slept = sleeper.report_lines(2);
+    assert_eq!(emf::metric_values(&slept[0], &names), [3.0, 0.0, 0.0, 0.0]);
+    assert_eq!(emf::metric_values(&slept[1], &names), [0.0, 0.0, 1.0, 0.0]);
+    let woke = waker.report_lines(2);
+    assert_eq!(emf::metric_values(&woke[0], &names), [0.0, 3.0, 1.0, 0.0]);
+    assert_eq!(emf::metric_values(&woke[1], &names), [0.0, 0.0, 1.0, 0.0]);
 }
 
 /// One interleaving: scale-to-zero puts the idle group to sleep with every

@@ -80,6 +80,17 @@ pub struct DeployReport {
     pub warnings: Vec<String>,
 }
 
+impl nightshift::Measured for DeployReport {
+    fn metrics(&self) -> Vec<nightshift::Metric> {
+        use nightshift::Metric;
+        vec![
+            Metric::count("ServicesDeployed", self.deployed.len()),
+            Metric::count("ServicesSkipped", self.skipped.len()),
+            Metric::count("ServicesFailed", self.failed.len()),
+        ]
+    }
+}
+
 pub struct DeployOnPush {
     config: DeployConfig,
     ecs: aws_sdk_ecs::Client,
@@ -113,8 +124,7 @@ impl DeployOnPush {
             Trigger::Ignored(why) => {
                 info!(reason = %why, "event ignored");
                 report.ignored = Some(why);
-                nightshift::emit(FUNCTION, &report);
-                return Ok(report);
+                return nightshift::finish(FUNCTION, report, None);
             }
             Trigger::Push(push) => push,
         };
@@ -122,8 +132,7 @@ impl DeployOnPush {
         report.push = Some(push.clone());
         let Some(tag) = push.tag.clone() else {
             report.ignored = Some("the push has no tag, and every policy decides by tag: nothing deployed".into());
-            nightshift::emit(FUNCTION, &report);
-            return Ok(report);
+            return nightshift::finish(FUNCTION, report, None);
         };
 
         let examined = self.observe_services(&push, &tag, &mut report).await?;
@@ -161,19 +170,15 @@ impl DeployOnPush {
             }
         }
 
-        nightshift::emit(FUNCTION, &report);
-        if report.failed.is_empty() {
-            Ok(report)
-        } else {
-            Err(DeployError::ServicesFailed {
-                total: report.deployed.len() + report.skipped.len() + report.failed.len(),
-                failures: report
-                    .failed
-                    .iter()
-                    .map(|f| format!("{}/{}: {}", f.id.cluster, f.id.service, f.reason))
-                    .collect(),
-            })
-        }
+        let error = (!report.failed.is_empty()).then(|| DeployError::ServicesFailed {
+            total: report.deployed.len() + report.skipped.len() + report.failed.len(),
+            failures: report
+                .failed
+                .iter()
+                .map(|f| format!("{}/{}: {}", f.id.cluster, f.id.service, f.reason))
+                .collect(),
+        });
+        nightshift::finish(FUNCTION, report, error)
     }
 
     /// Every service in the clusters, described with tags; returns the ones

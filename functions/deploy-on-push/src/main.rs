@@ -10,5 +10,5 @@ async fn main() -> Result<(), Error> {
     })?;
     let sdk = aws::sdk_config();
     let function = DeployOnPush::new(config, aws::ecs_client(&sdk), aws_sdk_ecr::Client::new(&sdk));
-    run(service_fn(|event| function.handle(event))).await
+    run(service_fn(|event| nightshift::report::observe(deploy_on_push::FUNCTION, function.handle(event)))).await
 }

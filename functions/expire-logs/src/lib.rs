@@ -52,6 +52,17 @@ pub struct ExpireReport {
     pub progress: Option<Progress>,
 }
 
+impl nightshift::Measured for ExpireReport {
+    fn metrics(&self) -> Vec<nightshift::Metric> {
+        use nightshift::report::{Metric, Unit};
+        vec![
+            Metric { name: "ObjectsExpired", value: self.objects_expired as f64, unit: Unit::Count },
+            Metric { name: "BytesFreed", value: self.bytes_freed as f64, unit: Unit::Bytes },
+            Metric::flag("SweepComplete", self.complete),
+        ]
+    }
+}
+
 /// Where the sweep began and stopped, across runs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Progress {
@@ -112,8 +123,7 @@ impl ExpireLogs {
             complete: tally.complete,
             progress,
         };
-        nightshift::emit(FUNCTION, &report);
-        Ok(report)
+        nightshift::finish(FUNCTION, report, None)
     }
 
     /// The sweep, from where the last run stopped (its checkpoint in the

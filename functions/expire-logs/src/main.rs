@@ -12,5 +12,5 @@ async fn main() -> Result<(), Error> {
     })?;
     let sdk = aws::sdk_config();
     let function = ExpireLogs::new(config, aws::s3_client(&sdk), Arc::new(SystemClock));
-    run(service_fn(|event| function.handle(event))).await
+    run(service_fn(|event| nightshift::report::observe(expire_logs::FUNCTION, function.handle(event)))).await
 }

@@ -231,6 +231,19 @@ pub struct ResetReport {
     pub participants: Vec<ParticipantReport>,
 }
 
+impl nightshift::Measured for ResetReport {
+    fn metrics(&self) -> Vec<nightshift::Metric> {
+        use nightshift::Metric;
+        let count = |status: Status| self.participants.iter().filter(|p| p.status == status).count();
+        let purged: u64 = self.participants.iter().map(|p| p.objects_purged).sum();
+        vec![
+            Metric::count("ParticipantsReset", count(Status::Reset)),
+            Metric::count("ParticipantsFailed", count(Status::Failed)),
+            Metric { name: "ObjectsPurged", value: purged as f64, unit: nightshift::report::Unit::Count },
+        ]
+    }
+}
+
 pub struct ResetDataspace {
     config: ResetConfig,
     ecs: aws_sdk_ecs::Client,
@@ -270,12 +283,9 @@ impl ResetDataspace {
             dataspace: manifest.dataspace.clone(),
             participants,
         };
-        nightshift::emit(FUNCTION, &report);
-        if failures.is_empty() {
-            Ok(report)
-        } else {
-            Err(ResetError::ResetFailed { total: report.participants.len(), failures })
-        }
+        let error =
+            (!failures.is_empty()).then_some(ResetError::ResetFailed { total: report.participants.len(), failures });
+        nightshift::finish(FUNCTION, report, error)
     }
 
     async fn reset_participant(

@@ -12,5 +12,5 @@ async fn main() -> Result<(), Error> {
     })?;
     let sdk = aws::sdk_config();
     let function = ResetDataspace::new(config, aws::ecs_client(&sdk), aws::s3_client(&sdk), Arc::new(SystemClock));
-    run(service_fn(|event| function.handle(event))).await
+    run(service_fn(|event| nightshift::report::observe(reset_dataspace::FUNCTION, function.handle(event)))).await
 }

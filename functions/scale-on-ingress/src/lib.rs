@@ -41,11 +41,27 @@ pub struct IngressReport {
     /// Services whose `nightshift:last-activity` was (or would be) moved.
     pub activity_recorded: Vec<String>,
     pub decision: Option<Decision>,
+    /// Whether the group is needed now (the ingress is recent, or a window is open).
+    pub needed: bool,
     pub reasons: Vec<String>,
     pub services: Vec<ServiceReport>,
     pub left_alone: Vec<LeftAlone>,
     /// What the wake could not bring back (a scalable target at 0..0 with no capacity remembered).
     pub problems: Vec<String>,
+}
+
+impl nightshift::Measured for IngressReport {
+    fn metrics(&self) -> Vec<nightshift::Metric> {
+        use nightshift::Metric;
+        let (slept, woken) = scale_aws::slept_and_woken(&self.services);
+        // A needed group is woken here, or was up already; ingress never puts it to sleep.
+        let mut metrics = vec![Metric::count("ServicesSlept", slept), Metric::count("ServicesWoken", woken)];
+        // An ignored event did not look at the group.
+        if self.ignored.is_none() {
+            metrics.push(Metric::flag("GroupAwake", self.decision == Some(Decision::Wake) || self.needed));
+        }
+        metrics
+    }
 }
 
 pub struct ScaleOnIngress {
@@ -69,8 +85,7 @@ impl ScaleOnIngress {
                 Trigger::Ignored(why) => {
                     info!(reason = %why, "event ignored");
                     report.ignored = Some(why);
-                    nightshift::emit(FUNCTION, &report);
-                    return Ok(report);
+                    return nightshift::finish(FUNCTION, report, None);
                 }
                 Trigger::Ingress(ingress) => ingress,
             };
@@ -93,6 +108,7 @@ impl ScaleOnIngress {
         let need = plan::assess(now, &self.group.config.schedule, self.group.config.idle(), last, None);
         let wake = if need.needed { plan::plan_wake(&members) } else { Vec::new() };
         report.decision = Some(if wake.is_empty() { Decision::None } else { Decision::Wake });
+        report.needed = need.needed;
         if need.needed {
             report.problems = plan::wake_problems(&members);
         }
@@ -102,7 +118,6 @@ impl ScaleOnIngress {
         failures.extend(wake_failures);
         report.services = services;
         report.left_alone = left_alone(&members);
-        nightshift::emit(FUNCTION, &report);
-        if failures.is_empty() { Ok(report) } else { Err(ScaleError::Failed { failures }) }
+        nightshift::finish(FUNCTION, report, (!failures.is_empty()).then_some(ScaleError::Failed { failures }))
     }
 }

@@ -40,6 +40,25 @@ pub struct ScaleToZeroReport {
     pub after_sleep: Option<AfterSleep>,
 }
 
+impl nightshift::Measured for ScaleToZeroReport {
+    fn metrics(&self) -> Vec<nightshift::Metric> {
+        use nightshift::Metric;
+        let after = self.after_sleep.iter().flat_map(|a| &a.services);
+        let (slept, woken) = scale_aws::slept_and_woken(self.services.iter().chain(after));
+        let awake = match self.decision {
+            Decision::Wake => true,
+            Decision::Sleep => self.after_sleep.as_ref().is_some_and(|a| a.woken),
+            // Nothing to do: a needed group is up already, an unneeded one asleep already.
+            Decision::None => self.needed,
+        };
+        vec![
+            Metric::count("ServicesSlept", slept),
+            Metric::count("ServicesWoken", woken),
+            Metric::flag("GroupAwake", awake),
+        ]
+    }
+}
+
 /// The second look a sleep takes at the group once it has run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AfterSleep {
@@ -92,8 +111,7 @@ impl ScaleToZero {
             problems,
             after_sleep,
         };
-        nightshift::emit(FUNCTION, &report);
-        if failures.is_empty() { Ok(report) } else { Err(ScaleError::Failed { failures }) }
+        nightshift::finish(FUNCTION, report, (!failures.is_empty()).then_some(ScaleError::Failed { failures }))
     }
 
     /// scale-on-ingress may record activity while this sleep runs, and wake

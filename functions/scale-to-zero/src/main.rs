@@ -18,5 +18,5 @@ async fn main() -> Result<(), Error> {
         scaling: aws::scaling_client(&sdk),
         clock: Arc::new(SystemClock),
     });
-    run(service_fn(|event| function.handle(event))).await
+    run(service_fn(|event| nightshift::report::observe(scale_to_zero::FUNCTION, function.handle(event)))).await
 }

@@ -253,6 +253,21 @@ pub struct ServiceReport {
     pub error: Option<String>,
 }
 
+/// How many services a run put to sleep and woke (set to 0, set above 0).
+pub fn slept_and_woken<'a>(services: impl IntoIterator<Item = &'a ServiceReport>) -> (usize, usize) {
+    let mut counts = (0, 0);
+    for service in services.into_iter().filter(|s| s.error.is_none()) {
+        for step in &service.steps {
+            match step {
+                Step::SetDesired { count: 0 } => counts.0 += 1,
+                Step::SetDesired { .. } => counts.1 += 1,
+                _ => {}
+            }
+        }
+    }
+    counts
+}
+
 /// Applies the plans in their order (unless `DRY_RUN`); a member whose step
 /// fails stops there, the others go on. Returns the reports and the failures.
 pub async fn execute(
