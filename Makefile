@@ -16,13 +16,17 @@ build:
 demo: setup build
 	$(CARGO) run --quiet -p nightshift-tests --bin demo
 
-## test: unit tests, integration tests against a local AWS, and the template check
+## test: unit tests, integration tests against a local AWS, the IAM proof (every request the
+##       functions sent is allowed by their own policy in the template), and the template checks
+IAM_REQUESTS ?= $(CURDIR)/target/iam-requests
 test: setup build
+	rm -rf $(IAM_REQUESTS)
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --workspace --no-fail-fast; \
+		NIGHTSHIFT_REQUEST_LOG=$(IAM_REQUESTS) $(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
-		$(CARGO) test --workspace --no-fail-fast; \
+		NIGHTSHIFT_REQUEST_LOG=$(IAM_REQUESTS) $(CARGO) test --workspace --no-fail-fast; \
 	fi
+	$(PYTHON) tests/iam/prove.py $(IAM_REQUESTS)
 	$(MAKE) --no-print-directory template
 
 ## bench: release binaries measured against a local AWS; a table, and target/bench.json (not run in CI).

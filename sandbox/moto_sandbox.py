@@ -28,6 +28,10 @@ as ECR does; an image's digest is the SHA-256 of its manifest, as ECR's is;
 S3's ListObjectVersions resumes after a KeyMarker whose key is gone, as S3
 does (moto drops the next key's first version).
 
+With NIGHTSHIFT_REQUEST_LOG set to a folder, it writes there what IAM must
+allow for each request a function signed (see iam_requests.py), for the IAM
+proof of `make test`.
+
 It also answers one service's requests one at a time (the service named in the
 request's SigV4 credential scope). moto's backends are not thread-safe: a
 ListObjectVersions that runs while a DeleteObjects changes the same bucket
@@ -46,6 +50,7 @@ import hashlib
 import json
 import re
 import io
+import os
 import signal
 import sys
 import threading
@@ -56,6 +61,7 @@ from moto.s3.models import s3_backends
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+import iam_requests
 import strict
 
 def _ecs_container_numbers_as_strings() -> None:
@@ -277,10 +283,12 @@ class SandboxApp:
             self.slow[body["operation"]] = float(body.get("seconds", 0))
             return Response("{}", 200, mimetype="application/json")(environ, start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
-        if target:
+        if target or os.environ.get("NIGHTSHIFT_REQUEST_LOG"):
             raw = Request(environ).get_data()
             environ["wsgi.input"] = io.BytesIO(raw)
             environ["CONTENT_LENGTH"] = str(len(raw))
+            iam_requests.record(environ, raw)
+        if target:
             refused = strict.refusal(target, raw, ecs_tag_keys)
             if refused:
                 status, kind, message = refused

@@ -119,6 +119,11 @@ impl FunctionProcess {
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .envs(env.iter().map(|(k, v)| (k, v)))
+            // A local AWS takes any key: each function signs as itself, its settings in the session
+            // token, so the sandbox can tell whose requests it answers and how that function was set
+            // up (the IAM proof checks each request against the policy the template gives it so).
+            .envs(env.iter().any(|(k, _)| k == "AWS_ENDPOINT_URL").then(|| ("AWS_ACCESS_KEY_ID", name)))
+            .envs(env.iter().any(|(k, _)| k == "AWS_ENDPOINT_URL").then(|| ("AWS_SESSION_TOKEN", crate::sandbox::settings_token(env))))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -22,6 +22,19 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
+/// A function's own settings (not the `AWS_*` ones) as hex of their JSON, in
+/// the session token it signs with: the sandbox reads them back to log how
+/// the function that sent a request was set up (`sandbox/iam_requests.py`).
+pub fn settings_token(env: &[(String, String)]) -> String {
+    let settings: serde_json::Map<String, serde_json::Value> = env
+        .iter()
+        .filter(|(k, _)| !k.starts_with("AWS_"))
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let json = serde_json::Value::Object(settings).to_string();
+    format!("nightshift-{}", json.bytes().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
 pub struct Sandbox {
     child: Child,
     // Held open: the server exits when it closes, even if this process is killed.
@@ -34,7 +47,12 @@ impl Sandbox {
     pub fn start() -> Self {
         let script = workspace_root().join("sandbox/moto_sandbox.py");
         let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-        let mut child = Command::new(&python)
+        let mut command = Command::new(&python);
+        // `make test` asks every sandbox to log what IAM must allow for each function's requests.
+        if let Some(folder) = std::env::var_os("NIGHTSHIFT_REQUEST_LOG") {
+            command.env("NIGHTSHIFT_REQUEST_LOG", folder);
+        }
+        let mut child = command
             .arg(&script)
             .args(["--port", "0", "--exit-on-stdin-close"])
             .stdin(Stdio::piped())
@@ -72,12 +90,25 @@ impl Sandbox {
     }
 
     pub fn sdk_config(&self) -> SdkConfig {
+        self.config_signed_as("testing", None)
+    }
+
+    /// The config of a function's clients in-process: they sign as the
+    /// function, with its settings, as the built binaries do (see
+    /// [`settings_token`]), so the IAM proof checks their requests too.
+    pub fn sdk_config_for(&self, function: &str, settings: &[(&str, &str)]) -> SdkConfig {
+        let settings: Vec<(String, String)> =
+            settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        self.config_signed_as(function, Some(settings_token(&settings)))
+    }
+
+    fn config_signed_as(&self, key: &str, token: Option<String>) -> SdkConfig {
         SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(self.endpoint())
             .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                "testing", "testing", None, None, "sandbox",
+                key, "testing", token, None, "sandbox",
             )))
             .http_client(nightshift::aws::http_client())
             .build()

@@ -31,10 +31,12 @@ async fn running_task_definitions(ecs: &Client) -> Vec<(String, String)> {
 
 /// The function in-process, its ECS and ECR requests counted together.
 fn function(sandbox: &Sandbox, dry_run: bool) -> (DeployOnPush, RequestCounter) {
-    let (ecs, wire) = sandbox.ecs_counted();
-    let ecr = sandbox.ecr_counted_by(&wire);
+    let wire = RequestCounter::default();
+    let sdk = sandbox.sdk_config_for("deploy-on-push", &[("CLUSTERS", CLUSTER)]);
+    let ecs = aws_sdk_ecs::config::Builder::from(&sdk).interceptor(wire.clone()).build();
+    let ecr = aws_sdk_ecr::config::Builder::from(&sdk).interceptor(wire.clone()).build();
     let config = DeployConfig { clusters: vec![CLUSTER.into()], dry_run };
-    (DeployOnPush::new(config, ecs, ecr), wire)
+    (DeployOnPush::new(config, Client::from_conf(ecs), aws_sdk_ecr::Client::from_conf(ecr)), wire)
 }
 
 /// The push event of an image already in ECR.

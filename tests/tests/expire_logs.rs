@@ -33,8 +33,10 @@ fn config(extra: &[(&str, &str)]) -> ExpireConfig {
 }
 
 fn function(sandbox: &Sandbox, config: ExpireConfig, clock: Arc<dyn Clock>) -> (ExpireLogs, RequestCounter) {
-    let (s3, counter) = sandbox.s3_counted();
-    (ExpireLogs::new(config, s3, clock), counter)
+    let counter = RequestCounter::default();
+    let sdk = sandbox.sdk_config_for("expire-logs", &[("LOG_BUCKET", &config.bucket), ("LOG_PREFIX", &config.prefix)]);
+    let s3 = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).interceptor(counter.clone()).build();
+    (ExpireLogs::new(config, Client::from_conf(s3), clock), counter)
 }
 
 fn scheduled() -> LambdaEvent<Value> {

@@ -33,7 +33,8 @@ impl Dataspace {
     }
 
     fn function(&self, dry_run: bool) -> ResetDataspace {
-        let sdk = self.sandbox.sdk_config();
+        let uri = format!("s3://{MANIFEST_BUCKET}/{MANIFEST_KEY}");
+        let sdk = self.sandbox.sdk_config_for("reset-dataspace", &[("DATASPACE_MANIFEST", &uri)]);
         let ecs = aws_sdk_ecs::config::Builder::from(&sdk).interceptor(self.wire.clone()).build();
         let s3 = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).interceptor(self.wire.clone()).build();
         let config = ResetConfig {

@@ -43,25 +43,29 @@ impl Group {
     }
 
     /// Both functions' clients share one request counter.
-    fn clients(&self) -> (aws_sdk_ecs::Client, aws_sdk_applicationautoscaling::Client) {
-        let sdk = self.sandbox.sdk_config();
+    /// A function's clients, signing as it (see `Sandbox::sdk_config_for`).
+    fn clients(&self, function: &str, config: &ScaleConfig) -> (aws_sdk_ecs::Client, aws_sdk_applicationautoscaling::Client) {
+        let clusters = config.clusters.join(",");
+        let settings =
+            [("CLUSTERS", clusters.as_str()), ("SCALE_GROUP", &config.group), ("INGRESS_PREFIX", &config.ingress_prefix)];
+        let sdk = self.sandbox.sdk_config_for(function, &settings);
         let ecs = aws_sdk_ecs::config::Builder::from(&sdk).interceptor(self.wire.clone()).build();
         let scaling =
             aws_sdk_applicationautoscaling::config::Builder::from(&sdk).interceptor(self.wire.clone()).build();
         (aws_sdk_ecs::Client::from_conf(ecs), aws_sdk_applicationautoscaling::Client::from_conf(scaling))
     }
 
-    fn group(&self, config: ScaleConfig, now: DateTime<Utc>) -> ScaleGroup {
-        let (ecs, scaling) = self.clients();
+    fn group(&self, function: &str, config: ScaleConfig, now: DateTime<Utc>) -> ScaleGroup {
+        let (ecs, scaling) = self.clients(function, &config);
         ScaleGroup { config, ecs, scaling, clock: Arc::new(FixedClock(now)) }
     }
 
     fn scale_to_zero(&self, config: ScaleConfig, now: DateTime<Utc>) -> ScaleToZero {
-        ScaleToZero::new(self.group(config, now))
+        ScaleToZero::new(self.group("scale-to-zero", config, now))
     }
 
     fn scale_on_ingress(&self, config: ScaleConfig, now: DateTime<Utc>) -> ScaleOnIngress {
-        ScaleOnIngress::new(self.group(config, now))
+        ScaleOnIngress::new(self.group("scale-on-ingress", config, now))
     }
 
     /// Every service's desired count and nightshift tags.

@@ -1,0 +1,215 @@
+"""What each request a function sends asks of IAM, as AWS authorizes it.
+
+With NIGHTSHIFT_REQUEST_LOG set to a folder, the sandbox appends, for every
+request signed with a function's own access key id (the tests start each
+function with AWS_ACCESS_KEY_ID=<function name>), one JSON line per
+authorization the request needs: the function, the action, the resource ARN,
+and the condition keys the template's policies read (the resource's tags as
+they are before the request, aws:TagKeys, ecs:cluster, s3:prefix,
+s3:ResourceAccount, ecs:CreateAction, iam:PassedToService). `make test`'s IAM
+proof (tests/iam/prove.py) then checks each line against the function's policy
+in the transformed template.
+
+The mapping covers the operations nightshift sends; an operation it does not
+know is logged as such, so the proof fails rather than passes it unseen.
+"""
+
+import json
+import os
+import re
+import threading
+import xml.etree.ElementTree as ElementTree
+from urllib.parse import parse_qs, unquote
+
+ACCOUNT = "123456789012"
+_write_lock = threading.Lock()
+CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/([^/]+)/([^/]+)/aws4_request")
+
+
+def _ecs_backend(region):
+    from moto.ecs.models import ecs_backends
+
+    return ecs_backends[ACCOUNT][region]
+
+
+def _cluster_arn(region, cluster):
+    if cluster.startswith("arn:"):
+        return cluster
+    return f"arn:aws:ecs:{region}:{ACCOUNT}:cluster/{cluster or 'default'}"
+
+
+def _cluster_name(cluster):
+    return (cluster or "default").split("/")[-1]
+
+
+def _service_arn(region, cluster, service):
+    if service.startswith("arn:"):
+        return service
+    return f"arn:aws:ecs:{region}:{ACCOUNT}:service/{_cluster_name(cluster)}/{service}"
+
+
+def _resource_tags(region, arn):
+    try:
+        tags = _ecs_backend(region).list_tags_for_resource(arn) or []
+    except Exception:
+        return {}
+    return {t["key"]: t["value"] for t in tags}
+
+
+def _with_tags(context, tags):
+    for key, value in tags.items():
+        context[f"aws:ResourceTag/{key}"] = value
+    return context
+
+
+def _ecs(region, operation, body):
+    action = f"ecs:{operation}"
+    cluster = body.get("cluster", "default")
+    cluster_ctx = {"ecs:cluster": _cluster_arn(region, cluster)}
+    if operation in ("ListClusters", "DescribeTaskDefinition"):
+        return [(action, "*", {})]
+    if operation in ("ListServices", "ListTasks"):
+        return [(action, "*", cluster_ctx)]
+    if operation == "DescribeServices":
+        return [(action, _service_arn(region, cluster, s), dict(cluster_ctx)) for s in body.get("services", [])]
+    if operation == "DescribeTasks":
+        return [(action, t if t.startswith("arn:") else f"arn:aws:ecs:{region}:{ACCOUNT}:task/{_cluster_name(cluster)}/{t}",
+                 dict(cluster_ctx)) for t in body.get("tasks", [])]
+    if operation == "UpdateService":
+        arn = _service_arn(region, cluster, body.get("service", ""))
+        # The roles of the task definition were passed when it was registered.
+        return [(action, arn, _with_tags(dict(cluster_ctx), _resource_tags(region, arn)))]
+    if operation in ("TagResource", "UntagResource"):
+        arn = body.get("resourceArn", "")
+        keys = [t["key"] for t in body.get("tags", [])] if operation == "TagResource" else body.get("tagKeys", [])
+        context = _with_tags({"aws:TagKeys": keys}, _resource_tags(region, arn))
+        if ":service/" in arn:
+            context["ecs:cluster"] = _cluster_arn(region, arn.split(":service/")[1].split("/")[0])
+        return [(action, arn, context)]
+    if operation == "RegisterTaskDefinition":
+        found = [(action, "*", {})]
+        family = body.get("family", "")
+        tags = body.get("tags") or []
+        if tags:
+            found.append(("ecs:TagResource", f"arn:aws:ecs:{region}:{ACCOUNT}:task-definition/{family}:*",
+                          {"ecs:CreateAction": "RegisterTaskDefinition", "aws:TagKeys": [t["key"] for t in tags]}))
+        for role in (body.get("taskRoleArn"), body.get("executionRoleArn")):
+            if role:
+                found.append(("iam:PassRole", role, {"iam:PassedToService": "ecs-tasks.amazonaws.com"}))
+        return found
+    return [(f"unknown:ecs:{operation}", "*", {})]
+
+
+def _aas(region, operation, body):
+    action = f"application-autoscaling:{operation}"
+    if operation == "DescribeScalableTargets":
+        return [(action, "*", {})]
+    if operation == "RegisterScalableTarget":
+        # The target's ARN has an id AWS makes; any target of the account and region.
+        return [(action, f"arn:aws:application-autoscaling:{region}:{ACCOUNT}:scalable-target/0123abcd", {})]
+    return [(f"unknown:{action}", "*", {})]
+
+
+def _ecr(region, operation, body):
+    action = f"ecr:{operation}"
+    if operation == "DescribeImages":
+        repository = body.get("repositoryName", "")
+        account = body.get("registryId", ACCOUNT)
+        return [(action, f"arn:aws:ecr:{region}:{account}:repository/{repository}", {})]
+    return [(f"unknown:{action}", "*", {})]
+
+
+def _s3(method, path, query, raw):
+    parts = unquote(path).lstrip("/").split("/", 1)
+    bucket, key = parts[0], (parts[1] if len(parts) > 1 else "")
+    bucket_arn = f"arn:aws:s3:::{bucket}"
+    context = {"s3:ResourceAccount": ACCOUNT}
+    q = parse_qs(query, keep_blank_values=True)
+    version = q.get("versionId", [None])[0]
+    if not key:
+        if method == "GET" and "lifecycle" in q:
+            return [("s3:GetLifecycleConfiguration", bucket_arn, context)]
+        if method == "PUT" and "lifecycle" in q:
+            return [("s3:PutLifecycleConfiguration", bucket_arn, context)]
+        if method == "GET" and "tagging" in q:
+            return [("s3:GetBucketTagging", bucket_arn, context)]
+        if method == "GET" and "versions" in q:
+            return [("s3:ListBucketVersions", bucket_arn, dict(context, **{"s3:prefix": q.get("prefix", [""])[0]}))]
+        if method == "GET":
+            return [("s3:ListBucket", bucket_arn, dict(context, **{"s3:prefix": q.get("prefix", [""])[0]}))]
+        if method == "POST" and "delete" in q:
+            found = []
+            for obj in ElementTree.fromstring(raw).iter():
+                if not obj.tag.endswith("Object"):
+                    continue
+                name = next((c.text or "" for c in obj if c.tag.endswith("Key")), "")
+                has_version = any(c.tag.endswith("VersionId") for c in obj)
+                action = "s3:DeleteObjectVersion" if has_version else "s3:DeleteObject"
+                found.append((action, f"{bucket_arn}/{name}", dict(context)))
+            return found
+        return [(f"unknown:s3:{method} bucket {query}", bucket_arn, context)]
+    object_arn = f"{bucket_arn}/{key}"
+    if method in ("GET", "HEAD"):
+        return [("s3:GetObjectVersion" if version else "s3:GetObject", object_arn, context)]
+    if method == "PUT":
+        return [("s3:PutObject", object_arn, context)]
+    if method == "DELETE":
+        return [("s3:DeleteObjectVersion" if version else "s3:DeleteObject", object_arn, context)]
+    return [(f"unknown:s3:{method} object", object_arn, context)]
+
+
+def authorizations(environ, raw):
+    """The function that signed the request, and what IAM must allow for it;
+    `None` for a request not signed by a function (the tests' own)."""
+    found = CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if not found:
+        return None
+    function, region, service = found.groups()
+    if function in ("testing", "sandbox"):
+        return None
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    operation = target.rpartition(".")[2]
+    try:
+        body = json.loads(raw or b"{}") if target else {}
+    except ValueError:
+        body = {}
+    if service == "ecs":
+        needs = _ecs(region, operation, body)
+    elif service == "application-autoscaling":
+        needs = _aas(region, operation, body)
+    elif service == "ecr":
+        needs = _ecr(region, operation, body)
+    elif service == "s3":
+        needs = _s3(environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""), raw)
+    else:
+        needs = [(f"unknown:{service}:{operation}", "*", {})]
+    return function, needs
+
+
+def settings(environ):
+    """The function's settings, from the session token the tests give it."""
+    token = environ.get("HTTP_X_AMZ_SECURITY_TOKEN", "")
+    if not token.startswith("nightshift-"):
+        return {}
+    try:
+        return json.loads(bytes.fromhex(token[len("nightshift-"):]).decode("utf-8"))
+    except ValueError:
+        return {}
+
+
+def record(environ, raw):
+    """Appends the request's authorizations to the log, when one is asked for."""
+    folder = os.environ.get("NIGHTSHIFT_REQUEST_LOG")
+    if not folder:
+        return
+    found = authorizations(environ, raw)
+    if found is None:
+        return
+    function, needs = found
+    env = settings(environ)
+    lines = [json.dumps({"function": function, "settings": env, "action": a, "resource": r, "context": c})
+             for a, r, c in needs]
+    os.makedirs(folder, exist_ok=True)
+    with _write_lock, open(os.path.join(folder, f"{os.getpid()}.jsonl"), "a", encoding="utf-8") as out:
+        for line in lines:
+            out.write(line + "\n")
