@@ -26,15 +26,12 @@ usage: prove.py FOLDER
 import fnmatch
 import glob
 import json
-import logging
 import os
 import sys
 
-from cfnlint.decode import decode
-from samtranslator.translator.transform import transform
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "template"))
+from samtemplate import load, transformed  # noqa: E402
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
-TEMPLATE = os.path.join(ROOT, "template.yaml")
 PSEUDO = {
     "AWS::Region": "us-east-1",
     "AWS::AccountId": "123456789012",
@@ -166,15 +163,9 @@ def statements(function, params, cache={}):
     """The function role's inline policy statements, resolved."""
     key = (function, json.dumps(params, sort_keys=True))
     if key not in cache:
-        template, problems = decode(TEMPLATE)
-        if problems:
-            raise SystemExit(f"{TEMPLATE}: {problems}")
-        for resource in template["Resources"].values():
-            if resource["Type"] == "AWS::Serverless::Function":
-                resource["Properties"]["CodeUri"] = "s3://nightshift-build/function.zip"
-        transformed = transform(template, params, None)
-        resolver = Resolver(transformed, params)
-        role = transformed["Resources"][f"{FUNCTIONS[function]}Role"]
+        output = transformed(load(), params)
+        resolver = Resolver(output, params)
+        role = output["Resources"][f"{FUNCTIONS[function]}Role"]
         found = []
         for policy in resolver.value(role["Properties"].get("Policies", [])):
             document = policy["PolicyDocument"]
@@ -236,8 +227,6 @@ def allowed(statements_, action, resource, context):
 def main():
     if len(sys.argv) != 2:
         raise SystemExit(__doc__.split("usage: ")[1])
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    logging.disable(logging.WARNING)
     lines = []
     for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.jsonl"))):
         with open(path, encoding="utf-8") as f:
