@@ -123,7 +123,11 @@ impl FunctionProcess {
             // token, so the sandbox can tell whose requests it answers and how that function was set
             // up (the IAM proof checks each request against the policy the template gives it so).
             .envs(env.iter().any(|(k, _)| k == "AWS_ENDPOINT_URL").then(|| ("AWS_ACCESS_KEY_ID", name)))
-            .envs(env.iter().any(|(k, _)| k == "AWS_ENDPOINT_URL").then(|| ("AWS_SESSION_TOKEN", crate::sandbox::settings_token(env))))
+            .envs(
+                env.iter()
+                    .any(|(k, _)| k == "AWS_ENDPOINT_URL")
+                    .then(|| ("AWS_SESSION_TOKEN", crate::sandbox::settings_token(env))),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

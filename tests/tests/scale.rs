@@ -42,12 +42,19 @@ impl Group {
         Self { sandbox, ecs, wire }
     }
 
-    /// Both functions' clients share one request counter.
-    /// A function's clients, signing as it (see `Sandbox::sdk_config_for`).
-    fn clients(&self, function: &str, config: &ScaleConfig) -> (aws_sdk_ecs::Client, aws_sdk_applicationautoscaling::Client) {
+    /// A function's clients, signing as it (see `Sandbox::sdk_config_for`); both functions' clients
+    /// share one request counter.
+    fn clients(
+        &self,
+        function: &str,
+        config: &ScaleConfig,
+    ) -> (aws_sdk_ecs::Client, aws_sdk_applicationautoscaling::Client) {
         let clusters = config.clusters.join(",");
-        let settings =
-            [("CLUSTERS", clusters.as_str()), ("SCALE_GROUP", &config.group), ("INGRESS_PREFIX", &config.ingress_prefix)];
+        let settings = [
+            ("CLUSTERS", clusters.as_str()),
+            ("SCALE_GROUP", &config.group),
+            ("INGRESS_PREFIX", &config.ingress_prefix),
+        ];
         let sdk = self.sandbox.sdk_config_for(function, &settings);
         let ecs = aws_sdk_ecs::config::Builder::from(&sdk).interceptor(self.wire.clone()).build();
         let scaling =
