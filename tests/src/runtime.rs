@@ -108,6 +108,7 @@ impl FunctionProcess {
         }
         let name = binary.file_name().and_then(|n| n.to_str()).unwrap_or("function");
         let spawned_at = Instant::now();
+        let local = env.iter().any(|(k, _)| k == "AWS_ENDPOINT_URL");
         let mut child = Command::new(binary)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -122,11 +123,16 @@ impl FunctionProcess {
             // A local AWS takes any key: each function signs as itself, its settings in the session
             // token, so the sandbox can tell whose requests it answers and how that function was set
             // up (the IAM proof checks each request against the policy the template gives it so).
-            .envs(env.iter().any(|(k, _)| k == "AWS_ENDPOINT_URL").then(|| ("AWS_ACCESS_KEY_ID", name)))
             .envs(
-                env.iter()
-                    .any(|(k, _)| k == "AWS_ENDPOINT_URL")
-                    .then(|| ("AWS_SESSION_TOKEN", crate::sandbox::settings_token(env))),
+                local
+                    .then(|| {
+                        [
+                            ("AWS_ACCESS_KEY_ID".to_owned(), name.to_owned()),
+                            ("AWS_SESSION_TOKEN".to_owned(), crate::sandbox::settings_token(env)),
+                        ]
+                    })
+                    .into_iter()
+                    .flatten(),
             )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
