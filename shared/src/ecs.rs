@@ -55,11 +55,16 @@ pub fn tag_problem(key: &str, value: &str) -> Option<String> {
     None
 }
 
+/// The tags that count towards [`MAX_TAGS`]: those starting `aws:` do not.
+pub fn counted_tags(tags: &[Tag]) -> usize {
+    tags.iter().filter_map(Tag::key).filter(|k| !k.to_ascii_lowercase().starts_with("aws:")).count()
+}
+
 /// Why setting these keys on a resource that carries `current` would take it
 /// past [`MAX_TAGS`]; keys it has already are replaced, not added.
 pub fn tag_count_problem(current: &[Tag], keys: &[&str]) -> Option<String> {
     let counted = |k: &str| !k.to_ascii_lowercase().starts_with("aws:");
-    let have = current.iter().filter_map(Tag::key).filter(|k| counted(k)).count();
+    let have = counted_tags(current);
     let mut new: Vec<&str> = keys.iter().copied().filter(|k| counted(k) && tag_value(current, k).is_none()).collect();
     new.sort_unstable();
     new.dedup();

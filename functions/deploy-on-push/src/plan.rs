@@ -321,7 +321,7 @@ pub fn keep_forward(plan: ServicePlan, push: &Push, tag: &str, images: &EcrImage
 
 /// Why ECS would refuse a revision with these tags, or `None`.
 pub fn revision_tags_problem(tags: &[Tag]) -> Option<String> {
-    let counted = tags.iter().filter(|t| !t.key().unwrap_or_default().to_ascii_lowercase().starts_with("aws:")).count();
+    let counted = nightshift::ecs::counted_tags(tags);
     if counted > MAX_TAGS {
         return Some(format!("the new revision would carry {counted} tags; ECS allows {MAX_TAGS}"));
     }

@@ -103,12 +103,7 @@ pub fn member_of(service: &Service, group: &str) -> Option<Member> {
         remembered,
         target: None,
         problem: (!problems.is_empty()).then(|| problems.join("; ")),
-        tag_count: service
-            .tags()
-            .iter()
-            .filter_map(Tag::key)
-            .filter(|k| !k.to_ascii_lowercase().starts_with("aws:"))
-            .count(),
+        tag_count: crate::ecs::counted_tags(service.tags()),
     })
 }
 
