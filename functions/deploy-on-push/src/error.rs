@@ -1,13 +1,11 @@
 //! What can make a `deploy-on-push` invocation fail, each with a stable `error_type`.
 
 use lambda_runtime::Diagnostic;
+use nightshift::LambdaFailure;
 use nightshift::aws::CallError;
-use nightshift::{ConfigError, LambdaFailure};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    #[error("configuration: {0}")]
-    Config(#[from] ConfigError),
     #[error("invalid event: {0}")]
     InvalidEvent(String),
     #[error("ECS {0}")]
@@ -20,7 +18,6 @@ pub enum DeployError {
 impl LambdaFailure for DeployError {
     fn error_type(&self) -> &'static str {
         match self {
-            Self::Config(_) => "ConfigError",
             Self::InvalidEvent(_) => "InvalidEvent",
             Self::Ecs(_) => "EcsError",
             Self::ServicesFailed { .. } => "DeployFailed",

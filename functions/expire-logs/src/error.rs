@@ -1,13 +1,11 @@
 //! What can make an `expire-logs` invocation fail, each with a stable `error_type`.
 
 use lambda_runtime::Diagnostic;
+use nightshift::LambdaFailure;
 use nightshift::s3_sweep::S3Error;
-use nightshift::{ConfigError, LambdaFailure};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExpireError {
-    #[error("configuration: {0}")]
-    Config(#[from] ConfigError),
     #[error("invalid event: {0}")]
     InvalidEvent(String),
     /// `BucketNotFound`, `AccessDenied` or `S3Error`; the message names the bucket.
@@ -18,7 +16,6 @@ pub enum ExpireError {
 impl LambdaFailure for ExpireError {
     fn error_type(&self) -> &'static str {
         match self {
-            Self::Config(_) => "ConfigError",
             Self::InvalidEvent(_) => "InvalidEvent",
             Self::S3(err) => err.error_type(),
         }

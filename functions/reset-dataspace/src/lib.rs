@@ -57,8 +57,6 @@ impl ResetConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResetError {
-    #[error("configuration: {0}")]
-    Config(#[from] ConfigError),
     #[error("invalid event: {0}")]
     InvalidEvent(String),
     #[error("manifest {uri} cannot be read: {message}")]
@@ -73,7 +71,6 @@ pub enum ResetError {
 impl LambdaFailure for ResetError {
     fn error_type(&self) -> &'static str {
         match self {
-            Self::Config(_) => "ConfigError",
             Self::InvalidEvent(_) => "InvalidEvent",
             Self::ManifestUnreadable { .. } => "ManifestUnreadable",
             Self::ManifestInvalid { .. } => "ManifestInvalid",

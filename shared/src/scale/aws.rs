@@ -12,14 +12,12 @@ use super::{
     AWAKE_COUNT_TAG, DAGSTER_RUN_TAG, LAST_ACTIVITY_TAG, MAX_CAPACITY_TAG, MIN_CAPACITY_TAG, SCALE_GROUP_TAG,
     ScaleGroup, WAKE_ORDER_TAG,
 };
+use crate::LambdaFailure;
 use crate::aws::CallError;
 use crate::ecs::{describe_services, list_services, tag_value};
-use crate::{ConfigError, LambdaFailure};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScaleError {
-    #[error("configuration: {0}")]
-    Config(#[from] ConfigError),
     #[error("invalid event: {0}")]
     InvalidEvent(String),
     #[error(transparent)]
@@ -31,7 +29,6 @@ pub enum ScaleError {
 impl LambdaFailure for ScaleError {
     fn error_type(&self) -> &'static str {
         match self {
-            Self::Config(_) => "ConfigError",
             Self::InvalidEvent(_) => "InvalidEvent",
             Self::Aws(_) => "AwsError",
             Self::Failed { .. } => "ScaleFailed",
