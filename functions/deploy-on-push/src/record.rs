@@ -44,22 +44,7 @@ fn escape(label: &str) -> String {
 
 /// The label back from [`escape`]; `None` for a malformed escape.
 fn unescape(recorded: &str) -> Option<String> {
-    let mut bytes = Vec::with_capacity(recorded.len());
-    let mut rest = recorded.as_bytes();
-    while let Some((&b, tail)) = rest.split_first() {
-        if b == b'@' {
-            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
-            if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
-                return None;
-            }
-            bytes.push(u8::from_str_radix(hex, 16).ok()?);
-            rest = &tail[2..];
-        } else {
-            bytes.push(b);
-            rest = tail;
-        }
-    }
-    String::from_utf8(bytes).ok()
+    nightshift::percent::decode_escaped(recorded, '@', false).ok()
 }
 
 /// The tag a container runs: the one recorded on its revision when nightshift
