@@ -119,6 +119,40 @@ def _ecr(region, operation, body):
     return [(f"unknown:{action}", "*", {})]
 
 
+def _codedeploy(region, operation, body):
+    action = f"codedeploy:{operation}"
+    arn = f"arn:aws:codedeploy:{region}:{ACCOUNT}"
+    application = body.get("applicationName", "")
+    if operation == "ListApplications":
+        return [(action, "*", {})]
+    if operation == "BatchGetApplications":
+        return [(action, f"{arn}:application:{name}", {}) for name in body.get("applicationNames", [])]
+    if operation == "ListDeploymentGroups":
+        return [(action, f"{arn}:application:{application}", {})]
+    if operation == "BatchGetDeploymentGroups":
+        return [(action, f"{arn}:deploymentgroup:{application}/{name}", {})
+                for name in body.get("deploymentGroupNames", [])]
+    if operation == "GetDeployment":
+        from moto.codedeploy.models import codedeploy_backends
+
+        found = codedeploy_backends[ACCOUNT][region].deployments.get(body.get("deploymentId", ""))
+        group = f"{found.application_name}/{found.deployment_group_name}" if found else "unknown"
+        return [(action, f"{arn}:deploymentgroup:{group}", {})]
+    if operation == "CreateDeployment":
+        # CodeDeploy also asks that the caller may read the configuration and register the revision.
+        from moto.codedeploy.models import codedeploy_backends
+
+        name = body.get("deploymentGroupName", "")
+        config = body.get("deploymentConfigName")
+        if not config:
+            group = codedeploy_backends[ACCOUNT][region].deployment_groups.get(application, {}).get(name)
+            config = str(group.deployment_config_name) if group else "unknown"
+        return [(action, f"{arn}:deploymentgroup:{application}/{name}", {}),
+                ("codedeploy:GetDeploymentConfig", f"{arn}:deploymentconfig:{config}", {}),
+                ("codedeploy:RegisterApplicationRevision", f"{arn}:application:{application}", {})]
+    return [(f"unknown:{action}", "*", {})]
+
+
 def _s3(method, path, query, raw):
     parts = unquote(path).lstrip("/").split("/", 1)
     bucket, key = parts[0], (parts[1] if len(parts) > 1 else "")
@@ -179,6 +213,8 @@ def authorizations(environ, raw):
         needs = _aas(region, operation, body)
     elif service == "ecr":
         needs = _ecr(region, operation, body)
+    elif service == "codedeploy":
+        needs = _codedeploy(region, operation, body)
     elif service == "s3":
         needs = _s3(environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""), raw)
     else:

@@ -26,7 +26,9 @@ models; ECR keeps an image, untagged, when its tag moves to another image (moto
 forgets it), and records push times to the microsecond (moto: whole seconds),
 as ECR does; an image's digest is the SHA-256 of its manifest, as ECR's is;
 S3's ListObjectVersions resumes after a KeyMarker whose key is gone, as S3
-does (moto drops the next key's first version).
+does (moto drops the next key's first version); CodeDeploy takes one
+deployment at a time per group and answers BatchGetDeploymentGroups, and ECS
+refuses a new task definition for a CODE_DEPLOY service (codedeploy.py).
 
 With NIGHTSHIFT_REQUEST_LOG set to a folder, it writes there what IAM must
 allow for each request a function signed (see iam_requests.py), for the IAM
@@ -61,6 +63,7 @@ from moto.s3.models import s3_backends
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+import codedeploy
 import iam_requests
 import strict
 
@@ -282,6 +285,15 @@ class SandboxApp:
             body = json.loads(Request(environ).get_data() or b"{}")
             self.slow[body["operation"]] = float(body.get("seconds", 0))
             return Response("{}", 200, mimetype="application/json")(environ, start_response)
+        if environ.get("PATH_INFO") == codedeploy.END_PATH and environ.get("REQUEST_METHOD") == "POST":
+            body = json.loads(Request(environ).get_data() or b"{}")
+            try:
+                with self.lock_for("codedeploy"), self.lock_for("ecs"):
+                    ended = codedeploy.end(ACCOUNT, body["deployment"], body.get("status", "Succeeded"))
+                response = Response(json.dumps(ended), 200, mimetype="application/json")
+            except (KeyError, ValueError) as err:
+                response = Response(json.dumps({"error": str(err)}), 400, mimetype="application/json")
+            return response(environ, start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target or os.environ.get("NIGHTSHIFT_REQUEST_LOG"):
             raw = Request(environ).get_data()
