@@ -2,8 +2,8 @@
 
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{
-    ContainerDefinition, DeploymentController, DeploymentControllerType, KeyValuePair, NetworkMode, PortMapping, Tag,
-    Volume,
+    ContainerDefinition, DeploymentController, DeploymentControllerType, KeyValuePair, LoadBalancer, NetworkMode,
+    PortMapping, Tag, Volume,
 };
 
 use sha2::Digest;
@@ -136,6 +136,7 @@ async fn service(
     tags: &[(&str, &str)],
     controller: Option<DeploymentControllerType>,
 ) {
+    let blue_green = controller == Some(DeploymentControllerType::CodeDeploy);
     // Settings of the team's own, and the circuit breaker off: a deploy must turn it on and keep the rest.
     let deployment = aws_sdk_ecs::types::DeploymentConfiguration::builder()
         .maximum_percent(150)
@@ -155,7 +156,80 @@ async fn service(
     if let Some(c) = controller {
         create = create.deployment_controller(DeploymentController::builder().r#type(c).build().unwrap());
     }
+    if blue_green {
+        // Its production target group; CodeDeploy shifts traffic to the other of the pair.
+        create = create.load_balancers(
+            LoadBalancer::builder()
+                .target_group_arn(format!(
+                    "arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:targetgroup/{name}-blue/0123456789abcdef"
+                ))
+                .container_name("app")
+                .container_port(8080)
+                .build(),
+        );
+    }
     create.send().await.unwrap();
+}
+
+/// The CodeDeploy application of the shop's blue/green service.
+pub const CODEDEPLOY_APPLICATION: &str = "shop";
+/// Its deployment group (named after the service) and the group's deployment configuration.
+pub const CODEDEPLOY_GROUP: &str = "blue-green";
+pub const CANARY: &str = "CodeDeployDefault.ECSCanary10Percent5Minutes";
+
+/// The CodeDeploy side of the shop's blue/green service: an ECS application
+/// whose one group deploys `shop/blue-green` by canary, and an EC2/on-premises
+/// application beside it (which nightshift must pass over).
+pub async fn seed_codedeploy(codedeploy: &aws_sdk_codedeploy::Client) {
+    use aws_sdk_codedeploy::types::{
+        BlueGreenDeploymentConfiguration, BlueInstanceTerminationOption, ComputePlatform, DeploymentOption,
+        DeploymentReadyOption, DeploymentStyle, DeploymentType, EcsService, InstanceAction,
+    };
+    codedeploy
+        .create_application()
+        .application_name("servers")
+        .compute_platform(ComputePlatform::Server)
+        .send()
+        .await
+        .unwrap();
+    codedeploy
+        .create_application()
+        .application_name(CODEDEPLOY_APPLICATION)
+        .compute_platform(ComputePlatform::Ecs)
+        .send()
+        .await
+        .unwrap();
+    codedeploy
+        .create_deployment_group()
+        .application_name(CODEDEPLOY_APPLICATION)
+        .deployment_group_name(CODEDEPLOY_GROUP)
+        .service_role_arn(format!("arn:aws:iam::{ACCOUNT}:role/codedeploy-ecs"))
+        .deployment_config_name(CANARY)
+        .deployment_style(
+            DeploymentStyle::builder()
+                .deployment_type(DeploymentType::BlueGreen)
+                .deployment_option(DeploymentOption::WithTrafficControl)
+                .build(),
+        )
+        .blue_green_deployment_configuration(
+            BlueGreenDeploymentConfiguration::builder()
+                .deployment_ready_option(
+                    DeploymentReadyOption::builder()
+                        .action_on_timeout(aws_sdk_codedeploy::types::DeploymentReadyAction::ContinueDeployment)
+                        .build(),
+                )
+                .terminate_blue_instances_on_deployment_success(
+                    BlueInstanceTerminationOption::builder()
+                        .action(InstanceAction::Terminate)
+                        .termination_wait_time_in_minutes(5)
+                        .build(),
+                )
+                .build(),
+        )
+        .ecs_services(EcsService::builder().cluster_name(CLUSTER).service_name("blue-green").build())
+        .send()
+        .await
+        .unwrap();
 }
 
 /// Every service of the shop, in the order [`seed_shop`] creates them.
@@ -163,10 +237,16 @@ pub const SHOP: [&str; 10] =
     ["api", "worker", "legacy", "api-v2", "preview", "blue-green", "odd", "rc", "nightly", "pair"];
 
 /// The shop: its registry (see [`seed_registry`]), and services following
-/// `shop/api` with different policies (service tags and docker labels), and
-/// some that must not move. Returns each service with its task definition.
-pub async fn seed_shop(ecs: &Client, ecr: &aws_sdk_ecr::Client) -> Vec<(String, String)> {
+/// `shop/api` with different policies (service tags and docker labels), one
+/// of them blue/green with its CodeDeploy group (see [`seed_codedeploy`]),
+/// and some that must not move. Returns each service with its task definition.
+pub async fn seed_shop(
+    ecs: &Client,
+    ecr: &aws_sdk_ecr::Client,
+    codedeploy: &aws_sdk_codedeploy::Client,
+) -> Vec<(String, String)> {
     seed_registry(ecr).await;
+    seed_codedeploy(codedeploy).await;
     ecs.create_cluster().cluster_name(CLUSTER).send().await.unwrap();
     let api = format!("{}/shop/api", registry());
     let td_api = task_definition(ecs, "api", &format!("{api}:1.2.0")).await;

@@ -158,6 +158,18 @@ impl Sandbox {
         aws_sdk_ecr::Client::from_conf(config)
     }
 
+    pub fn codedeploy(&self) -> aws_sdk_codedeploy::Client {
+        aws_sdk_codedeploy::Client::new(&self.sdk_config())
+    }
+
+    /// Ends a CodeDeploy deployment as CodeDeploy would: `Succeeded` makes
+    /// the ECS service run the AppSpec's task definition, `Failed` and
+    /// `Stopped` leave it as it was. Returns the deployment as it now is.
+    pub fn end_deployment(&self, deployment_id: &str, status: &str) -> serde_json::Value {
+        let body = serde_json::json!({"deployment": deployment_id, "status": status});
+        self.call("POST", "/_sandbox/codedeploy/end", Some(&body))
+    }
+
     /// Holds every answer to `operation` (e.g. `UpdateService`) for `seconds`
     /// before the request is served; 0 turns it off.
     pub fn slow(&self, operation: &str, seconds: f64) {

@@ -8,9 +8,11 @@ use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::TaskDefinitionField;
 use deploy_on_push::{DeployConfig, DeployOnPush, DeployReport};
 use lambda_runtime::{Context, LambdaEvent};
-use nightshift_tests::platform::{CLUSTER, SHOP, push_image, pushed_digest, registry, seed_shop};
-use nightshift_tests::runtime::{FunctionProcess, binary};
-use nightshift_tests::sandbox::Sandbox;
+use nightshift_tests::platform::{
+    CANARY, CLUSTER, CODEDEPLOY_APPLICATION, CODEDEPLOY_GROUP, SHOP, push_image, pushed_digest, registry, seed_shop,
+};
+use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
+use nightshift_tests::sandbox::{ACCOUNT, REGION, Sandbox};
 use nightshift_tests::wire::RequestCounter;
 use nightshift_tests::{emf, event};
 use serde_json::{Value, json};
@@ -29,14 +31,16 @@ async fn running_task_definitions(ecs: &Client) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The function in-process, its ECS and ECR requests counted together.
+/// The function in-process, its ECS, ECR and CodeDeploy requests counted together.
 fn function(sandbox: &Sandbox, dry_run: bool) -> (DeployOnPush, RequestCounter) {
     let wire = RequestCounter::default();
     let sdk = sandbox.sdk_config_for("deploy-on-push", &[("CLUSTERS", CLUSTER)]);
     let ecs = aws_sdk_ecs::config::Builder::from(&sdk).interceptor(wire.clone()).build();
     let ecr = aws_sdk_ecr::config::Builder::from(&sdk).interceptor(wire.clone()).build();
+    let codedeploy = aws_sdk_codedeploy::config::Builder::from(&sdk).interceptor(wire.clone()).build();
     let config = DeployConfig { clusters: vec![CLUSTER.into()], dry_run };
-    (DeployOnPush::new(config, Client::from_conf(ecs), aws_sdk_ecr::Client::from_conf(ecr)), wire)
+    let (ecs, ecr) = (Client::from_conf(ecs), aws_sdk_ecr::Client::from_conf(ecr));
+    (DeployOnPush::new(config, ecs, ecr, aws_sdk_codedeploy::Client::from_conf(codedeploy)), wire)
 }
 
 /// The push event of an image already in ECR.
@@ -59,7 +63,7 @@ async fn push(sandbox: &Sandbox, tag: &str, content: &str) -> LambdaEvent<Value>
 }
 
 async fn seed(sandbox: &Sandbox) -> Vec<(String, String)> {
-    seed_shop(&sandbox.ecs(), &sandbox.ecr()).await
+    seed_shop(&sandbox.ecs(), &sandbox.ecr(), &sandbox.codedeploy()).await
 }
 
 fn reasons(report: &DeployReport) -> Vec<(String, String)> {
@@ -79,14 +83,15 @@ async fn a_push_rolls_out_to_exactly_the_services_whose_policy_takes_it() {
     // When 1.3.0 is pushed
     let report = function.handle(push_1_3_0()).await.unwrap();
 
-    // Then `api` and both named containers of `pair` move, to new revisions cloned from their running ones
-    let moved: Vec<_> = report.deployed.iter().map(|d| d.id.service.as_str()).collect();
-    assert_eq!(moved, ["api", "pair"], "{report:#?}");
+    // Then `api` and both named containers of `pair` move, to new revisions cloned from their running ones,
+    // and the blue/green service gets a CodeDeploy deployment (see the blue/green tests)
+    let moved: Vec<_> = report.deployed.iter().map(|d| (d.id.service.as_str(), d.controller)).collect();
+    assert_eq!(moved, [("api", "ECS"), ("blue-green", "CODE_DEPLOY"), ("pair", "ECS")], "{report:#?}");
     let deployed = &report.deployed[0];
     assert_eq!((deployed.id.cluster.as_str(), deployed.id.service.as_str()), (CLUSTER, "api"));
     let new_arn = deployed.new_task_definition.clone().unwrap();
     assert!(new_arn.ends_with("task-definition/api:2"), "{new_arn}");
-    let pair: Vec<_> = report.deployed[1].images.iter().map(|i| i.container.as_str()).collect();
+    let pair: Vec<_> = report.deployed[2].images.iter().map(|i| i.container.as_str()).collect();
     assert_eq!(pair, ["app", "worker"], "nightshift:containers names two containers, separated by a space");
     let after = running_task_definitions(&ecs).await;
     for (name, td) in &before {
@@ -96,6 +101,7 @@ async fn a_push_rolls_out_to_exactly_the_services_whose_policy_takes_it() {
         } else if name == "pair" {
             assert!(now.ends_with("task-definition/pair:2"), "{now}");
         } else {
+            // blue-green too: ECS runs the new revision only once CodeDeploy has shifted the traffic
             assert_eq!(now, td, "{name} must not move");
         }
     }
@@ -145,13 +151,12 @@ async fn a_push_rolls_out_to_exactly_the_services_whose_policy_takes_it() {
     assert_eq!(reason("worker"), "app: 1.3.0 is outside patch of 1.2.0");
     assert_eq!(reason("api-v2"), format!("no container runs {}/shop/api", registry()));
     assert_eq!(reason("preview"), "app: tracks latest, not 1.3.0");
-    assert_eq!(reason("blue-green"), "deployed by CodeDeploy (the CODE_DEPLOY controller)");
     assert!(reason("odd").starts_with("policy not understood"), "{}", reason("odd"));
     assert_eq!(reason("rc"), "app: 1.3.0 does not match glob:RC_*");
     assert_eq!(reason("nightly"), "app: 1.3.0 does not match regex:nightly-[0-9]+");
     assert_eq!(reason("legacy"), "(not reported)");
-    assert_eq!(wire.count("RegisterTaskDefinition"), 2);
-    assert_eq!(wire.count("UpdateService"), 2);
+    assert_eq!(wire.count("RegisterTaskDefinition"), 2, "blue-green shares api's revision and change");
+    assert_eq!((wire.count("UpdateService"), wire.count("CreateDeployment")), (2, 1));
     assert_eq!(wire.count("DescribeServices"), 1, "ten services, one batch");
     assert_eq!(wire.count("DescribeImages"), 1, "one look at ECR for every change");
     // And each follower whose task definition was read now carries what it runs
@@ -170,15 +175,18 @@ async fn a_push_rolls_out_to_exactly_the_services_whose_policy_takes_it() {
     assert_eq!(record(0).as_deref(), Some("api:2 app=shop/api:1.3.0"));
     assert_eq!(record(1).as_deref(), Some("preview:1 app=shop/api:latest"));
 
-    // And the same event again, even in a fresh process, reads no task definition and writes nothing
+    // And the same event again, even in a fresh process, writes nothing; the ECS services cost no
+    // task definition read (the blue/green one is read until CodeDeploy is done, to find the replay)
     let (fresh, wire) = self::function(&sandbox, false);
     let again = fresh.handle(push_1_3_0()).await.unwrap();
-    assert!(again.deployed.is_empty());
+    assert!(again.deployed.is_empty() && again.failed.is_empty(), "{again:#?}");
     assert_eq!(
         reasons(&again).iter().find(|(n, _)| n == "api").unwrap().1,
         "app: 1.3.0 is not newer than the running 1.3.0"
     );
-    assert_eq!(wire.all().into_keys().collect::<Vec<_>>(), ["DescribeServices", "ListServices"]);
+    let writes = ["RegisterTaskDefinition", "UpdateService", "TagResource", "CreateDeployment"];
+    assert!(writes.iter().all(|w| wire.count(w) == 0), "{:?}", wire.all());
+    assert_eq!(wire.count("DescribeTaskDefinition"), 2, "blue-green's running revision and its group's target");
     assert_eq!(running_task_definitions(&ecs).await[0].1, new_arn);
 }
 
@@ -302,12 +310,12 @@ async fn dry_run_decides_and_registers_nothing() {
     let (function, wire) = function(&sandbox, true);
     let report = function.handle(push_1_3_0()).await.unwrap();
     assert!(report.dry_run);
-    assert_eq!(report.deployed.len(), 2);
-    assert_eq!(report.deployed[0].new_task_definition, None);
-    assert_eq!(
-        (wire.count("RegisterTaskDefinition"), wire.count("UpdateService"), wire.count("TagResource")),
-        (0, 0, 0)
-    );
+    assert_eq!(report.deployed.len(), 3);
+    assert!(report.deployed.iter().all(|d| d.new_task_definition.is_none()));
+    let canary = report.deployed[1].codedeploy.clone().unwrap();
+    assert_eq!((canary.deployment_config.as_str(), canary.deployment_id), (CANARY, None));
+    let writes = ["RegisterTaskDefinition", "UpdateService", "TagResource", "CreateDeployment"];
+    assert!(writes.iter().all(|w| wire.count(w) == 0), "{:?}", wire.all());
     let after = running_task_definitions(&ecs).await;
     assert!(before.iter().all(|b| after.contains(b)));
 }
@@ -320,7 +328,7 @@ async fn a_push_no_policy_takes_costs_only_the_service_reads_once_the_followers_
     let (function, wire) = function(&sandbox, false);
     let first = function.handle(push(&sandbox, "release-2026-11-26", "release 1").await).await.unwrap();
     assert!(first.deployed.is_empty() && first.failed.is_empty(), "{first:#?}");
-    assert_eq!(wire.count("TagResource"), 7);
+    assert_eq!(wire.count("TagResource"), 8);
 
     // When a tag no policy or label takes is pushed, in a fresh process
     let (fresh, wire) = self::function(&sandbox, false);
@@ -338,7 +346,7 @@ async fn a_revision_read_once_is_not_read_again_even_by_a_fresh_process() {
     seed(&sandbox).await;
     let (warm, wire) = function(&sandbox, false);
     warm.handle(push(&sandbox, "build-1", "build 1").await).await.unwrap();
-    assert_eq!((wire.count("DescribeTaskDefinition"), wire.count("TagResource")), (7, 7));
+    assert_eq!((wire.count("DescribeTaskDefinition"), wire.count("TagResource")), (7, 8), "blue-green shares api's");
 
     // When another push concerns none of the services, then no task definition is read again,
     // in the same warm process or in a cold one
@@ -371,8 +379,124 @@ async fn events_that_are_not_a_tagged_successful_push_change_nothing() {
     assert_eq!(wire.total(), 0);
 }
 
+/// The group's deployments, oldest first, each with its AppSpec (parsed) and configuration.
+async fn group_deployments(
+    sandbox: &Sandbox,
+) -> Vec<(String, Value, String, aws_sdk_codedeploy::types::DeploymentStatus)> {
+    let codedeploy = sandbox.codedeploy();
+    let ids = codedeploy
+        .list_deployments()
+        .application_name(CODEDEPLOY_APPLICATION)
+        .deployment_group_name(CODEDEPLOY_GROUP)
+        .send()
+        .await
+        .unwrap()
+        .deployments
+        .unwrap_or_default();
+    let mut found = Vec::new();
+    for id in ids {
+        let info = codedeploy.get_deployment().deployment_id(&id).send().await.unwrap().deployment_info.unwrap();
+        let rollback = info.auto_rollback_configuration().unwrap();
+        let events: Vec<_> = rollback.events().iter().map(|e| e.as_str()).collect();
+        assert!(rollback.enabled && events == ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"], "{rollback:?}");
+        let content = info.revision().unwrap().app_spec_content().unwrap().content().unwrap();
+        let spec: Value = serde_json::from_str(content).unwrap();
+        found.push((id, spec, info.deployment_config_name().unwrap().to_owned(), info.status().unwrap().clone()));
+    }
+    found
+}
+
+/// The AppSpec nightshift writes for the shop's blue/green service.
+fn shop_appspec(task_definition: &str) -> Value {
+    json!({"version": 0.0, "Resources": [{"TargetService": {"Type": "AWS::ECS::Service", "Properties": {
+        "TaskDefinition": task_definition,
+        "LoadBalancerInfo": {"ContainerName": "app", "ContainerPort": 8080}}}}]})
+}
+
+async fn tag_blue_green(sandbox: &Sandbox, tags: &[(&str, &str)]) {
+    let tags = tags.iter().map(|(k, v)| aws_sdk_ecs::types::Tag::builder().key(*k).value(*v).build());
+    let arn = format!("arn:aws:ecs:{REGION}:{ACCOUNT}:service/{CLUSTER}/blue-green");
+    sandbox.ecs().tag_resource().resource_arn(arn).set_tags(Some(tags.collect())).send().await.unwrap();
+}
+
 #[tokio::test]
-async fn the_built_binary_rolls_out_a_push_once() {
+async fn a_blue_green_service_takes_the_configuration_and_test_hook_its_tags_name() {
+    // Given the blue/green service naming its group, another configuration and a canary test
+    let sandbox = Sandbox::start();
+    seed(&sandbox).await;
+    let linear = "CodeDeployDefault.ECSLinear10PercentEvery1Minutes";
+    tag_blue_green(
+        &sandbox,
+        &[
+            ("nightshift:codedeploy", "shop/blue-green"),
+            ("nightshift:deployment-config", linear),
+            ("nightshift:test-hook", "CodeDeployHook_shop-canary"),
+        ],
+    )
+    .await;
+    let (function, wire) = function(&sandbox, false);
+
+    // When 1.3.0 is pushed
+    let report = function.handle(push_1_3_0()).await.unwrap();
+
+    // Then the deployment runs the canary test after test traffic, by the named configuration
+    let blue_green = report.deployed.iter().find(|d| d.id.service == "blue-green").unwrap();
+    let created = blue_green.codedeploy.clone().unwrap();
+    assert_eq!((created.application.as_str(), created.deployment_group.as_str()), ("shop", "blue-green"));
+    assert_eq!(created.deployment_config, linear);
+    let deployments = group_deployments(&sandbox).await;
+    assert_eq!(deployments.len(), 1);
+    let mut expected = shop_appspec(blue_green.new_task_definition.as_deref().unwrap());
+    expected["Hooks"] = json!([{"AfterAllowTestTraffic": "CodeDeployHook_shop-canary"}]);
+    assert_eq!((&deployments[0].1, deployments[0].2.as_str()), (&expected, linear));
+    assert_eq!(created.deployment_id.as_deref(), Some(deployments[0].0.as_str()));
+    // And the named group was read alone, without listing the account's applications
+    assert_eq!((wire.count("ListApplications"), wire.count("BatchGetDeploymentGroups")), (0, 1));
+}
+
+#[tokio::test]
+async fn a_group_that_does_not_deploy_the_service_fails_only_that_service() {
+    let sandbox = Sandbox::start();
+    seed(&sandbox).await;
+    let (function, wire) = function(&sandbox, false);
+    for (named, reason) in [
+        ("shop/gone", "CodeDeploy has no deployment group shop/gone (named by nightshift:codedeploy)"),
+        ("blue-green", "nightshift:codedeploy is \"blue-green\", not <application>/<deployment-group>"),
+    ] {
+        tag_blue_green(&sandbox, &[("nightshift:codedeploy", named)]).await;
+        let err = function.handle(push_1_3_0()).await.unwrap_err();
+        assert_eq!(nightshift::LambdaFailure::error_type(&err), "DeployFailed");
+        assert!(err.to_string().ends_with(&format!("shop/blue-green: {reason}")), "{err}");
+    }
+    assert_eq!(wire.count("CreateDeployment"), 0);
+    assert!(group_deployments(&sandbox).await.is_empty());
+    assert!(running_task_definitions(&sandbox.ecs()).await[0].1.ends_with("api:2"), "api went ahead");
+}
+
+#[tokio::test]
+async fn two_pushes_at_once_make_one_deployment_and_codedeploy_refuses_the_other() {
+    // Given two processes that both find the group free (its reads are slowed so they overlap)
+    let sandbox = Sandbox::start();
+    seed(&sandbox).await;
+    let next = push(&sandbox, "1.3.1", "shop/api 1.3.1").await;
+    sandbox.slow("BatchGetDeploymentGroups", 1.0);
+    let ((one, _), (other, _)) = (function(&sandbox, false), function(&sandbox, false));
+
+    // When 1.3.0 and 1.3.1 are handled at the same time
+    let (a, b) = tokio::join!(one.handle(push_1_3_0()), other.handle(next));
+
+    // Then CodeDeploy holds one deployment, and the other push failed saying why (so Lambda retries it)
+    assert_eq!(group_deployments(&sandbox).await.len(), 1);
+    let refused = [a, b].into_iter().filter_map(Result::err).map(|e| e.to_string()).collect::<Vec<_>>();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].contains("shop/blue-green: CodeDeploy CreateDeployment on shop/blue-green failed: The Deployment Group 'blue-green' already has an active Deployment 'd-"),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_built_binary_canaries_blue_green_keeps_ecs_on_the_breaker_and_retries_a_busy_group() {
     let sandbox = Sandbox::start();
     let ecs = sandbox.ecs();
     seed(&sandbox).await;
@@ -380,17 +504,73 @@ async fn the_built_binary_rolls_out_a_push_once() {
     env.push(("CLUSTERS".into(), CLUSTER.into()));
     let mut process = FunctionProcess::spawn(&binary("deploy-on-push"), &env);
 
+    // A push: ECS services roll with the circuit breaker, the blue/green one gets one canary deployment
     let report = process.invoke(&event("deploy-on-push.ecr-push.json")).response();
-    let deployed: Vec<_> =
-        report["deployed"].as_array().unwrap().iter().map(|d| d["service"].as_str().unwrap()).collect();
-    assert_eq!(deployed, ["api", "pair"]);
+    let deployed: Vec<_> = report["deployed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["service"].as_str().unwrap(), d["controller"].as_str().unwrap()))
+        .collect();
+    assert_eq!(deployed, [("api", "ECS"), ("blue-green", "CODE_DEPLOY"), ("pair", "ECS")]);
     assert_eq!(report["deployed"][0]["images"][0]["container"], "app");
+    let canary = &report["deployed"][1];
+    let deployments = group_deployments(&sandbox).await;
+    assert_eq!(deployments.len(), 1, "exactly one deployment");
+    let (id, spec, config, _) = &deployments[0];
+    assert_eq!(
+        canary["codedeploy"],
+        json!({"application": "shop", "deployment_group": "blue-green", "deployment_config": CANARY, "deployment_id": id})
+    );
+    assert_eq!((spec, config.as_str()), (&shop_appspec(canary["new_task_definition"].as_str().unwrap()), CANARY));
+    let running = running_task_definitions(&ecs).await;
+    assert!(running[0].1.ends_with("api:2") && running[5].1.ends_with("api:1"), "{running:?}");
+    let breaker = ecs.describe_services().cluster(CLUSTER).services("api").send().await.unwrap().services()[0]
+        .deployment_configuration()
+        .and_then(|d| d.deployment_circuit_breaker().cloned())
+        .unwrap();
+    assert!(breaker.enable && breaker.rollback);
 
+    // The same event again creates nothing
     let again = process.invoke(&event("deploy-on-push.ecr-push.json")).response();
     assert_eq!(again["deployed"], json!([]));
-    let lines = process.report_lines(2);
+    let blue_green = again["skipped"].as_array().unwrap().iter().find(|s| s["service"] == "blue-green").unwrap();
+    assert_eq!(
+        blue_green["reason"],
+        format!("CodeDeploy deployment {id} of shop/blue-green already deploys this revision (InProgress)")
+    );
+
+    // A newer push while the canary runs: the ECS services move, the blue/green one fails, the invocation fails
+    let next = push(&sandbox, "1.3.1", "shop/api 1.3.1").await.payload;
+    match process.invoke(&next) {
+        Outcome::Error { error_type, error_message } => {
+            assert_eq!(error_type, "DeployFailed");
+            assert!(
+                error_message.ends_with(&format!(
+                    "shop/blue-green: CodeDeploy deployment {id} of shop/blue-green is InProgress: the group takes \
+                     no second deployment until it ends (the push is retried)"
+                )),
+                "{error_message}"
+            );
+        }
+        other => panic!("expected the invocation to fail, got {other:?}"),
+    }
+    assert_eq!(group_deployments(&sandbox).await.len(), 1);
+    assert!(running_task_definitions(&ecs).await[0].1.ends_with("api:3"));
+
+    // Once the canary is done, Lambda's retry of that push deploys it
+    sandbox.end_deployment(id, "Succeeded");
+    let retried = process.invoke(&next).response();
+    let moved: Vec<_> = retried["deployed"].as_array().unwrap().iter().map(|d| d["service"].clone()).collect();
+    assert_eq!(moved, [json!("blue-green")], "{retried:#}");
+    let deployments = group_deployments(&sandbox).await;
+    assert_eq!(deployments.len(), 2);
+    assert_eq!(deployments[1].1, shop_appspec(retried["deployed"][0]["new_task_definition"].as_str().unwrap()));
+
+    let lines = process.report_lines(4);
     let names = ["ServicesDeployed", "ServicesSkipped", "ServicesFailed", "RunFailed"];
-    assert_eq!(emf::metric_values(&lines[0], &names), [2.0, 7.0, 0.0, 0.0]);
+    assert_eq!(emf::metric_values(&lines[0], &names), [3.0, 6.0, 0.0, 0.0]);
     assert_eq!(emf::metric_values(&lines[1], &names), [0.0, 9.0, 0.0, 0.0]);
-    assert!(running_task_definitions(&ecs).await[0].1.ends_with("api:2"));
+    assert_eq!(emf::metric_values(&lines[2], &names), [2.0, 6.0, 1.0, 1.0]);
+    assert_eq!(emf::metric_values(&lines[3], &names), [1.0, 8.0, 0.0, 0.0]);
 }

@@ -9,6 +9,7 @@ async fn main() -> Result<(), Error> {
         tracing::error!(error = %err, "deploy-on-push cannot start");
     })?;
     let sdk = aws::sdk_config();
-    let function = DeployOnPush::new(config, aws::ecs_client(&sdk), aws_sdk_ecr::Client::new(&sdk));
+    let (ecr, codedeploy) = (aws_sdk_ecr::Client::new(&sdk), aws_sdk_codedeploy::Client::new(&sdk));
+    let function = DeployOnPush::new(config, aws::ecs_client(&sdk), ecr, codedeploy);
     run(service_fn(|event| nightshift::report::observe(deploy_on_push::FUNCTION, function.handle(event)))).await
 }

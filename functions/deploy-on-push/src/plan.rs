@@ -23,7 +23,7 @@ pub const DEPLOY_TAG: &str = "nightshift:deploy";
 pub const CONTAINERS_TAG: &str = "nightshift:containers";
 
 /// A service and its cluster, as the report names them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct ServiceId {
     pub cluster: String,
     pub service: String,
@@ -76,14 +76,9 @@ pub fn triage(service: &Service, push: &Push, tag: &str) -> Candidate {
         Some(Err(why)) => return Candidate::Skip(why),
         Some(Ok(policy)) => policy,
     };
-    match service.deployment_controller().map(|c| c.r#type()) {
-        Some(DeploymentControllerType::CodeDeploy) => {
-            return Candidate::Skip("deployed by CodeDeploy (the CODE_DEPLOY controller)".into());
-        }
-        Some(DeploymentControllerType::External) => {
-            return Candidate::Skip("deployed by an external controller (EXTERNAL)".into());
-        }
-        _ => {}
+    // A blue/green service (CODE_DEPLOY) is decided as any other and deployed through CodeDeploy.
+    if service.deployment_controller().map(|c| c.r#type()) == Some(&DeploymentControllerType::External) {
+        return Candidate::Skip("deployed by an external controller (EXTERNAL)".into());
     }
     if let Some(status) = service.status()
         && status != "ACTIVE"
@@ -413,11 +408,8 @@ mod tests {
             (vec![], None, Candidate::NotFollowing),
             (vec![(DEPLOY_TAG, "semver")], None, Candidate::Examine),
             (vec![(DEPLOY_TAG, "semver")], Some(Ecs), Candidate::Examine),
-            (
-                vec![(DEPLOY_TAG, "semver")],
-                Some(CodeDeploy),
-                Candidate::Skip("deployed by CodeDeploy (the CODE_DEPLOY controller)".into()),
-            ),
+            // Blue/green: decided as any other, deployed through CodeDeploy.
+            (vec![(DEPLOY_TAG, "semver")], Some(CodeDeploy), Candidate::Examine),
             (
                 vec![(DEPLOY_TAG, "semver")],
                 Some(External),

@@ -79,7 +79,7 @@ async fn subject(name: &'static str, sandbox: &Sandbox) -> Subject {
             }
         }
         "deploy-on-push" => {
-            seed_shop(&sandbox.ecs(), &sandbox.ecr()).await;
+            seed_shop(&sandbox.ecs(), &sandbox.ecr(), &sandbox.codedeploy()).await;
             let mut ignored = event("deploy-on-push.ecr-push.json");
             ignored["detail"]["action-type"] = json!("DELETE");
             Subject {
@@ -202,7 +202,7 @@ async fn measure(name: &'static str) -> Value {
 async fn deploy_costs() -> Value {
     let binary = release_binary("deploy-on-push");
     let sandbox = Sandbox::start();
-    seed_shop(&sandbox.ecs(), &sandbox.ecr()).await;
+    seed_shop(&sandbox.ecs(), &sandbox.ecr(), &sandbox.codedeploy()).await;
     let upstream = sandbox.endpoint().trim_start_matches("http://").to_owned();
     let proxy = RecordingProxy::start(&upstream);
     let env = env_through(&proxy, &sandbox, &[("CLUSTERS".into(), platform::CLUSTER.into())]);

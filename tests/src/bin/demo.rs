@@ -242,7 +242,7 @@ async fn print_services(ecs: &aws_sdk_ecs::Client) {
 async fn deploy_on_push(sandbox: &Sandbox) -> bool {
     heading("deploy-on-push: an image pushed to ECR rolls out to the services that follow it");
     let (ecr, ecs) = (sandbox.ecr(), sandbox.ecs());
-    seed_shop(&ecs, &ecr).await;
+    seed_shop(&ecs, &ecr, &sandbox.codedeploy()).await;
     println!("Before (cluster {CLUSTER}; every service runs {}/shop/api):", registry());
     print_services(&ecs).await;
 
