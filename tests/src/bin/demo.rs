@@ -259,8 +259,15 @@ async fn deploy_on_push(sandbox: &Sandbox) -> bool {
     };
     for moved in report["deployed"].as_array().into_iter().flatten() {
         let name = |v: &Value| v.as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_owned();
+        let how = match moved["codedeploy"]["deployment_id"].as_str() {
+            Some(id) => format!(
+                "CodeDeploy deployment {id} ({}); ECS runs it once the traffic has shifted",
+                moved["codedeploy"]["deployment_config"].as_str().unwrap_or_default()
+            ),
+            None => "UpdateService, circuit breaker with rollback".to_owned(),
+        };
         println!(
-            "  moved    {:<11} {} -> {}",
+            "  moved    {:<11} {} -> {}  by {how}",
             moved["service"].as_str().unwrap_or_default(),
             name(&moved["old_task_definition"]),
             name(&moved["new_task_definition"])
@@ -300,9 +307,65 @@ async fn deploy_on_push(sandbox: &Sandbox) -> bool {
         }
     }
     println!();
+    let canary = canary(sandbox, &mut process, &report).await;
     moved == 0
         && first["deployed"].as_array().is_some_and(|d| d.len() == 1)
         && late["deployed"] == serde_json::json!([])
+        && canary
+}
+
+/// The blue/green service's canary: the AppSpec CodeDeploy got, a push while
+/// it runs (refused, retried), and the retry once it is done.
+async fn canary(sandbox: &Sandbox, process: &mut FunctionProcess, first: &Value) -> bool {
+    println!("blue-green is a blue/green service (the CODE_DEPLOY controller): CodeDeploy shifts its traffic.");
+    let Some(id) = first["deployed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["service"] == "blue-green")
+        .and_then(|d| d["codedeploy"]["deployment_id"].as_str())
+    else {
+        println!("  no CodeDeploy deployment was created for blue-green");
+        return false;
+    };
+    let info = sandbox.codedeploy().get_deployment().deployment_id(id).send().await.expect("get deployment");
+    let info = info.deployment_info().expect("deployment info");
+    let appspec = info.revision().and_then(|r| r.app_spec_content()).and_then(|a| a.content()).unwrap_or_default();
+    println!(
+        "  deployment {id}: {} in group {}/{}, {}",
+        info.deployment_config_name().unwrap_or_default(),
+        info.application_name().unwrap_or_default(),
+        info.deployment_group_name().unwrap_or_default(),
+        info.status().map(|s| s.as_str()).unwrap_or_default()
+    );
+    println!("  its AppSpec: {appspec}");
+
+    println!("\nshop/api:1.3.1 is pushed while the canary runs:");
+    let next = push_event(&sandbox.ecr(), "1.3.1").await;
+    let refused = match process.invoke(&next) {
+        Outcome::Error { error_type, error_message } => {
+            println!("  the invocation fails ({error_type}), so Lambda retries it; the ECS services moved:");
+            println!("  {error_message}");
+            true
+        }
+        other => {
+            println!("  expected the invocation to fail, got {other:?}");
+            false
+        }
+    };
+    println!("\nThe canary succeeds (the sandbox ends it: CodeDeploy makes the new task set primary).");
+    sandbox.end_deployment(id, "Succeeded");
+    println!("Lambda's retry of the 1.3.1 push:");
+    let Some(retry) = invoke(process, &next) else { return false };
+    let second = retry["deployed"].as_array().into_iter().flatten().find(|d| d["service"] == "blue-green");
+    if let Some(second) = second {
+        println!(
+            "  blue-green gets CodeDeploy deployment {}",
+            second["codedeploy"]["deployment_id"].as_str().unwrap_or_default()
+        );
+    }
+    println!();
+    refused && second.is_some()
 }
 
 /// Pushes `shop/api:<tag>` to the sandbox's ECR; its ECR Image Action event.
