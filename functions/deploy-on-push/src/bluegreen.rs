@@ -151,8 +151,9 @@ pub fn readiness(info: &DeploymentGroupInfo, target_is_the_change: bool) -> Read
     };
     let group = GroupName::of(info);
     if target_is_the_change {
+        let deploys = if is_active(status) { "already deploys" } else { "already deployed" };
         return Readiness::Already(format!(
-            "CodeDeploy deployment {id} of {group} already deploys this revision ({})",
+            "CodeDeploy deployment {id} of {group} {deploys} this revision ({})",
             status.as_str()
         ));
     }
@@ -404,8 +405,8 @@ mod tests {
                  ends (the push is retried)"
             ))
         };
-        let already = |status: &str| {
-            Readiness::Already(format!("CodeDeploy deployment d-1 of shop/bg already deploys this revision ({status})"))
+        let already = |verb: &str, status: &str| {
+            Readiness::Already(format!("CodeDeploy deployment d-1 of shop/bg {verb} this revision ({status})"))
         };
         let cases = [
             (None, false, Readiness::Free),
@@ -417,8 +418,9 @@ mod tests {
             (Some(("d-1", Baking)), false, busy("Baking")),
             (Some(("d-1", Created)), false, busy("Created")),
             (Some(("d-1", Queued)), false, busy("Queued")),
-            (Some(("d-1", InProgress)), true, already("InProgress")),
-            (Some(("d-1", Failed)), true, already("Failed")),
+            (Some(("d-1", InProgress)), true, already("already deploys", "InProgress")),
+            (Some(("d-1", Failed)), true, already("already deployed", "Failed")),
+            (Some(("d-1", Succeeded)), true, already("already deployed", "Succeeded")),
         ];
         for (last, ours, expected) in cases {
             assert_eq!(readiness(&group_with(last.clone(), None), ours), expected, "{last:?} {ours}");

@@ -229,6 +229,15 @@ async fn deploy_costs() -> Value {
         let none = proxy.take();
         let report = process.invoke(&one).response();
         let deployed = report["deployed"].as_array().map_or(0, Vec::len);
+        // The blue/green service's canary ends, as CodeDeploy's would before the next push.
+        for id in report["deployed"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["codedeploy"]["deployment_id"].as_str())
+        {
+            sandbox.end_deployment(id, "Succeeded");
+        }
         costs.insert(
             when.into(),
             json!({"push_for_no_service": none, "push_for_one_service": proxy.take(), "deployed": deployed}),
