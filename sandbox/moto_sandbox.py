@@ -18,7 +18,13 @@ starting Fargate tasks (run-task) without an EC2 client.
 
 which holds every answer to that operation (by X-Amz-Target's operation name)
 for that long before moto sees the request, so tests can pin down how two
-functions running at once interleave (0 seconds turns it off).
+functions running at once interleave (0 seconds turns it off), and
+
+    POST /_sandbox/together  {"operation": "BatchGetDeploymentGroups", "count": 2, "seconds": 10}
+
+which holds each request of that operation until `count` of them are waiting
+(or `seconds` have passed), then lets them all through: two functions that
+both read before either writes, whatever else slows one of them down.
 
 It is as strict as AWS where moto is lenient (see strict.py): ECS and
 Application Auto Scaling requests are checked against the published API
@@ -204,6 +210,7 @@ _s3_key_marker_as_s3_reads_it()
 BACKDATE_PATH = "/_sandbox/backdate"
 NETWORK_PATH = "/_sandbox/default-network"
 SLOW_PATH = "/_sandbox/slow"
+TOGETHER_PATH = "/_sandbox/together"
 ACCOUNT = "123456789012"
 
 
@@ -262,6 +269,23 @@ class SandboxApp:
         self.locks: dict[str, threading.Lock] = {}
         self.locks_lock = threading.Lock()
         self.slow: dict[str, float] = {}
+        # operation -> [count wanted, seconds at most, requests arrived]
+        self.together: dict[str, list] = {}
+        self.together_changed = threading.Condition()
+
+    def wait_together(self, operation: str) -> None:
+        """Holds the request until the operation's gathering is complete (see the module's text)."""
+        with self.together_changed:
+            gathering = self.together.get(operation)
+            if gathering is None:
+                return
+            gathering[2] += 1
+            if gathering[2] >= gathering[0]:
+                del self.together[operation]
+                self.together_changed.notify_all()
+                return
+            self.together_changed.wait_for(lambda: operation not in self.together, timeout=gathering[1])
+            self.together.pop(operation, None)
 
     def lock_for(self, service: str) -> threading.Lock:
         with self.locks_lock:
@@ -285,6 +309,11 @@ class SandboxApp:
             body = json.loads(Request(environ).get_data() or b"{}")
             self.slow[body["operation"]] = float(body.get("seconds", 0))
             return Response("{}", 200, mimetype="application/json")(environ, start_response)
+        if environ.get("PATH_INFO") == TOGETHER_PATH and environ.get("REQUEST_METHOD") == "POST":
+            body = json.loads(Request(environ).get_data() or b"{}")
+            with self.together_changed:
+                self.together[body["operation"]] = [int(body.get("count", 2)), float(body.get("seconds", 10)), 0]
+            return Response("{}", 200, mimetype="application/json")(environ, start_response)
         if environ.get("PATH_INFO") == codedeploy.END_PATH and environ.get("REQUEST_METHOD") == "POST":
             body = json.loads(Request(environ).get_data() or b"{}")
             try:
@@ -306,9 +335,11 @@ class SandboxApp:
                 status, kind, message = refused
                 body = json.dumps({"__type": kind, "message": message})
                 return Response(body, status, mimetype="application/x-amz-json-1.1")(environ, start_response)
-            delay = self.slow.get(target.rpartition(".")[2], 0)
+            operation = target.rpartition(".")[2]
+            delay = self.slow.get(operation, 0)
             if delay > 0:
                 time.sleep(delay)
+            self.wait_together(operation)
         with self.lock_for(signed_service(environ.get("HTTP_AUTHORIZATION", ""))):
             return self.moto(environ, start_response)
 

@@ -177,6 +177,14 @@ impl Sandbox {
         self.call("POST", "/_sandbox/slow", Some(&body));
     }
 
+    /// Holds each request of `operation` until `count` of them are waiting
+    /// (at most ten seconds), then answers them all: functions running at once
+    /// that all read before any of them writes.
+    pub fn together(&self, operation: &str, count: u32) {
+        let body = serde_json::json!({"operation": operation, "count": count, "seconds": 10});
+        self.call("POST", "/_sandbox/together", Some(&body));
+    }
+
     /// Moves every version under the prefix `days` into the past.
     pub fn backdate(&self, bucket: &str, prefix: &str, days: f64) -> u64 {
         let body = serde_json::json!({"bucket": bucket, "prefix": prefix, "days": days});

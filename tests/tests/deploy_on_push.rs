@@ -475,11 +475,11 @@ async fn a_group_that_does_not_deploy_the_service_fails_only_that_service() {
 
 #[tokio::test]
 async fn two_pushes_at_once_make_one_deployment_and_codedeploy_refuses_the_other() {
-    // Given two processes that both find the group free (its reads are slowed so they overlap)
+    // Given two processes that both find the group free (each one's read of it waits for the other's)
     let sandbox = Sandbox::start();
     seed(&sandbox).await;
     let next = push(&sandbox, "1.3.1", "shop/api 1.3.1").await;
-    sandbox.slow("BatchGetDeploymentGroups", 1.0);
+    sandbox.together("BatchGetDeploymentGroups", 2);
     let ((one, _), (other, _)) = (function(&sandbox, false), function(&sandbox, false));
 
     // When 1.3.0 and 1.3.1 are handled at the same time
