@@ -153,6 +153,15 @@ def _codedeploy(region, operation, body):
     return [(f"unknown:{action}", "*", {})]
 
 
+def _ssm(region, operation, body):
+    action = f"ssm:{operation}"
+    if operation == "GetParameter":
+        # A name that starts with / makes the ARN parameter/<path>; one without, parameter/<name>.
+        name = body.get("Name", "").lstrip("/")
+        return [(action, f"arn:aws:ssm:{region}:{ACCOUNT}:parameter/{name}", {})]
+    return [(f"unknown:{action}", "*", {})]
+
+
 def _s3(method, path, query, raw):
     parts = unquote(path).lstrip("/").split("/", 1)
     bucket, key = parts[0], (parts[1] if len(parts) > 1 else "")
@@ -213,6 +222,8 @@ def authorizations(environ, raw):
         needs = _aas(region, operation, body)
     elif service == "ecr":
         needs = _ecr(region, operation, body)
+    elif service == "ssm":
+        needs = _ssm(region, operation, body)
     elif service == "codedeploy":
         needs = _codedeploy(region, operation, body)
     elif service == "s3":

@@ -24,11 +24,22 @@ functions running at once interleave (0 seconds turns it off), and
 
 which holds each request of that operation until `count` of them are waiting
 (or `seconds` have passed), then lets them all through: two functions that
-both read before either writes, whatever else slows one of them down.
+both read before either writes, whatever else slows one of them down, and
 
-It is as strict as AWS where moto is lenient (see strict.py): ECS and
-Application Auto Scaling requests are checked against the published API
-models; ECR keeps an image, untagged, when its tag moves to another image (moto
+    POST /_sandbox/codedeploy/end  {"deployment": "d-ABCDEFGHI", "status": "Succeeded"}
+
+which ends a CodeDeploy deployment as CodeDeploy would (see codedeploy.py).
+
+It is also the webhook receiver of Slack and Teams channels:
+
+    POST /_sandbox/webhook/<name>      records the JSON it was sent, answers 200
+    POST /_sandbox/webhook-answers     {"name": "<name>", "answers": [{"status": 429, "retry_after": 1}, ...]}
+                                       the next answers for <name>, in order (then 200 again)
+    GET  /_sandbox/webhooks?name=<name>   {"received": [<each JSON body>, ...]}
+
+It is as strict as AWS where moto is lenient (see strict.py): ECS,
+Application Auto Scaling, CodeDeploy and SSM requests are checked against the
+published API models; ECR keeps an image, untagged, when its tag moves to another image (moto
 forgets it), and records push times to the microsecond (moto: whole seconds),
 as ECR does; an image's digest is the SHA-256 of its manifest, as ECR's is;
 S3's ListObjectVersions resumes after a KeyMarker whose key is gone, as S3
@@ -211,6 +222,7 @@ BACKDATE_PATH = "/_sandbox/backdate"
 NETWORK_PATH = "/_sandbox/default-network"
 SLOW_PATH = "/_sandbox/slow"
 TOGETHER_PATH = "/_sandbox/together"
+WEBHOOK_PREFIX = "/_sandbox/webhook/"
 ACCOUNT = "123456789012"
 
 
@@ -272,6 +284,35 @@ class SandboxApp:
         # operation -> [count wanted, seconds at most, requests arrived]
         self.together: dict[str, list] = {}
         self.together_changed = threading.Condition()
+        self.webhooks: dict[str, list] = {}
+        self.webhook_answers: dict[str, list] = {}
+        self.webhooks_lock = threading.Lock()
+
+    def webhook(self, environ, start_response):
+        """The local Slack and Teams webhooks (see the module's text)."""
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD")
+        request = Request(environ)
+        if path.startswith(WEBHOOK_PREFIX) and method == "POST":
+            name = path[len(WEBHOOK_PREFIX):]
+            try:
+                body = json.loads(request.get_data() or b"null")
+            except ValueError:
+                return Response("invalid_payload", 400)(environ, start_response)
+            with self.webhooks_lock:
+                self.webhooks.setdefault(name, []).append(body)
+                queued = self.webhook_answers.get(name) or []
+                answer = queued.pop(0) if queued else {"status": 200}
+            headers = {"Retry-After": str(answer["retry_after"])} if "retry_after" in answer else {}
+            return Response("ok", int(answer["status"]), headers=headers)(environ, start_response)
+        if path == "/_sandbox/webhook-answers" and method == "POST":
+            body = json.loads(request.get_data() or b"{}")
+            with self.webhooks_lock:
+                self.webhook_answers[body["name"]] = list(body.get("answers", []))
+            return Response("{}", 200, mimetype="application/json")(environ, start_response)
+        name = request.args.get("name", "")
+        with self.webhooks_lock:
+            received = list(self.webhooks.get(name, []))
+        return Response(json.dumps({"received": received}), 200, mimetype="application/json")(environ, start_response)
 
     def wait_together(self, operation: str) -> None:
         """Holds the request until the operation's gathering is complete (see the module's text)."""
@@ -314,6 +355,8 @@ class SandboxApp:
             with self.together_changed:
                 self.together[body["operation"]] = [int(body.get("count", 2)), float(body.get("seconds", 10)), 0]
             return Response("{}", 200, mimetype="application/json")(environ, start_response)
+        if environ.get("PATH_INFO", "").startswith("/_sandbox/webhook"):
+            return self.webhook(environ, start_response)
         if environ.get("PATH_INFO") == codedeploy.END_PATH and environ.get("REQUEST_METHOD") == "POST":
             body = json.loads(Request(environ).get_data() or b"{}")
             try:

@@ -1,7 +1,7 @@
 """AWS's input rules, which moto does not check, for the sandbox.
 
-Every ECS and Application Auto Scaling request (JSON 1.1 protocol, the
-operation in X-Amz-Target) is checked against the service's published API
+Every ECS, Application Auto Scaling, CodeDeploy and SSM request (JSON 1.1
+protocol, the operation in X-Amz-Target) is checked against the service's published API
 model, as botocore ships it: required members, string lengths, number ranges,
 list and map sizes, enums and patterns. What AWS would refuse is refused with
 AWS's answer: a 400 `ValidationException` whose message has the shape AWS
@@ -21,6 +21,7 @@ TARGETS = {
     "AmazonEC2ContainerServiceV20141113": "ecs",
     "AnyScaleFrontendService": "application-autoscaling",
     "CodeDeploy_20141006": "codedeploy",
+    "AmazonSSM": "ssm",
 }
 
 MAX_TAGS = 50

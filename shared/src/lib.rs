@@ -1,5 +1,5 @@
 //! What two or more nightshift functions share: the AWS config, reading the
-//! environment, the clock, the report, and the Lambda error shape.
+//! environment, the clock, the report, telling people, and the Lambda error shape.
 
 pub mod aws;
 pub mod clock;
@@ -7,6 +7,7 @@ pub mod config;
 #[cfg(feature = "ecs")]
 pub mod ecs;
 pub mod logging;
+pub mod notify;
 pub mod percent;
 pub mod report;
 #[cfg(feature = "s3")]

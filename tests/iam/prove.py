@@ -63,6 +63,7 @@ def parameters(function, settings):
         "DataspaceBucketPattern": "*-d*",
     }
     get = settings.get
+    params["NotifyParameterPrefix"] = get("NOTIFY_PARAMETER_PREFIX", "/nightshift/notify/")
     if function == "expire-logs":
         params.update(LogBucketName=get("LOG_BUCKET", ""), LogPrefix=get("LOG_PREFIX", ""))
     elif function == "deploy-on-push":

@@ -170,6 +170,41 @@ impl Sandbox {
         self.call("POST", "/_sandbox/codedeploy/end", Some(&body))
     }
 
+    pub fn ssm(&self) -> aws_sdk_ssm::Client {
+        aws_sdk_ssm::Client::new(&self.sdk_config())
+    }
+
+    /// The URL of the sandbox's webhook `name` (a stand-in for a Slack or Teams webhook).
+    pub fn webhook_url(&self, name: &str) -> String {
+        format!("{}/_sandbox/webhook/{name}", self.endpoint())
+    }
+
+    /// The next answers of webhook `name`, e.g. `[{"status": 429, "retry_after": 1}]`; then 200 again.
+    pub fn webhook_answers(&self, name: &str, answers: serde_json::Value) {
+        let body = serde_json::json!({"name": name, "answers": answers});
+        self.call("POST", "/_sandbox/webhook-answers", Some(&body));
+    }
+
+    /// Every JSON body webhook `name` received, oldest first.
+    pub fn webhooks(&self, name: &str) -> Vec<serde_json::Value> {
+        let answer = self.call("GET", &format!("/_sandbox/webhooks?name={name}"), None);
+        answer["received"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// A channel's webhook URL as nightshift reads it: an SSM SecureString
+    /// under the default prefix, pointing at the sandbox's webhook `name`.
+    pub async fn channel(&self, channel: &str, webhook: &str) {
+        self.ssm()
+            .put_parameter()
+            .name(format!("/nightshift/notify/{channel}"))
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .value(self.webhook_url(webhook))
+            .overwrite(true)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put the parameter of {channel}: {e:?}"));
+    }
+
     /// Holds every answer to `operation` (e.g. `UpdateService`) for `seconds`
     /// before the request is served; 0 turns it off.
     pub fn slow(&self, operation: &str, seconds: f64) {

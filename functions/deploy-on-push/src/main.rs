@@ -1,5 +1,6 @@
 use deploy_on_push::{DeployConfig, DeployOnPush};
 use lambda_runtime::{Error, run, service_fn};
+use nightshift::notify::{self, Notifier, NotifyConfig};
 use nightshift::{aws, config::ProcessEnv};
 
 #[tokio::main(flavor = "current_thread")]
@@ -8,8 +9,12 @@ async fn main() -> Result<(), Error> {
     let config = DeployConfig::from_vars(&ProcessEnv).inspect_err(|err| {
         tracing::error!(error = %err, "deploy-on-push cannot start");
     })?;
+    let notify = NotifyConfig::from_vars(&ProcessEnv).inspect_err(|err| {
+        tracing::error!(error = %err, "deploy-on-push cannot start");
+    })?;
     let sdk = aws::sdk_config();
+    let notifier = Notifier::new(notify, &sdk);
     let (ecr, codedeploy) = (aws_sdk_ecr::Client::new(&sdk), aws_sdk_codedeploy::Client::new(&sdk));
     let function = DeployOnPush::new(config, aws::ecs_client(&sdk), ecr, codedeploy);
-    run(service_fn(|event| nightshift::report::observe(deploy_on_push::FUNCTION, function.handle(event)))).await
+    run(service_fn(|event| notify::observe(&notifier, deploy_on_push::FUNCTION, function.handle(event)))).await
 }

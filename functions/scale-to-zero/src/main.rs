@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use lambda_runtime::{Error, run, service_fn};
+use nightshift::notify::{self, Notifier, NotifyConfig};
 use nightshift::scale::{ScaleConfig, ScaleGroup};
 use nightshift::{SystemClock, aws, config::ProcessEnv};
 use scale_to_zero::ScaleToZero;
@@ -11,12 +12,16 @@ async fn main() -> Result<(), Error> {
     let config = ScaleConfig::from_vars(&ProcessEnv).inspect_err(|err| {
         tracing::error!(error = %err, "scale-to-zero cannot start");
     })?;
+    let notify = NotifyConfig::from_vars(&ProcessEnv).inspect_err(|err| {
+        tracing::error!(error = %err, "scale-to-zero cannot start");
+    })?;
     let sdk = aws::sdk_config();
+    let notifier = Notifier::new(notify, &sdk);
     let function = ScaleToZero::new(ScaleGroup {
         config,
         ecs: aws::ecs_client(&sdk),
         scaling: aws::scaling_client(&sdk),
         clock: Arc::new(SystemClock),
     });
-    run(service_fn(|event| nightshift::report::observe(scale_to_zero::FUNCTION, function.handle(event)))).await
+    run(service_fn(|event| notify::observe(&notifier, scale_to_zero::FUNCTION, function.handle(event)))).await
 }
