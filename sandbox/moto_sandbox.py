@@ -28,7 +28,12 @@ both read before either writes, whatever else slows one of them down, and
 
     POST /_sandbox/codedeploy/end  {"deployment": "d-ABCDEFGHI", "status": "Succeeded"}
 
-which ends a CodeDeploy deployment as CodeDeploy would (see codedeploy.py).
+which ends a CodeDeploy deployment as CodeDeploy would (see codedeploy.py), and
+
+    POST /_sandbox/ecs/rollout  {"cluster": "shop", "service": "api", "outcome": "FAILED"}
+
+which ends a service's ECS rollout (COMPLETED or FAILED, then the circuit
+breaker's rollback when the service has it) as ECS would (see ecs_rollouts.py).
 
 It is also the webhook receiver of Slack and Teams channels:
 
@@ -81,6 +86,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 import codedeploy
+import ecs_rollouts
 import iam_requests
 import strict
 
@@ -357,6 +363,16 @@ class SandboxApp:
             return Response("{}", 200, mimetype="application/json")(environ, start_response)
         if environ.get("PATH_INFO", "").startswith("/_sandbox/webhook"):
             return self.webhook(environ, start_response)
+        if environ.get("PATH_INFO") == ecs_rollouts.ROLLOUT_PATH and environ.get("REQUEST_METHOD") == "POST":
+            body = json.loads(Request(environ).get_data() or b"{}")
+            try:
+                with self.lock_for("ecs"):
+                    ended = ecs_rollouts.end_rollout(ACCOUNT, body.get("region", "us-east-1"), body["cluster"],
+                                                     body["service"], body.get("outcome", "COMPLETED"))
+                response = Response(json.dumps(ended, default=str), 200, mimetype="application/json")
+            except (KeyError, ValueError) as err:
+                response = Response(json.dumps({"error": str(err)}), 400, mimetype="application/json")
+            return response(environ, start_response)
         if environ.get("PATH_INFO") == codedeploy.END_PATH and environ.get("REQUEST_METHOD") == "POST":
             body = json.loads(Request(environ).get_data() or b"{}")
             try:

@@ -9,6 +9,7 @@ pub mod ecs;
 pub mod logging;
 pub mod notify;
 pub mod percent;
+pub mod quarantine;
 pub mod report;
 #[cfg(feature = "s3")]
 pub mod s3_sweep;

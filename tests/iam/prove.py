@@ -47,6 +47,7 @@ FUNCTIONS = {
     "scale-to-zero": "ScaleToZeroFunction",
     "scale-on-ingress": "ScaleOnIngressFunction",
     "reset-dataspace": "ResetDataspaceFunction",
+    "watch-rollouts": "WatchRolloutsFunction",
 }
 
 

@@ -170,6 +170,13 @@ impl Sandbox {
         self.call("POST", "/_sandbox/codedeploy/end", Some(&body))
     }
 
+    /// Ends a service's ECS rollout as ECS would: `COMPLETED`, or `FAILED`
+    /// (then, with the circuit breaker's rollback on, a rollback deployment starts).
+    pub fn end_rollout(&self, cluster: &str, service: &str, outcome: &str) -> serde_json::Value {
+        let body = serde_json::json!({"cluster": cluster, "service": service, "outcome": outcome, "region": REGION});
+        self.call("POST", "/_sandbox/ecs/rollout", Some(&body))
+    }
+
     pub fn ssm(&self) -> aws_sdk_ssm::Client {
         aws_sdk_ssm::Client::new(&self.sdk_config())
     }

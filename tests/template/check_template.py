@@ -10,7 +10,7 @@ import sys
 
 from samtemplate import load, transformed
 
-FUNCTIONS = ["ExpireLogs", "DeployOnPush", "ScaleToZero", "ScaleOnIngress", "ResetDataspace"]
+FUNCTIONS = ["ExpireLogs", "DeployOnPush", "ScaleToZero", "ScaleOnIngress", "ResetDataspace", "WatchRollouts"]
 
 
 def value(expr, params):
@@ -72,6 +72,7 @@ CASES = [
     ("scale-on-ingress alone, with its bucket", only("ScaleOnIngress", IngressBucketName="dagster-ingress"), []),
     ("reset-dataspace alone, without its bucket pattern",
      only("ResetDataspace", DataspaceManifest="s3://mvd-config/m.json"), ["reset-dataspace needs DataspaceBucketPattern"]),
+    ("watch-rollouts alone, nothing else", only("WatchRollouts"), []),
     ("nothing enabled", only("None"), []),
 ]
 

@@ -10,6 +10,7 @@ use aws_sdk_ecs::types::{
 };
 use chrono::{DateTime, Utc};
 use nightshift::ecs::{MAX_TAGS, tag_problem, tag_value};
+use nightshift::quarantine::{self, QUARANTINE_TAG};
 use serde::Serialize;
 
 use crate::event::Push;
@@ -87,6 +88,12 @@ pub fn triage(service: &Service, push: &Push, tag: &str) -> Candidate {
     }
     if service.task_definition().is_none() {
         return Candidate::Skip("the service names no task definition".into());
+    }
+    if tag_value(service.tags(), QUARANTINE_TAG).is_some_and(|held| quarantine::holds(held, &push.digest)) {
+        return Candidate::Skip(format!(
+            "{} is quarantined on this service ({QUARANTINE_TAG}): a rollout of it failed or was rolled back",
+            quarantine::short(&push.digest)
+        ));
     }
     let registry = ecr_registry(&push.account, &push.region);
     match Record::current(service) {
@@ -404,6 +411,7 @@ mod tests {
     #[test]
     fn triage_needs_only_the_service() {
         use DeploymentControllerType::{CodeDeploy, Ecs, External};
+        let held = format!("sha256:0000000000000000 {}", quarantine::short(NEW));
         let table = [
             (vec![], None, Candidate::NotFollowing),
             (vec![(DEPLOY_TAG, "semver")], None, Candidate::Examine),
@@ -417,6 +425,16 @@ mod tests {
             ),
             // Without a record, a container's docker label could take any tag: read the task definition.
             (vec![(DEPLOY_TAG, "label")], None, Candidate::Examine),
+            // A digest rolled back from this service never comes back, whatever its tag.
+            (
+                vec![(DEPLOY_TAG, "semver"), (QUARANTINE_TAG, held.as_str())],
+                None,
+                Candidate::Skip(format!(
+                    "{} is quarantined on this service (nightshift:quarantine): a rollout of it failed or was rolled back",
+                    quarantine::short(NEW)
+                )),
+            ),
+            (vec![(DEPLOY_TAG, "semver"), (QUARANTINE_TAG, "sha256:0000000000000000")], None, Candidate::Examine),
         ];
         let mut draining = service(&[(DEPLOY_TAG, "semver")], None);
         draining.status = Some("DRAINING".into());

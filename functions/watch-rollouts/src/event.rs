@@ -1,0 +1,138 @@
+//! The trigger: EventBridge's "ECS Deployment State Change" event.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::outcome::EcsEvent;
+
+/// `detail` of an "ECS Deployment State Change" event.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeploymentDetail {
+    event_name: Option<String>,
+    deployment_id: Option<String>,
+    reason: Option<String>,
+    updated_at: Option<String>,
+}
+
+/// A state change of one service's deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollout {
+    pub region: String,
+    pub service_arn: String,
+    pub cluster: String,
+    pub service: String,
+    pub event: EcsEvent,
+    pub deployment_id: String,
+    pub reason: String,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    Ecs(Rollout),
+    /// Well-formed, but nothing to decide: the reason.
+    Ignored(String),
+}
+
+/// `arn:aws:ecs:<region>:<account>:service/<cluster>/<service>`: cluster and service.
+fn service_of(arn: &str) -> Option<(String, String)> {
+    let (_, path) = arn.split_once(":service/")?;
+    let (cluster, service) = path.split_once('/')?;
+    (!cluster.is_empty() && !service.is_empty() && !service.contains('/'))
+        .then(|| (cluster.to_owned(), service.to_owned()))
+}
+
+/// Reads the event. `Err` names what is missing or malformed.
+pub fn parse(payload: &Value) -> Result<Trigger, String> {
+    let event: EventBridgeEvent<Value> =
+        serde_json::from_value(payload.clone()).map_err(|e| format!("not an EventBridge event: {e}"))?;
+    if event.source != "aws.ecs" || event.detail_type != "ECS Deployment State Change" {
+        return Ok(Trigger::Ignored(format!(
+            "not an ECS deployment state change (source {:?}, detail-type {:?})",
+            event.source, event.detail_type
+        )));
+    }
+    let detail: DeploymentDetail =
+        serde_json::from_value(event.detail).map_err(|e| format!("detail is not a deployment state change: {e}"))?;
+    let name = detail.event_name.unwrap_or_default();
+    let kind = match name.as_str() {
+        "SERVICE_DEPLOYMENT_IN_PROGRESS" => EcsEvent::InProgress,
+        "SERVICE_DEPLOYMENT_COMPLETED" => EcsEvent::Completed,
+        "SERVICE_DEPLOYMENT_FAILED" => EcsEvent::Failed,
+        _ => return Ok(Trigger::Ignored(format!("detail.eventName {name:?} is no rollout's end"))),
+    };
+    let arn = event.resources.unwrap_or_default().first().cloned().ok_or("resources is empty: it names no service")?;
+    let (cluster, service) = service_of(&arn).ok_or_else(|| {
+        format!("resources[0] {arn:?} is not a service ARN with its cluster (service/<cluster>/<name>)")
+    })?;
+    let deployment_id =
+        detail.deployment_id.filter(|d| !d.trim().is_empty()).ok_or("detail.deploymentId is missing")?;
+    let updated_at = match detail.updated_at {
+        None => None,
+        Some(at) => Some(
+            DateTime::parse_from_rfc3339(&at)
+                .map_err(|e| format!("detail.updatedAt {at:?} is not an RFC 3339 time: {e}"))?
+                .with_timezone(&Utc),
+        ),
+    };
+    Ok(Trigger::Ecs(Rollout {
+        region: event.region.unwrap_or_default(),
+        service_arn: arn,
+        cluster,
+        service,
+        event: kind,
+        deployment_id,
+        reason: detail.reason.unwrap_or_default(),
+        updated_at,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(name: &str, resources: Value) -> Value {
+        json!({
+            "version": "0", "id": "1", "detail-type": "ECS Deployment State Change", "source": "aws.ecs",
+            "account": "123456789012", "time": "2026-11-27T12:31:14Z", "region": "eu-west-1",
+            "resources": resources,
+            "detail": {"eventType": "ERROR", "eventName": name, "deploymentId": "ecs-svc/123",
+                       "updatedAt": "2026-11-27T12:31:14Z", "reason": "ECS deployment circuit breaker: task failed to start."}
+        })
+    }
+
+    #[test]
+    fn the_service_comes_from_resources_and_the_rest_from_detail() {
+        let arn = json!(["arn:aws:ecs:eu-west-1:123456789012:service/shop/api"]);
+        let Trigger::Ecs(rollout) = parse(&event("SERVICE_DEPLOYMENT_FAILED", arn.clone())).unwrap() else { panic!() };
+        assert_eq!(
+            (rollout.cluster.as_str(), rollout.service.as_str(), rollout.event),
+            ("shop", "api", EcsEvent::Failed)
+        );
+        assert_eq!(rollout.deployment_id, "ecs-svc/123");
+        assert_eq!(
+            rollout.updated_at,
+            DateTime::parse_from_rfc3339("2026-11-27T12:31:14Z").ok().map(|t| t.with_timezone(&Utc))
+        );
+        assert_eq!(
+            parse(&event("SERVICE_TASK_PLACEMENT_FAILURE", arn)).unwrap(),
+            Trigger::Ignored("detail.eventName \"SERVICE_TASK_PLACEMENT_FAILURE\" is no rollout's end".into())
+        );
+        let short = json!(["arn:aws:ecs:eu-west-1:123456789012:service/api"]);
+        assert_eq!(
+            parse(&event("SERVICE_DEPLOYMENT_FAILED", short)).unwrap_err(),
+            "resources[0] \"arn:aws:ecs:eu-west-1:123456789012:service/api\" is not a service ARN with its cluster (service/<cluster>/<name>)"
+        );
+        assert_eq!(
+            parse(&event("SERVICE_DEPLOYMENT_FAILED", json!([]))).unwrap_err(),
+            "resources is empty: it names no service"
+        );
+        let mut other = event("SERVICE_DEPLOYMENT_FAILED", json!([]));
+        other["source"] = json!("aws.ecr");
+        assert!(matches!(parse(&other).unwrap(), Trigger::Ignored(_)));
+    }
+}

@@ -1,0 +1,312 @@
+//! `watch-rollouts`: how each rollout of a service that follows pushes
+//! (`nightshift:deploy`) ended, told once to the service's channels
+//! (`nightshift:notify`), and the digests of a failed or rolled-back rollout
+//! kept in `nightshift:quarantine`, which `deploy-on-push` never deploys again.
+//!
+//! Parse (ECS Deployment State Change) -> observe (the service, its
+//! deployments and record; the revision rolled out) -> decide (`outcome`) ->
+//! apply (tell, then record and quarantine in one TagResource) -> report.
+
+pub mod event;
+pub mod message;
+pub mod outcome;
+
+use aws_sdk_ecs::types::{Service, ServiceField, Tag, TaskDefinitionField};
+use chrono::Utc;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use nightshift::aws::CallError;
+use nightshift::config::{self, ConfigError, Vars};
+use nightshift::ecs::tag_value;
+use nightshift::notify::{self, Delivery, Level, Notifier};
+use nightshift::quarantine::{self, QUARANTINE_TAG};
+use nightshift::{LambdaFailure, Measured, Metric};
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{info, warn};
+
+use event::{Rollout, Trigger};
+use message::Image;
+use outcome::{Deployment, Outcome, Record, TOLD_TAG};
+
+pub const FUNCTION: &str = "watch-rollouts";
+/// The service tag that opts in (deploy-on-push's).
+pub const DEPLOY_TAG: &str = "nightshift:deploy";
+/// The service tag naming the channels told about its rollouts.
+pub const NOTIFY_TAG: &str = "nightshift:notify";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchConfig {
+    /// `DRY_RUN`: decide and report; tell no one, write nothing.
+    pub dry_run: bool,
+}
+
+impl WatchConfig {
+    pub fn from_vars(vars: &impl Vars) -> Result<Self, ConfigError> {
+        Ok(Self { dry_run: config::dry_run(vars)? })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
+    #[error("ECS {0}")]
+    Ecs(#[from] CallError),
+    #[error("no channel of {service} could be told: {}", failures.join("; "))]
+    NotTold { service: String, failures: Vec<String> },
+}
+
+impl LambdaFailure for WatchError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::InvalidEvent(_) => "InvalidEvent",
+            Self::Ecs(_) => "EcsError",
+            Self::NotTold { .. } => "NotTold",
+        }
+    }
+}
+
+impl From<WatchError> for Diagnostic {
+    fn from(err: WatchError) -> Self {
+        err.diagnostic()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct WatchReport {
+    pub function: &'static str,
+    pub dry_run: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The event's deployment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    /// `None`: nothing (new) to tell, with `why`.
+    pub outcome: Option<Outcome>,
+    /// The deployment whose outcome it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_definition: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_task_definition: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<Image>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub took_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// Short digests added to `nightshift:quarantine`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub told: Vec<Delivery>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl Measured for WatchReport {
+    fn metrics(&self) -> Vec<Metric> {
+        let is = |o: Outcome| self.outcome == Some(o);
+        vec![
+            Metric::flag("RolloutSucceeded", is(Outcome::Succeeded)),
+            Metric::flag("RolloutFailed", is(Outcome::Failed) || is(Outcome::RollbackFailed)),
+            Metric::flag("RolloutRolledBack", is(Outcome::RolledBack)),
+            Metric::count("ChannelsTold", self.told.iter().filter(|d| d.delivered).count()),
+        ]
+    }
+}
+
+pub struct WatchRollouts<'n> {
+    config: WatchConfig,
+    ecs: aws_sdk_ecs::Client,
+    notifier: &'n Notifier,
+}
+
+impl<'n> WatchRollouts<'n> {
+    pub fn new(config: WatchConfig, ecs: aws_sdk_ecs::Client, notifier: &'n Notifier) -> Self {
+        Self { config, ecs, notifier }
+    }
+
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<WatchReport, WatchError> {
+        let mut report = WatchReport { function: FUNCTION, dry_run: self.config.dry_run, ..WatchReport::default() };
+        let rollout = match event::parse(&event.payload).map_err(WatchError::InvalidEvent)? {
+            Trigger::Ignored(why) => {
+                info!(reason = %why, "event ignored");
+                report.ignored = Some(why);
+                return nightshift::finish(FUNCTION, report, None);
+            }
+            Trigger::Ecs(rollout) => rollout,
+        };
+        report.cluster = Some(rollout.cluster.clone());
+        report.service = Some(rollout.service.clone());
+        report.deployment = Some(rollout.deployment_id.clone());
+
+        // Observe: the service now.
+        let Some(service) = self.describe_service(&rollout).await? else {
+            report.ignored = Some("ECS no longer has the service".into());
+            return nightshift::finish(FUNCTION, report, None);
+        };
+        if tag_value(service.tags(), DEPLOY_TAG).is_none() {
+            report.ignored = Some(format!("the service is not tagged {DEPLOY_TAG}"));
+            return nightshift::finish(FUNCTION, report, None);
+        }
+        let record = Record::parse(tag_value(service.tags(), TOLD_TAG).unwrap_or_default());
+        let deployments = deployments(&service);
+        let rolls_back = service
+            .deployment_configuration()
+            .and_then(|c| c.deployment_circuit_breaker())
+            .is_some_and(|b| b.enable && b.rollback);
+
+        // Decide.
+        let decision =
+            outcome::decide(rollout.event, &rollout.deployment_id, &rollout.reason, &deployments, rolls_back, &record);
+        info!(cluster = %rollout.cluster, service = %rollout.service, outcome = ?decision.outcome, why = %decision.why, "decided");
+        report.outcome = decision.outcome;
+        report.why = Some(decision.why.clone());
+        report.rollout = Some(decision.rollout.clone());
+        report.task_definition = decision.task_definition.clone();
+        report.previous_task_definition = decision.previous.clone();
+        let ended = rollout.updated_at.unwrap_or_else(Utc::now);
+        report.took_seconds = decision.started.map(|s| (ended - s).num_seconds().max(0));
+        if let Some(td) = &decision.task_definition {
+            report.images = self.images(td).await?;
+        }
+
+        // What to write: the record, and the quarantine.
+        let mut writes: Vec<(String, String)> = Vec::new();
+        if let Some(outcome) = decision.outcome
+            && outcome.quarantines()
+        {
+            let digests: Vec<String> = report.images.iter().filter_map(|i| i.digest.clone()).collect();
+            let current = tag_value(service.tags(), QUARANTINE_TAG).unwrap_or_default();
+            if let Some(value) = quarantine::with(current, &digests) {
+                report.quarantined =
+                    digests.iter().map(|d| quarantine::short(d)).filter(|d| !quarantine::holds(current, d)).collect();
+                writes.push((QUARANTINE_TAG.into(), value));
+            }
+        }
+
+        // Tell, before the record says it was told: a run that told no one is retried.
+        if let Some(outcome) = decision.outcome
+            && (outcome.is_failure() || self.notifier.config().level == Level::All)
+        {
+            let channels = match notify::parse_channels(tag_value(service.tags(), NOTIFY_TAG).unwrap_or_default()) {
+                Ok(channels) => channels,
+                Err(why) => {
+                    report.warnings.push(format!("{NOTIFY_TAG}: {why}"));
+                    Vec::new()
+                }
+            };
+            if !channels.is_empty() {
+                let notice = message::notice(&message::Told {
+                    outcome,
+                    cluster: &rollout.cluster,
+                    service: &rollout.service,
+                    region: &rollout.region,
+                    task_definition: decision.task_definition.as_deref(),
+                    previous: decision.previous.as_deref(),
+                    images: &report.images,
+                    why: &decision.why,
+                    took_seconds: report.took_seconds,
+                    quarantined: &report.quarantined,
+                });
+                if self.config.dry_run {
+                    report.warnings.push(format!(
+                        "DRY_RUN: would tell {}",
+                        channels.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+                    ));
+                } else {
+                    report.told = self.notifier.tell(&channels, &notice).await;
+                }
+            }
+        }
+        let nobody_told = notify::all_failed(&report.told);
+        if !decision.marks.is_empty() && !nobody_told {
+            writes.push((TOLD_TAG.into(), record.with(&decision.marks)));
+        }
+        if let Some(problem) = writes.iter().find_map(|(k, v)| nightshift::ecs::tag_problem(k, v)) {
+            report.warnings.push(format!("not written: {problem}"));
+            writes.clear();
+        }
+        let keys: Vec<&str> = writes.iter().map(|(k, _)| k.as_str()).collect();
+        if let Some(problem) = nightshift::ecs::tag_count_problem(service.tags(), &keys) {
+            report.warnings.push(format!("not written: {problem}"));
+            writes.clear();
+        }
+        if !writes.is_empty() && !self.config.dry_run {
+            self.tag(service.service_arn().unwrap_or_default(), &writes).await?;
+        }
+        let error = nobody_told.then(|| WatchError::NotTold {
+            service: format!("{}/{}", rollout.cluster, rollout.service),
+            failures: report
+                .told
+                .iter()
+                .map(|d| format!("{}: {}", d.channel, d.error.clone().unwrap_or_default()))
+                .collect(),
+        });
+        if let Some(err) = &error {
+            warn!(error = %err, "told no one");
+        }
+        nightshift::finish(FUNCTION, report, error)
+    }
+
+    async fn describe_service(&self, rollout: &Rollout) -> Result<Option<Service>, WatchError> {
+        let out = self
+            .ecs
+            .describe_services()
+            .cluster(&rollout.cluster)
+            .services(&rollout.service_arn)
+            .include(ServiceField::Tags)
+            .send()
+            .await
+            .map_err(|e| CallError::new("DescribeServices", &rollout.service_arn, e.into_service_error()))?;
+        Ok(out.services.unwrap_or_default().into_iter().find(|s| s.status() != Some("INACTIVE")))
+    }
+
+    /// Each container's image, with its digest and the tag it was deployed from.
+    async fn images(&self, task_definition: &str) -> Result<Vec<Image>, WatchError> {
+        let out = self
+            .ecs
+            .describe_task_definition()
+            .task_definition(task_definition)
+            .include(TaskDefinitionField::Tags)
+            .send()
+            .await
+            .map_err(|e| CallError::new("DescribeTaskDefinition", task_definition, e.into_service_error()))?;
+        let tags = out.tags().to_vec();
+        Ok(out.task_definition().map(|td| message::images(td.container_definitions(), &tags)).unwrap_or_default())
+    }
+
+    async fn tag(&self, service_arn: &str, writes: &[(String, String)]) -> Result<(), WatchError> {
+        let tags = writes.iter().map(|(k, v)| Tag::builder().key(k).value(v).build());
+        self.ecs
+            .tag_resource()
+            .resource_arn(service_arn)
+            .set_tags(Some(tags.collect()))
+            .send()
+            .await
+            .map_err(|e| CallError::new("TagResource", service_arn, e.into_service_error()))?;
+        Ok(())
+    }
+}
+
+/// The service's deployments, as the decision reads them.
+fn deployments(service: &Service) -> Vec<Deployment> {
+    service
+        .deployments()
+        .iter()
+        .map(|d| Deployment {
+            id: d.id().unwrap_or_default().to_owned(),
+            status: d.status().unwrap_or_default().to_owned(),
+            rollout_state: d.rollout_state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            rollout_reason: d.rollout_state_reason().unwrap_or_default().to_owned(),
+            task_definition: d.task_definition().unwrap_or_default().to_owned(),
+            created_at: d.created_at().and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+        })
+        .collect()
+}

@@ -1,0 +1,19 @@
+use lambda_runtime::{Error, run, service_fn};
+use nightshift::notify::{self, Notifier, NotifyConfig};
+use nightshift::{aws, config::ProcessEnv};
+use watch_rollouts::{WatchConfig, WatchRollouts};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    nightshift::logging::init(&ProcessEnv);
+    let config = WatchConfig::from_vars(&ProcessEnv).inspect_err(|err| {
+        tracing::error!(error = %err, "watch-rollouts cannot start");
+    })?;
+    let notify = NotifyConfig::from_vars(&ProcessEnv).inspect_err(|err| {
+        tracing::error!(error = %err, "watch-rollouts cannot start");
+    })?;
+    let sdk = aws::sdk_config();
+    let notifier = Notifier::new(notify, &sdk);
+    let function = WatchRollouts::new(config, aws::ecs_client(&sdk), &notifier);
+    run(service_fn(|event| notify::observe(&notifier, watch_rollouts::FUNCTION, function.handle(event)))).await
+}

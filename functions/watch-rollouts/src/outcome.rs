@@ -1,0 +1,424 @@
+//! The decision: how an ECS rollout ended, from one deployment event and the
+//! service as ECS describes it now, and whether that was told already (the
+//! record `nightshift:told` on the service). No AWS calls here.
+//!
+//! ECS sends, for a rollout: IN_PROGRESS, then COMPLETED, or FAILED (with the
+//! circuit breaker), after which, with rollback on, it starts a rollback: a
+//! new deployment IN_PROGRESS whose reason says "rolling back to deploymentId
+//! …", ending COMPLETED or FAILED. Events come twice and out of order.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// The service tag recording which deployments' outcomes were told.
+pub const TOLD_TAG: &str = "nightshift:told";
+const MAX_VALUE: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Outcome {
+    #[serde(rename = "succeeded")]
+    Succeeded,
+    #[serde(rename = "failed")]
+    Failed,
+    #[serde(rename = "rolled back")]
+    RolledBack,
+    #[serde(rename = "rollback failed")]
+    RollbackFailed,
+}
+
+impl Outcome {
+    pub fn words(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::RolledBack => "rolled back",
+            Self::RollbackFailed => "rollback failed",
+        }
+    }
+
+    /// As the record writes it.
+    fn code(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::RolledBack => "rolled-back",
+            Self::RollbackFailed => "rollback-failed",
+        }
+    }
+
+    /// Whether the rollout's images go to quarantine.
+    pub fn quarantines(self) -> bool {
+        matches!(self, Self::Failed | Self::RolledBack)
+    }
+
+    /// Told at `NOTIFY_LEVEL=failures` too.
+    pub fn is_failure(self) -> bool {
+        !matches!(self, Self::Succeeded)
+    }
+}
+
+/// What the record says of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Told(Outcome),
+    /// A rollback deployment: its completion tells nothing (the rolled-back outcome did).
+    Rollback,
+}
+
+impl Mark {
+    fn code(self) -> &'static str {
+        match self {
+            Self::Told(outcome) => outcome.code(),
+            Self::Rollback => "rollback",
+        }
+    }
+
+    fn parse(code: &str) -> Option<Self> {
+        Some(match code {
+            "succeeded" => Self::Told(Outcome::Succeeded),
+            "failed" => Self::Told(Outcome::Failed),
+            "rolled-back" => Self::Told(Outcome::RolledBack),
+            "rollback-failed" => Self::Told(Outcome::RollbackFailed),
+            "rollback" => Self::Rollback,
+            _ => return None,
+        })
+    }
+}
+
+/// The record: `<deployment id>=<mark>` entries, the most recent first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    pub entries: Vec<(String, Mark)>,
+}
+
+impl Record {
+    pub fn parse(value: &str) -> Self {
+        let entries = value
+            .split_whitespace()
+            .filter_map(|entry| {
+                let (id, code) = entry.rsplit_once('=')?;
+                Some((id.to_owned(), Mark::parse(code)?))
+            })
+            .collect();
+        Self { entries }
+    }
+
+    pub fn mark(&self, id: &str) -> Option<Mark> {
+        self.entries.iter().find(|(i, _)| i == id).map(|(_, m)| *m)
+    }
+
+    fn told(&self, id: &str) -> bool {
+        matches!(self.mark(id), Some(Mark::Told(_)))
+    }
+
+    /// The value with `marks` put first (replacing those deployments' earlier
+    /// marks), the oldest dropped to stay within a tag value.
+    pub fn with(&self, marks: &[(String, Mark)]) -> String {
+        let mut entries: Vec<(String, Mark)> = marks.to_vec();
+        entries.extend(self.entries.iter().filter(|(id, _)| !marks.iter().any(|(m, _)| m == id)).cloned());
+        let mut value = String::new();
+        for (id, mark) in entries {
+            let entry = format!("{id}={}", mark.code());
+            if value.len() + entry.len() + usize::from(!value.is_empty()) > MAX_VALUE {
+                break;
+            }
+            if !value.is_empty() {
+                value.push(' ');
+            }
+            value.push_str(&entry);
+        }
+        value
+    }
+}
+
+/// One of the service's deployments, as DescribeServices gives it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    pub id: String,
+    /// PRIMARY or ACTIVE.
+    pub status: String,
+    /// IN_PROGRESS, COMPLETED or FAILED.
+    pub rollout_state: String,
+    pub rollout_reason: String,
+    pub task_definition: String,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// The event's `detail.eventName`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EcsEvent {
+    InProgress,
+    Completed,
+    Failed,
+}
+
+/// How a rollout ended, and what to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// `None`: nothing to tell (a duplicate, a rollout not ended, a rollback's completion).
+    pub outcome: Option<Outcome>,
+    /// The deployment whose outcome it is.
+    pub rollout: String,
+    /// The revision that rollout deployed, when ECS still says.
+    pub task_definition: Option<String>,
+    /// The revision the service ran before it (or, rolled back, runs again), when ECS still says.
+    pub previous: Option<String>,
+    /// When the rollout started, when ECS still says.
+    pub started: Option<DateTime<Utc>>,
+    /// What to add to the record (empty: nothing to write).
+    pub marks: Vec<(String, Mark)>,
+    /// Why, in a line, for the report.
+    pub why: String,
+}
+
+/// Whether a deployment's reason says the circuit breaker is rolling back.
+pub fn is_rollback_reason(reason: &str) -> bool {
+    reason.contains("rolling back to")
+}
+
+/// Decides from one ECS deployment event (`id`, the event's reason) and the
+/// service now: its deployments, whether its circuit breaker rolls back, and
+/// the record of what was told.
+pub fn decide(
+    event: EcsEvent,
+    id: &str,
+    reason: &str,
+    deployments: &[Deployment],
+    rolls_back: bool,
+    record: &Record,
+) -> Decision {
+    let find = |id: &str| deployments.iter().find(|d| d.id == id);
+    let this = find(id);
+    let nothing = |why: String| Decision {
+        outcome: None,
+        rollout: id.to_owned(),
+        task_definition: this.map(|d| d.task_definition.clone()),
+        previous: None,
+        started: this.and_then(|d| d.created_at),
+        marks: Vec::new(),
+        why,
+    };
+    // The failed rollout a rollback deployment undoes: the most recent FAILED one created before it.
+    let failed_before = |rollback: &str| {
+        let at = find(rollback).and_then(|d| d.created_at);
+        deployments
+            .iter()
+            .filter(|d| d.id != rollback && d.rollout_state == "FAILED")
+            .filter(|d| at.is_none() || d.created_at <= at)
+            .max_by_key(|d| d.created_at)
+    };
+    let rolled_back = |failed: &Deployment, rollback: &str, why: String| Decision {
+        outcome: Some(Outcome::RolledBack),
+        rollout: failed.id.clone(),
+        task_definition: Some(failed.task_definition.clone()),
+        previous: find(rollback).map(|d| d.task_definition.clone()),
+        started: failed.created_at,
+        marks: vec![(rollback.to_owned(), Mark::Rollback), (failed.id.clone(), Mark::Told(Outcome::RolledBack))],
+        why,
+    };
+    let other_than_this = |state: &str| {
+        deployments
+            .iter()
+            .filter(|d| d.id != id && (state.is_empty() || d.rollout_state == state))
+            .map(|d| d.task_definition.clone())
+            .next()
+    };
+    match (event, record.mark(id)) {
+        (_, Some(Mark::Told(told))) => nothing(format!("{id}: {} was told already", told.words())),
+        (EcsEvent::InProgress, Some(Mark::Rollback)) | (EcsEvent::Completed, Some(Mark::Rollback)) => {
+            nothing(format!("{id} is a rollback; the rolled-back rollout was told"))
+        }
+        (EcsEvent::Failed, Some(Mark::Rollback)) => Decision {
+            outcome: Some(Outcome::RollbackFailed),
+            rollout: id.to_owned(),
+            task_definition: this.map(|d| d.task_definition.clone()),
+            previous: this.map(|d| d.task_definition.clone()),
+            started: this.and_then(|d| d.created_at),
+            marks: vec![(id.to_owned(), Mark::Told(Outcome::RollbackFailed))],
+            why: format!("the rollback {id} failed: {reason}"),
+        },
+        (EcsEvent::InProgress, None) if is_rollback_reason(reason) => match failed_before(id) {
+            Some(failed) if !record.told(&failed.id) => rolled_back(failed, id, reason.to_owned()),
+            _ => Decision {
+                marks: vec![(id.to_owned(), Mark::Rollback)],
+                ..nothing(format!("{id} rolls back; told already"))
+            },
+        },
+        (EcsEvent::InProgress, None) => nothing(format!("{id} is in progress")),
+        (EcsEvent::Completed, None) => match failed_before(id) {
+            // A completion that undoes a failed rollout is its rollback, whatever order the events came in.
+            Some(failed) if this.is_some() => {
+                if record.told(&failed.id) {
+                    Decision {
+                        marks: vec![(id.to_owned(), Mark::Rollback)],
+                        ..nothing(format!("{id} rolled back; told already"))
+                    }
+                } else {
+                    rolled_back(failed, id, format!("ECS rolled back {} and {id} completed", failed.id))
+                }
+            }
+            _ => Decision {
+                outcome: Some(Outcome::Succeeded),
+                rollout: id.to_owned(),
+                task_definition: this.map(|d| d.task_definition.clone()),
+                previous: other_than_this(""),
+                started: this.and_then(|d| d.created_at),
+                marks: vec![(id.to_owned(), Mark::Told(Outcome::Succeeded))],
+                why: reason.to_owned(),
+            },
+        },
+        (EcsEvent::Failed, None) => {
+            let outcome = if rolls_back { Outcome::RolledBack } else { Outcome::Failed };
+            // The rollback ECS started already, so its completion is not taken for a success.
+            let rollback = deployments.iter().find(|d| d.id != id && is_rollback_reason(&d.rollout_reason));
+            let previous = rollback.map(|d| d.task_definition.clone()).or_else(|| other_than_this("COMPLETED"));
+            let mut marks = vec![(id.to_owned(), Mark::Told(outcome))];
+            marks.extend(rollback.map(|d| (d.id.clone(), Mark::Rollback)));
+            Decision {
+                outcome: Some(outcome),
+                rollout: id.to_owned(),
+                task_definition: this.map(|d| d.task_definition.clone()),
+                previous,
+                started: this.and_then(|d| d.created_at),
+                marks,
+                why: reason.to_owned(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/api:7";
+    const NEW: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/api:8";
+
+    fn at(minute: i64) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp(1_795_000_000 + minute * 60, 0)
+    }
+
+    fn d(id: &str, status: &str, state: &str, reason: &str, td: &str, minute: i64) -> Deployment {
+        Deployment {
+            id: id.into(),
+            status: status.into(),
+            rollout_state: state.into(),
+            rollout_reason: reason.into(),
+            task_definition: td.into(),
+            created_at: at(minute),
+        }
+    }
+
+    const ROLLING_BACK: &str = "ECS deployment circuit breaker: rolling back to deploymentId ecs-svc/1.";
+
+    /// The service after ecs-svc/2 (NEW) failed and ECS started rolling back to OLD as ecs-svc/3.
+    fn rolling_back() -> Vec<Deployment> {
+        vec![
+            d("ecs-svc/3", "PRIMARY", "IN_PROGRESS", ROLLING_BACK, OLD, 12),
+            d("ecs-svc/2", "ACTIVE", "FAILED", "ECS deployment circuit breaker: tasks failed to start.", NEW, 0),
+        ]
+    }
+
+    /// Plays events in order, each against the service as it was then, carrying the record.
+    fn play(events: &[(EcsEvent, &str, &str, Vec<Deployment>)], rolls_back: bool) -> Vec<(Option<Outcome>, String)> {
+        let mut record = Record::default();
+        let mut told = Vec::new();
+        for (event, id, reason, deployments) in events {
+            let decision = decide(*event, id, reason, deployments, rolls_back, &record);
+            if !decision.marks.is_empty() {
+                record = Record::parse(&record.with(&decision.marks));
+            }
+            if decision.outcome.is_some() {
+                told.push((decision.outcome, decision.rollout));
+            }
+        }
+        told
+    }
+
+    #[test]
+    fn a_completed_rollout_succeeded_once_however_often_it_is_told() {
+        let done = vec![d("ecs-svc/2", "PRIMARY", "COMPLETED", "completed", NEW, 0)];
+        let completed = (EcsEvent::Completed, "ecs-svc/2", "ECS deployment ecs-svc/2 completed.", done.clone());
+        let told = play(&[completed.clone(), completed.clone(), completed], true);
+        assert_eq!(told, [(Some(Outcome::Succeeded), "ecs-svc/2".to_owned())]);
+        let decision = decide(EcsEvent::Completed, "ecs-svc/2", "completed", &done, true, &Record::default());
+        assert_eq!((decision.task_definition.as_deref(), decision.started), (Some(NEW), at(0)));
+    }
+
+    #[test]
+    fn a_failed_rollout_is_rolled_back_once_in_any_order_and_its_rollback_completion_tells_nothing() {
+        let failed =
+            (EcsEvent::Failed, "ecs-svc/2", "ECS deployment circuit breaker: tasks failed to start.", rolling_back());
+        let rollback = (EcsEvent::InProgress, "ecs-svc/3", ROLLING_BACK, rolling_back());
+        let back = vec![d("ecs-svc/3", "PRIMARY", "COMPLETED", "ECS deployment ecs-svc/3 completed.", OLD, 12)];
+        let completed = (EcsEvent::Completed, "ecs-svc/3", "ECS deployment ecs-svc/3 completed.", back);
+        let once = [(Some(Outcome::RolledBack), "ecs-svc/2".to_owned())];
+        let orders = [
+            vec![failed.clone(), rollback.clone(), completed.clone()],
+            vec![rollback.clone(), failed.clone(), completed.clone(), failed.clone()],
+            vec![failed.clone(), failed.clone(), completed.clone(), rollback.clone()],
+            vec![rollback.clone(), rollback.clone(), completed.clone()],
+        ];
+        for (n, order) in orders.iter().enumerate() {
+            assert_eq!(play(order, true), once, "order {n}");
+        }
+        let decision =
+            decide(EcsEvent::InProgress, "ecs-svc/3", ROLLING_BACK, &rolling_back(), true, &Record::default());
+        assert_eq!((decision.task_definition.as_deref(), decision.previous.as_deref()), (Some(NEW), Some(OLD)));
+    }
+
+    #[test]
+    fn a_completion_that_comes_first_is_still_known_as_the_rollback_while_ecs_lists_the_failed_rollout() {
+        let both = vec![
+            d("ecs-svc/3", "PRIMARY", "COMPLETED", "ECS deployment ecs-svc/3 completed.", OLD, 12),
+            d("ecs-svc/2", "ACTIVE", "FAILED", "tasks failed", NEW, 0),
+        ];
+        let told = play(&[(EcsEvent::Completed, "ecs-svc/3", "completed", both)], true);
+        assert_eq!(told, [(Some(Outcome::RolledBack), "ecs-svc/2".to_owned())]);
+    }
+
+    #[test]
+    fn a_failure_without_rollback_failed_and_a_failed_rollback_is_rollback_failed() {
+        let failing = vec![
+            d("ecs-svc/2", "PRIMARY", "FAILED", "tasks failed", NEW, 0),
+            d("ecs-svc/1", "ACTIVE", "COMPLETED", "", OLD, -60),
+        ];
+        let failed = (EcsEvent::Failed, "ecs-svc/2", "tasks failed", failing.clone());
+        assert_eq!(play(&[failed.clone(), failed], false), [(Some(Outcome::Failed), "ecs-svc/2".to_owned())]);
+        let decision = decide(EcsEvent::Failed, "ecs-svc/2", "tasks failed", &failing, false, &Record::default());
+        assert_eq!(decision.previous.as_deref(), Some(OLD));
+
+        let rollback_failing = vec![d("ecs-svc/3", "PRIMARY", "FAILED", "tasks failed", OLD, 12)];
+        let events = [
+            (EcsEvent::Failed, "ecs-svc/2", "tasks failed", rolling_back()),
+            (EcsEvent::InProgress, "ecs-svc/3", ROLLING_BACK, rolling_back()),
+            (EcsEvent::Failed, "ecs-svc/3", "tasks failed", rollback_failing.clone()),
+            (EcsEvent::Failed, "ecs-svc/3", "tasks failed", rollback_failing),
+        ];
+        let told = play(&events, true);
+        assert_eq!(
+            told,
+            [
+                (Some(Outcome::RolledBack), "ecs-svc/2".to_owned()),
+                (Some(Outcome::RollbackFailed), "ecs-svc/3".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn an_in_progress_rollout_tells_nothing_and_the_record_keeps_to_a_tag_value() {
+        let started = vec![d("ecs-svc/2", "PRIMARY", "IN_PROGRESS", "in progress", NEW, 0)];
+        assert_eq!(
+            play(&[(EcsEvent::InProgress, "ecs-svc/2", "ECS deployment ecs-svc/2 in progress.", started)], true),
+            []
+        );
+        let record = Record::default();
+        let many: Vec<(String, Mark)> =
+            (0..20).map(|n| (format!("ecs-svc/{:019}", n), Mark::Told(Outcome::Succeeded))).collect();
+        let value = record.with(&many);
+        assert!(value.len() <= 256 && value.starts_with("ecs-svc/0000000000000000000=succeeded"), "{value}");
+        let parsed = Record::parse(&value);
+        assert_eq!(parsed.entries.len(), 6);
+        assert_eq!(Record::parse("junk ecs-svc/1=rollback x=y").entries, [("ecs-svc/1".to_owned(), Mark::Rollback)]);
+    }
+}

@@ -1,0 +1,196 @@
+//! watch-rollouts against a local AWS whose ECS keeps deployments as ECS does:
+//! the built binary, driven through the Lambda Runtime API with the event
+//! shapes of `events/`, tells each rollout's outcome once, quarantines what
+//! was rolled back, and the built deploy-on-push then refuses it.
+
+use aws_sdk_ecs::types::ServiceField;
+use nightshift_tests::platform::{CLUSTER, push_image, pushed_digest, seed_shop};
+use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
+use nightshift_tests::sandbox::{ACCOUNT, REGION, Sandbox};
+use nightshift_tests::{emf, event};
+use serde_json::{Value, json};
+
+/// The shop, with `api` telling a Slack and a Teams channel about its rollouts.
+async fn shop(sandbox: &Sandbox) {
+    seed_shop(&sandbox.ecs(), &sandbox.ecr(), &sandbox.codedeploy()).await;
+    sandbox.channel("slack/data-team", "slack").await;
+    sandbox.channel("teams/ops", "teams").await;
+    let tag = aws_sdk_ecs::types::Tag::builder().key("nightshift:notify").value("slack/data-team teams/ops").build();
+    sandbox.ecs().tag_resource().resource_arn(api_arn()).tags(tag).send().await.unwrap();
+}
+
+fn api_arn() -> String {
+    format!("arn:aws:ecs:{REGION}:{ACCOUNT}:service/{CLUSTER}/api")
+}
+
+fn spawn(sandbox: &Sandbox, function: &str, extra: &[(&str, &str)]) -> FunctionProcess {
+    let mut env = sandbox.function_env();
+    env.push(("CLUSTERS".into(), CLUSTER.into()));
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    FunctionProcess::spawn(&binary(function), &env)
+}
+
+/// Ends `api`'s rollout in the sandbox's ECS; its deployments as ECS now lists them.
+fn end_rollout(sandbox: &Sandbox, outcome: &str) {
+    sandbox.end_rollout(CLUSTER, "api", outcome);
+}
+
+async fn api(sandbox: &Sandbox) -> aws_sdk_ecs::types::Service {
+    let out = sandbox
+        .ecs()
+        .describe_services()
+        .cluster(CLUSTER)
+        .services("api")
+        .include(ServiceField::Tags)
+        .send()
+        .await
+        .unwrap();
+    out.services()[0].clone()
+}
+
+fn tag(service: &aws_sdk_ecs::types::Service, key: &str) -> Option<String> {
+    nightshift::ecs::tag_value(service.tags(), key).map(str::to_owned)
+}
+
+/// An event of `events/` for this deployment of `api`.
+fn deployment_event(file: &str, deployment: &str, reason: Option<&str>) -> Value {
+    let mut event = event(file);
+    event["detail"]["deploymentId"] = json!(deployment);
+    if let Some(reason) = reason {
+        event["detail"]["reason"] = json!(reason);
+    }
+    event
+}
+
+#[tokio::test]
+async fn a_rolled_back_rollout_is_told_once_to_each_channel_and_its_digest_never_comes_back() {
+    // Given api rolled out 1.3.0 by deploy-on-push, and ECS's circuit breaker failing it and rolling back
+    let sandbox = Sandbox::start();
+    shop(&sandbox).await;
+    let mut deploy = spawn(&sandbox, "deploy-on-push", &[]);
+    let pushed = deploy.invoke(&event("deploy-on-push.ecr-push.json")).response();
+    assert_eq!(pushed["deployed"][0]["service"], "api");
+    end_rollout(&sandbox, "FAILED");
+    let service = api(&sandbox).await;
+    let ids: Vec<(String, String)> = service
+        .deployments()
+        .iter()
+        .map(|d| (d.id().unwrap().to_owned(), d.rollout_state_reason().unwrap_or_default().to_owned()))
+        .collect();
+    let (rollback, reason) = ids[0].clone();
+    let failed = ids[1].0.clone();
+    assert!(reason.contains("rolling back to"), "{ids:?}");
+
+    // When ECS's events arrive twice and out of order, in two processes
+    let rolling_back = deployment_event("watch-rollouts.ecs-deployment-rolling-back.json", &rollback, Some(&reason));
+    let failure = deployment_event("watch-rollouts.ecs-deployment-failed.json", &failed, None);
+    let mut watch = spawn(&sandbox, "watch-rollouts", &[]);
+    let first = watch.invoke(&rolling_back).response();
+    let again = watch.invoke(&failure).response();
+    let mut cold = spawn(&sandbox, "watch-rollouts", &[]);
+    let late = cold.invoke(&rolling_back).response();
+    end_rollout(&sandbox, "COMPLETED");
+    let done =
+        cold.invoke(&deployment_event("watch-rollouts.ecs-deployment-completed.json", &rollback, None)).response();
+
+    // Then the outcome was decided once: rolled back, of the failed deployment, with its image
+    assert_eq!((first["outcome"].as_str(), first["rollout"].as_str()), (Some("rolled back"), Some(failed.as_str())));
+    assert!(first["task_definition"].as_str().unwrap().ends_with("task-definition/api:2"));
+    assert!(first["previous_task_definition"].as_str().unwrap().ends_with("task-definition/api:1"));
+    assert_eq!(
+        first["images"][0],
+        json!({
+            "container": "app",
+            "image": format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/shop/api@{}", pushed_digest()),
+            "tag": "1.3.0",
+            "digest": pushed_digest(),
+        })
+    );
+    for later in [&again, &late, &done] {
+        assert_eq!(later["outcome"], Value::Null, "{later:#}");
+        assert!(later.get("told").is_none(), "{later:#}");
+    }
+
+    // And each channel was told once, in its own format
+    let (slack, teams) = (sandbox.webhooks("slack"), sandbox.webhooks("teams"));
+    assert_eq!((slack.len(), teams.len()), (1, 1));
+    assert_eq!(slack[0]["blocks"][0]["text"]["text"], "Rollout rolled back: shop/api");
+    assert!(slack[0]["text"].as_str().unwrap().contains("ECS rolled the service back to api:1"), "{}", slack[0]);
+    let card = &teams[0]["attachments"][0]["content"];
+    assert_eq!(
+        (card["version"].as_str(), card["body"][0]["text"].as_str()),
+        (Some("1.4"), Some("Rollout rolled back: shop/api"))
+    );
+
+    // And the digest is quarantined on the service, and the outcome recorded there
+    let short = nightshift::quarantine::short(&pushed_digest());
+    let service = api(&sandbox).await;
+    assert_eq!(tag(&service, "nightshift:quarantine").as_deref(), Some(short.as_str()));
+    let record = tag(&service, "nightshift:told").unwrap();
+    assert!(
+        record.contains(&format!("{failed}=rolled-back")) && record.contains(&format!("{rollback}=rollback")),
+        "{record}"
+    );
+    assert_eq!(first["quarantined"], json!([short]));
+
+    // And deploy-on-push refuses that digest for api, replayed or pushed under another tag
+    let replayed = deploy.invoke(&event("deploy-on-push.ecr-push.json")).response();
+    let retagged_digest = push_image(&sandbox.ecr(), "shop/api", "1.3.1", "shop/api 1.3.0").await;
+    assert_eq!(retagged_digest, pushed_digest());
+    let mut retagged = event("deploy-on-push.ecr-push.json");
+    retagged["detail"]["image-tag"] = json!("1.3.1");
+    let retagged = deploy.invoke(&retagged).response();
+    for report in [&replayed, &retagged] {
+        let api = report["skipped"].as_array().unwrap().iter().find(|s| s["service"] == "api").unwrap();
+        assert_eq!(
+            api["reason"],
+            format!(
+                "{short} is quarantined on this service (nightshift:quarantine): a rollout of it failed or was rolled back"
+            )
+        );
+        assert!(report["deployed"].as_array().unwrap().iter().all(|d| d["service"] != "api"));
+    }
+    let lines = watch.report_lines(2);
+    let names = ["RolloutSucceeded", "RolloutFailed", "RolloutRolledBack", "ChannelsTold", "RunFailed"];
+    assert_eq!(emf::metric_values(&lines[0], &names), [0.0, 0.0, 1.0, 2.0, 0.0]);
+}
+
+#[tokio::test]
+async fn a_success_is_told_only_when_asked_for_and_a_channel_that_fails_everywhere_gets_the_event_retried() {
+    // Given api's rollout of 1.3.0 completing
+    let sandbox = Sandbox::start();
+    shop(&sandbox).await;
+    spawn(&sandbox, "deploy-on-push", &[]).invoke(&event("deploy-on-push.ecr-push.json")).response();
+    end_rollout(&sandbox, "COMPLETED");
+    let id = api(&sandbox).await.deployments()[0].id().unwrap().to_owned();
+    let completed = deployment_event("watch-rollouts.ecs-deployment-completed.json", &id, None);
+
+    // When it is told at NOTIFY_LEVEL=failures, then (the same event in another stack) with both channels down at all
+    let quiet = spawn(&sandbox, "watch-rollouts", &[("NOTIFY_LEVEL", "failures"), ("DRY_RUN", "true")])
+        .invoke(&completed)
+        .response();
+    sandbox.webhook_answers("slack", json!([{"status": 500}]));
+    sandbox.webhook_answers("teams", json!([{"status": 404}]));
+    let mut loud = spawn(&sandbox, "watch-rollouts", &[("NOTIFY_LEVEL", "all")]);
+    let down = loud.invoke(&completed);
+    let retried = loud.invoke(&completed).response();
+    let replayed = loud.invoke(&completed).response();
+
+    // Then at failures it is decided but told to no one; at all, a run that told no one fails and
+    // records nothing, so Lambda's retry tells it; after that, nothing more
+    assert_eq!((quiet["outcome"].as_str(), quiet.get("told")), (Some("succeeded"), None));
+    match down {
+        Outcome::Error { error_type, error_message } => {
+            assert_eq!(error_type, "NotTold");
+            assert!(error_message.contains("teams/ops: the webhook answered HTTP 404"), "{error_message}");
+        }
+        other => panic!("expected the run to fail, got {other:?}"),
+    }
+    assert_eq!(retried["outcome"], "succeeded");
+    assert_eq!(retried["told"].as_array().unwrap().len(), 2);
+    assert_eq!(replayed["outcome"], Value::Null);
+    let slack = sandbox.webhooks("slack");
+    assert_eq!(slack.len(), 2, "once refused, once taken");
+    assert_eq!(slack[1]["blocks"][0]["text"]["text"], "Rollout succeeded: shop/api");
+    assert_eq!(tag(&api(&sandbox).await, "nightshift:quarantine"), None, "a success quarantines nothing");
+}
