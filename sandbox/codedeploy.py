@@ -146,6 +146,8 @@ def _patch_models() -> None:
                 info.pop(key, None)
         if getattr(self, "error", None):
             info["errorInformation"] = self.error
+        if getattr(self, "rollback_info", None):
+            info["rollbackInfo"] = self.rollback_info
         return {k: v for k, v in info.items() if v is not None}
 
     models.DeploymentInfo.to_dict = deployment_dict
@@ -257,6 +259,11 @@ def end(account: str, deployment: str, status: str) -> dict:
         else:
             found.error = {"code": "HEALTH_CONSTRAINTS" if status == "Failed" else "MANUAL_STOP",
                            "message": f"The deployment {status.lower()} (ended by the sandbox)."}
+            automatic = found.auto_rollback_configuration or {}
+            wanted = "DEPLOYMENT_FAILURE" if status == "Failed" else "DEPLOYMENT_STOP_ON_REQUEST"
+            if automatic.get("enabled") and wanted in (automatic.get("events") or []):
+                # ECS blue/green: CodeDeploy routes the traffic back to the original task set.
+                found.rollback_info = {"rollbackMessage": f"Deployment {deployment} was rolled back: traffic is back on the original task set."}
         return found.to_dict()
     raise KeyError(f"no deployment {deployment}")
 

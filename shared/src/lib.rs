@@ -1,6 +1,7 @@
 //! What two or more nightshift functions share: the AWS config, reading the
 //! environment, the clock, the report, telling people, and the Lambda error shape.
 
+pub mod appspec;
 pub mod aws;
 pub mod clock;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod report;
 pub mod s3_sweep;
 #[cfg(feature = "scale")]
 pub mod scale;
+mod ssm;
 pub mod trigger;
 
 pub use clock::{Clock, FixedClock, SystemClock};

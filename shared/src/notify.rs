@@ -304,7 +304,7 @@ pub fn answer(status: u16, retry_after: Option<&str>) -> Answer {
 /// Sends notices to channels.
 pub struct Notifier {
     config: NotifyConfig,
-    ssm: aws_sdk_ssm::Client,
+    sdk: SdkConfig,
     http: Connector,
     sleep: SharedAsyncSleep,
     urls: Mutex<HashMap<Channel, (String, Instant)>>,
@@ -312,10 +312,6 @@ pub struct Notifier {
 
 impl Notifier {
     pub fn new(config: NotifyConfig, sdk: &SdkConfig) -> Self {
-        Self::with_ssm(config, aws_sdk_ssm::Client::new(sdk))
-    }
-
-    pub fn with_ssm(config: NotifyConfig, ssm: aws_sdk_ssm::Client) -> Self {
         use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
         let sleep = default_async_sleep().expect("a Tokio runtime's sleep");
         let settings = HttpConnectorSettings::builder()
@@ -327,7 +323,7 @@ impl Notifier {
             .sleep_impl(sleep.clone())
             .tls_provider(Provider::Rustls(CryptoMode::Ring))
             .build();
-        Self { config, ssm, http, sleep, urls: Mutex::new(HashMap::new()) }
+        Self { config, sdk: sdk.clone(), http, sleep, urls: Mutex::new(HashMap::new()) }
     }
 
     pub fn config(&self) -> &NotifyConfig {
@@ -405,11 +401,11 @@ impl Notifier {
             return Ok(url.clone());
         }
         let name = channel.parameter(&self.config.prefix);
-        let out = self.ssm.get_parameter().name(&name).with_decryption(true).send().await.map_err(|err| {
-            let err = err.into_service_error();
-            format!("SSM GetParameter on {name} failed: {}", crate::aws::service_message(&err))
-        })?;
-        let url = out.parameter().and_then(|p| p.value()).unwrap_or_default().trim().to_owned();
+        let url = crate::ssm::get_parameter(&self.sdk, &self.http, &name)
+            .await
+            .map_err(|why| format!("SSM GetParameter on {name} failed: {why}"))?
+            .trim()
+            .to_owned();
         if let Some(problem) = url_problem(&url) {
             return Err(format!("{name}: {problem}"));
         }

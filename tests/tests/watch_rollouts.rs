@@ -194,3 +194,51 @@ async fn a_success_is_told_only_when_asked_for_and_a_channel_that_fails_everywhe
     assert_eq!(slack[1]["blocks"][0]["text"]["text"], "Rollout succeeded: shop/api");
     assert_eq!(tag(&api(&sandbox).await, "nightshift:quarantine"), None, "a success quarantines nothing");
 }
+
+#[tokio::test]
+async fn a_canary_codedeploy_rolled_back_is_told_once_and_its_digest_is_refused_for_that_service() {
+    // Given the blue/green service's canary of 1.3.0, failed and rolled back by CodeDeploy
+    let sandbox = Sandbox::start();
+    shop(&sandbox).await;
+    let arn = format!("arn:aws:ecs:{REGION}:{ACCOUNT}:service/{CLUSTER}/blue-green");
+    let notify = aws_sdk_ecs::types::Tag::builder().key("nightshift:notify").value("slack/data-team").build();
+    sandbox.ecs().tag_resource().resource_arn(&arn).tags(notify).send().await.unwrap();
+    let mut deploy = spawn(&sandbox, "deploy-on-push", &[]);
+    let pushed = deploy.invoke(&event("deploy-on-push.ecr-push.json")).response();
+    let canary = pushed["deployed"].as_array().unwrap().iter().find(|d| d["service"] == "blue-green").unwrap().clone();
+    let id = canary["codedeploy"]["deployment_id"].as_str().unwrap().to_owned();
+    sandbox.end_deployment(&id, "Failed");
+
+    // When CodeDeploy's FAILURE event comes, twice
+    let mut failure = event("watch-rollouts.codedeploy-deployment-failure.json");
+    failure["detail"]["deploymentId"] = json!(id);
+    let mut watch = spawn(&sandbox, "watch-rollouts", &[]);
+    let first = watch.invoke(&failure).response();
+    let again = watch.invoke(&failure).response();
+
+    // Then it was rolled back, told once, its digest quarantined on blue-green (and only there)
+    assert_eq!((first["outcome"].as_str(), first["service"].as_str()), (Some("rolled back"), Some("blue-green")));
+    assert_eq!(first["task_definition"], canary["new_task_definition"]);
+    assert_eq!(again["outcome"], Value::Null);
+    let slack = sandbox.webhooks("slack");
+    assert_eq!(slack.len(), 1);
+    assert_eq!(slack[0]["blocks"][0]["text"]["text"], "Rollout rolled back: shop/blue-green");
+    let short = nightshift::quarantine::short(&pushed_digest());
+    let out = sandbox
+        .ecs()
+        .describe_services()
+        .cluster(CLUSTER)
+        .services("blue-green")
+        .services("api")
+        .include(ServiceField::Tags)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tag(&out.services()[0], "nightshift:quarantine").as_deref(), Some(short.as_str()));
+    assert_eq!(tag(&out.services()[1], "nightshift:quarantine"), None, "api's rollout is its own");
+
+    // And deploy-on-push's replay leaves blue-green alone, saying why
+    let replayed = deploy.invoke(&event("deploy-on-push.ecr-push.json")).response();
+    let skipped = replayed["skipped"].as_array().unwrap().iter().find(|s| s["service"] == "blue-green").unwrap();
+    assert!(skipped["reason"].as_str().unwrap().starts_with(&format!("{short} is quarantined")), "{skipped}");
+}

@@ -8,7 +8,7 @@ use aws_sdk_codedeploy::types::{ComputePlatform, DeploymentGroupInfo, Deployment
 use aws_sdk_ecs::types::{DeploymentControllerType, Service, TaskDefinition};
 use nightshift::ecs::tag_value;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::plan::{ImageChange, ServiceId};
 
@@ -89,21 +89,10 @@ pub fn deployment_config(service: &Service, info: &DeploymentGroupInfo) -> (Opti
     }
 }
 
-/// The task definition an ECS AppSpec (JSON) deploys. `None` for YAML or anything else.
-pub fn appspec_task_definition(content: &str) -> Option<String> {
-    let spec: Value = serde_json::from_str(content).ok()?;
-    let resources = spec.get("Resources")?.as_array()?;
-    resources.iter().find_map(|resource| {
-        let target = resource.as_object()?.values().next()?;
-        (target.get("Type")?.as_str()? == "AWS::ECS::Service")
-            .then(|| target.get("Properties")?.get("TaskDefinition")?.as_str().map(str::to_owned))?
-    })
-}
-
 /// The task definition the group's target revision (its last deployment) deploys.
 pub fn target_task_definition(info: &DeploymentGroupInfo) -> Option<String> {
     let content = info.target_revision()?.app_spec_content()?.content()?;
-    appspec_task_definition(content)
+    nightshift::appspec::task_definition(content)
 }
 
 /// Whether a revision already carries the change: same family, and every
@@ -234,6 +223,7 @@ mod tests {
         AppSpecContent, EcsService, LastDeploymentInfo, RevisionLocation, RevisionLocationType,
     };
     use aws_sdk_ecs::types::{ContainerDefinition, DeploymentController, LoadBalancer, Tag};
+    use serde_json::Value;
 
     const TD: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/api:7";
 
@@ -323,9 +313,7 @@ mod tests {
     #[test]
     fn the_appspec_names_its_task_definition_to_whoever_reads_it_back() {
         let spec = AppSpec::of(&service(&[], vec![lb(Some("app"), Some(80))], None)).unwrap().render(TD);
-        assert_eq!(appspec_task_definition(&spec).as_deref(), Some(TD));
-        assert_eq!(appspec_task_definition("version: 0.0\nResources: []"), None, "YAML is not read");
-        assert_eq!(appspec_task_definition(r#"{"Resources":[{"Fn":{"Type":"AWS::Lambda::Function"}}]}"#), None);
+        assert_eq!(nightshift::appspec::task_definition(&spec).as_deref(), Some(TD));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The trigger: EventBridge's "ECS Deployment State Change" event.
+//! The triggers: EventBridge's "ECS Deployment State Change" and "CodeDeploy
+//! Deployment State-change Notification" events.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
@@ -30,9 +31,32 @@ pub struct Rollout {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
+/// `detail` of a "CodeDeploy Deployment State-change Notification" event.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CodeDeployDetail {
+    deployment_id: Option<String>,
+    application: Option<String>,
+    deployment_group: Option<String>,
+    state: Option<String>,
+}
+
+/// A CodeDeploy deployment's end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeDeployEnd {
+    pub region: String,
+    pub deployment_id: String,
+    pub application: String,
+    pub deployment_group: String,
+    /// SUCCESS, FAILURE or STOP.
+    pub state: String,
+    pub time: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
     Ecs(Rollout),
+    CodeDeploy(CodeDeployEnd),
     /// Well-formed, but nothing to decide: the reason.
     Ignored(String),
 }
@@ -49,6 +73,9 @@ fn service_of(arn: &str) -> Option<(String, String)> {
 pub fn parse(payload: &Value) -> Result<Trigger, String> {
     let event: EventBridgeEvent<Value> =
         serde_json::from_value(payload.clone()).map_err(|e| format!("not an EventBridge event: {e}"))?;
+    if event.source == "aws.codedeploy" && event.detail_type == "CodeDeploy Deployment State-change Notification" {
+        return parse_codedeploy(event);
+    }
     if event.source != "aws.ecs" || event.detail_type != "ECS Deployment State Change" {
         return Ok(Trigger::Ignored(format!(
             "not an ECS deployment state change (source {:?}, detail-type {:?})",
@@ -87,6 +114,25 @@ pub fn parse(payload: &Value) -> Result<Trigger, String> {
         deployment_id,
         reason: detail.reason.unwrap_or_default(),
         updated_at,
+    }))
+}
+
+fn parse_codedeploy(event: EventBridgeEvent<Value>) -> Result<Trigger, String> {
+    let detail: CodeDeployDetail = serde_json::from_value(event.detail)
+        .map_err(|e| format!("detail is not a CodeDeploy deployment state change: {e}"))?;
+    let state = detail.state.unwrap_or_default();
+    if !matches!(state.as_str(), "SUCCESS" | "FAILURE" | "STOP") {
+        return Ok(Trigger::Ignored(format!("detail.state {state:?} is no deployment's end")));
+    }
+    let non_empty =
+        |v: Option<String>, what: &str| v.filter(|s| !s.trim().is_empty()).ok_or_else(|| format!("{what} is missing"));
+    Ok(Trigger::CodeDeploy(CodeDeployEnd {
+        region: event.region.unwrap_or_default(),
+        deployment_id: non_empty(detail.deployment_id, "detail.deploymentId")?,
+        application: non_empty(detail.application, "detail.application")?,
+        deployment_group: non_empty(detail.deployment_group, "detail.deploymentGroup")?,
+        state,
+        time: event.time,
     }))
 }
 
@@ -134,5 +180,31 @@ mod tests {
         let mut other = event("SERVICE_DEPLOYMENT_FAILED", json!([]));
         other["source"] = json!("aws.ecr");
         assert!(matches!(parse(&other).unwrap(), Trigger::Ignored(_)));
+    }
+
+    #[test]
+    fn a_codedeploy_end_names_its_deployment_application_and_group() {
+        let mut codedeploy = json!({
+            "version": "0", "id": "c071bfbf-83c4-49ca-a6ff-3df053957145",
+            "detail-type": "CodeDeploy Deployment State-change Notification", "source": "aws.codedeploy",
+            "account": "123456789012", "time": "2026-11-27T12:31:14Z", "region": "eu-west-1",
+            "resources": ["arn:aws:codedeploy:eu-west-1:123456789012:application:shop",
+                          "arn:aws:codedeploy:eu-west-1:123456789012:deploymentgroup:shop/blue-green"],
+            "detail": {"instanceGroupId": "9fd2fbef-2157-40d8-91e7-6845af69e2d2", "region": "eu-west-1",
+                       "application": "shop", "deploymentId": "d-7K2QX9B1E", "state": "FAILURE", "deploymentGroup": "blue-green"}
+        });
+        let Trigger::CodeDeploy(end) = parse(&codedeploy).unwrap() else { panic!() };
+        assert_eq!(
+            (end.deployment_id.as_str(), end.application.as_str(), end.deployment_group.as_str(), end.state.as_str()),
+            ("d-7K2QX9B1E", "shop", "blue-green", "FAILURE")
+        );
+        codedeploy["detail"]["state"] = json!("START");
+        assert_eq!(
+            parse(&codedeploy).unwrap(),
+            Trigger::Ignored("detail.state \"START\" is no deployment's end".into())
+        );
+        codedeploy["detail"]["state"] = json!("SUCCESS");
+        codedeploy["detail"].as_object_mut().unwrap().remove("deploymentId");
+        assert_eq!(parse(&codedeploy).unwrap_err(), "detail.deploymentId is missing");
     }
 }

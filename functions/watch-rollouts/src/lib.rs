@@ -3,10 +3,13 @@
 //! (`nightshift:notify`), and the digests of a failed or rolled-back rollout
 //! kept in `nightshift:quarantine`, which `deploy-on-push` never deploys again.
 //!
-//! Parse (ECS Deployment State Change) -> observe (the service, its
-//! deployments and record; the revision rolled out) -> decide (`outcome`) ->
-//! apply (tell, then record and quarantine in one TagResource) -> report.
+//! Parse (ECS Deployment State Change, or CodeDeploy Deployment State-change
+//! Notification) -> observe (the service, its deployments and record, or the
+//! CodeDeploy deployment and the service its group deploys; the revision
+//! rolled out) -> decide (`outcome`) -> apply (tell, then record and
+//! quarantine in one TagResource) -> report.
 
+pub mod codedeploy;
 pub mod event;
 pub mod message;
 pub mod outcome;
@@ -24,9 +27,9 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
 
-use event::{Rollout, Trigger};
+use event::{CodeDeployEnd, Rollout, Trigger};
 use message::Image;
-use outcome::{Deployment, Outcome, Record, TOLD_TAG};
+use outcome::{Decision, Deployment, Outcome, Record, TOLD_TAG};
 
 pub const FUNCTION: &str = "watch-rollouts";
 /// The service tag that opts in (deploy-on-push's).
@@ -52,6 +55,8 @@ pub enum WatchError {
     InvalidEvent(String),
     #[error("ECS {0}")]
     Ecs(#[from] CallError),
+    #[error("CodeDeploy {0}")]
+    CodeDeploy(CallError),
     #[error("no channel of {service} could be told: {}", failures.join("; "))]
     NotTold { service: String, failures: Vec<String> },
 }
@@ -61,6 +66,7 @@ impl LambdaFailure for WatchError {
         match self {
             Self::InvalidEvent(_) => "InvalidEvent",
             Self::Ecs(_) => "EcsError",
+            Self::CodeDeploy(_) => "CodeDeployError",
             Self::NotTold { .. } => "NotTold",
         }
     }
@@ -124,58 +130,56 @@ impl Measured for WatchReport {
 pub struct WatchRollouts<'n> {
     config: WatchConfig,
     ecs: aws_sdk_ecs::Client,
+    codedeploy: aws_sdk_codedeploy::Client,
     notifier: &'n Notifier,
 }
 
+/// What the decision was made on: the service now, and where it is.
+struct Observed {
+    service: Service,
+    decision: Decision,
+    cluster: String,
+    name: String,
+    region: String,
+    /// When the rollout ended, as the event says (else now).
+    ended: chrono::DateTime<Utc>,
+}
+
 impl<'n> WatchRollouts<'n> {
-    pub fn new(config: WatchConfig, ecs: aws_sdk_ecs::Client, notifier: &'n Notifier) -> Self {
-        Self { config, ecs, notifier }
+    pub fn new(
+        config: WatchConfig,
+        ecs: aws_sdk_ecs::Client,
+        codedeploy: aws_sdk_codedeploy::Client,
+        notifier: &'n Notifier,
+    ) -> Self {
+        Self { config, ecs, codedeploy, notifier }
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<WatchReport, WatchError> {
         let mut report = WatchReport { function: FUNCTION, dry_run: self.config.dry_run, ..WatchReport::default() };
-        let rollout = match event::parse(&event.payload).map_err(WatchError::InvalidEvent)? {
+        let observed = match event::parse(&event.payload).map_err(WatchError::InvalidEvent)? {
             Trigger::Ignored(why) => {
                 info!(reason = %why, "event ignored");
                 report.ignored = Some(why);
                 return nightshift::finish(FUNCTION, report, None);
             }
-            Trigger::Ecs(rollout) => rollout,
+            Trigger::Ecs(rollout) => self.observe_ecs(&rollout, &mut report).await?,
+            Trigger::CodeDeploy(end) => self.observe_codedeploy(&end, &mut report).await?,
         };
-        report.cluster = Some(rollout.cluster.clone());
-        report.service = Some(rollout.service.clone());
-        report.deployment = Some(rollout.deployment_id.clone());
-
-        // Observe: the service now.
-        let Some(service) = self.describe_service(&rollout).await? else {
-            report.ignored = Some("ECS no longer has the service".into());
+        let Some(Observed { service, decision, cluster, name, region, ended }) = observed else {
             return nightshift::finish(FUNCTION, report, None);
         };
-        if tag_value(service.tags(), DEPLOY_TAG).is_none() {
-            report.ignored = Some(format!("the service is not tagged {DEPLOY_TAG}"));
-            return nightshift::finish(FUNCTION, report, None);
-        }
-        let record = Record::parse(tag_value(service.tags(), TOLD_TAG).unwrap_or_default());
-        let deployments = deployments(&service);
-        let rolls_back = service
-            .deployment_configuration()
-            .and_then(|c| c.deployment_circuit_breaker())
-            .is_some_and(|b| b.enable && b.rollback);
-
-        // Decide.
-        let decision =
-            outcome::decide(rollout.event, &rollout.deployment_id, &rollout.reason, &deployments, rolls_back, &record);
-        info!(cluster = %rollout.cluster, service = %rollout.service, outcome = ?decision.outcome, why = %decision.why, "decided");
+        info!(%cluster, service = %name, outcome = ?decision.outcome, why = %decision.why, "decided");
         report.outcome = decision.outcome;
         report.why = Some(decision.why.clone());
         report.rollout = Some(decision.rollout.clone());
         report.task_definition = decision.task_definition.clone();
         report.previous_task_definition = decision.previous.clone();
-        let ended = rollout.updated_at.unwrap_or_else(Utc::now);
         report.took_seconds = decision.started.map(|s| (ended - s).num_seconds().max(0));
         if let Some(td) = &decision.task_definition {
             report.images = self.images(td).await?;
         }
+        let record = Record::parse(tag_value(service.tags(), TOLD_TAG).unwrap_or_default());
 
         // What to write: the record, and the quarantine.
         let mut writes: Vec<(String, String)> = Vec::new();
@@ -205,9 +209,9 @@ impl<'n> WatchRollouts<'n> {
             if !channels.is_empty() {
                 let notice = message::notice(&message::Told {
                     outcome,
-                    cluster: &rollout.cluster,
-                    service: &rollout.service,
-                    region: &rollout.region,
+                    cluster: &cluster,
+                    service: &name,
+                    region: &region,
                     task_definition: decision.task_definition.as_deref(),
                     previous: decision.previous.as_deref(),
                     images: &report.images,
@@ -242,7 +246,7 @@ impl<'n> WatchRollouts<'n> {
             self.tag(service.service_arn().unwrap_or_default(), &writes).await?;
         }
         let error = nobody_told.then(|| WatchError::NotTold {
-            service: format!("{}/{}", rollout.cluster, rollout.service),
+            service: format!("{cluster}/{name}"),
             failures: report
                 .told
                 .iter()
@@ -255,17 +259,102 @@ impl<'n> WatchRollouts<'n> {
         nightshift::finish(FUNCTION, report, error)
     }
 
-    async fn describe_service(&self, rollout: &Rollout) -> Result<Option<Service>, WatchError> {
+    /// An ECS deployment's state change: the service now, decided.
+    async fn observe_ecs(&self, rollout: &Rollout, report: &mut WatchReport) -> Result<Option<Observed>, WatchError> {
+        report.cluster = Some(rollout.cluster.clone());
+        report.service = Some(rollout.service.clone());
+        report.deployment = Some(rollout.deployment_id.clone());
+        let Some(service) = self.following(&rollout.cluster, &rollout.service, report).await? else {
+            return Ok(None);
+        };
+        let record = Record::parse(tag_value(service.tags(), TOLD_TAG).unwrap_or_default());
+        let rolls_back = service
+            .deployment_configuration()
+            .and_then(|c| c.deployment_circuit_breaker())
+            .is_some_and(|b| b.enable && b.rollback);
+        let decision = outcome::decide(
+            rollout.event,
+            &rollout.deployment_id,
+            &rollout.reason,
+            &deployments(&service),
+            rolls_back,
+            &record,
+        );
+        Ok(Some(Observed {
+            service,
+            decision,
+            cluster: rollout.cluster.clone(),
+            name: rollout.service.clone(),
+            region: rollout.region.clone(),
+            ended: rollout.updated_at.unwrap_or_else(Utc::now),
+        }))
+    }
+
+    /// A CodeDeploy deployment's end: the deployment, the service its group deploys, decided.
+    async fn observe_codedeploy(
+        &self,
+        end: &CodeDeployEnd,
+        report: &mut WatchReport,
+    ) -> Result<Option<Observed>, WatchError> {
+        report.deployment = Some(end.deployment_id.clone());
+        let Some(deployment) = codedeploy::deployment(&self.codedeploy, &end.deployment_id, &end.state)
+            .await
+            .map_err(WatchError::CodeDeploy)?
+        else {
+            report.ignored = Some(format!("CodeDeploy has no deployment {}", end.deployment_id));
+            return Ok(None);
+        };
+        let Some((cluster, name)) =
+            codedeploy::group_service(&self.codedeploy, &end.application, &end.deployment_group)
+                .await
+                .map_err(WatchError::CodeDeploy)?
+        else {
+            report.ignored =
+                Some(format!("the group {}/{} deploys no ECS service", end.application, end.deployment_group));
+            return Ok(None);
+        };
+        report.cluster = Some(cluster.clone());
+        report.service = Some(name.clone());
+        let Some(service) = self.following(&cluster, &name, report).await? else {
+            return Ok(None);
+        };
+        let record = Record::parse(tag_value(service.tags(), TOLD_TAG).unwrap_or_default());
+        let decision = outcome::decide_codedeploy(&end.state, &deployment, &record);
+        Ok(Some(Observed {
+            service,
+            decision,
+            cluster,
+            name,
+            region: end.region.clone(),
+            ended: end.time.unwrap_or_else(Utc::now),
+        }))
+    }
+
+    /// The service, when it still exists and follows pushes; else `None`, with the reason reported.
+    async fn following(
+        &self,
+        cluster: &str,
+        name: &str,
+        report: &mut WatchReport,
+    ) -> Result<Option<Service>, WatchError> {
         let out = self
             .ecs
             .describe_services()
-            .cluster(&rollout.cluster)
-            .services(&rollout.service_arn)
+            .cluster(cluster)
+            .services(name)
             .include(ServiceField::Tags)
             .send()
             .await
-            .map_err(|e| CallError::new("DescribeServices", &rollout.service_arn, e.into_service_error()))?;
-        Ok(out.services.unwrap_or_default().into_iter().find(|s| s.status() != Some("INACTIVE")))
+            .map_err(|e| CallError::new("DescribeServices", &format!("{cluster}/{name}"), e.into_service_error()))?;
+        let service = out.services.unwrap_or_default().into_iter().find(|s| s.status() != Some("INACTIVE"));
+        match service {
+            None => report.ignored = Some("ECS no longer has the service".into()),
+            Some(s) if tag_value(s.tags(), DEPLOY_TAG).is_none() => {
+                report.ignored = Some(format!("the service is not tagged {DEPLOY_TAG}"));
+            }
+            Some(s) => return Ok(Some(s)),
+        }
+        Ok(None)
     }
 
     /// Each container's image, with its digest and the tag it was deployed from.

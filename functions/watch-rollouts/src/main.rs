@@ -14,6 +14,7 @@ async fn main() -> Result<(), Error> {
     })?;
     let sdk = aws::sdk_config();
     let notifier = Notifier::new(notify, &sdk);
-    let function = WatchRollouts::new(config, aws::ecs_client(&sdk), &notifier);
+    let codedeploy = aws_sdk_codedeploy::Client::new(&sdk);
+    let function = WatchRollouts::new(config, aws::ecs_client(&sdk), codedeploy, &notifier);
     run(service_fn(|event| notify::observe(&notifier, watch_rollouts::FUNCTION, function.handle(event)))).await
 }

@@ -287,6 +287,75 @@ pub fn decide(
     }
 }
 
+/// A CodeDeploy deployment as GetDeployment describes it now.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CodeDeployment {
+    pub id: String,
+    /// `codeDeployRollback` for a deployment CodeDeploy made to roll another back.
+    pub creator: String,
+    /// The revision its AppSpec deploys.
+    pub task_definition: Option<String>,
+    /// Its end rolls it back: CodeDeploy says so (`rollbackInfo`), or its automatic rollback covers that end.
+    pub rolled_back: bool,
+    /// For a rollback deployment: the deployment it rolls back.
+    pub rollback_of: Option<String>,
+    /// CodeDeploy's words: the error, else the rollback message.
+    pub message: String,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// Decides from a CodeDeploy deployment's end (`state`: SUCCESS, FAILURE or
+/// STOP), the deployment now, and the record.
+pub fn decide_codedeploy(state: &str, deployment: &CodeDeployment, record: &Record) -> Decision {
+    let id = deployment.id.as_str();
+    let this = |outcome: Option<Outcome>, marks: Vec<(String, Mark)>, why: String| Decision {
+        outcome,
+        rollout: id.to_owned(),
+        task_definition: deployment.task_definition.clone(),
+        previous: None,
+        started: deployment.created_at,
+        marks,
+        why,
+    };
+    let why = if deployment.message.is_empty() {
+        format!("CodeDeploy deployment {id} ended {state}")
+    } else {
+        deployment.message.clone()
+    };
+    if let Some(Mark::Told(told)) = record.mark(id) {
+        return this(None, Vec::new(), format!("{id}: {} was told already", told.words()));
+    }
+    let is_rollback = deployment.creator == "codeDeployRollback" || record.mark(id) == Some(Mark::Rollback);
+    match (is_rollback, state) {
+        (true, "SUCCESS") => match &deployment.rollback_of {
+            Some(of) if !record.told(of) => Decision {
+                outcome: Some(Outcome::RolledBack),
+                rollout: of.clone(),
+                task_definition: None,
+                previous: deployment.task_definition.clone(),
+                started: None,
+                marks: vec![(id.to_owned(), Mark::Rollback), (of.clone(), Mark::Told(Outcome::RolledBack))],
+                why,
+            },
+            _ => this(
+                None,
+                vec![(id.to_owned(), Mark::Rollback)],
+                format!("{id} is a rollback; the rolled-back deployment was told"),
+            ),
+        },
+        (true, _) => {
+            this(Some(Outcome::RollbackFailed), vec![(id.to_owned(), Mark::Told(Outcome::RollbackFailed))], why)
+        }
+        (false, "SUCCESS") => {
+            this(Some(Outcome::Succeeded), vec![(id.to_owned(), Mark::Told(Outcome::Succeeded))], why)
+        }
+        (false, _) => {
+            let outcome = if deployment.rolled_back { Outcome::RolledBack } else { Outcome::Failed };
+            this(Some(outcome), vec![(id.to_owned(), Mark::Told(outcome))], why)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,6 +472,46 @@ mod tests {
                 (Some(Outcome::RollbackFailed), "ecs-svc/3".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn a_codedeploy_deployment_ends_once_and_its_rollback_tells_nothing_new() {
+        let deployment = |id: &str, creator: &str, rolled_back: bool, rollback_of: Option<&str>| CodeDeployment {
+            id: id.into(),
+            creator: creator.into(),
+            task_definition: Some(NEW.into()),
+            rolled_back,
+            rollback_of: rollback_of.map(str::to_owned),
+            message: String::new(),
+            created_at: at(0),
+        };
+        let run = |events: &[(&str, CodeDeployment)]| {
+            let mut record = Record::default();
+            let mut told = Vec::new();
+            for (state, d) in events {
+                let decision = decide_codedeploy(state, d, &record);
+                if !decision.marks.is_empty() {
+                    record = Record::parse(&record.with(&decision.marks));
+                }
+                told.extend(decision.outcome.map(|o| (o, decision.rollout)));
+            }
+            told
+        };
+        let canary = deployment("d-1", "user", false, None);
+        assert_eq!(run(&[("SUCCESS", canary.clone()), ("SUCCESS", canary)]), [(Outcome::Succeeded, "d-1".to_owned())]);
+        let failing = deployment("d-1", "user", true, None);
+        assert_eq!(
+            run(&[("FAILURE", failing.clone()), ("FAILURE", failing)]),
+            [(Outcome::RolledBack, "d-1".to_owned())]
+        );
+        assert_eq!(run(&[("STOP", deployment("d-1", "user", false, None))]), [(Outcome::Failed, "d-1".to_owned())]);
+        // A rollback deployment of its own: its success is the rollback, told once whatever comes first
+        let rollback = deployment("d-2", "codeDeployRollback", false, Some("d-1"));
+        let failed = deployment("d-1", "user", true, None);
+        let once = [(Outcome::RolledBack, "d-1".to_owned())];
+        assert_eq!(run(&[("FAILURE", failed.clone()), ("SUCCESS", rollback.clone())]), once);
+        assert_eq!(run(&[("SUCCESS", rollback.clone()), ("FAILURE", failed)]), once);
+        assert_eq!(run(&[("FAILURE", rollback)]), [(Outcome::RollbackFailed, "d-2".to_owned())]);
     }
 
     #[test]
