@@ -149,7 +149,13 @@ async fn a_rolled_back_rollout_is_told_once_to_each_channel_and_its_digest_never
             )
         );
         assert!(report["deployed"].as_array().unwrap().iter().all(|d| d["service"] != "api"));
+        assert_eq!(report["told"].as_array().map(Vec::len), Some(2), "{report:#}");
     }
+    // And says so to api's channels, each time
+    let slack = sandbox.webhooks("slack");
+    assert_eq!(slack.len(), 3);
+    assert_eq!(slack[1]["blocks"][0]["text"]["text"], "Push refused: shop/api");
+    assert!(slack[2]["text"].as_str().unwrap().contains("shop/api:1.3.1"), "{}", slack[2]);
     let lines = watch.report_lines(2);
     let names = ["RolloutSucceeded", "RolloutFailed", "RolloutRolledBack", "ChannelsTold", "RunFailed"];
     assert_eq!(emf::metric_values(&lines[0], &names), [0.0, 0.0, 1.0, 2.0, 0.0]);
@@ -160,7 +166,10 @@ async fn a_success_is_told_only_when_asked_for_and_a_channel_that_fails_everywhe
     // Given api's rollout of 1.3.0 completing
     let sandbox = Sandbox::start();
     shop(&sandbox).await;
-    spawn(&sandbox, "deploy-on-push", &[]).invoke(&event("deploy-on-push.ecr-push.json")).response();
+    // (started by deploy-on-push at NOTIFY_LEVEL=all, which tells that)
+    spawn(&sandbox, "deploy-on-push", &[("NOTIFY_LEVEL", "all")])
+        .invoke(&event("deploy-on-push.ecr-push.json"))
+        .response();
     end_rollout(&sandbox, "COMPLETED");
     let id = api(&sandbox).await.deployments()[0].id().unwrap().to_owned();
     let completed = deployment_event("watch-rollouts.ecs-deployment-completed.json", &id, None);
@@ -190,8 +199,10 @@ async fn a_success_is_told_only_when_asked_for_and_a_channel_that_fails_everywhe
     assert_eq!(retried["told"].as_array().unwrap().len(), 2);
     assert_eq!(replayed["outcome"], Value::Null);
     let slack = sandbox.webhooks("slack");
-    assert_eq!(slack.len(), 2, "once refused, once taken");
-    assert_eq!(slack[1]["blocks"][0]["text"]["text"], "Rollout succeeded: shop/api");
+    assert_eq!(slack.len(), 3, "the start; the success once refused, once taken");
+    assert_eq!(slack[0]["blocks"][0]["text"]["text"], "Rollout started: shop/api");
+    assert!(slack[0]["text"].as_str().unwrap().contains("shop/api:1.2.0 →"), "old and new image: {}", slack[0]);
+    assert_eq!(slack[2]["blocks"][0]["text"]["text"], "Rollout succeeded: shop/api");
     assert_eq!(tag(&api(&sandbox).await, "nightshift:quarantine"), None, "a success quarantines nothing");
 }
 

@@ -15,17 +15,19 @@ pub mod ecs;
 pub mod error;
 pub mod event;
 pub mod image;
+pub mod notice;
 pub mod plan;
 pub mod policy;
 pub mod record;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_codedeploy::types::DeploymentGroupInfo;
 use aws_sdk_ecs::types::{ContainerDefinition, Service, Tag, TaskDefinition};
 use lambda_runtime::LambdaEvent;
 use nightshift::config::{self, ConfigError, Vars};
+use nightshift::notify::{self, Delivery, Level, Notifier};
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
@@ -104,6 +106,9 @@ pub struct DeployReport {
     /// What went wrong without failing a service (a record that could not be kept).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The services' channels told (a refused push; at `NOTIFY_LEVEL=all`, each rollout started).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub told: Vec<Delivery>,
 }
 
 impl nightshift::Measured for DeployReport {
@@ -125,6 +130,8 @@ pub struct DeployOnPush {
     /// Which CodeDeploy group deploys each blue/green service, as found by an
     /// earlier invocation of this warm process (checked again before each use).
     groups: Mutex<HashMap<ServiceId, GroupName>>,
+    /// Tells the services' channels (`nightshift:notify`); `None`: no one is told.
+    notifier: Option<Arc<Notifier>>,
     /// Task definitions read by earlier invocations of this warm process: a
     /// revision never changes, so a push that concerns none of the services
     /// costs no DescribeTaskDefinition once their revisions are known.
@@ -150,7 +157,21 @@ impl DeployOnPush {
         ecr: aws_sdk_ecr::Client,
         codedeploy: aws_sdk_codedeploy::Client,
     ) -> Self {
-        Self { config, ecs, ecr, codedeploy, groups: Mutex::new(HashMap::new()), known: Mutex::new(HashMap::new()) }
+        Self {
+            config,
+            ecs,
+            ecr,
+            codedeploy,
+            groups: Mutex::new(HashMap::new()),
+            notifier: None,
+            known: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Tells the services' channels through this notifier.
+    pub fn with_notifier(mut self, notifier: Arc<Notifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<DeployReport, DeployError> {
@@ -170,7 +191,8 @@ impl DeployOnPush {
             return nightshift::finish(FUNCTION, report, None);
         };
 
-        let examined = self.observe_services(&push, &tag, &mut report).await?;
+        let mut audience = Audience::default();
+        let examined = self.observe_services(&push, &tag, &mut audience, &mut report).await?;
         let task_definitions = self.describe_task_definitions(&examined, &mut report).await;
         // The plan, whole, before anything changes.
         let plans: Vec<(Examined, ServicePlan)> = examined
@@ -211,6 +233,7 @@ impl DeployOnPush {
             }
         }
 
+        self.tell(&push, &audience, &mut report).await;
         let error = (!report.failed.is_empty()).then(|| DeployError::ServicesFailed {
             total: report.deployed.len() + report.skipped.len() + report.failed.len(),
             failures: report
@@ -228,6 +251,7 @@ impl DeployOnPush {
         &self,
         push: &Push,
         tag: &str,
+        audience: &mut Audience,
         report: &mut DeployReport,
     ) -> Result<Vec<Examined>, DeployError> {
         let clusters = if self.config.clusters.is_empty() {
@@ -240,7 +264,19 @@ impl DeployOnPush {
             let arns = nightshift::ecs::list_services(&self.ecs, cluster).await?;
             for service in nightshift::ecs::describe_services(&self.ecs, cluster, &arns).await? {
                 let id = ServiceId::of(&service);
-                match plan::triage(&service, push, tag) {
+                if let Some(channels) = nightshift::ecs::tag_value(service.tags(), NOTIFY_TAG) {
+                    match notify::parse_channels(channels) {
+                        Ok(channels) => {
+                            audience.channels.insert(id.clone(), channels);
+                        }
+                        Err(why) => report.warnings.push(format!("{}/{}: {NOTIFY_TAG}: {why}", id.cluster, id.service)),
+                    }
+                }
+                let candidate = plan::triage(&service, push, tag);
+                if matches!(candidate, Candidate::Skip(_)) && plan::is_quarantined(&service, push) {
+                    audience.refused.push(id.clone());
+                }
+                match candidate {
                     Candidate::NotFollowing => {}
                     Candidate::Skip(reason) => {
                         info!(cluster = %id.cluster, service = %id.service, %reason, "skipped");
@@ -574,6 +610,40 @@ impl DeployOnPush {
         let arn = ecs::register_clone(&self.ecs, td, containers.to_vec(), tags.to_vec()).await?;
         registered.insert(key, arn.clone());
         Ok(arn)
+    }
+}
+
+/// The service tag naming the channels told about its rollouts.
+pub const NOTIFY_TAG: &str = "nightshift:notify";
+
+/// Whom to tell: each following service's channels, and the services that refused the push.
+#[derive(Default)]
+struct Audience {
+    channels: HashMap<ServiceId, Vec<nightshift::notify::Channel>>,
+    refused: Vec<ServiceId>,
+}
+
+impl DeployOnPush {
+    /// Tells each refusing service's channels, and at `NOTIFY_LEVEL=all` each
+    /// started rollout's. Not with `DRY_RUN`; a channel that fails is reported
+    /// (`told`), and fails nothing: the push's work is done.
+    async fn tell(&self, push: &Push, audience: &Audience, report: &mut DeployReport) {
+        let Some(notifier) = &self.notifier else { return };
+        let mut notices = Vec::new();
+        for id in &audience.refused {
+            notices.push((id.clone(), notice::refused(id, push)));
+        }
+        if notifier.config().level == Level::All {
+            notices.extend(report.deployed.iter().map(|d| (d.id.clone(), notice::started(d, push))));
+        }
+        for (id, notice) in notices {
+            let Some(channels) = audience.channels.get(&id).filter(|c| !c.is_empty()) else { continue };
+            if self.config.dry_run {
+                report.warnings.push(format!("DRY_RUN: would tell {}: {}", channels.len(), notice.title));
+                continue;
+            }
+            report.told.extend(notifier.tell(channels, &notice).await);
+        }
     }
 }
 

@@ -13,8 +13,8 @@ async fn main() -> Result<(), Error> {
         tracing::error!(error = %err, "deploy-on-push cannot start");
     })?;
     let sdk = aws::sdk_config();
-    let notifier = Notifier::new(notify, &sdk);
+    let notifier = std::sync::Arc::new(Notifier::new(notify, &sdk));
     let (ecr, codedeploy) = (aws_sdk_ecr::Client::new(&sdk), aws_sdk_codedeploy::Client::new(&sdk));
-    let function = DeployOnPush::new(config, aws::ecs_client(&sdk), ecr, codedeploy);
+    let function = DeployOnPush::new(config, aws::ecs_client(&sdk), ecr, codedeploy).with_notifier(notifier.clone());
     run(service_fn(|event| notify::observe(&notifier, deploy_on_push::FUNCTION, function.handle(event)))).await
 }

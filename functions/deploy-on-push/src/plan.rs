@@ -89,7 +89,7 @@ pub fn triage(service: &Service, push: &Push, tag: &str) -> Candidate {
     if service.task_definition().is_none() {
         return Candidate::Skip("the service names no task definition".into());
     }
-    if tag_value(service.tags(), QUARANTINE_TAG).is_some_and(|held| quarantine::holds(held, &push.digest)) {
+    if is_quarantined(service, push) {
         return Candidate::Skip(format!(
             "{} is quarantined on this service ({QUARANTINE_TAG}): a rollout of it failed or was rolled back",
             quarantine::short(&push.digest)
@@ -103,6 +103,11 @@ pub fn triage(service: &Service, push: &Push, tag: &str) -> Candidate {
         // Without a record the containers' labels are unknown: any of them could take the push.
         _ => Candidate::Examine,
     }
+}
+
+/// Whether the pushed digest is in the service's quarantine.
+pub fn is_quarantined(service: &Service, push: &Push) -> bool {
+    tag_value(service.tags(), QUARANTINE_TAG).is_some_and(|held| quarantine::holds(held, &push.digest))
 }
 
 /// The decision of [`plan_service`], from the record: a container that could
