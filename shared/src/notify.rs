@@ -414,16 +414,35 @@ impl Notifier {
     }
 }
 
+/// A run's work that someone may want to know of (a group put to sleep, a
+/// dataspace reset), told to `NOTIFY_CHANNELS` at `NOTIFY_LEVEL=all`.
+pub trait Notable {
+    /// `None`: nothing worth telling (and always with `DRY_RUN`).
+    fn notable(&self) -> Option<Notice> {
+        None
+    }
+}
+
 /// Runs one invocation as [`crate::report::observe`] does, and tells
-/// `NOTIFY_CHANNELS` when it fails (the run's outcome stays what it was).
+/// `NOTIFY_CHANNELS` when it fails, and, at `NOTIFY_LEVEL=all`, its notable
+/// work (the run's outcome stays what it was).
 pub async fn observe<T, E, F>(notifier: &Notifier, function: &str, run: F) -> Result<T, E>
 where
     F: std::future::Future<Output = Result<T, E>>,
     E: LambdaFailure,
+    T: Notable,
 {
     let result = crate::report::observe(function, run).await;
-    if let Err(err) = &result {
-        notifier.tell_failed_run(function, err.error_type(), &err.to_string()).await;
+    match &result {
+        Err(err) => {
+            notifier.tell_failed_run(function, err.error_type(), &err.to_string()).await;
+        }
+        Ok(report) if notifier.config.level == Level::All && !notifier.config.channels.is_empty() => {
+            if let Some(notice) = report.notable() {
+                notifier.tell(&notifier.config.channels, &notice).await;
+            }
+        }
+        Ok(_) => {}
     }
     result
 }

@@ -485,16 +485,27 @@ async fn the_built_binary_keeps_and_deletes_exactly_what_it_should() {
         .send()
         .await
         .unwrap();
+    sandbox.channel("teams/ops", "teams").await;
     let env = binary_env(
         &sandbox,
-        &[("LOG_BUCKET", BUCKET), ("LOG_PREFIX", "loki/"), ("RETENTION_DAYS", "30"), ("AWS_LAMBDA_LOG_FORMAT", "JSON")],
+        &[
+            ("LOG_BUCKET", BUCKET),
+            ("LOG_PREFIX", "loki/"),
+            ("RETENTION_DAYS", "30"),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+            ("NOTIFY_CHANNELS", "teams/ops"),
+            ("NOTIFY_LEVEL", "all"),
+        ],
     );
     let mut process = FunctionProcess::spawn(&binary("expire-logs"), &env);
 
     // When the scheduled event arrives
     let report = process.invoke(&event("expire-logs.schedule.json")).response();
 
-    // Then it reports and did exactly what the report says
+    // Then it reports and did exactly what the report says, and told the channel (NOTIFY_LEVEL=all)
+    let told = sandbox.webhooks("teams");
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0]["attachments"][0]["content"]["body"][0]["text"], format!("Logs expired: {BUCKET}/loki/"));
     assert_eq!(report["function"], "expire-logs");
     assert_eq!(report["trigger"]["kind"], "scheduled");
     assert_eq!(report["lifecycle"], "updated");

@@ -322,8 +322,14 @@ async fn dry_run_decides_and_changes_nothing() {
 #[tokio::test]
 async fn the_built_binaries_sleep_and_wake_the_group() {
     let group = Group::seeded().await;
+    group.sandbox.channel("slack/data-team", "slack").await;
     let mut env = group.sandbox.function_env();
     env.extend([("CLUSTERS".to_owned(), DAGSTER.to_owned()), ("INGRESS_PREFIX".to_owned(), "landing/".to_owned())]);
+    // At NOTIFY_LEVEL=all the channels hear of each sleep and wake.
+    env.extend([
+        ("NOTIFY_CHANNELS".to_owned(), "slack/data-team".to_owned()),
+        ("NOTIFY_LEVEL".to_owned(), "all".to_owned()),
+    ]);
 
     let mut sleeper = FunctionProcess::spawn(&binary("scale-to-zero"), &env);
     let report = sleeper.invoke(&event("scale-to-zero.schedule.json")).response();
@@ -342,6 +348,13 @@ async fn the_built_binaries_sleep_and_wake_the_group() {
 
     let report = sleeper.invoke(&event("scale-to-zero.schedule.json")).response();
     assert_eq!(report["decision"], "none", "the file just landed: {report}");
+    let told: Vec<Value> =
+        group.sandbox.webhooks("slack").iter().map(|m| m["blocks"][0]["text"]["text"].clone()).collect();
+    assert_eq!(
+        told,
+        [json!("Scale group dagster put to sleep"), json!("Scale group dagster woken")],
+        "runs that changed nothing tell nothing"
+    );
 
     // And every run logged its metrics in valid EMF
     let names = ["ServicesSlept", "ServicesWoken", "GroupAwake", "RunFailed"];

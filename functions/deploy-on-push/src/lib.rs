@@ -111,6 +111,9 @@ pub struct DeployReport {
     pub told: Vec<Delivery>,
 }
 
+/// Its notices go to each service's own channels (see `tell`), not to `NOTIFY_CHANNELS`.
+impl nightshift::notify::Notable for DeployReport {}
+
 impl nightshift::Measured for DeployReport {
     fn metrics(&self) -> Vec<nightshift::Metric> {
         use nightshift::Metric;

@@ -52,6 +52,33 @@ pub struct ExpireReport {
     pub progress: Option<Progress>,
 }
 
+impl nightshift::notify::Notable for ExpireReport {
+    fn notable(&self) -> Option<nightshift::notify::Notice> {
+        if self.dry_run || self.objects_expired == 0 {
+            return None;
+        }
+        let mb = self.bytes_freed as f64 / 1_000_000.0;
+        Some(nightshift::notify::Notice {
+            tone: nightshift::notify::Tone::Info,
+            title: format!("Logs expired: {}/{}", self.bucket, self.prefix),
+            summary: format!(
+                "{} objects ({mb:.1} MB) older than {} days were deleted.",
+                self.objects_expired, self.retention_days
+            ),
+            facts: vec![
+                ("Bucket".into(), self.bucket.clone()),
+                (
+                    "Prefix".into(),
+                    if self.prefix.is_empty() { "(the whole bucket)".into() } else { self.prefix.clone() },
+                ),
+                ("Older than".into(), self.cutoff.to_rfc3339()),
+                ("Sweep".into(), if self.complete { "complete".into() } else { "continues next run".into() }),
+            ],
+            link: None,
+        })
+    }
+}
+
 impl nightshift::Measured for ExpireReport {
     fn metrics(&self) -> Vec<nightshift::Metric> {
         use nightshift::report::{Metric, Unit};

@@ -228,6 +228,33 @@ pub struct ResetReport {
     pub participants: Vec<ParticipantReport>,
 }
 
+impl nightshift::notify::Notable for ResetReport {
+    fn notable(&self) -> Option<nightshift::notify::Notice> {
+        let reset: Vec<&str> =
+            self.participants.iter().filter(|p| p.status == Status::Reset).map(|p| p.name.as_str()).collect();
+        if self.dry_run || reset.is_empty() {
+            return None;
+        }
+        let purged: u64 = self.participants.iter().map(|p| p.objects_purged).sum();
+        let restarted: usize = self.participants.iter().map(|p| p.services_restarted.len()).sum();
+        Some(nightshift::notify::Notice {
+            tone: nightshift::notify::Tone::Info,
+            title: format!("Dataspace reset: {}", self.dataspace),
+            summary: format!(
+                "{} of {} participants are back to their initial setup.",
+                reset.len(),
+                self.participants.len()
+            ),
+            facts: vec![
+                ("Participants".into(), reset.join(", ")),
+                ("Services restarted".into(), restarted.to_string()),
+                ("Objects purged".into(), purged.to_string()),
+            ],
+            link: None,
+        })
+    }
+}
+
 impl nightshift::Measured for ResetReport {
     fn metrics(&self) -> Vec<nightshift::Metric> {
         use nightshift::Metric;

@@ -50,6 +50,16 @@ pub struct IngressReport {
     pub problems: Vec<String>,
 }
 
+impl nightshift::notify::Notable for IngressReport {
+    fn notable(&self) -> Option<nightshift::notify::Notice> {
+        if self.dry_run {
+            return None;
+        }
+        let services: Vec<&scale_aws::ServiceReport> = self.services.iter().collect();
+        scale_aws::notice(&self.group, &services, &self.reasons)
+    }
+}
+
 impl nightshift::Measured for IngressReport {
     fn metrics(&self) -> Vec<nightshift::Metric> {
         use nightshift::Metric;

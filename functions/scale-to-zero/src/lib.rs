@@ -40,6 +40,17 @@ pub struct ScaleToZeroReport {
     pub after_sleep: Option<AfterSleep>,
 }
 
+impl nightshift::notify::Notable for ScaleToZeroReport {
+    fn notable(&self) -> Option<nightshift::notify::Notice> {
+        let after = self.after_sleep.iter().flat_map(|a| &a.services);
+        let services: Vec<&scale_aws::ServiceReport> = self.services.iter().chain(after).collect();
+        if self.dry_run {
+            return None;
+        }
+        scale_aws::notice(&self.group, &services, &self.reasons)
+    }
+}
+
 impl nightshift::Measured for ScaleToZeroReport {
     fn metrics(&self) -> Vec<nightshift::Metric> {
         use nightshift::Metric;

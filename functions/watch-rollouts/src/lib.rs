@@ -115,6 +115,9 @@ pub struct WatchReport {
     pub warnings: Vec<String>,
 }
 
+/// Its notices go to each service's own channels (see `tell`), not to `NOTIFY_CHANNELS`.
+impl nightshift::notify::Notable for WatchReport {}
+
 impl Measured for WatchReport {
     fn metrics(&self) -> Vec<Metric> {
         let is = |o: Outcome| self.outcome == Some(o);

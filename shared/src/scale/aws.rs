@@ -245,6 +245,29 @@ pub struct ServiceReport {
     pub error: Option<String>,
 }
 
+/// What a run did to the group, as told at `NOTIFY_LEVEL=all`: put to sleep,
+/// or woken; `None` when it changed no service's count.
+pub fn notice(group: &str, services: &[&ServiceReport], reasons: &[String]) -> Option<crate::notify::Notice> {
+    let (slept, woken) = slept_and_woken(services.iter().copied());
+    let (what, changed) = match (slept, woken) {
+        (0, 0) => return None,
+        (_, 0) => ("put to sleep", slept),
+        _ => ("woken", woken),
+    };
+    let names: Vec<String> = services
+        .iter()
+        .filter(|s| s.error.is_none() && s.steps.iter().any(|step| matches!(step, Step::SetDesired { .. })))
+        .map(|s| format!("{}/{}", s.cluster, s.service))
+        .collect();
+    Some(crate::notify::Notice {
+        tone: crate::notify::Tone::Info,
+        title: format!("Scale group {group} {what}"),
+        summary: format!("{changed} services of the scale group {group} were {what}."),
+        facts: vec![("Services".into(), names.join(", ")), ("Why".into(), reasons.join("; "))],
+        link: None,
+    })
+}
+
 /// How many services a run put to sleep and woke (set to 0, set above 0).
 pub fn slept_and_woken<'a>(services: impl IntoIterator<Item = &'a ServiceReport>) -> (usize, usize) {
     let mut counts = (0, 0);
