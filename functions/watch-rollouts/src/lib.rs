@@ -179,7 +179,10 @@ impl<'n> WatchRollouts<'n> {
         report.task_definition = decision.task_definition.clone();
         report.previous_task_definition = decision.previous.clone();
         report.took_seconds = decision.started.map(|s| (ended - s).num_seconds().max(0));
-        if let Some(td) = &decision.task_definition {
+        // The images are told and quarantined; a duplicate needs none.
+        if decision.outcome.is_some()
+            && let Some(td) = &decision.task_definition
+        {
             report.images = self.images(td).await?;
         }
         let record = Record::parse(tag_value(service.tags(), TOLD_TAG).unwrap_or_default());

@@ -121,6 +121,33 @@ async fn subject(name: &'static str, sandbox: &Sandbox) -> Subject {
                 no_aws: Some((json!({"participants": "not-a-list"}), "a malformed manual event (rejected)")),
             }
         }
+        "watch-rollouts" => {
+            // api rolls out a new revision and ECS completes it: the first event tells (nobody: no
+            // channels here) and records; the repeats are duplicates, decided and told already.
+            let ecs = sandbox.ecs();
+            let running = seed_shop(&ecs, &sandbox.ecr(), &sandbox.codedeploy()).await;
+            let td = &running.iter().find(|(name, _)| name == "api").expect("api").1;
+            ecs.update_service()
+                .cluster(platform::CLUSTER)
+                .service("api")
+                .task_definition(td)
+                .force_new_deployment(true)
+                .send()
+                .await
+                .unwrap();
+            sandbox.end_rollout(platform::CLUSTER, "api", "COMPLETED");
+            let described = ecs.describe_services().cluster(platform::CLUSTER).services("api").send().await.unwrap();
+            let id = described.services()[0].deployments()[0].id().unwrap_or_default().to_owned();
+            let mut completed = event("watch-rollouts.ecs-deployment-completed.json");
+            completed["detail"]["deploymentId"] = json!(id);
+            let mut ignored = completed.clone();
+            ignored["detail"]["eventName"] = json!("SERVICE_TASK_PLACEMENT_FAILURE");
+            Subject {
+                env: vars(&[]),
+                representative: completed,
+                no_aws: Some((ignored, "a service action event (ignored)")),
+            }
+        }
         other => panic!("no function {other}"),
     }
 }
@@ -357,7 +384,8 @@ async fn main() {
         std::process::exit(2);
     }
     let wants = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
-    let functions = ["expire-logs", "deploy-on-push", "scale-to-zero", "scale-on-ingress", "reset-dataspace"];
+    let functions =
+        ["expire-logs", "deploy-on-push", "scale-to-zero", "scale-on-ingress", "reset-dataspace", "watch-rollouts"];
     let mut results = Vec::new();
     if wants("functions") {
         for name in functions {

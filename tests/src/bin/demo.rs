@@ -13,7 +13,7 @@ use aws_sdk_s3::types::{
     BucketLifecycleConfiguration, ExpirationStatus, LifecycleRule, LifecycleRuleFilter, Transition,
     TransitionStorageClass,
 };
-use chrono::Utc;
+use chrono::{SecondsFormat, Utc};
 use nightshift_tests::event;
 use nightshift_tests::platform::{
     CLUSTER, DAGSTER, MANIFEST_BUCKET, MANIFEST_KEY, mvd_manifest, push_image, registry, seed_dagster, seed_dataspace,
@@ -23,7 +23,7 @@ use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
 use nightshift_tests::sandbox::Sandbox;
 use serde_json::Value;
 
-const SCENES: [&str; 4] = ["expire-logs", "deploy-on-push", "scale", "reset-dataspace"];
+const SCENES: [&str; 5] = ["expire-logs", "deploy-on-push", "watch-rollouts", "scale", "reset-dataspace"];
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -44,6 +44,9 @@ async fn main() -> ExitCode {
     }
     if wants("deploy-on-push") {
         ok &= deploy_on_push(&sandbox).await;
+    }
+    if wants("watch-rollouts") {
+        ok &= watch_rollouts().await;
     }
     if wants("scale") {
         ok &= scale(&sandbox).await;
@@ -366,6 +369,124 @@ async fn canary(sandbox: &Sandbox, process: &mut FunctionProcess, first: &Value)
     }
     println!();
     refused && second.is_some()
+}
+
+/// A rollout rolled back: told to Slack and Teams once, its digest quarantined, the next push of it refused.
+async fn watch_rollouts() -> bool {
+    heading("watch-rollouts: a rollback told to Slack and Teams, and its image never comes back");
+    // A shop of its own: the deploy-on-push scene's is in another state.
+    let sandbox = Sandbox::start();
+    let (ecr, ecs) = (sandbox.ecr(), sandbox.ecs());
+    seed_shop(&ecs, &ecr, &sandbox.codedeploy()).await;
+    sandbox.channel("slack/data-team", "slack-data-team").await;
+    sandbox.channel("teams/ops", "teams-ops").await;
+    let api = format!(
+        "arn:aws:ecs:{}:{}:service/{CLUSTER}/api",
+        nightshift_tests::sandbox::REGION,
+        nightshift_tests::sandbox::ACCOUNT
+    );
+    let notify = aws_sdk_ecs::types::Tag::builder().key("nightshift:notify").value("slack/data-team teams/ops").build();
+    ecs.tag_resource().resource_arn(&api).tags(notify).send().await.expect("tag api");
+    println!(
+        "api is tagged nightshift:notify=\"slack/data-team teams/ops\"; each channel's webhook URL is an SSM SecureString."
+    );
+
+    let mut env = sandbox.function_env();
+    env.push(("CLUSTERS".to_owned(), CLUSTER.to_owned()));
+    let mut deploy = FunctionProcess::spawn(&binary("deploy-on-push"), &env);
+    let Some(_) = invoke(&mut deploy, &event("deploy-on-push.ecr-push.json")) else { return false };
+    println!(
+        "deploy-on-push rolled shop/api:1.3.0 out to api; its tasks fail to start, and ECS's circuit breaker rolls back."
+    );
+    sandbox.end_rollout(CLUSTER, "api", "FAILED");
+    let service = ecs.describe_services().cluster(CLUSTER).services("api").send().await.expect("describe api");
+    let deployments = service.services()[0].deployments().to_vec();
+    let (Some(rollback), Some(failed)) = (deployments.first(), deployments.get(1)) else { return false };
+    let with = |file: &str, id: &str, reason: Option<&str>| {
+        let mut e = event(file);
+        e["detail"]["deploymentId"] = Value::String(id.to_owned());
+        // The rollout ends now (the files' times are examples).
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        (e["time"], e["detail"]["updatedAt"]) = (Value::String(now.clone()), Value::String(now));
+        if let Some(reason) = reason {
+            e["detail"]["reason"] = Value::String(reason.to_owned());
+        }
+        e
+    };
+    let events = [
+        (
+            "SERVICE_DEPLOYMENT_FAILED",
+            with("watch-rollouts.ecs-deployment-failed.json", failed.id().unwrap_or_default(), None),
+        ),
+        (
+            "SERVICE_DEPLOYMENT_IN_PROGRESS (the rollback)",
+            with(
+                "watch-rollouts.ecs-deployment-rolling-back.json",
+                rollback.id().unwrap_or_default(),
+                rollback.rollout_state_reason(),
+            ),
+        ),
+        (
+            "SERVICE_DEPLOYMENT_FAILED again (a duplicate)",
+            with("watch-rollouts.ecs-deployment-failed.json", failed.id().unwrap_or_default(), None),
+        ),
+    ];
+    let mut watch = FunctionProcess::spawn(&binary("watch-rollouts"), &env);
+    let mut outcomes = Vec::new();
+    for (name, e) in &events {
+        let Some(report) = invoke(&mut watch, e) else { return false };
+        let outcome = report["outcome"]
+            .as_str()
+            .map_or_else(|| format!("nothing new ({})", report["why"].as_str().unwrap_or_default()), str::to_owned);
+        println!("  {name:<46} -> {outcome}");
+        outcomes.push(report["outcome"].clone());
+    }
+    let slack = sandbox.webhooks("slack-data-team");
+    let teams = sandbox.webhooks("teams-ops");
+    println!("\nSlack #data-team received {} message(s):", slack.len());
+    for m in &slack {
+        println!("  {}", m["text"].as_str().unwrap_or_default());
+    }
+    println!("Teams ops received {} Adaptive Card(s):", teams.len());
+    for m in &teams {
+        let card = &m["attachments"][0]["content"];
+        println!(
+            "  {} | {}",
+            card["body"][0]["text"].as_str().unwrap_or_default(),
+            card["body"][1]["text"].as_str().unwrap_or_default()
+        );
+    }
+    let tags = ecs
+        .describe_services()
+        .cluster(CLUSTER)
+        .services("api")
+        .include(aws_sdk_ecs::types::ServiceField::Tags)
+        .send()
+        .await
+        .expect("describe api");
+    let quarantine =
+        nightshift::ecs::tag_value(tags.services()[0].tags(), "nightshift:quarantine").unwrap_or_default().to_owned();
+    println!("\napi's nightshift:quarantine is now {quarantine:?}.");
+
+    println!("\nThe same image is pushed again as shop/api:1.3.1:");
+    let digest = push_image(&ecr, "shop/api", "1.3.1", "shop/api 1.3.0").await;
+    let mut same = event("deploy-on-push.ecr-push.json");
+    same["detail"]["image-tag"] = Value::String("1.3.1".into());
+    same["detail"]["image-digest"] = Value::String(digest);
+    let Some(report) = invoke(&mut deploy, &same) else { return false };
+    let refused = report["skipped"].as_array().into_iter().flatten().find(|s| s["service"] == "api");
+    if let Some(refused) = refused {
+        println!("  api stayed: {}", refused["reason"].as_str().unwrap_or_default());
+    }
+    let told = sandbox.webhooks("slack-data-team").len();
+    println!("  and Slack heard of it too ({told} messages in all).\n");
+    outcomes.first() == Some(&Value::String("rolled back".into()))
+        && outcomes[1..].iter().all(Value::is_null)
+        && slack.len() == 1
+        && teams.len() == 1
+        && !quarantine.is_empty()
+        && refused.is_some()
+        && told == 2
 }
 
 /// Pushes `shop/api:<tag>` to the sandbox's ECR; its ECR Image Action event.
