@@ -5,12 +5,13 @@ use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
 use nightshift_tests::sandbox::Sandbox;
 use serde_json::{Value, json};
 
-const FUNCTIONS: [(&str, &[(&str, &str)]); 5] = [
+const FUNCTIONS: [(&str, &[(&str, &str)]); 6] = [
     ("expire-logs", &[("LOG_BUCKET", "grafana-logs")]),
     ("deploy-on-push", &[]),
     ("scale-to-zero", &[("CLUSTERS", "dagster")]),
     ("scale-on-ingress", &[("CLUSTERS", "dagster")]),
     ("reset-dataspace", &[("DATASPACE_MANIFEST", "s3://dataspace/mvd.json")]),
+    ("watch-rollouts", &[]),
 ];
 
 fn spawn(sandbox: &Sandbox, function: &str, settings: &[(&str, &str)], channels: &str) -> FunctionProcess {
