@@ -15,6 +15,16 @@ pub fn tag_value<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
     tags.iter().find(|t| t.key() == Some(key)).and_then(Tag::value)
 }
 
+/// The service tag that opts a service in to deploy-on-push (and so to watch-rollouts), holding its policy.
+pub const DEPLOY_TAG: &str = "nightshift:deploy";
+/// deploy-on-push's tag on a revision it registers: `<prefix><container>` = the image tag it deployed.
+pub const IMAGE_TAG_PREFIX: &str = "nightshift:image-tag/";
+
+/// The image tag deploy-on-push recorded on a revision for a container (its image is pinned by digest).
+pub fn deployed_image_tag<'a>(td_tags: &'a [Tag], container: &str) -> Option<&'a str> {
+    tag_value(td_tags, &format!("{IMAGE_TAG_PREFIX}{container}"))
+}
+
 /// ECS takes at most this many tags on a resource (those starting `aws:` aside).
 pub const MAX_TAGS: usize = 50;
 /// ECS's longest tag key and value, in characters.

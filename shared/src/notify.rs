@@ -23,6 +23,8 @@ use tracing::{info, warn};
 use crate::config::{self, ConfigError, Vars};
 use crate::report::LambdaFailure;
 
+/// The service tag naming the channels told about its rollouts (deploy-on-push's and watch-rollouts').
+pub const NOTIFY_TAG: &str = "nightshift:notify";
 /// Where the webhook parameters live unless `NOTIFY_PARAMETER_PREFIX` says otherwise.
 pub const DEFAULT_PARAMETER_PREFIX: &str = "/nightshift/notify/";
 /// How long a warm process trusts a webhook URL it read.

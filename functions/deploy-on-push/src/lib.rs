@@ -616,8 +616,7 @@ impl DeployOnPush {
     }
 }
 
-/// The service tag naming the channels told about its rollouts.
-pub const NOTIFY_TAG: &str = "nightshift:notify";
+pub use nightshift::notify::NOTIFY_TAG;
 
 /// Whom to tell: each following service's channels, and the services that refused the push.
 #[derive(Default)]

@@ -18,8 +18,7 @@ use crate::image::{ImageRef, ecr_registry};
 use crate::policy::{DeployPolicy, Running, ServicePolicy, Verdict, decide};
 use crate::record::{IMAGE_TAG_PREFIX, Record, container_label, running_tag, service_registry};
 
-/// The service tag that opts a service in, and holds its policy.
-pub const DEPLOY_TAG: &str = "nightshift:deploy";
+pub use nightshift::ecs::DEPLOY_TAG;
 /// The service tag naming the containers to update (separated by spaces).
 pub const CONTAINERS_TAG: &str = "nightshift:containers";
 

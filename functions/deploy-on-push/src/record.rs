@@ -24,7 +24,7 @@ use crate::policy::DEPLOY_LABEL;
 /// The service tag holding the record.
 pub const RUNNING_TAG: &str = "nightshift:running";
 /// Task-definition tag prefix recording the tag a container was deployed from.
-pub const IMAGE_TAG_PREFIX: &str = "nightshift:image-tag/";
+pub use nightshift::ecs::IMAGE_TAG_PREFIX;
 
 /// A label as the record holds it: `@XX` for each byte outside `[A-Za-z0-9_.:/+-]`.
 fn escape(label: &str) -> String {
@@ -50,7 +50,7 @@ fn unescape(recorded: &str) -> Option<String> {
 /// The tag a container runs: the one recorded on its revision when nightshift
 /// deployed it (behind a digest), else its image's own.
 pub fn running_tag(td_tags: &[Tag], container: &str, image: &ImageRef) -> Option<String> {
-    tag_value(td_tags, &format!("{IMAGE_TAG_PREFIX}{container}")).map(str::to_owned).or_else(|| image.tag.clone())
+    nightshift::ecs::deployed_image_tag(td_tags, container).map(str::to_owned).or_else(|| image.tag.clone())
 }
 
 /// A container's own policy: its docker label `nightshift.deploy`, if set.

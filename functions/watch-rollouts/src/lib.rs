@@ -32,10 +32,8 @@ use message::Image;
 use outcome::{Decision, Deployment, Outcome, Record, TOLD_TAG};
 
 pub const FUNCTION: &str = "watch-rollouts";
-/// The service tag that opts in (deploy-on-push's).
-pub const DEPLOY_TAG: &str = "nightshift:deploy";
-/// The service tag naming the channels told about its rollouts.
-pub const NOTIFY_TAG: &str = "nightshift:notify";
+pub use nightshift::ecs::DEPLOY_TAG;
+pub use nightshift::notify::NOTIFY_TAG;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchConfig {

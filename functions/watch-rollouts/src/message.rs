@@ -1,14 +1,11 @@
 //! What is told about a rollout: the images it deployed and the notice. No AWS calls here.
 
 use aws_sdk_ecs::types::{ContainerDefinition, Tag};
-use nightshift::ecs::tag_value;
+use nightshift::ecs::deployed_image_tag;
 use nightshift::notify::{Notice, Tone};
 use serde::Serialize;
 
 use crate::outcome::Outcome;
-
-/// deploy-on-push's tag on a revision: the tag a container's image was deployed from.
-const IMAGE_TAG_PREFIX: &str = "nightshift:image-tag/";
 
 /// One container's image in the revision rolled out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,7 +34,7 @@ pub fn images(containers: &[ContainerDefinition], td_tags: &[Tag]) -> Vec<Image>
                 .map_or(reference, |(_, last)| last)
                 .split_once(':')
                 .map(|(_, t)| t.to_owned());
-            let tag = tag_value(td_tags, &format!("{IMAGE_TAG_PREFIX}{name}")).map(str::to_owned).or(own_tag);
+            let tag = deployed_image_tag(td_tags, name).map(str::to_owned).or(own_tag);
             Some(Image { container: name.to_owned(), image: image.to_owned(), tag, digest })
         })
         .collect()
