@@ -138,6 +138,8 @@ pub struct WatchRollouts<'n> {
 /// What the decision was made on: the service now, and where it is.
 struct Observed {
     service: Service,
+    /// What was told of the service's rollouts, as the decision read it.
+    record: Record,
     decision: Decision,
     cluster: String,
     name: String,
@@ -167,7 +169,7 @@ impl<'n> WatchRollouts<'n> {
             Trigger::Ecs(rollout) => self.observe_ecs(&rollout, &mut report).await?,
             Trigger::CodeDeploy(end) => self.observe_codedeploy(&end, &mut report).await?,
         };
-        let Some(Observed { service, decision, cluster, name, region, ended }) = observed else {
+        let Some(Observed { service, record, decision, cluster, name, region, ended }) = observed else {
             return nightshift::finish(FUNCTION, report, None);
         };
         info!(%cluster, service = %name, outcome = ?decision.outcome, why = %decision.why, "decided");
@@ -183,7 +185,6 @@ impl<'n> WatchRollouts<'n> {
         {
             report.images = self.images(td).await?;
         }
-        let record = Record::parse(tag_value(service.tags(), TOLD_TAG).unwrap_or_default());
 
         // What to write: the record, and the quarantine.
         let mut writes: Vec<(String, String)> = Vec::new();
@@ -286,6 +287,7 @@ impl<'n> WatchRollouts<'n> {
         );
         Ok(Some(Observed {
             service,
+            record,
             decision,
             cluster: rollout.cluster.clone(),
             name: rollout.service.clone(),
@@ -326,6 +328,7 @@ impl<'n> WatchRollouts<'n> {
         let decision = outcome::decide_codedeploy(&end.state, &deployment, &record);
         Ok(Some(Observed {
             service,
+            record,
             decision,
             cluster,
             name,
