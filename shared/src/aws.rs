@@ -57,6 +57,30 @@ pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
 }
 
+/// One POST over an HTTPS connector of the SDK's stack (the notifier's: SSM,
+/// webhooks). A failure says only what kind it was, never the connector's
+/// own words, which may carry the URL (a webhook URL is a secret).
+pub async fn post<'a>(
+    http: &aws_smithy_http_client::Connector,
+    url: &str,
+    headers: impl Iterator<Item = (&'a str, &'a str)>,
+    body: String,
+    who: &str,
+) -> Result<aws_smithy_runtime_api::http::Response<aws_smithy_types::body::SdkBody>, String> {
+    use aws_smithy_runtime_api::client::http::HttpConnector;
+    let length = body.len().to_string();
+    let mut request = aws_smithy_runtime_api::http::Request::new(aws_smithy_types::body::SdkBody::from(body));
+    request.set_method("POST").map_err(|e| e.to_string())?;
+    request.set_uri(url).map_err(|_| format!("the URL of {who} is not valid"))?;
+    for (key, value) in headers {
+        request.headers_mut().insert(key.to_owned(), value.to_owned());
+    }
+    request.headers_mut().insert("content-length", length);
+    http.call(request).await.map_err(|err| {
+        if err.is_timeout() { format!("{who} did not answer in time") } else { format!("{who} could not be reached") }
+    })
+}
+
 /// The SDK's configuration from the process environment: see [`sdk_config_from`].
 pub fn sdk_config() -> SdkConfig {
     sdk_config_from(&ProcessEnv)

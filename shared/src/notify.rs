@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use aws_smithy_async::rt::sleep::{AsyncSleep, SharedAsyncSleep, default_async_sleep};
 use aws_smithy_http_client::Connector;
-use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorSettings};
-use aws_smithy_types::body::SdkBody;
+use aws_smithy_runtime_api::client::http::HttpConnectorSettings;
 use aws_types::SdkConfig;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -380,19 +379,8 @@ impl Notifier {
     }
 
     async fn post(&self, url: &str, body: &str) -> Result<Answer, String> {
-        let mut request = aws_smithy_runtime_api::http::Request::new(SdkBody::from(body.to_owned()));
-        request.set_method("POST").map_err(|e| e.to_string())?;
-        request.set_uri(url).map_err(|_| "the parameter does not hold a valid URL".to_owned())?;
-        request.headers_mut().insert("content-type", "application/json");
-        request.headers_mut().insert("content-length", body.len().to_string());
-        let response = self.http.call(request).await.map_err(|err| {
-            // The connector's own words may carry the URL: say only what kind of failure it was.
-            if err.is_timeout() {
-                "the webhook did not answer in time".to_owned()
-            } else {
-                "the webhook could not be reached".to_owned()
-            }
-        })?;
+        let headers = [("content-type", "application/json")].into_iter();
+        let response = crate::aws::post(&self.http, url, headers, body.to_owned(), "the webhook").await?;
         Ok(answer(response.status().as_u16(), response.headers().get("retry-after")))
     }
 

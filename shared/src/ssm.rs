@@ -9,9 +9,7 @@ use aws_credential_types::provider::ProvideCredentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use aws_smithy_http_client::Connector;
-use aws_smithy_runtime_api::client::http::HttpConnector;
 use aws_smithy_runtime_api::client::identity::Identity;
-use aws_smithy_types::body::SdkBody;
 use aws_types::SdkConfig;
 use serde_json::{Value, json};
 
@@ -64,16 +62,8 @@ pub async fn get_parameter(sdk: &SdkConfig, http: &Connector, name: &str) -> Res
             .map_err(|e| format!("signing: {e}"))?;
     let (instructions, _) = sign(signable, &params).map_err(|e| format!("signing: {e}"))?.into_parts();
 
-    let mut request = aws_smithy_runtime_api::http::Request::new(SdkBody::from(body.clone()));
-    request.set_method("POST").map_err(|e| e.to_string())?;
-    request.set_uri(url.as_str()).map_err(|e| e.to_string())?;
-    for (key, value) in headers.iter().copied().chain(instructions.headers()) {
-        request.headers_mut().insert(key.to_owned(), value.to_owned());
-    }
-    request.headers_mut().insert("content-length", body.len().to_string());
-    let response = http.call(request).await.map_err(|e| {
-        if e.is_timeout() { "SSM did not answer in time".to_owned() } else { "SSM could not be reached".to_owned() }
-    })?;
+    let signed = headers.iter().copied().chain(instructions.headers());
+    let response = crate::aws::post(http, &url, signed, body.clone(), "SSM").await?;
     let status = response.status().as_u16();
     let bytes = aws_smithy_types::byte_stream::ByteStream::new(response.into_body())
         .collect()
