@@ -7,17 +7,22 @@ pub mod clock;
 pub mod config;
 #[cfg(feature = "ecs")]
 pub mod ecs;
+pub mod image;
 pub mod logging;
 pub mod notify;
 pub mod percent;
 pub mod quarantine;
 pub mod report;
+#[cfg(feature = "rollout")]
+pub mod rollout;
 #[cfg(feature = "s3")]
 pub mod s3_sweep;
 #[cfg(feature = "scale")]
 pub mod scale;
 mod ssm;
 pub mod trigger;
+#[cfg(feature = "window")]
+pub mod window;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use config::{ConfigError, Vars};

@@ -3,7 +3,7 @@
 
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::error::ProvideErrorMetadata;
-use aws_sdk_ecs::types::{ContainerDefinition, DeploymentConfiguration, Tag, TaskDefinition, TaskDefinitionField};
+use aws_sdk_ecs::types::Tag;
 use nightshift::aws::CallError;
 
 use crate::error::DeployError;
@@ -24,86 +24,6 @@ pub async fn list_clusters(ecs: &Client) -> Result<Vec<String>, DeployError> {
         arns.extend(page.cluster_arns().iter().cloned());
     }
     Ok(arns)
-}
-
-/// The task definition with its tags.
-pub async fn describe_task_definition(ecs: &Client, arn: &str) -> Result<(TaskDefinition, Vec<Tag>), DeployError> {
-    let out = ecs
-        .describe_task_definition()
-        .task_definition(arn)
-        .include(TaskDefinitionField::Tags)
-        .send()
-        .await
-        .map_err(|e| ecs_error("DescribeTaskDefinition", arn, e.into_service_error()))?;
-    let task_definition = out.task_definition.ok_or_else(|| {
-        DeployError::Ecs(CallError {
-            operation: "DescribeTaskDefinition",
-            target: arn.to_owned(),
-            code: None,
-            message: "the answer holds no task definition".into(),
-        })
-    })?;
-    Ok((task_definition, out.tags.unwrap_or_default()))
-}
-
-/// Registers a revision cloned from `from`, with these containers and tags;
-/// returns its full ARN. Every RegisterTaskDefinition field is carried over,
-/// but inference accelerators, which ECS no longer accepts.
-pub async fn register_clone(
-    ecs: &Client,
-    from: &TaskDefinition,
-    containers: Vec<ContainerDefinition>,
-    tags: Vec<Tag>,
-) -> Result<String, DeployError> {
-    let source = from.task_definition_arn().unwrap_or_default();
-    let out = ecs
-        .register_task_definition()
-        .set_family(from.family.clone())
-        .set_task_role_arn(from.task_role_arn.clone())
-        .set_execution_role_arn(from.execution_role_arn.clone())
-        .set_network_mode(from.network_mode.clone())
-        .set_container_definitions(Some(containers))
-        .set_volumes(from.volumes.clone())
-        .set_placement_constraints(from.placement_constraints.clone())
-        .set_requires_compatibilities(from.requires_compatibilities.clone())
-        .set_cpu(from.cpu.clone())
-        .set_memory(from.memory.clone())
-        .set_tags((!tags.is_empty()).then_some(tags))
-        .set_pid_mode(from.pid_mode.clone())
-        .set_ipc_mode(from.ipc_mode.clone())
-        .set_proxy_configuration(from.proxy_configuration.clone())
-        .set_ephemeral_storage(from.ephemeral_storage.clone())
-        .set_runtime_platform(from.runtime_platform.clone())
-        .set_enable_fault_injection(from.enable_fault_injection)
-        .send()
-        .await
-        .map_err(|e| ecs_error("RegisterTaskDefinition", source, e.into_service_error()))?;
-    out.task_definition().and_then(TaskDefinition::task_definition_arn).map(str::to_owned).ok_or_else(|| {
-        DeployError::Ecs(CallError {
-            operation: "RegisterTaskDefinition",
-            target: source.to_owned(),
-            code: None,
-            message: "the answer holds no task definition ARN".into(),
-        })
-    })
-}
-
-pub async fn update_service(
-    ecs: &Client,
-    cluster: &str,
-    service: &str,
-    task_definition_arn: &str,
-    deployment_configuration: DeploymentConfiguration,
-) -> Result<(), DeployError> {
-    ecs.update_service()
-        .cluster(cluster)
-        .service(service)
-        .task_definition(task_definition_arn)
-        .deployment_configuration(deployment_configuration)
-        .send()
-        .await
-        .map_err(|e| ecs_error("UpdateService", &format!("{cluster}/{service}"), e.into_service_error()))?;
-    Ok(())
 }
 
 /// Sets one tag on a service.

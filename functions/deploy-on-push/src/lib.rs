@@ -8,34 +8,31 @@
 //! newest image for each change) -> apply (register; update, or observe the
 //! CodeDeploy group and create a deployment) -> report.
 
-pub mod bluegreen;
-pub mod codedeploy;
 pub mod ecr;
 pub mod ecs;
 pub mod error;
 pub mod event;
-pub mod image;
 pub mod notice;
 pub mod plan;
 pub mod policy;
 pub mod record;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use aws_sdk_codedeploy::types::DeploymentGroupInfo;
 use aws_sdk_ecs::types::{ContainerDefinition, Service, Tag, TaskDefinition};
 use lambda_runtime::LambdaEvent;
 use nightshift::config::{self, ConfigError, Vars};
 use nightshift::notify::{self, Delivery, Level, Notifier};
+use nightshift::rollout::{Deployer, ImageChange, Invocation, Rolled, Rollout, ServiceId};
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
 
-use bluegreen::{AppSpec, GroupName, Readiness};
 pub use error::DeployError;
 use event::{Push, Trigger};
-use plan::{Candidate, ImageChange, ServiceId, ServicePlan};
+pub use nightshift::rollout::{CODE_DEPLOY_CONTROLLER, CodeDeployment, Deployed, ECS_CONTROLLER};
+use plan::{Candidate, ServicePlan};
 use record::{RUNNING_TAG, Record};
 
 pub const FUNCTION: &str = "deploy-on-push";
@@ -53,36 +50,6 @@ impl DeployConfig {
         Ok(Self { clusters: config::list(vars, "CLUSTERS"), dry_run: config::dry_run(vars)? })
     }
 }
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Deployed {
-    #[serde(flatten)]
-    pub id: ServiceId,
-    /// The service's deployment controller: `ECS` (rolled by ECS, with the
-    /// circuit breaker) or `CODE_DEPLOY` (a CodeDeploy deployment).
-    pub controller: &'static str,
-    pub old_task_definition: String,
-    /// `None` with `DRY_RUN`.
-    pub new_task_definition: Option<String>,
-    pub images: Vec<ImageChange>,
-    /// The CodeDeploy deployment, for a blue/green service.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub codedeploy: Option<CodeDeployment>,
-}
-
-/// A CodeDeploy deployment nightshift created (or, with `DRY_RUN`, would create).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CodeDeployment {
-    pub application: String,
-    pub deployment_group: String,
-    pub deployment_config: String,
-    /// `None` with `DRY_RUN`.
-    pub deployment_id: Option<String>,
-}
-
-/// The deployment controllers as the report names them.
-pub const ECS_CONTROLLER: &str = "ECS";
-pub const CODE_DEPLOY_CONTROLLER: &str = "CODE_DEPLOY";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NotDeployed {
@@ -129,20 +96,13 @@ pub struct DeployOnPush {
     config: DeployConfig,
     ecs: aws_sdk_ecs::Client,
     ecr: aws_sdk_ecr::Client,
-    codedeploy: aws_sdk_codedeploy::Client,
-    /// Which CodeDeploy group deploys each blue/green service, as found by an
-    /// earlier invocation of this warm process (checked again before each use).
-    groups: Mutex<HashMap<ServiceId, GroupName>>,
+    /// Clone-and-deploy. It remembers the revisions this warm process read (a
+    /// push that concerns none of the services costs no DescribeTaskDefinition
+    /// once their revisions are known) and which group deploys each blue/green service.
+    deployer: Deployer,
     /// Tells the services' channels (`nightshift:notify`); `None`: no one is told.
     notifier: Option<Arc<Notifier>>,
-    /// Task definitions read by earlier invocations of this warm process: a
-    /// revision never changes, so a push that concerns none of the services
-    /// costs no DescribeTaskDefinition once their revisions are known.
-    known: Mutex<HashMap<String, (TaskDefinition, Vec<Tag>)>>,
 }
-
-/// Revisions kept in `known` at the most; beyond it the memory starts afresh.
-const KNOWN_REVISIONS: usize = 512;
 
 /// A service that may follow the push, with what its decision needs.
 struct Examined {
@@ -160,15 +120,8 @@ impl DeployOnPush {
         ecr: aws_sdk_ecr::Client,
         codedeploy: aws_sdk_codedeploy::Client,
     ) -> Self {
-        Self {
-            config,
-            ecs,
-            ecr,
-            codedeploy,
-            groups: Mutex::new(HashMap::new()),
-            notifier: None,
-            known: Mutex::new(HashMap::new()),
-        }
+        let deployer = Deployer::new(ecs.clone(), codedeploy, config.dry_run);
+        Self { config, ecs, ecr, deployer, notifier: None }
     }
 
     /// Tells the services' channels through this notifier.
@@ -209,9 +162,7 @@ impl DeployOnPush {
         let plans = self.keep_forward(&push, &tag, plans, &mut report).await;
 
         // Services that share a task definition and a change share one new revision.
-        let mut registered: Registered = HashMap::new();
-        // Every CodeDeploy group of the account, when this invocation had to look them all up.
-        let mut groups: Option<HashMap<ServiceId, DeploymentGroupInfo>> = None;
+        let mut invocation = Invocation::default();
         for (candidate, plan) in plans {
             let Some((td, td_tags)) = task_definitions.get(&candidate.task_definition_arn) else {
                 continue;
@@ -226,12 +177,7 @@ impl DeployOnPush {
                     report.skipped.push(NotDeployed { id: candidate.id, reason });
                 }
                 ServicePlan::Deploy(changes) => {
-                    let rollout = Rollout { candidate, td, td_tags, changes };
-                    if bluegreen::is_blue_green(&rollout.candidate.service) {
-                        self.deploy_blue_green(rollout, &tag, &mut registered, &mut groups, &mut report).await;
-                    } else {
-                        self.deploy(rollout, &tag, &mut registered, &mut report).await;
-                    }
+                    self.deploy(&candidate, td, td_tags, changes, &tag, &mut invocation, &mut report).await;
                 }
             }
         }
@@ -309,7 +255,7 @@ impl DeployOnPush {
         for candidate in examined {
             let arn = &candidate.task_definition_arn;
             if !described.contains_key(arn) && !unreadable.contains_key(arn) {
-                match self.task_definition(arn).await {
+                match self.deployer.task_definition(arn).await {
                     Ok(found) => {
                         described.insert(arn.clone(), found);
                     }
@@ -324,24 +270,6 @@ impl DeployOnPush {
             }
         }
         described
-    }
-
-    /// A revision from this process's memory, else read (and remembered).
-    async fn task_definition(&self, arn: &str) -> Result<(TaskDefinition, Vec<Tag>), DeployError> {
-        if let Some(found) = self.known.lock().unwrap_or_else(|p| p.into_inner()).get(arn).cloned() {
-            return Ok(found);
-        }
-        let found = ecs::describe_task_definition(&self.ecs, arn).await?;
-        // Only a named revision is immutable; `family` alone moves with each registration.
-        let is_revision = arn.rsplit_once(':').is_some_and(|(_, r)| r.parse::<u32>().is_ok());
-        if is_revision {
-            let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-            if known.len() >= KNOWN_REVISIONS {
-                known.clear();
-            }
-            known.insert(arn.to_owned(), found.clone());
-        }
-        Ok(found)
     }
 
     /// Never backwards: asks ECR about the pushed image and what each changing
@@ -419,200 +347,42 @@ impl DeployOnPush {
         }
     }
 
-    /// A service on the ECS controller: the new revision, then UpdateService
-    /// with the circuit breaker's rollback on.
-    async fn deploy(&self, rollout: Rollout<'_>, tag: &str, registered: &mut Registered, report: &mut DeployReport) {
-        let Rollout { candidate, td, td_tags, changes } = rollout;
-        let old = td.task_definition_arn().unwrap_or(&candidate.task_definition_arn).to_owned();
-        let (containers, tags) = match new_revision(td, td_tags, &changes, tag) {
-            Ok(revision) => revision,
-            Err(problem) => return fail(report, candidate.id, problem),
-        };
-        if self.config.dry_run {
-            let id = candidate.id;
-            info!(cluster = %id.cluster, service = %id.service, ?changes, "would deploy");
-            return report.deployed.push(Deployed::new(id, ECS_CONTROLLER, old, None, changes, None));
-        }
-        let result = match self.register(td, &old, &changes, &containers, &tags, registered).await {
-            Ok(new_arn) => {
-                let config = plan::with_circuit_breaker(candidate.service.deployment_configuration());
-                let (cluster, service) = (&candidate.id.cluster, &candidate.id.service);
-                ecs::update_service(&self.ecs, cluster, service, &new_arn, config).await.map(|()| new_arn)
-            }
-            Err(err) => Err(err),
-        };
-        if let Ok(new_arn) = &result {
-            self.remember(&candidate, new_arn, &containers, &tags, report).await;
-        }
-        let id = candidate.id;
-        match result {
-            Ok(new_arn) => {
-                info!(cluster = %id.cluster, service = %id.service, from = %old, to = %new_arn, "deployed");
-                report.deployed.push(Deployed::new(id, ECS_CONTROLLER, old, Some(new_arn), changes, None));
-            }
-            Err(err) => fail(report, id, err.to_string()),
-        }
-    }
-
-    /// A blue/green service: the new revision, then a CodeDeploy deployment
-    /// of it in the group that deploys the service, unless the group is busy
-    /// or already deploys it. The record (`nightshift:running`) is left to the
-    /// next push: the service runs the new revision only once CodeDeploy is done.
-    async fn deploy_blue_green(
+    /// Starts the rollout (clone-and-deploy, `nightshift::rollout`), and
+    /// records what a service on the ECS controller now runs. A blue/green
+    /// service's record is left to the next push: it runs the new revision
+    /// only once CodeDeploy is done.
+    #[allow(clippy::too_many_arguments)]
+    async fn deploy(
         &self,
-        rollout: Rollout<'_>,
+        candidate: &Examined,
+        td: &TaskDefinition,
+        td_tags: &[Tag],
+        changes: Vec<ImageChange>,
         tag: &str,
-        registered: &mut Registered,
-        groups: &mut Option<HashMap<ServiceId, DeploymentGroupInfo>>,
+        invocation: &mut Invocation,
         report: &mut DeployReport,
     ) {
-        let Rollout { candidate, td, td_tags, changes } = rollout;
-        let old = td.task_definition_arn().unwrap_or(&candidate.task_definition_arn).to_owned();
-        let prepared = new_revision(td, td_tags, &changes, tag)
-            .and_then(|revision| AppSpec::of(&candidate.service).map(|appspec| (revision, appspec)));
-        let ((containers, tags), appspec) = match prepared {
-            Ok(prepared) => prepared,
-            Err(problem) => return fail(report, candidate.id, problem),
+        let rollout = Rollout {
+            service: &candidate.service,
+            id: candidate.id.clone(),
+            task_definition: td,
+            td_tags,
+            image_tags: changes.iter().map(|c| (c.container.clone(), tag.to_owned())).collect(),
+            changes,
+            description: format!("nightshift deploy-on-push: {tag}"),
         };
-        let info = match self.group_for(&candidate.service, &candidate.id, groups).await {
-            Ok(info) => info,
-            Err(problem) => return fail(report, candidate.id, problem),
-        };
-        let group = GroupName::of(&info);
-        let target_is_the_change = match bluegreen::target_task_definition(&info) {
-            Some(target) if target != old => match self.task_definition(&target).await {
-                Ok((target, _)) => bluegreen::carries(&target, td.family(), &changes),
-                Err(err) => {
-                    warn!(%group, error = %err, "the group's target revision cannot be read");
-                    false
+        match self.deployer.roll_out(rollout, invocation).await {
+            Rolled::Deployed { deployed, containers, tags } => {
+                if deployed.controller == ECS_CONTROLLER
+                    && let Some(new_arn) = &deployed.new_task_definition
+                {
+                    self.remember(candidate, new_arn, &containers, &tags, report).await;
                 }
-            },
-            _ => false,
-        };
-        match bluegreen::readiness(&info, target_is_the_change) {
-            Readiness::Free => {}
-            Readiness::Already(reason) => {
-                info!(cluster = %candidate.id.cluster, service = %candidate.id.service, %reason, "skipped");
-                return report.skipped.push(NotDeployed { id: candidate.id, reason });
+                report.deployed.push(*deployed);
             }
-            Readiness::Busy(reason) => return fail(report, candidate.id, reason),
+            Rolled::Skipped(reason) => report.skipped.push(NotDeployed { id: candidate.id.clone(), reason }),
+            Rolled::Failed(reason) => report.failed.push(NotDeployed { id: candidate.id.clone(), reason }),
         }
-        let (asked_config, config) = bluegreen::deployment_config(&candidate.service, &info);
-        let mut deployment = CodeDeployment {
-            application: group.application.clone(),
-            deployment_group: group.deployment_group.clone(),
-            deployment_config: config,
-            deployment_id: None,
-        };
-        let id = candidate.id;
-        if self.config.dry_run {
-            info!(cluster = %id.cluster, service = %id.service, %group, ?changes, "would create a CodeDeploy deployment");
-            let deployed = Deployed::new(id, CODE_DEPLOY_CONTROLLER, old, None, changes, Some(deployment));
-            return report.deployed.push(deployed);
-        }
-        let new_arn = match self.register(td, &old, &changes, &containers, &tags, registered).await {
-            Ok(new_arn) => new_arn,
-            Err(err) => return fail(report, id, err.to_string()),
-        };
-        let description = bluegreen::description(tag);
-        let created = codedeploy::create_deployment(
-            &self.codedeploy,
-            &group,
-            appspec.render(&new_arn),
-            asked_config,
-            description,
-        )
-        .await;
-        match created {
-            Ok(deployment_id) => {
-                info!(cluster = %id.cluster, service = %id.service, %group, deployment = %deployment_id,
-                      from = %old, to = %new_arn, "CodeDeploy deployment created");
-                deployment.deployment_id = Some(deployment_id);
-                let deployed = Deployed::new(id, CODE_DEPLOY_CONTROLLER, old, Some(new_arn), changes, Some(deployment));
-                report.deployed.push(deployed);
-            }
-            Err(err) => fail(report, id, format!("CodeDeploy {err}")),
-        }
-    }
-
-    /// The group that deploys the service, as CodeDeploy describes it now: the
-    /// one `nightshift:codedeploy` names, else the one whose `ecsServices`
-    /// names it (remembered by a warm process, checked again; looked up in
-    /// every ECS application of the account when not known, once per invocation).
-    async fn group_for(
-        &self,
-        service: &Service,
-        id: &ServiceId,
-        groups: &mut Option<HashMap<ServiceId, DeploymentGroupInfo>>,
-    ) -> Result<DeploymentGroupInfo, String> {
-        let read_error = |err: nightshift::aws::CallError| format!("CodeDeploy {err}");
-        if let Some(named) = bluegreen::named_group(service) {
-            let name = named?;
-            let tag = bluegreen::CODEDEPLOY_TAG;
-            let info = codedeploy::describe_group(&self.codedeploy, &name)
-                .await
-                .map_err(read_error)?
-                .ok_or_else(|| format!("CodeDeploy has no deployment group {name} (named by {tag})"))?;
-            return if bluegreen::deploys(&info, id) {
-                Ok(info)
-            } else {
-                Err(format!(
-                    "the deployment group {name} (named by {tag}) does not deploy {}/{}",
-                    id.cluster, id.service
-                ))
-            };
-        }
-        let not_found = || {
-            format!(
-                "no CodeDeploy deployment group deploys {}/{}: create one for it, or name it with the tag \
-                 {}=<application>/<deployment-group>",
-                id.cluster,
-                id.service,
-                bluegreen::CODEDEPLOY_TAG
-            )
-        };
-        if let Some(all) = groups {
-            return all.get(id).cloned().ok_or_else(not_found);
-        }
-        let remembered = self.groups.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
-        if let Some(name) = remembered
-            && let Some(info) = codedeploy::describe_group(&self.codedeploy, &name).await.map_err(read_error)?
-            && bluegreen::deploys(&info, id)
-        {
-            return Ok(info);
-        }
-        let described = codedeploy::ecs_groups(&self.codedeploy).await.map_err(read_error)?;
-        let index = bluegreen::index(&described);
-        let all: HashMap<ServiceId, DeploymentGroupInfo> = index
-            .iter()
-            .filter_map(|(id, name)| {
-                described.iter().find(|g| &GroupName::of(g) == name).map(|g| (id.clone(), g.clone()))
-            })
-            .collect();
-        *self.groups.lock().unwrap_or_else(|p| p.into_inner()) = index;
-        let found = all.get(id).cloned();
-        *groups = Some(all);
-        found.ok_or_else(not_found)
-    }
-
-    /// The new revision's ARN: registered, or the one this invocation already
-    /// registered for the same revision and change.
-    async fn register(
-        &self,
-        td: &TaskDefinition,
-        old: &str,
-        changes: &[ImageChange],
-        containers: &[ContainerDefinition],
-        tags: &[Tag],
-        registered: &mut Registered,
-    ) -> Result<String, DeployError> {
-        let key = (old.to_owned(), changes.to_vec());
-        if let Some(arn) = registered.get(&key) {
-            return Ok(arn.clone());
-        }
-        let arn = ecs::register_clone(&self.ecs, td, containers.to_vec(), tags.to_vec()).await?;
-        registered.insert(key, arn.clone());
-        Ok(arn)
     }
 }
 
@@ -647,51 +417,6 @@ impl DeployOnPush {
             report.told.extend(notifier.tell(channels, &notice).await);
         }
     }
-}
-
-/// New revisions registered by this invocation, by the revision they were
-/// cloned from and the change.
-type Registered = HashMap<(String, Vec<ImageChange>), String>;
-
-/// The containers and tags of the new revision, or why ECS would refuse it.
-fn new_revision(
-    td: &TaskDefinition,
-    td_tags: &[Tag],
-    changes: &[ImageChange],
-    tag: &str,
-) -> Result<(Vec<ContainerDefinition>, Vec<Tag>), String> {
-    let containers = plan::updated_containers(td.container_definitions(), changes);
-    let tags = plan::updated_tags(td_tags, changes, tag);
-    match plan::revision_tags_problem(&tags) {
-        Some(problem) => Err(problem),
-        None => Ok((containers, tags)),
-    }
-}
-
-fn fail(report: &mut DeployReport, id: ServiceId, reason: String) {
-    warn!(cluster = %id.cluster, service = %id.service, %reason, "failed");
-    report.failed.push(NotDeployed { id, reason });
-}
-
-impl Deployed {
-    fn new(
-        id: ServiceId,
-        controller: &'static str,
-        old: String,
-        new: Option<String>,
-        images: Vec<ImageChange>,
-        codedeploy: Option<CodeDeployment>,
-    ) -> Self {
-        Self { id, controller, old_task_definition: old, new_task_definition: new, images, codedeploy }
-    }
-}
-
-/// One service's planned change, with the revision it starts from.
-struct Rollout<'a> {
-    candidate: Examined,
-    td: &'a TaskDefinition,
-    td_tags: &'a [Tag],
-    changes: Vec<ImageChange>,
 }
 
 #[cfg(test)]

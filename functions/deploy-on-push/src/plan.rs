@@ -4,40 +4,21 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_ecs::types::{
-    ContainerDefinition, DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentControllerType, Service, Tag,
-    TaskDefinition,
-};
+use aws_sdk_ecs::types::{DeploymentControllerType, Service, Tag, TaskDefinition};
 use chrono::{DateTime, Utc};
-use nightshift::ecs::{MAX_TAGS, tag_problem, tag_value};
+use nightshift::ecs::tag_value;
 use nightshift::quarantine::{self, QUARANTINE_TAG};
-use serde::Serialize;
 
 use crate::event::Push;
-use crate::image::{ImageRef, ecr_registry};
 use crate::policy::{DeployPolicy, Running, ServicePolicy, Verdict, decide};
-use crate::record::{IMAGE_TAG_PREFIX, Record, container_label, running_tag, service_registry};
+use crate::record::{Record, container_label, running_tag, service_registry};
+use nightshift::image::{ImageRef, ecr_registry};
 
 pub use nightshift::ecs::DEPLOY_TAG;
 /// The service tag naming the containers to update (separated by spaces).
 pub const CONTAINERS_TAG: &str = "nightshift:containers";
 
-/// A service and its cluster, as the report names them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct ServiceId {
-    pub cluster: String,
-    pub service: String,
-}
-
-impl ServiceId {
-    pub fn of(service: &Service) -> Self {
-        let cluster = service.cluster_arn().unwrap_or_default();
-        Self {
-            cluster: cluster.rsplit('/').next().unwrap_or(cluster).to_owned(),
-            service: service.service_name().unwrap_or_default().to_owned(),
-        }
-    }
-}
+pub use nightshift::rollout::{ImageChange, ServiceId};
 
 /// What to do with a described service before its task definition is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,14 +144,6 @@ fn skip_reason(reasons: Vec<String>, policy: &ServicePolicy, registry: &str, rep
         }
         (true, ServicePolicy::All(_)) => format!("no container runs {registry}/{repository}"),
     }
-}
-
-/// One container's change.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct ImageChange {
-    pub container: String,
-    pub from: String,
-    pub to: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -325,53 +298,10 @@ pub fn keep_forward(plan: ServicePlan, push: &Push, tag: &str, images: &EcrImage
     if kept.is_empty() { ServicePlan::Skip(reasons.join("; ")) } else { ServicePlan::Deploy(kept) }
 }
 
-/// Why ECS would refuse a revision with these tags, or `None`.
-pub fn revision_tags_problem(tags: &[Tag]) -> Option<String> {
-    let counted = nightshift::ecs::counted_tags(tags);
-    if counted > MAX_TAGS {
-        return Some(format!("the new revision would carry {counted} tags; ECS allows {MAX_TAGS}"));
-    }
-    tags.iter().find_map(|t| tag_problem(t.key().unwrap_or_default(), t.value().unwrap_or_default()))
-}
-
-/// The containers with their images changed; everything else as it was.
-pub fn updated_containers(containers: &[ContainerDefinition], changes: &[ImageChange]) -> Vec<ContainerDefinition> {
-    containers
-        .iter()
-        .map(|c| {
-            let mut c = c.clone();
-            if let Some(change) = changes.iter().find(|ch| c.name() == Some(ch.container.as_str())) {
-                c.image = Some(change.to.clone());
-            }
-            c
-        })
-        .collect()
-}
-
-/// The new revision's tags: the running one's, less AWS's own, with the pushed
-/// tag recorded for each updated container.
-pub fn updated_tags(td_tags: &[Tag], changes: &[ImageChange], pushed_tag: &str) -> Vec<Tag> {
-    let recorded: Vec<String> = changes.iter().map(|c| format!("{IMAGE_TAG_PREFIX}{}", c.container)).collect();
-    let mut tags: Vec<Tag> = td_tags
-        .iter()
-        .filter(|t| t.key().is_some_and(|k| !k.starts_with("aws:") && !recorded.iter().any(|r| r == k)))
-        .cloned()
-        .collect();
-    tags.extend(recorded.into_iter().map(|key| Tag::builder().key(key).value(pushed_tag).build()));
-    tags
-}
-
-/// The service's deployment configuration with the circuit breaker on, with
-/// rollback; every other setting as it was.
-pub fn with_circuit_breaker(current: Option<&DeploymentConfiguration>) -> DeploymentConfiguration {
-    let mut config = current.cloned().unwrap_or_else(|| DeploymentConfiguration::builder().build());
-    config.deployment_circuit_breaker = Some(DeploymentCircuitBreaker::builder().enable(true).rollback(true).build());
-    config
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_ecs::types::ContainerDefinition;
     use aws_sdk_ecs::types::DeploymentController;
 
     const ECR: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
@@ -604,42 +534,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_new_revision_keeps_every_other_setting_and_records_the_tag() {
-        let sidecar = ContainerDefinition::builder().name("proxy").image("nginx:1.25").cpu(64).essential(false).build();
-        let api = ContainerDefinition::builder().name("api").image(format!("{ECR}/shop/api:1.2.0")).memory(512).build();
-        let changes =
-            vec![ImageChange { container: "api".into(), from: String::new(), to: format!("{ECR}/shop/api@{NEW}") }];
-        let updated = updated_containers(&[api.clone(), sidecar.clone()], &changes);
-        assert_eq!(updated[1], sidecar);
-        assert_eq!(updated[0].memory(), Some(512));
-        assert_eq!(updated[0].image(), Some(format!("{ECR}/shop/api@{NEW}").as_str()));
-
-        let old =
-            tags(&[("team", "shop"), ("aws:cloudformation:stack-name", "x"), ("nightshift:image-tag/api", "1.2.0")]);
-        let new = updated_tags(&old, &changes, "1.3.0");
-        assert_eq!(new, tags(&[("team", "shop"), ("nightshift:image-tag/api", "1.3.0")]));
-    }
-
-    #[test]
-    fn the_circuit_breaker_is_turned_on_and_the_rest_is_kept() {
-        // Given a service whose breaker is off, with other settings of its own
-        let off = DeploymentCircuitBreaker::builder().enable(false).rollback(false).build();
-        let current = DeploymentConfiguration::builder()
-            .maximum_percent(150)
-            .minimum_healthy_percent(50)
-            .deployment_circuit_breaker(off)
-            .bake_time_in_minutes(5)
-            .build();
-        // Then the breaker is on with rollback, and everything else is exactly as it was
-        let config = with_circuit_breaker(Some(&current));
-        let on = DeploymentCircuitBreaker::builder().enable(true).rollback(true).build();
-        let mut want = current.clone();
-        want.deployment_circuit_breaker = Some(on.clone());
-        assert_eq!(config, want);
-        assert_eq!(with_circuit_breaker(None).deployment_circuit_breaker, Some(on));
-    }
-
     fn labelled(name: &str, image: &str, label: &str) -> ContainerDefinition {
         ContainerDefinition::builder().name(name).image(image).docker_labels("nightshift.deploy", label).build()
     }
@@ -754,17 +648,5 @@ mod tests {
             [pushed, ImageId::Digest(OLD.into()), ImageId::Tag("latest".into())]
         );
         assert_eq!(ImageId::of_reference(&format!("{ECR}/shop/api")), Some(ImageId::Tag("latest".into())));
-    }
-
-    #[test]
-    fn a_revision_ecs_would_refuse_is_not_registered() {
-        let many: Vec<Tag> = (0..51).map(|i| Tag::builder().key(format!("k{i}")).value("v").build()).collect();
-        assert_eq!(
-            revision_tags_problem(&many).as_deref(),
-            Some("the new revision would carry 51 tags; ECS allows 50")
-        );
-        assert_eq!(revision_tags_problem(&many[..50]), None);
-        let long = tags(&[(&format!("{IMAGE_TAG_PREFIX}{}", "c".repeat(120)), "1.3.0")]);
-        assert!(revision_tags_problem(&long).unwrap().contains("ECS takes 1 to 128"));
     }
 }

@@ -18,8 +18,8 @@
 use aws_sdk_ecs::types::{ContainerDefinition, Service, Tag};
 use nightshift::ecs::{tag_problem, tag_value};
 
-use crate::image::{ImageRef, ecr_registry};
 use crate::policy::DEPLOY_LABEL;
+use nightshift::image::{ImageRef, ecr_registry};
 
 /// The service tag holding the record.
 pub const RUNNING_TAG: &str = "nightshift:running";

@@ -4,14 +4,13 @@
 
 pub mod aws;
 pub mod plan;
-pub mod schedule;
 
 use chrono::Duration;
 use chrono_tz::Tz;
 
 use crate::config::{self, ConfigError, Vars};
+pub use crate::window::WeeklyWindows;
 pub use plan::{Decision, Member, Need, Step};
-pub use schedule::AwakeSchedule;
 
 pub const SCALE_GROUP_TAG: &str = "nightshift:scale-group";
 pub const AWAKE_COUNT_TAG: &str = "nightshift:awake-count";
@@ -32,7 +31,7 @@ pub struct ScaleConfig {
     /// `IDLE_MINUTES`.
     pub idle_minutes: u32,
     /// `AWAKE_SCHEDULE` in `TIMEZONE`.
-    pub schedule: AwakeSchedule,
+    pub schedule: WeeklyWindows,
     /// `INGRESS_PREFIX` (scale-on-ingress); empty for every key.
     pub ingress_prefix: String,
     /// `DRY_RUN`.
@@ -50,7 +49,7 @@ impl ScaleConfig {
             ConfigError::new("TIMEZONE", Some(&timezone_text), "an IANA time zone such as Europe/London")
         })?;
         let schedule_text = config::optional(vars, "AWAKE_SCHEDULE").unwrap_or_default();
-        let schedule = AwakeSchedule::parse(&schedule_text, timezone).map_err(|why| {
+        let schedule = WeeklyWindows::parse(&schedule_text, timezone).map_err(|why| {
             ConfigError::new(
                 "AWAKE_SCHEDULE",
                 Some(&schedule_text),

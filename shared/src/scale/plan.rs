@@ -3,7 +3,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use super::schedule::AwakeSchedule;
+use crate::window::WeeklyWindows;
 
 /// A service of the group, as observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +45,7 @@ fn minutes(d: Duration) -> i64 {
 /// when they were not looked at (waking on ingress does not need them).
 pub fn assess(
     now: DateTime<Utc>,
-    schedule: &AwakeSchedule,
+    schedule: &WeeklyWindows,
     idle: Duration,
     last_activity: Option<DateTime<Utc>>,
     runs: Option<&[String]>,
@@ -267,16 +267,16 @@ mod tests {
         }
     }
 
-    fn no_windows() -> AwakeSchedule {
-        AwakeSchedule::parse("", Tz::UTC).unwrap()
+    fn no_windows() -> WeeklyWindows {
+        WeeklyWindows::parse("", Tz::UTC).unwrap()
     }
 
     #[test]
     fn the_group_is_needed_for_a_window_recent_ingress_or_a_run_and_says_which() {
         let idle = Duration::minutes(30);
-        let london = AwakeSchedule::parse("Sat 02:00-04:00", chrono_tz::Europe::London).unwrap();
+        let london = WeeklyWindows::parse("Sat 02:00-04:00", chrono_tz::Europe::London).unwrap();
         // (schedule, minutes since the last ingress, runs in flight, needed, reasons)
-        type Row<'a> = (&'a AwakeSchedule, Option<i64>, &'a [&'a str], bool, &'a [&'a str]);
+        type Row<'a> = (&'a WeeklyWindows, Option<i64>, &'a [&'a str], bool, &'a [&'a str]);
         let table: [Row; 6] = [
             (&no_windows(), None, &[], false, &["no ingress recorded", "no run in flight"]),
             (&no_windows(), Some(42), &[], false, &["idle 42 min >= 30", "no run in flight"]),

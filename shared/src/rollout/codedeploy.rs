@@ -1,14 +1,14 @@
 //! The CodeDeploy calls: observe and apply, never decide.
 
+use crate::aws::CallError;
 use aws_sdk_codedeploy::Client;
 use aws_sdk_codedeploy::error::ProvideErrorMetadata;
 use aws_sdk_codedeploy::types::{
     AppSpecContent, ApplicationInfo, AutoRollbackConfiguration, AutoRollbackEvent, ComputePlatform,
     DeploymentGroupInfo, RevisionLocation, RevisionLocationType,
 };
-use nightshift::aws::CallError;
 
-use crate::bluegreen::GroupName;
+use super::bluegreen::GroupName;
 
 /// BatchGetApplications and BatchGetDeploymentGroups take at most 100 names.
 const BATCH: usize = 100;

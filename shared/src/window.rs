@@ -1,4 +1,6 @@
-//! `AWAKE_SCHEDULE`: weekly windows of local time when the group stays up.
+//! Weekly windows of local time: when the scale group stays up
+//! (`AWAKE_SCHEDULE`), when a promotion may move a service
+//! (`nightshift:promote-window`).
 //!
 //! `Mon-Fri 07:00-19:00`, several separated by commas (`Mon-Fri 07:00-19:00,
 //! Sat 09:00-13:00`). Days are `Mon`..`Sun`, a range (`Fri-Mon` wraps), or
@@ -9,7 +11,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Datelike, NaiveTime, Timelike, Utc, Weekday};
+use chrono::{DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveTime, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 
 const DAYS: [(&str, Weekday); 7] = [
@@ -23,7 +25,7 @@ const DAYS: [(&str, Weekday); 7] = [
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AwakeWindow {
+pub struct WeeklyWindow {
     /// Days the window starts on, Monday first.
     days: [bool; 7],
     /// Minutes after midnight.
@@ -32,7 +34,7 @@ pub struct AwakeWindow {
     text: String,
 }
 
-impl fmt::Display for AwakeWindow {
+impl fmt::Display for WeeklyWindow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
@@ -56,7 +58,7 @@ fn parse_minutes(s: &str) -> Option<u32> {
     }
 }
 
-impl AwakeWindow {
+impl WeeklyWindow {
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
         let bad = |why: &str| format!("{text:?}: {why} (expected e.g. \"Mon-Fri 07:00-19:00\")");
@@ -105,29 +107,62 @@ impl AwakeWindow {
 
 /// All the windows, and the zone their times are in.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AwakeSchedule {
-    pub windows: Vec<AwakeWindow>,
+pub struct WeeklyWindows {
+    pub windows: Vec<WeeklyWindow>,
     pub timezone: Tz,
 }
 
-impl AwakeSchedule {
+impl WeeklyWindows {
     /// Parses `AWAKE_SCHEDULE` (may be empty: no windows).
     pub fn parse(schedule: &str, timezone: Tz) -> Result<Self, String> {
         let windows = schedule
             .split(',')
             .map(str::trim)
             .filter(|w| !w.is_empty())
-            .map(AwakeWindow::parse)
+            .map(WeeklyWindow::parse)
             .collect::<Result<_, _>>()?;
         Ok(Self { windows, timezone })
     }
 
     /// The window `now` falls in, if any.
-    pub fn window_at(&self, now: DateTime<Utc>) -> Option<&AwakeWindow> {
+    pub fn window_at(&self, now: DateTime<Utc>) -> Option<&WeeklyWindow> {
         let local = now.with_timezone(&self.timezone);
         let time: NaiveTime = local.time();
         let minute = time.hour() * 60 + time.minute();
         self.windows.iter().find(|w| w.contains_local(local.weekday(), minute))
+    }
+
+    /// `now` when it falls in a window, else when the next window opens;
+    /// `None` without windows. A start the clocks skip (daylight saving) opens
+    /// at the first minute that exists after it; one they repeat, at the first.
+    pub fn next_open(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.windows.is_empty() {
+            return None;
+        }
+        if self.window_at(now).is_some() {
+            return Some(now);
+        }
+        let today = now.with_timezone(&self.timezone).date_naive();
+        (0..=8)
+            .filter_map(|d| today.checked_add_days(Days::new(d)))
+            .flat_map(|date| {
+                self.windows.iter().filter(move |w| w.starts_on(date.weekday())).map(move |w| (date, w.start))
+            })
+            .filter_map(|(date, minute)| self.first_instant(date, minute))
+            .filter(|start| *start > now)
+            .min()
+    }
+
+    /// The first instant that is this local date and minute, or, when the
+    /// clocks skip it, the first minute after it that exists.
+    fn first_instant(&self, date: NaiveDate, minute: u32) -> Option<DateTime<Utc>> {
+        let midnight = date.and_hms_opt(0, 0, 0)?;
+        (minute..minute + 24 * 60).find_map(|m| {
+            match self.timezone.from_local_datetime(&(midnight + chrono::Duration::minutes(i64::from(m)))) {
+                LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t.with_timezone(&Utc)),
+                LocalResult::None => None,
+            }
+        })
     }
 }
 
@@ -141,7 +176,7 @@ mod tests {
     }
 
     fn inside(schedule: &str, tz: Tz, now: DateTime<Utc>) -> Option<String> {
-        AwakeSchedule::parse(schedule, tz).unwrap().window_at(now).map(ToString::to_string)
+        WeeklyWindows::parse(schedule, tz).unwrap().window_at(now).map(ToString::to_string)
     }
 
     #[test]
@@ -197,10 +232,48 @@ mod tests {
     }
 
     #[test]
+    fn the_next_window_opens_at_its_start_in_local_time() {
+        let next = |s: &str, tz: Tz, now| WeeklyWindows::parse(s, tz).unwrap().next_open(now);
+        let s = "Mon-Fri 09:00-16:00";
+        // 2026-11-27 is a Friday.
+        let table = [
+            // Inside: now.
+            (utc(2026, 11, 27, 10, 0), utc(2026, 11, 27, 10, 0)),
+            // Before the day's start: today's start.
+            (utc(2026, 11, 27, 8, 59), utc(2026, 11, 27, 9, 0)),
+            // After Friday's end: Monday's start, over the weekend.
+            (utc(2026, 11, 27, 16, 0), utc(2026, 11, 30, 9, 0)),
+            (utc(2026, 11, 28, 12, 0), utc(2026, 11, 30, 9, 0)),
+        ];
+        for (now, want) in table {
+            assert_eq!(next(s, Tz::UTC, now), Some(want), "{now}");
+        }
+        // A window across midnight: inside after midnight, else the evening's start.
+        let night = "Daily 22:00-02:00";
+        assert_eq!(next(night, Tz::UTC, utc(2026, 11, 28, 1, 0)), Some(utc(2026, 11, 28, 1, 0)));
+        assert_eq!(next(night, Tz::UTC, utc(2026, 11, 28, 2, 0)), Some(utc(2026, 11, 28, 22, 0)));
+        // No windows: never closed, so no opening.
+        assert_eq!(WeeklyWindows::parse("", Tz::UTC).unwrap().next_open(utc(2026, 11, 28, 2, 0)), None);
+    }
+
+    #[test]
+    fn the_next_opening_follows_daylight_saving() {
+        let berlin = chrono_tz::Europe::Berlin;
+        let next = |s: &str, now| WeeklyWindows::parse(s, berlin).unwrap().next_open(now);
+        // 09:00 in Berlin is 08:00 UTC in winter, 07:00 UTC in summer (clocks went forward on 29 March 2026).
+        assert_eq!(next("Mon-Fri 09:00-16:00", utc(2026, 3, 27, 16, 0)), Some(utc(2026, 3, 30, 7, 0)));
+        assert_eq!(next("Mon-Fri 09:00-16:00", utc(2026, 10, 23, 16, 0)), Some(utc(2026, 10, 26, 8, 0)));
+        // A start the clocks skip (02:30 on 29 March 2026 does not exist): the first minute after it, 03:00 CEST.
+        assert_eq!(next("Sun 02:30-05:00", utc(2026, 3, 28, 12, 0)), Some(utc(2026, 3, 29, 1, 0)));
+        // A start the clocks repeat (02:30 on 25 October 2026 happens twice): the first, 02:30 CEST.
+        assert_eq!(next("Sun 02:30-05:00", utc(2026, 10, 24, 12, 0)), Some(utc(2026, 10, 25, 0, 30)));
+    }
+
+    #[test]
     fn several_windows_are_separated_by_commas() {
         let s = "Mon-Fri 07:00-19:00, Sat 09:00-13:00";
         assert_eq!(inside(s, Tz::UTC, utc(2026, 11, 28, 10, 0)).as_deref(), Some("Sat 09:00-13:00"));
-        assert!(AwakeSchedule::parse("", Tz::UTC).unwrap().windows.is_empty());
+        assert!(WeeklyWindows::parse("", Tz::UTC).unwrap().windows.is_empty());
         assert_eq!(inside("daily 00:00-24:00", Tz::UTC, utc(2026, 11, 29, 3, 0)).as_deref(), Some("daily 00:00-24:00"));
     }
 
@@ -216,7 +289,7 @@ mod tests {
             ("Mon 24:00-01:00", "start is not HH:MM"),
         ];
         for (window, why) in table {
-            let err = AwakeSchedule::parse(window, Tz::UTC).unwrap_err();
+            let err = WeeklyWindows::parse(window, Tz::UTC).unwrap_err();
             assert!(err.contains(why), "{window}: {err}");
         }
     }

@@ -4,13 +4,13 @@
 
 use std::collections::HashMap;
 
+use crate::ecs::tag_value;
 use aws_sdk_codedeploy::types::{ComputePlatform, DeploymentGroupInfo, DeploymentStatus};
 use aws_sdk_ecs::types::{DeploymentControllerType, Service, TaskDefinition};
-use nightshift::ecs::tag_value;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::plan::{ImageChange, ServiceId};
+use super::{ImageChange, ServiceId};
 
 /// The optional service tag naming the group: `<application>/<deployment-group>`.
 pub const CODEDEPLOY_TAG: &str = "nightshift:codedeploy";
@@ -92,7 +92,7 @@ pub fn deployment_config(service: &Service, info: &DeploymentGroupInfo) -> (Opti
 /// The task definition the group's target revision (its last deployment) deploys.
 pub fn target_task_definition(info: &DeploymentGroupInfo) -> Option<String> {
     let content = info.target_revision()?.app_spec_content()?.content()?;
-    nightshift::appspec::task_definition(content)
+    crate::appspec::task_definition(content)
 }
 
 /// Whether a revision already carries the change: same family, and every
@@ -207,12 +207,11 @@ impl AppSpec {
     }
 }
 
-/// The deployment's description: who made it, for which push (kept short).
-pub fn description(tag: &str) -> String {
-    let text = format!("nightshift deploy-on-push: {tag}");
+/// The deployment's description: who made it, and why (kept to CodeDeploy's 100 characters).
+pub fn description(text: &str) -> String {
     match text.char_indices().nth(100) {
         Some((end, _)) => text[..end].to_owned(),
-        None => text,
+        None => text.to_owned(),
     }
 }
 
@@ -313,7 +312,7 @@ mod tests {
     #[test]
     fn the_appspec_names_its_task_definition_to_whoever_reads_it_back() {
         let spec = AppSpec::of(&service(&[], vec![lb(Some("app"), Some(80))], None)).unwrap().render(TD);
-        assert_eq!(nightshift::appspec::task_definition(&spec).as_deref(), Some(TD));
+        assert_eq!(crate::appspec::task_definition(&spec).as_deref(), Some(TD));
     }
 
     #[test]

@@ -1,0 +1,581 @@
+//! Clone-and-deploy, the one way nightshift changes what a service runs
+//! (`deploy-on-push` for a push, `watch-rollouts` for a promotion): a new
+//! revision cloned from the running one with some containers' images
+//! changed, then UpdateService with the circuit breaker's rollback, or, for
+//! a blue/green service (the CODE_DEPLOY controller), a CodeDeploy
+//! deployment with automatic rollback in the group that deploys it.
+//!
+//! The decisions (`bluegreen`, and the revision helpers here) are pure; the
+//! calls are `codedeploy` and the ECS ones below; [`Deployer`] applies.
+
+pub mod bluegreen;
+pub mod codedeploy;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use aws_sdk_codedeploy::types::DeploymentGroupInfo;
+use aws_sdk_ecs::error::ProvideErrorMetadata;
+use aws_sdk_ecs::types::{
+    ContainerDefinition, DeploymentCircuitBreaker, DeploymentConfiguration, Service, Tag, TaskDefinition,
+    TaskDefinitionField,
+};
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::aws::CallError;
+use crate::ecs::{IMAGE_TAG_PREFIX, MAX_TAGS, tag_problem};
+use bluegreen::{AppSpec, GroupName, Readiness};
+
+/// A service and its cluster, as the reports name them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ServiceId {
+    pub cluster: String,
+    pub service: String,
+}
+
+impl ServiceId {
+    pub fn of(service: &Service) -> Self {
+        let cluster = service.cluster_arn().unwrap_or_default();
+        Self {
+            cluster: cluster.rsplit('/').next().unwrap_or(cluster).to_owned(),
+            service: service.service_name().unwrap_or_default().to_owned(),
+        }
+    }
+
+    /// `<cluster>/<service>`, as tags and manual invocations name a service.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.trim().split_once('/') {
+            Some((cluster, service)) if !cluster.is_empty() && !service.is_empty() && !service.contains('/') => {
+                Ok(Self { cluster: cluster.to_owned(), service: service.to_owned() })
+            }
+            _ => Err(format!("{text:?} is not <cluster>/<service>")),
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.cluster, self.service)
+    }
+}
+
+/// One container's change.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ImageChange {
+    pub container: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// The deployment controllers as the reports name them.
+pub const ECS_CONTROLLER: &str = "ECS";
+pub const CODE_DEPLOY_CONTROLLER: &str = "CODE_DEPLOY";
+
+/// A rollout nightshift started (or, with `DRY_RUN`, would start).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Deployed {
+    #[serde(flatten)]
+    pub id: ServiceId,
+    /// The service's deployment controller: `ECS` (rolled by ECS, with the
+    /// circuit breaker) or `CODE_DEPLOY` (a CodeDeploy deployment).
+    pub controller: &'static str,
+    pub old_task_definition: String,
+    /// `None` with `DRY_RUN`.
+    pub new_task_definition: Option<String>,
+    pub images: Vec<ImageChange>,
+    /// The CodeDeploy deployment, for a blue/green service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub codedeploy: Option<CodeDeployment>,
+}
+
+/// A CodeDeploy deployment nightshift created (or, with `DRY_RUN`, would create).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CodeDeployment {
+    pub application: String,
+    pub deployment_group: String,
+    pub deployment_config: String,
+    /// `None` with `DRY_RUN`.
+    pub deployment_id: Option<String>,
+}
+
+/// Why ECS would refuse a revision with these tags, or `None`.
+pub fn revision_tags_problem(tags: &[Tag]) -> Option<String> {
+    let counted = crate::ecs::counted_tags(tags);
+    if counted > MAX_TAGS {
+        return Some(format!("the new revision would carry {counted} tags; ECS allows {MAX_TAGS}"));
+    }
+    tags.iter().find_map(|t| tag_problem(t.key().unwrap_or_default(), t.value().unwrap_or_default()))
+}
+
+/// The containers with their images changed; everything else as it was.
+pub fn updated_containers(containers: &[ContainerDefinition], changes: &[ImageChange]) -> Vec<ContainerDefinition> {
+    containers
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            if let Some(change) = changes.iter().find(|ch| c.name() == Some(ch.container.as_str())) {
+                c.image = Some(change.to.clone());
+            }
+            c
+        })
+        .collect()
+}
+
+/// The new revision's tags: the running one's, less AWS's own, with the image
+/// tag each changed container now runs (`nightshift:image-tag/<container>`;
+/// `image_tags` pairs container and tag, and a changed container without one
+/// loses the old revision's).
+pub fn updated_tags(td_tags: &[Tag], changes: &[ImageChange], image_tags: &[(String, String)]) -> Vec<Tag> {
+    let key = |container: &str| format!("{IMAGE_TAG_PREFIX}{container}");
+    let changed: Vec<String> = changes.iter().map(|c| key(&c.container)).collect();
+    let mut tags: Vec<Tag> = td_tags
+        .iter()
+        .filter(|t| t.key().is_some_and(|k| !k.starts_with("aws:") && !changed.iter().any(|r| r == k)))
+        .cloned()
+        .collect();
+    tags.extend(
+        changes
+            .iter()
+            .filter_map(|c| image_tags.iter().find(|(container, _)| *container == c.container))
+            .map(|(container, tag)| Tag::builder().key(key(container)).value(tag).build()),
+    );
+    tags
+}
+
+/// The service's deployment configuration with the circuit breaker on, with
+/// rollback; every other setting as it was.
+pub fn with_circuit_breaker(current: Option<&DeploymentConfiguration>) -> DeploymentConfiguration {
+    let mut config = current.cloned().unwrap_or_else(|| DeploymentConfiguration::builder().build());
+    config.deployment_circuit_breaker = Some(DeploymentCircuitBreaker::builder().enable(true).rollback(true).build());
+    config
+}
+
+/// One service's change, with the revision it starts from.
+pub struct Rollout<'a> {
+    pub service: &'a Service,
+    pub id: ServiceId,
+    /// The running revision, and its tags.
+    pub task_definition: &'a TaskDefinition,
+    pub td_tags: &'a [Tag],
+    pub changes: Vec<ImageChange>,
+    /// The image tag each changed container runs: (container, tag).
+    pub image_tags: Vec<(String, String)>,
+    /// Who asks and why, as the CodeDeploy deployment's description says.
+    pub description: String,
+}
+
+/// How a rollout went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rolled {
+    /// Started (with `DRY_RUN`: would start), with the new revision's containers and tags.
+    Deployed { deployed: Box<Deployed>, containers: Vec<ContainerDefinition>, tags: Vec<Tag> },
+    /// Nothing to do: the blue/green group already deploys this change.
+    Skipped(String),
+    /// Why it could not start.
+    Failed(String),
+}
+
+/// What one invocation learned on the way, shared by its rollouts.
+#[derive(Default)]
+pub struct Invocation {
+    /// New revisions registered, by the revision they were cloned from and the change.
+    registered: HashMap<(String, Vec<ImageChange>), String>,
+    /// Every CodeDeploy group of the account, when this invocation had to look them all up.
+    groups: Option<HashMap<ServiceId, DeploymentGroupInfo>>,
+}
+
+/// Revisions a warm process keeps at the most; beyond it the memory starts afresh.
+const KNOWN_REVISIONS: usize = 512;
+
+/// Applies rollouts, and remembers across the invocations of a warm process
+/// what never changes (a named revision) or is checked again before use (the
+/// group that deploys a blue/green service).
+pub struct Deployer {
+    ecs: aws_sdk_ecs::Client,
+    codedeploy: aws_sdk_codedeploy::Client,
+    dry_run: bool,
+    groups: Mutex<HashMap<ServiceId, GroupName>>,
+    known: Mutex<HashMap<String, (TaskDefinition, Vec<Tag>)>>,
+}
+
+fn ecs_error<E>(operation: &'static str, target: &str, err: E) -> CallError
+where
+    E: ProvideErrorMetadata + std::error::Error,
+{
+    CallError::new(operation, target, err)
+}
+
+fn empty_answer(operation: &'static str, target: &str, what: &str) -> CallError {
+    CallError { operation, target: target.to_owned(), code: None, message: format!("the answer holds no {what}") }
+}
+
+impl Deployer {
+    /// `dry_run`: decide and read, register and deploy nothing.
+    pub fn new(ecs: aws_sdk_ecs::Client, codedeploy: aws_sdk_codedeploy::Client, dry_run: bool) -> Self {
+        Self { ecs, codedeploy, dry_run, groups: Mutex::new(HashMap::new()), known: Mutex::new(HashMap::new()) }
+    }
+
+    /// A revision with its tags, from this process's memory, else read (and remembered).
+    pub async fn task_definition(&self, arn: &str) -> Result<(TaskDefinition, Vec<Tag>), CallError> {
+        if let Some(found) = self.known.lock().unwrap_or_else(|p| p.into_inner()).get(arn).cloned() {
+            return Ok(found);
+        }
+        let out = self
+            .ecs
+            .describe_task_definition()
+            .task_definition(arn)
+            .include(TaskDefinitionField::Tags)
+            .send()
+            .await
+            .map_err(|e| ecs_error("DescribeTaskDefinition", arn, e.into_service_error()))?;
+        let task_definition =
+            out.task_definition.ok_or_else(|| empty_answer("DescribeTaskDefinition", arn, "task definition"))?;
+        let found = (task_definition, out.tags.unwrap_or_default());
+        // Only a named revision is immutable; `family` alone moves with each registration.
+        let is_revision = arn.rsplit_once(':').is_some_and(|(_, r)| r.parse::<u32>().is_ok());
+        if is_revision {
+            let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            if known.len() >= KNOWN_REVISIONS {
+                known.clear();
+            }
+            known.insert(arn.to_owned(), found.clone());
+        }
+        Ok(found)
+    }
+
+    /// Starts the rollout the way the service's controller takes it.
+    pub async fn roll_out(&self, rollout: Rollout<'_>, invocation: &mut Invocation) -> Rolled {
+        if bluegreen::is_blue_green(rollout.service) {
+            self.deploy_blue_green(rollout, invocation).await
+        } else {
+            self.deploy(rollout, invocation).await
+        }
+    }
+
+    /// A service on the ECS controller: the new revision, then UpdateService
+    /// with the circuit breaker's rollback on.
+    async fn deploy(&self, rollout: Rollout<'_>, invocation: &mut Invocation) -> Rolled {
+        let Rollout { service, id, task_definition: td, td_tags, changes, image_tags, .. } = rollout;
+        let old = td.task_definition_arn().or(service.task_definition()).unwrap_or_default().to_owned();
+        let (containers, tags) = match new_revision(td, td_tags, &changes, &image_tags) {
+            Ok(revision) => revision,
+            Err(problem) => return failed(&id, problem),
+        };
+        if self.dry_run {
+            info!(cluster = %id.cluster, service = %id.service, ?changes, "would deploy");
+            let deployed = deployed(id, ECS_CONTROLLER, old, None, changes, None);
+            return Rolled::Deployed { deployed, containers, tags };
+        }
+        let new_arn = match self.register(td, &old, &changes, &containers, &tags, invocation).await {
+            Ok(new_arn) => new_arn,
+            Err(err) => return failed(&id, format!("ECS {err}")),
+        };
+        let config = with_circuit_breaker(service.deployment_configuration());
+        let updated = self
+            .ecs
+            .update_service()
+            .cluster(&id.cluster)
+            .service(&id.service)
+            .task_definition(&new_arn)
+            .deployment_configuration(config)
+            .send()
+            .await;
+        if let Err(e) = updated {
+            return failed(&id, format!("ECS {}", ecs_error("UpdateService", &id.to_string(), e.into_service_error())));
+        }
+        info!(cluster = %id.cluster, service = %id.service, from = %old, to = %new_arn, "deployed");
+        let deployed = deployed(id, ECS_CONTROLLER, old, Some(new_arn), changes, None);
+        Rolled::Deployed { deployed, containers, tags }
+    }
+
+    /// A blue/green service: the new revision, then a CodeDeploy deployment
+    /// of it in the group that deploys the service, unless the group is busy
+    /// or already deploys it.
+    async fn deploy_blue_green(&self, rollout: Rollout<'_>, invocation: &mut Invocation) -> Rolled {
+        let Rollout { service, id, task_definition: td, td_tags, changes, image_tags, description } = rollout;
+        let old = td.task_definition_arn().or(service.task_definition()).unwrap_or_default().to_owned();
+        let prepared = new_revision(td, td_tags, &changes, &image_tags)
+            .and_then(|revision| AppSpec::of(service).map(|appspec| (revision, appspec)));
+        let ((containers, tags), appspec) = match prepared {
+            Ok(prepared) => prepared,
+            Err(problem) => return failed(&id, problem),
+        };
+        let info = match self.group_for(service, &id, invocation).await {
+            Ok(info) => info,
+            Err(problem) => return failed(&id, problem),
+        };
+        let group = GroupName::of(&info);
+        let target_is_the_change = match bluegreen::target_task_definition(&info) {
+            Some(target) if target != old => match self.task_definition(&target).await {
+                Ok((target, _)) => bluegreen::carries(&target, td.family(), &changes),
+                Err(err) => {
+                    warn!(%group, error = %err, "the group's target revision cannot be read");
+                    false
+                }
+            },
+            _ => false,
+        };
+        match bluegreen::readiness(&info, target_is_the_change) {
+            Readiness::Free => {}
+            Readiness::Already(reason) => {
+                info!(cluster = %id.cluster, service = %id.service, %reason, "skipped");
+                return Rolled::Skipped(reason);
+            }
+            Readiness::Busy(reason) => return failed(&id, reason),
+        }
+        let (asked_config, config) = bluegreen::deployment_config(service, &info);
+        let mut deployment = CodeDeployment {
+            application: group.application.clone(),
+            deployment_group: group.deployment_group.clone(),
+            deployment_config: config,
+            deployment_id: None,
+        };
+        if self.dry_run {
+            info!(cluster = %id.cluster, service = %id.service, %group, ?changes, "would create a CodeDeploy deployment");
+            let deployed = deployed(id, CODE_DEPLOY_CONTROLLER, old, None, changes, Some(deployment));
+            return Rolled::Deployed { deployed, containers, tags };
+        }
+        let new_arn = match self.register(td, &old, &changes, &containers, &tags, invocation).await {
+            Ok(new_arn) => new_arn,
+            Err(err) => return failed(&id, format!("ECS {err}")),
+        };
+        let description = bluegreen::description(&description);
+        let created = codedeploy::create_deployment(
+            &self.codedeploy,
+            &group,
+            appspec.render(&new_arn),
+            asked_config,
+            description,
+        )
+        .await;
+        match created {
+            Ok(deployment_id) => {
+                info!(cluster = %id.cluster, service = %id.service, %group, deployment = %deployment_id,
+                      from = %old, to = %new_arn, "CodeDeploy deployment created");
+                deployment.deployment_id = Some(deployment_id);
+                let deployed = deployed(id, CODE_DEPLOY_CONTROLLER, old, Some(new_arn), changes, Some(deployment));
+                Rolled::Deployed { deployed, containers, tags }
+            }
+            Err(err) => failed(&id, format!("CodeDeploy {err}")),
+        }
+    }
+
+    /// The group that deploys the service, as CodeDeploy describes it now: the
+    /// one `nightshift:codedeploy` names, else the one whose `ecsServices`
+    /// names it (remembered by a warm process, checked again; looked up in
+    /// every ECS application of the account when not known, once per invocation).
+    pub async fn group_for(
+        &self,
+        service: &Service,
+        id: &ServiceId,
+        invocation: &mut Invocation,
+    ) -> Result<DeploymentGroupInfo, String> {
+        let read_error = |err: CallError| format!("CodeDeploy {err}");
+        if let Some(named) = bluegreen::named_group(service) {
+            let name = named?;
+            let tag = bluegreen::CODEDEPLOY_TAG;
+            let info = codedeploy::describe_group(&self.codedeploy, &name)
+                .await
+                .map_err(read_error)?
+                .ok_or_else(|| format!("CodeDeploy has no deployment group {name} (named by {tag})"))?;
+            return if bluegreen::deploys(&info, id) {
+                Ok(info)
+            } else {
+                Err(format!("the deployment group {name} (named by {tag}) does not deploy {id}"))
+            };
+        }
+        let not_found = || {
+            format!(
+                "no CodeDeploy deployment group deploys {id}: create one for it, or name it with the tag \
+                 {}=<application>/<deployment-group>",
+                bluegreen::CODEDEPLOY_TAG
+            )
+        };
+        if let Some(all) = &invocation.groups {
+            return all.get(id).cloned().ok_or_else(not_found);
+        }
+        let remembered = self.groups.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+        if let Some(name) = remembered
+            && let Some(info) = codedeploy::describe_group(&self.codedeploy, &name).await.map_err(read_error)?
+            && bluegreen::deploys(&info, id)
+        {
+            return Ok(info);
+        }
+        let described = codedeploy::ecs_groups(&self.codedeploy).await.map_err(read_error)?;
+        let index = bluegreen::index(&described);
+        let all: HashMap<ServiceId, DeploymentGroupInfo> = index
+            .iter()
+            .filter_map(|(id, name)| {
+                described.iter().find(|g| &GroupName::of(g) == name).map(|g| (id.clone(), g.clone()))
+            })
+            .collect();
+        *self.groups.lock().unwrap_or_else(|p| p.into_inner()) = index;
+        let found = all.get(id).cloned();
+        invocation.groups = Some(all);
+        found.ok_or_else(not_found)
+    }
+
+    /// The new revision's ARN: registered, or the one this invocation already
+    /// registered for the same revision and change.
+    async fn register(
+        &self,
+        td: &TaskDefinition,
+        old: &str,
+        changes: &[ImageChange],
+        containers: &[ContainerDefinition],
+        tags: &[Tag],
+        invocation: &mut Invocation,
+    ) -> Result<String, CallError> {
+        let key = (old.to_owned(), changes.to_vec());
+        if let Some(arn) = invocation.registered.get(&key) {
+            return Ok(arn.clone());
+        }
+        let arn = register_clone(&self.ecs, td, containers.to_vec(), tags.to_vec()).await?;
+        invocation.registered.insert(key, arn.clone());
+        Ok(arn)
+    }
+}
+
+/// The containers and tags of the new revision, or why ECS would refuse it.
+fn new_revision(
+    td: &TaskDefinition,
+    td_tags: &[Tag],
+    changes: &[ImageChange],
+    image_tags: &[(String, String)],
+) -> Result<(Vec<ContainerDefinition>, Vec<Tag>), String> {
+    let containers = updated_containers(td.container_definitions(), changes);
+    let tags = updated_tags(td_tags, changes, image_tags);
+    match revision_tags_problem(&tags) {
+        Some(problem) => Err(problem),
+        None => Ok((containers, tags)),
+    }
+}
+
+fn failed(id: &ServiceId, reason: String) -> Rolled {
+    warn!(cluster = %id.cluster, service = %id.service, %reason, "failed");
+    Rolled::Failed(reason)
+}
+
+fn deployed(
+    id: ServiceId,
+    controller: &'static str,
+    old: String,
+    new: Option<String>,
+    images: Vec<ImageChange>,
+    codedeploy: Option<CodeDeployment>,
+) -> Box<Deployed> {
+    Box::new(Deployed { id, controller, old_task_definition: old, new_task_definition: new, images, codedeploy })
+}
+
+/// Registers a revision cloned from `from`, with these containers and tags;
+/// returns its full ARN. Every RegisterTaskDefinition field is carried over,
+/// but inference accelerators, which ECS no longer accepts.
+pub async fn register_clone(
+    ecs: &aws_sdk_ecs::Client,
+    from: &TaskDefinition,
+    containers: Vec<ContainerDefinition>,
+    tags: Vec<Tag>,
+) -> Result<String, CallError> {
+    let source = from.task_definition_arn().unwrap_or_default();
+    let out = ecs
+        .register_task_definition()
+        .set_family(from.family.clone())
+        .set_task_role_arn(from.task_role_arn.clone())
+        .set_execution_role_arn(from.execution_role_arn.clone())
+        .set_network_mode(from.network_mode.clone())
+        .set_container_definitions(Some(containers))
+        .set_volumes(from.volumes.clone())
+        .set_placement_constraints(from.placement_constraints.clone())
+        .set_requires_compatibilities(from.requires_compatibilities.clone())
+        .set_cpu(from.cpu.clone())
+        .set_memory(from.memory.clone())
+        .set_tags((!tags.is_empty()).then_some(tags))
+        .set_pid_mode(from.pid_mode.clone())
+        .set_ipc_mode(from.ipc_mode.clone())
+        .set_proxy_configuration(from.proxy_configuration.clone())
+        .set_ephemeral_storage(from.ephemeral_storage.clone())
+        .set_runtime_platform(from.runtime_platform.clone())
+        .set_enable_fault_injection(from.enable_fault_injection)
+        .send()
+        .await
+        .map_err(|e| ecs_error("RegisterTaskDefinition", source, e.into_service_error()))?;
+    out.task_definition()
+        .and_then(TaskDefinition::task_definition_arn)
+        .map(str::to_owned)
+        .ok_or_else(|| empty_answer("RegisterTaskDefinition", source, "task definition ARN"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ECR: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+    const NEW: &str = "sha256:bbbbbbbb";
+
+    fn tags(pairs: &[(&str, &str)]) -> Vec<Tag> {
+        pairs.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()
+    }
+
+    #[test]
+    fn the_new_revision_keeps_every_other_setting_and_records_the_tag() {
+        let sidecar = ContainerDefinition::builder().name("proxy").image("nginx:1.25").cpu(64).essential(false).build();
+        let api = ContainerDefinition::builder().name("api").image(format!("{ECR}/shop/api:1.2.0")).memory(512).build();
+        let changes =
+            vec![ImageChange { container: "api".into(), from: String::new(), to: format!("{ECR}/shop/api@{NEW}") }];
+        let updated = updated_containers(&[api.clone(), sidecar.clone()], &changes);
+        assert_eq!(updated[1], sidecar);
+        assert_eq!(updated[0].memory(), Some(512));
+        assert_eq!(updated[0].image(), Some(format!("{ECR}/shop/api@{NEW}").as_str()));
+
+        let old =
+            tags(&[("team", "shop"), ("aws:cloudformation:stack-name", "x"), ("nightshift:image-tag/api", "1.2.0")]);
+        let new = updated_tags(&old, &changes, &[("api".into(), "1.3.0".into())]);
+        assert_eq!(new, tags(&[("team", "shop"), ("nightshift:image-tag/api", "1.3.0")]));
+        // A changed container whose new tag is unknown keeps no stale one.
+        assert_eq!(updated_tags(&old, &changes, &[]), tags(&[("team", "shop")]));
+    }
+
+    #[test]
+    fn the_circuit_breaker_is_turned_on_and_the_rest_is_kept() {
+        // Given a service whose breaker is off, with other settings of its own
+        let off = DeploymentCircuitBreaker::builder().enable(false).rollback(false).build();
+        let current = DeploymentConfiguration::builder()
+            .maximum_percent(150)
+            .minimum_healthy_percent(50)
+            .deployment_circuit_breaker(off)
+            .bake_time_in_minutes(5)
+            .build();
+        // Then the breaker is on with rollback, and everything else is exactly as it was
+        let config = with_circuit_breaker(Some(&current));
+        let on = DeploymentCircuitBreaker::builder().enable(true).rollback(true).build();
+        let mut want = current.clone();
+        want.deployment_circuit_breaker = Some(on.clone());
+        assert_eq!(config, want);
+        assert_eq!(with_circuit_breaker(None).deployment_circuit_breaker, Some(on));
+    }
+
+    #[test]
+    fn a_revision_ecs_would_refuse_is_not_registered() {
+        let many: Vec<Tag> = (0..51).map(|i| Tag::builder().key(format!("k{i}")).value("v").build()).collect();
+        assert_eq!(
+            revision_tags_problem(&many).as_deref(),
+            Some("the new revision would carry 51 tags; ECS allows 50")
+        );
+        assert_eq!(revision_tags_problem(&many[..50]), None);
+        let long = tags(&[(&format!("{IMAGE_TAG_PREFIX}{}", "c".repeat(120)), "1.3.0")]);
+        assert!(revision_tags_problem(&long).unwrap().contains("ECS takes 1 to 128"));
+    }
+
+    #[test]
+    fn a_service_is_named_cluster_slash_service() {
+        let id = ServiceId::parse("staging/shop").unwrap();
+        assert_eq!(
+            (id.cluster.as_str(), id.service.as_str(), id.to_string()),
+            ("staging", "shop", "staging/shop".into())
+        );
+        for bad in ["shop", "/shop", "staging/", "a/b/c", ""] {
+            assert!(ServiceId::parse(bad).unwrap_err().contains("not <cluster>/<service>"), "{bad}");
+        }
+    }
+}
