@@ -162,6 +162,24 @@ def _ssm(region, operation, body):
     return [(f"unknown:{action}", "*", {})]
 
 
+def _scheduler(region, method, path, raw):
+    # REST-JSON: the operation is the method and path.
+    found = re.match(r"^/schedules/([^/]+)$", path)
+    if method == "POST" and found:
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {}
+        group = body.get("GroupName") or "default"
+        needs = [("scheduler:CreateSchedule", f"arn:aws:scheduler:{region}:{ACCOUNT}:schedule/{group}/{found.group(1)}",
+                  {})]
+        role = (body.get("Target") or {}).get("RoleArn")
+        if role:
+            needs.append(("iam:PassRole", role, {"iam:PassedToService": "scheduler.amazonaws.com"}))
+        return needs
+    return [(f"unknown:scheduler:{method} {path}", "*", {})]
+
+
 def _s3(method, path, query, raw):
     parts = unquote(path).lstrip("/").split("/", 1)
     bucket, key = parts[0], (parts[1] if len(parts) > 1 else "")
@@ -226,6 +244,8 @@ def authorizations(environ, raw):
         needs = _ssm(region, operation, body)
     elif service == "codedeploy":
         needs = _codedeploy(region, operation, body)
+    elif service == "scheduler":
+        needs = _scheduler(region, environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""), raw)
     elif service == "s3":
         needs = _s3(environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""), raw)
     else:

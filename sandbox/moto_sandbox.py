@@ -33,7 +33,13 @@ which ends a CodeDeploy deployment as CodeDeploy would (see codedeploy.py), and
     POST /_sandbox/ecs/rollout  {"cluster": "shop", "service": "api", "outcome": "FAILED"}
 
 which ends a service's ECS rollout (COMPLETED or FAILED, then the circuit
-breaker's rollback when the service has it) as ECS would (see ecs_rollouts.py).
+breaker's rollback when the service has it) as ECS would (see ecs_rollouts.py), and
+
+    POST /_sandbox/scheduler/fire  {"until": "2026-11-27T12:30:00"}
+    GET  /_sandbox/scheduler/schedules
+
+which run the EventBridge Scheduler one-time schedules due by then and answer
+their targets, for the caller to invoke (see scheduler.py).
 
 It is also the webhook receiver of Slack and Teams channels:
 
@@ -50,7 +56,8 @@ as ECR does; an image's digest is the SHA-256 of its manifest, as ECR's is;
 S3's ListObjectVersions resumes after a KeyMarker whose key is gone, as S3
 does (moto drops the next key's first version); CodeDeploy takes one
 deployment at a time per group and answers BatchGetDeploymentGroups, and ECS
-refuses a new task definition for a CODE_DEPLOY service (codedeploy.py).
+refuses a new task definition for a CODE_DEPLOY service (codedeploy.py);
+EventBridge Scheduler checks CreateSchedule as AWS does (scheduler.py).
 
 With NIGHTSHIFT_REQUEST_LOG set to a folder, it writes there what IAM must
 allow for each request a function signed (see iam_requests.py), for the IAM
@@ -88,6 +95,7 @@ from werkzeug.wrappers import Request, Response
 import codedeploy
 import ecs_rollouts
 import iam_requests
+import scheduler
 import strict
 
 def _ecs_container_numbers_as_strings() -> None:
@@ -273,6 +281,13 @@ def default_network(region: str) -> dict:
 
 
 SIGNED_SERVICE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
+SIGNED_REGION = re.compile(r"Credential=[^/]+/[^/]+/([^/]+)/[^/]+/aws4_request")
+
+
+def signed_region(authorization: str) -> str:
+    """The region a SigV4-signed request is for; us-east-1 when unsigned."""
+    found = SIGNED_REGION.search(authorization)
+    return found.group(1) if found else "us-east-1"
 
 
 def signed_service(authorization: str) -> str:
@@ -382,8 +397,11 @@ class SandboxApp:
             except (KeyError, ValueError) as err:
                 response = Response(json.dumps({"error": str(err)}), 400, mimetype="application/json")
             return response(environ, start_response)
+        if environ.get("PATH_INFO", "").startswith("/_sandbox/scheduler/"):
+            return self.scheduler(environ, start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
-        if target or os.environ.get("NIGHTSHIFT_REQUEST_LOG"):
+        service = signed_service(environ.get("HTTP_AUTHORIZATION", ""))
+        if target or service == "scheduler" or os.environ.get("NIGHTSHIFT_REQUEST_LOG"):
             raw = Request(environ).get_data()
             environ["wsgi.input"] = io.BytesIO(raw)
             environ["CONTENT_LENGTH"] = str(len(raw))
@@ -399,8 +417,35 @@ class SandboxApp:
             if delay > 0:
                 time.sleep(delay)
             self.wait_together(operation)
-        with self.lock_for(signed_service(environ.get("HTTP_AUTHORIZATION", ""))):
+        with self.lock_for(service):
+            if service == "scheduler":
+                region = signed_region(environ.get("HTTP_AUTHORIZATION", ""))
+                refused = scheduler.refusal(ACCOUNT, region, environ.get("REQUEST_METHOD", ""),
+                                            environ.get("PATH_INFO", ""), raw)
+                if refused:
+                    status, kind, message = refused
+                    headers = {"x-amzn-ErrorType": kind}
+                    return Response(json.dumps({"Message": message}), status, headers=headers,
+                                    mimetype="application/json")(environ, start_response)
             return self.moto(environ, start_response)
+
+    def scheduler(self, environ, start_response):
+        """Time passing for EventBridge Scheduler (see scheduler.py)."""
+        request = Request(environ)
+        region = request.args.get("region", "us-east-1")
+        try:
+            with self.lock_for("scheduler"):
+                if environ.get("PATH_INFO") == scheduler.FIRE_PATH and environ.get("REQUEST_METHOD") == "POST":
+                    body = json.loads(request.get_data() or b"{}")
+                    answer = {"fired": scheduler.fire(ACCOUNT, body.get("region", region), body["until"])}
+                elif environ.get("PATH_INFO") == scheduler.SCHEDULES_PATH:
+                    answer = {"schedules": scheduler.schedules(ACCOUNT, region)}
+                else:
+                    return Response("{}", 404, mimetype="application/json")(environ, start_response)
+            response = Response(json.dumps(answer, default=str), 200, mimetype="application/json")
+        except (KeyError, ValueError) as err:
+            response = Response(json.dumps({"error": str(err)}), 400, mimetype="application/json")
+        return response(environ, start_response)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ pub mod codedeploy;
 pub mod event;
 pub mod message;
 pub mod outcome;
+pub mod promote;
 
 use aws_sdk_ecs::types::{Service, ServiceField, Tag, TaskDefinitionField};
 use chrono::Utc;

@@ -1,0 +1,555 @@
+//! Promotion: a service tagged `nightshift:promote-from=<cluster>/<service>`
+//! gets, once the service it follows has run a revision long enough without a
+//! failure, that revision's images, by digest. The decisions: when a
+//! promotion is due, and, when it is, whether it may move and what. No AWS
+//! calls here.
+
+use aws_sdk_ecs::types::{ContainerDefinition, Tag};
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use nightshift::ecs::tag_value;
+use nightshift::image::ImageRef;
+use nightshift::quarantine;
+use nightshift::rollout::{ImageChange, ServiceId};
+use nightshift::window::WeeklyWindows;
+use serde::{Deserialize, Serialize};
+
+/// The service a downstream follows: `<cluster>/<service>`.
+pub const PROMOTE_FROM_TAG: &str = "nightshift:promote-from";
+/// How long an image must have run upstream, without a failure, before it moves on.
+pub const SOAK_TAG: &str = "nightshift:soak-minutes";
+/// When promotions into the service may happen: `<days> <HH:MM>-<HH:MM>` in `TIMEZONE`.
+pub const WINDOW_TAG: &str = "nightshift:promote-window";
+pub const DEFAULT_SOAK_MINUTES: i64 = 30;
+/// Thirty days: a soak longer than that is a typo.
+const MAX_SOAK_MINUTES: i64 = 43_200;
+
+/// A downstream service's promotion settings, from its tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub from: ServiceId,
+    pub soak: Duration,
+    /// `None`: promotions may happen at any time.
+    pub window: Option<WeeklyWindows>,
+}
+
+impl Settings {
+    /// `None` when the service is not tagged `nightshift:promote-from`; else
+    /// its settings, or what is wrong with its tags.
+    pub fn of(tags: &[Tag], timezone: Tz) -> Option<Result<Self, String>> {
+        let from = tag_value(tags, PROMOTE_FROM_TAG)?;
+        Some(Self::parse(from, tag_value(tags, SOAK_TAG), tag_value(tags, WINDOW_TAG), timezone))
+    }
+
+    fn parse(from: &str, soak: Option<&str>, window: Option<&str>, timezone: Tz) -> Result<Self, String> {
+        let from = ServiceId::parse(from).map_err(|why| format!("{PROMOTE_FROM_TAG}: {why}"))?;
+        let soak = match soak.map(str::trim) {
+            None => DEFAULT_SOAK_MINUTES,
+            Some(text) => text.parse::<i64>().ok().filter(|m| (0..=MAX_SOAK_MINUTES).contains(m)).ok_or_else(|| {
+                format!("{SOAK_TAG} is {text:?}, not a number of minutes from 0 to {MAX_SOAK_MINUTES}")
+            })?,
+        };
+        let window = match window.map(str::trim).filter(|w| !w.is_empty()) {
+            None => None,
+            Some(text) => Some(WeeklyWindows::parse(text, timezone).map_err(|why| format!("{WINDOW_TAG}: {why}"))?),
+        };
+        Ok(Self { from, soak: Duration::minutes(soak), window })
+    }
+}
+
+/// A promotion that is due: the schedule's input (`{"promotion": {...}}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Due {
+    /// The service promoted into, `<cluster>/<service>`.
+    pub service: String,
+    /// The service it follows.
+    pub from: String,
+    /// The revision that succeeded upstream.
+    pub task_definition: String,
+    /// The upstream deployment that rolled it out (ECS `ecs-svc/…` or CodeDeploy `d-…`).
+    pub deployment: String,
+}
+
+/// When the schedule runs: the end of the soak, never in the past (a late
+/// event), and then the window's next opening.
+pub fn due_at(completed: DateTime<Utc>, settings: &Settings, now: DateTime<Utc>) -> DateTime<Utc> {
+    let due = (completed + settings.soak).max(now + Duration::minutes(1));
+    let due = settings.window.as_ref().and_then(|w| w.next_open(due)).unwrap_or(due);
+    // Scheduler takes whole seconds; never round into the past.
+    DateTime::from_timestamp(due.timestamp() + i64::from(due.timestamp_subsec_nanos() > 0), 0).unwrap_or(due)
+}
+
+/// The schedule's name: the same upstream deployment, service and time give
+/// the same name, so a duplicate outcome schedules nothing twice (Scheduler
+/// refuses a second schedule of one name). Scheduler names: 1-64 of `[0-9a-zA-Z-_.]`.
+pub fn schedule_name(service: &ServiceId, deployment: &str, at: Option<DateTime<Utc>>) -> String {
+    let mut hash = Fnv::default();
+    for part in [service.cluster.as_str(), service.service.as_str(), deployment] {
+        hash.write(part.as_bytes());
+        hash.write(&[0]);
+    }
+    if let Some(at) = at {
+        hash.write(&at.timestamp().to_be_bytes());
+    }
+    let readable: String = service
+        .service
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
+        .take(38)
+        .collect();
+    format!("promote-{readable}-{:016x}", hash.0)
+}
+
+/// FNV-1a, 64 bits: stable across builds and platforms (std's hasher is not).
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+/// The service promoted from, as AWS describes it now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upstream {
+    /// The revision the service runs.
+    pub task_definition: String,
+    /// The deployment that put it there, when it completed; else why the
+    /// service is not settled (a rollout in progress, a rollback).
+    pub settled: Result<Settled, String>,
+    /// Its `nightshift:quarantine`.
+    pub quarantine: String,
+    /// Its revision's containers and the tag each was deployed from.
+    pub containers: Vec<ContainerDefinition>,
+    pub image_tags: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settled {
+    pub deployment: String,
+    pub completed_at: DateTime<Utc>,
+}
+
+/// The service promoted into, as AWS describes it now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Downstream {
+    pub id: ServiceId,
+    pub settings: Settings,
+    pub quarantine: String,
+    pub containers: Vec<ContainerDefinition>,
+}
+
+/// What a promotion does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Promotion {
+    /// Deploy these changes (each container pinned to the upstream's digest).
+    Move { changes: Vec<ImageChange>, image_tags: Vec<(String, String)>, digests: Vec<String> },
+    /// Not yet: the soak has not passed or the window is closed; schedule again then.
+    Wait { until: DateTime<Utc>, why: String },
+    /// The downstream already runs every digest.
+    Already(String),
+    /// Nothing moves, for this reason.
+    Refuse(String),
+}
+
+/// Decides a promotion: `due` is the schedule's (soak and window checked), `None` a promotion by hand.
+pub fn decide(due: Option<&Due>, upstream: &Upstream, downstream: &Downstream, now: DateTime<Utc>) -> Promotion {
+    let from = &downstream.settings.from;
+    if let Some(due) = due
+        && due.from != from.to_string()
+    {
+        return Promotion::Refuse(format!(
+            "{} now follows {from} ({PROMOTE_FROM_TAG}), not {}: nothing promoted",
+            downstream.id, due.from
+        ));
+    }
+    let settled = match &upstream.settled {
+        Ok(settled) => settled,
+        Err(why) => return Promotion::Refuse(format!("{from} is not settled: {why}")),
+    };
+    if let Some(due) = due {
+        if upstream.task_definition != due.task_definition {
+            return Promotion::Refuse(format!(
+                "{from} now runs {}, not {}: it changed since, and what it runs now is promoted after its own rollout",
+                short_revision(&upstream.task_definition),
+                short_revision(&due.task_definition)
+            ));
+        }
+        if settled.deployment != due.deployment {
+            return Promotion::Refuse(format!(
+                "{from} was deployed again since {} (now {}): a failure or rollback may have come between",
+                due.deployment, settled.deployment
+            ));
+        }
+    }
+    let (changes, image_tags, digests) = match changes(upstream, downstream) {
+        Ok(found) => found,
+        Err(why) => return Promotion::Refuse(why),
+    };
+    for digest in &digests {
+        let short = quarantine::short(digest);
+        if quarantine::holds(&downstream.quarantine, digest) {
+            return Promotion::Refuse(format!(
+                "{short} is quarantined on {}: a rollout of it failed there",
+                downstream.id
+            ));
+        }
+        if quarantine::holds(&upstream.quarantine, digest) {
+            return Promotion::Refuse(format!("{short} is quarantined on {from}: a rollout of it failed there"));
+        }
+    }
+    if changes.is_empty() {
+        let shorts: Vec<String> = digests.iter().map(|d| quarantine::short(d)).collect();
+        return Promotion::Already(format!("{} already runs {} from {from}", downstream.id, shorts.join(", ")));
+    }
+    if due.is_some() {
+        let soaked = settled.completed_at + downstream.settings.soak;
+        if soaked > now {
+            let minutes = downstream.settings.soak.num_minutes();
+            return Promotion::Wait {
+                until: soaked,
+                why: format!("{from} has run it since {}; the soak is {minutes} minutes", settled.completed_at),
+            };
+        }
+        if let Some(window) = &downstream.settings.window
+            && let Some(open) = window.next_open(now)
+            && open > now
+        {
+            let text = window.windows.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+            return Promotion::Wait { until: open, why: format!("outside {WINDOW_TAG} {text} ({})", window.timezone) };
+        }
+    }
+    Promotion::Move { changes, image_tags, digests }
+}
+
+/// Each downstream container that runs an image of a repository the upstream
+/// runs, pinned to the upstream's digest; with the tag it was deployed from
+/// and every digest concerned (changing or not).
+#[allow(clippy::type_complexity)]
+fn changes(
+    upstream: &Upstream,
+    downstream: &Downstream,
+) -> Result<(Vec<ImageChange>, Vec<(String, String)>, Vec<String>), String> {
+    let from = &downstream.settings.from;
+    // Each upstream repository with its digest (and tag); two digests of one repository are ambiguous.
+    let mut sources: Vec<(String, String, ImageRef, Option<String>)> = Vec::new();
+    for container in &upstream.containers {
+        let (Some(name), Some(image)) = (container.name(), container.image()) else { continue };
+        let Ok(image) = image.parse::<ImageRef>() else { continue };
+        let registry = image.registry.clone().unwrap_or_default();
+        if let Some((_, _, other, _)) =
+            sources.iter().find(|(r, repo, _, _)| *r == registry && *repo == image.repository)
+        {
+            if other.digest != image.digest {
+                return Err(format!("{from} runs two images of {}: the one to promote is ambiguous", image.repository));
+            }
+            continue;
+        }
+        let tag = upstream.image_tags.iter().find(|(c, _)| c == name).map(|(_, t)| t.clone()).or(image.tag.clone());
+        sources.push((registry, image.repository.clone(), image, tag));
+    }
+    let mut changes = Vec::new();
+    let mut image_tags = Vec::new();
+    let mut digests = Vec::new();
+    // Repositories both run, but upstream by tag: left as they are (a shared sidecar, say).
+    let mut by_tag = Vec::new();
+    for container in &downstream.containers {
+        let (Some(name), Some(current)) = (container.name(), container.image()) else { continue };
+        let Ok(image) = current.parse::<ImageRef>() else { continue };
+        let registry = image.registry.clone().unwrap_or_default();
+        let Some((_, _, source, tag)) =
+            sources.iter().find(|(r, repo, _, _)| *r == registry && *repo == image.repository)
+        else {
+            continue;
+        };
+        let Some(digest) = &source.digest else {
+            by_tag.push(source.to_string());
+            continue;
+        };
+        if !digests.contains(digest) {
+            digests.push(digest.clone());
+        }
+        if image.digest.as_ref() == Some(digest) {
+            continue;
+        }
+        changes.push(ImageChange {
+            container: name.to_owned(),
+            from: current.to_owned(),
+            to: ImageRef::pinned(&registry, &image.repository, digest),
+        });
+        if let Some(tag) = tag {
+            image_tags.push((name.to_owned(), tag.clone()));
+        }
+    }
+    if digests.is_empty() && !by_tag.is_empty() {
+        return Err(format!(
+            "{from} runs {} by tag, not by digest: a promotion moves digests only (deploy-on-push pins them)",
+            by_tag.join(", ")
+        ));
+    }
+    if digests.is_empty() {
+        return Err(format!("no container of {} runs an image of a repository {from} runs", downstream.id));
+    }
+    Ok((changes, image_tags, digests))
+}
+
+/// `family:revision` of a task definition ARN.
+pub fn short_revision(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    const ECR: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+    const GOOD: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const OLD: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+    const TD: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/shop-staging:3";
+
+    fn utc(d: u32, h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, d, h, m, 0).unwrap()
+    }
+
+    fn container(name: &str, image: &str) -> ContainerDefinition {
+        ContainerDefinition::builder().name(name).image(image).build()
+    }
+
+    fn settings(soak: Option<&str>, window: Option<&str>) -> Settings {
+        Settings::parse("staging/shop", soak, window, Tz::UTC).unwrap()
+    }
+
+    fn upstream() -> Upstream {
+        Upstream {
+            task_definition: TD.into(),
+            settled: Ok(Settled { deployment: "ecs-svc/1".into(), completed_at: utc(27, 10, 0) }),
+            quarantine: String::new(),
+            containers: vec![container("app", &format!("{ECR}/shop@{GOOD}")), container("log", "fluent/fluent-bit:3")],
+            image_tags: vec![("app".into(), "1.4.0".into())],
+        }
+    }
+
+    fn downstream(settings: Settings) -> Downstream {
+        Downstream {
+            id: ServiceId::parse("qa/shop").unwrap(),
+            settings,
+            quarantine: String::new(),
+            containers: vec![container("web", &format!("{ECR}/shop@{OLD}")), container("log", "fluent/fluent-bit:3")],
+        }
+    }
+
+    fn due() -> Due {
+        Due {
+            service: "qa/shop".into(),
+            from: "staging/shop".into(),
+            task_definition: TD.into(),
+            deployment: "ecs-svc/1".into(),
+        }
+    }
+
+    fn moved() -> Promotion {
+        Promotion::Move {
+            changes: vec![ImageChange {
+                container: "web".into(),
+                from: format!("{ECR}/shop@{OLD}"),
+                to: format!("{ECR}/shop@{GOOD}"),
+            }],
+            image_tags: vec![("web".into(), "1.4.0".into())],
+            digests: vec![GOOD.into()],
+        }
+    }
+
+    #[test]
+    fn settings_come_from_the_tags_with_clear_errors() {
+        let tags = |pairs: &[(&str, &str)]| -> Vec<Tag> {
+            pairs.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()
+        };
+        assert_eq!(Settings::of(&tags(&[("nightshift:deploy", "semver")]), Tz::UTC), None);
+        let s = Settings::of(&tags(&[(PROMOTE_FROM_TAG, "staging/shop")]), Tz::UTC).unwrap().unwrap();
+        assert_eq!((s.from.to_string(), s.soak, s.window), ("staging/shop".into(), Duration::minutes(30), None));
+        let s = Settings::of(
+            &tags(&[(PROMOTE_FROM_TAG, "qa/shop"), (SOAK_TAG, "0"), (WINDOW_TAG, "Mon-Fri 09:00-16:00")]),
+            Tz::UTC,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (s.soak, s.window.unwrap().windows[0].to_string()),
+            (Duration::zero(), "Mon-Fri 09:00-16:00".into())
+        );
+        let table = [
+            ((PROMOTE_FROM_TAG, "shop"), "nightshift:promote-from: \"shop\" is not <cluster>/<service>"),
+            ((SOAK_TAG, "half an hour"), "nightshift:soak-minutes is \"half an hour\", not a number of minutes"),
+            ((SOAK_TAG, "-5"), "nightshift:soak-minutes is \"-5\""),
+            ((WINDOW_TAG, "weekdays 9-5"), "nightshift:promote-window: \"weekdays 9-5\""),
+        ];
+        for ((key, value), want) in table {
+            let mut pairs = vec![(PROMOTE_FROM_TAG, "staging/shop")];
+            pairs.retain(|(k, _)| *k != key);
+            pairs.push((key, value));
+            let err = Settings::of(&tags(&pairs), Tz::UTC).unwrap().unwrap_err();
+            assert!(err.starts_with(want), "{key}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_due_promotion_moves_the_upstream_digest_once_soaked() {
+        let d = downstream(settings(None, None));
+        // Soaked (30 minutes after 10:00): the digest moves, with its tag, and the sidecar stays.
+        assert_eq!(decide(Some(&due()), &upstream(), &d, utc(27, 10, 30)), moved());
+        // Not yet: wait for the end of the soak.
+        match decide(Some(&due()), &upstream(), &d, utc(27, 10, 29)) {
+            Promotion::Wait { until, why } => {
+                assert_eq!(until, utc(27, 10, 30));
+                assert!(why.contains("the soak is 30 minutes"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // By hand, the soak is not checked.
+        assert_eq!(decide(None, &upstream(), &d, utc(27, 10, 1)), moved());
+        // Already there: nothing to do.
+        let mut there = d.clone();
+        there.containers[0] = container("web", &format!("{ECR}/shop@{GOOD}"));
+        assert!(matches!(decide(Some(&due()), &upstream(), &there, utc(27, 11, 0)), Promotion::Already(why)
+            if why == "qa/shop already runs sha256:1111111111111111 from staging/shop"));
+    }
+
+    #[test]
+    fn the_window_holds_a_promotion_until_it_opens_across_midnight_and_daylight_saving() {
+        // 2026-11-27 is a Friday.
+        let table = [
+            // Inside the window: moves.
+            ("Mon-Fri 09:00-16:00", Tz::UTC, utc(27, 11, 0), None),
+            // After Friday's close: Monday 09:00.
+            ("Mon-Fri 09:00-16:00", Tz::UTC, utc(27, 17, 0), Some(utc(30, 9, 0))),
+            // A window across midnight, after its end: the same evening.
+            ("Daily 22:00-02:00", Tz::UTC, utc(27, 12, 0), Some(utc(27, 22, 0))),
+            ("Daily 22:00-02:00", Tz::UTC, utc(28, 1, 0), None),
+        ];
+        for (window, tz, now, want) in table {
+            let mut s = settings(Some("0"), None);
+            s.window = Some(WeeklyWindows::parse(window, tz).unwrap());
+            let got = decide(Some(&due()), &upstream(), &downstream(s), now);
+            match (want, got) {
+                (None, Promotion::Move { .. }) => {}
+                (Some(want), Promotion::Wait { until, why }) => {
+                    assert_eq!(until, want, "{window} at {now}");
+                    assert!(why.starts_with("outside nightshift:promote-window"), "{why}");
+                }
+                (want, got) => panic!("{window} at {now}: want {want:?}, got {got:?}"),
+            }
+        }
+        // In New York the clocks went back on 1 November 2026: 09:00 EST is 14:00 UTC (13:00 before).
+        let ny = chrono_tz::America::New_York;
+        let mut s = settings(Some("0"), None);
+        s.window = Some(WeeklyWindows::parse("Mon-Fri 09:00-16:00", ny).unwrap());
+        let mut early = upstream();
+        early.settled = Ok(Settled { deployment: "ecs-svc/1".into(), completed_at: utc(1, 0, 0) });
+        let at = |now| match decide(Some(&due()), &early, &downstream(s.clone()), now) {
+            Promotion::Wait { until, .. } => until,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            at(Utc.with_ymd_and_hms(2026, 10, 29, 22, 0, 0).unwrap()),
+            Utc.with_ymd_and_hms(2026, 10, 30, 13, 0, 0).unwrap()
+        );
+        assert_eq!(
+            at(Utc.with_ymd_and_hms(2026, 10, 30, 22, 0, 0).unwrap()),
+            Utc.with_ymd_and_hms(2026, 11, 2, 14, 0, 0).unwrap()
+        );
+    }
+
+    #[test]
+    fn nothing_moves_when_the_upstream_changed_failed_or_is_quarantined() {
+        let d = downstream(settings(None, None));
+        let now = utc(27, 12, 0);
+        let refused = |u: &Upstream, d: &Downstream, due: Option<&Due>| match decide(due, u, d, now) {
+            Promotion::Refuse(why) => why,
+            other => panic!("{other:?}"),
+        };
+        // A newer revision upstream.
+        let mut newer = upstream();
+        newer.task_definition = TD.replace(":3", ":4");
+        assert!(
+            refused(&newer, &d, Some(&due())).starts_with("staging/shop now runs shop-staging:4, not shop-staging:3")
+        );
+        // The same revision, but deployed again since (a rollback to it, say).
+        let mut again = upstream();
+        again.settled = Ok(Settled { deployment: "ecs-svc/2".into(), completed_at: utc(27, 11, 0) });
+        assert!(refused(&again, &d, Some(&due())).contains("was deployed again since ecs-svc/1 (now ecs-svc/2)"));
+        // A rollout in progress, or rolled back: even by hand.
+        let mut busy = upstream();
+        busy.settled = Err("its rollout ecs-svc/3 is IN_PROGRESS".into());
+        assert_eq!(refused(&busy, &d, None), "staging/shop is not settled: its rollout ecs-svc/3 is IN_PROGRESS");
+        // Quarantined downstream (it failed there before), or upstream.
+        let mut held = d.clone();
+        held.quarantine = "sha256:1111111111111111".into();
+        assert_eq!(
+            refused(&upstream(), &held, None),
+            "sha256:1111111111111111 is quarantined on qa/shop: a rollout of it failed there"
+        );
+        let mut held_up = upstream();
+        held_up.quarantine = "sha256:9999999999999999 sha256:1111111111111111".into();
+        assert!(refused(&held_up, &d, Some(&due())).contains("quarantined on staging/shop"));
+        // The downstream now follows another service.
+        let mut other = d.clone();
+        other.settings.from = ServiceId::parse("staging/other").unwrap();
+        assert!(refused(&upstream(), &other, Some(&due())).starts_with("qa/shop now follows staging/other"));
+        // Unpinned upstream, no shared repository, two digests of one repository.
+        let mut by_tag = upstream();
+        by_tag.containers[0] = container("app", &format!("{ECR}/shop:1.4.0"));
+        assert_eq!(
+            refused(&by_tag, &d, None),
+            format!(
+                "staging/shop runs {ECR}/shop:1.4.0, fluent/fluent-bit:3 by tag, not by digest: a promotion moves \
+                     digests only (deploy-on-push pins them)"
+            )
+        );
+        let mut unrelated = d.clone();
+        unrelated.containers = vec![container("web", &format!("{ECR}/billing@{OLD}"))];
+        assert_eq!(
+            refused(&upstream(), &unrelated, None),
+            "no container of qa/shop runs an image of a repository staging/shop runs"
+        );
+        let mut two = upstream();
+        two.containers.push(container("worker", &format!("{ECR}/shop@{OLD}")));
+        assert!(refused(&two, &d, None).contains("runs two images of shop"));
+    }
+
+    #[test]
+    fn the_schedule_runs_after_the_soak_in_the_window_never_in_the_past() {
+        let s = settings(None, None);
+        assert_eq!(due_at(utc(27, 10, 0), &s, utc(27, 10, 1)), utc(27, 10, 30));
+        // A late outcome: a minute from now.
+        assert_eq!(due_at(utc(27, 10, 0), &s, utc(27, 12, 0)), utc(27, 12, 1));
+        // Outside the window: when it opens.
+        let w = settings(Some("60"), Some("Mon-Fri 09:00-16:00"));
+        assert_eq!(due_at(utc(27, 15, 30), &w, utc(27, 15, 31)), utc(30, 9, 0));
+        // Sub-second times round up, never into the past.
+        let odd = utc(27, 10, 0) + Duration::milliseconds(1500);
+        assert_eq!(due_at(odd, &settings(Some("0"), None), utc(27, 9, 0)), utc(27, 10, 0) + Duration::seconds(2));
+    }
+
+    #[test]
+    fn a_schedule_name_is_stable_readable_and_what_scheduler_takes() {
+        let qa = ServiceId::parse("qa/shop").unwrap();
+        let a = schedule_name(&qa, "ecs-svc/1", None);
+        assert_eq!(a, schedule_name(&qa, "ecs-svc/1", None));
+        assert!(a.starts_with("promote-shop-") && a.len() <= 64, "{a}");
+        assert_ne!(a, schedule_name(&qa, "ecs-svc/2", None));
+        assert_ne!(a, schedule_name(&ServiceId::parse("prod/shop").unwrap(), "ecs-svc/1", None));
+        assert_ne!(a, schedule_name(&qa, "ecs-svc/1", Some(utc(30, 9, 0))));
+        let long = ServiceId { cluster: "c".into(), service: format!("a/b c{}", "x".repeat(300)) };
+        let name = schedule_name(&long, "d-ABCDEFGHI", None);
+        assert!(name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)), "{name}");
+    }
+}
