@@ -453,7 +453,10 @@ mod tests {
         let mut s = settings(Some("0"), None);
         s.window = Some(WeeklyWindows::parse("Mon-Fri 09:00-16:00", ny).unwrap());
         let mut early = upstream();
-        early.settled = Ok(Settled { deployment: "ecs-svc/1".into(), completed_at: utc(1, 0, 0) });
+        early.settled = Ok(Settled {
+            deployment: "ecs-svc/1".into(),
+            completed_at: Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap(),
+        });
         let at = |now| match decide(Some(&due()), &early, &downstream(s.clone()), now) {
             Promotion::Wait { until, .. } => until,
             other => panic!("{other:?}"),
