@@ -17,6 +17,9 @@ pub fn tag_value<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
 
 /// The service tag that opts a service in to deploy-on-push (and so to watch-rollouts), holding its policy.
 pub const DEPLOY_TAG: &str = "nightshift:deploy";
+/// The service tag naming the service a service is promoted from (`<cluster>/<service>`):
+/// such a service follows that one's successful rollouts, not ECR pushes.
+pub const PROMOTE_FROM_TAG: &str = "nightshift:promote-from";
 /// deploy-on-push's tag on a revision it registers: `<prefix><container>` = the image tag it deployed.
 pub const IMAGE_TAG_PREFIX: &str = "nightshift:image-tag/";
 
@@ -80,6 +83,17 @@ pub fn tag_count_problem(current: &[Tag], keys: &[&str]) -> Option<String> {
     new.dedup();
     (have + new.len() > MAX_TAGS)
         .then(|| format!("it carries {have} tags and needs {} more; ECS allows {MAX_TAGS} on a resource", new.len()))
+}
+
+/// Every cluster of the account and region.
+pub async fn list_clusters(ecs: &Client) -> Result<Vec<String>, CallError> {
+    let mut arns = Vec::new();
+    let mut pages = ecs.list_clusters().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| CallError::new("ListClusters", "the account", e.into_service_error()))?;
+        arns.extend(page.cluster_arns().iter().cloned());
+    }
+    Ok(arns)
 }
 
 /// Every service ARN of the cluster.

@@ -15,17 +15,6 @@ where
     DeployError::Ecs(CallError::new(operation, target, err))
 }
 
-/// Every cluster of the account and region.
-pub async fn list_clusters(ecs: &Client) -> Result<Vec<String>, DeployError> {
-    let mut arns = Vec::new();
-    let mut pages = ecs.list_clusters().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| ecs_error("ListClusters", "the account", e.into_service_error()))?;
-        arns.extend(page.cluster_arns().iter().cloned());
-    }
-    Ok(arns)
-}
-
 /// Sets one tag on a service.
 pub async fn tag_service(ecs: &Client, service_arn: &str, key: &str, value: &str) -> Result<(), DeployError> {
     ecs.tag_resource()

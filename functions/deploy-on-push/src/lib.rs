@@ -204,7 +204,7 @@ impl DeployOnPush {
         report: &mut DeployReport,
     ) -> Result<Vec<Examined>, DeployError> {
         let clusters = if self.config.clusters.is_empty() {
-            ecs::list_clusters(&self.ecs).await?
+            nightshift::ecs::list_clusters(&self.ecs).await?
         } else {
             self.config.clusters.clone()
         };

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use aws_sdk_ecs::types::{DeploymentControllerType, Service, Tag, TaskDefinition};
 use chrono::{DateTime, Utc};
-use nightshift::ecs::tag_value;
+use nightshift::ecs::{PROMOTE_FROM_TAG, tag_value};
 use nightshift::quarantine::{self, QUARANTINE_TAG};
 
 use crate::event::Push;
@@ -52,6 +52,10 @@ fn container_policy(service: &ServicePolicy, label: Option<&str>) -> Result<Opti
 /// service carries a record of the revision it runs (`nightshift:running`),
 /// what its containers run and which policy each follows.
 pub fn triage(service: &Service, push: &Push, tag: &str) -> Candidate {
+    // A service promoted from another follows that one's rollouts (watch-rollouts), not pushes.
+    if tag_value(service.tags(), PROMOTE_FROM_TAG).is_some() {
+        return Candidate::NotFollowing;
+    }
     let policy = match service_policy(service) {
         None => return Candidate::NotFollowing,
         Some(Err(why)) => return Candidate::Skip(why),
@@ -369,6 +373,8 @@ mod tests {
                 )),
             ),
             (vec![(DEPLOY_TAG, "semver"), (QUARANTINE_TAG, "sha256:0000000000000000")], None, Candidate::Examine),
+            // Promoted from another service: it follows that one's rollouts, not pushes.
+            (vec![(DEPLOY_TAG, "semver"), (PROMOTE_FROM_TAG, "staging/shop")], None, Candidate::NotFollowing),
         ];
         let mut draining = service(&[(DEPLOY_TAG, "semver")], None);
         draining.status = Some("DRAINING".into());

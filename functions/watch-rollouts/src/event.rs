@@ -7,6 +7,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::outcome::EcsEvent;
+use crate::promote::Due;
+use nightshift::rollout::ServiceId;
 
 /// `detail` of an "ECS Deployment State Change" event.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -57,6 +59,10 @@ pub struct CodeDeployEnd {
 pub enum Trigger {
     Ecs(Rollout),
     CodeDeploy(CodeDeployEnd),
+    /// A promotion's schedule came due: `{"promotion": {...}}`.
+    Promotion(Due),
+    /// A promotion by hand: `{"promote": "<cluster>/<service>"}`.
+    Promote(ServiceId),
     /// Well-formed, but nothing to decide: the reason.
     Ignored(String),
 }
@@ -71,6 +77,17 @@ fn service_of(arn: &str) -> Option<(String, String)> {
 
 /// Reads the event. `Err` names what is missing or malformed.
 pub fn parse(payload: &Value) -> Result<Trigger, String> {
+    if let Some(due) = payload.get("promotion") {
+        let due: Due = serde_json::from_value(due.clone())
+            .map_err(|e| format!("promotion is not a promotion's schedule input: {e}"))?;
+        ServiceId::parse(&due.service).map_err(|why| format!("promotion.service: {why}"))?;
+        ServiceId::parse(&due.from).map_err(|why| format!("promotion.from: {why}"))?;
+        return Ok(Trigger::Promotion(due));
+    }
+    if let Some(service) = payload.get("promote") {
+        let text = service.as_str().ok_or("promote is not a string: <cluster>/<service>")?;
+        return ServiceId::parse(text).map(Trigger::Promote).map_err(|why| format!("promote: {why}"));
+    }
     let event: EventBridgeEvent<Value> =
         serde_json::from_value(payload.clone()).map_err(|e| format!("not an EventBridge event: {e}"))?;
     if event.source == "aws.codedeploy" && event.detail_type == "CodeDeploy Deployment State-change Notification" {
@@ -180,6 +197,29 @@ mod tests {
         let mut other = event("SERVICE_DEPLOYMENT_FAILED", json!([]));
         other["source"] = json!("aws.ecr");
         assert!(matches!(parse(&other).unwrap(), Trigger::Ignored(_)));
+    }
+
+    #[test]
+    fn a_promotion_comes_from_its_schedule_or_by_hand() {
+        let due = json!({"promotion": {"service": "qa/shop", "from": "staging/shop",
+            "task_definition": "arn:aws:ecs:eu-west-1:123456789012:task-definition/shop:3", "deployment": "ecs-svc/1"}});
+        let Trigger::Promotion(parsed) = parse(&due).unwrap() else { panic!() };
+        assert_eq!((parsed.service.as_str(), parsed.deployment.as_str()), ("qa/shop", "ecs-svc/1"));
+        assert_eq!(
+            parse(&json!({"promote": "prod/shop"})).unwrap(),
+            Trigger::Promote(ServiceId { cluster: "prod".into(), service: "shop".into() })
+        );
+        assert_eq!(parse(&json!({"promote": "shop"})).unwrap_err(), "promote: \"shop\" is not <cluster>/<service>");
+        assert_eq!(parse(&json!({"promote": 7})).unwrap_err(), "promote is not a string: <cluster>/<service>");
+        let mut bad = due.clone();
+        bad["promotion"]["from"] = json!("staging");
+        assert_eq!(parse(&bad).unwrap_err(), "promotion.from: \"staging\" is not <cluster>/<service>");
+        bad["promotion"].as_object_mut().unwrap().remove("deployment");
+        assert!(
+            parse(&bad)
+                .unwrap_err()
+                .starts_with("promotion is not a promotion's schedule input: missing field `deployment`")
+        );
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! (`nightshift:deploy`) ended, told once to the service's channels
 //! (`nightshift:notify`), and the digests of a failed or rolled-back rollout
 //! kept in `nightshift:quarantine`, which `deploy-on-push` never deploys again.
+//! A rollout that succeeded schedules the promotion of its revision to each
+//! service that follows it (`nightshift:promote-from`), run by this function
+//! when due (`chain`, `promote`).
 //!
 //! Parse (ECS Deployment State Change, or CodeDeploy Deployment State-change
 //! Notification) -> observe (the service, its deployments and record, or the
@@ -9,25 +12,32 @@
 //! rolled out) -> decide (`outcome`) -> apply (tell, then record and
 //! quarantine in one TagResource) -> report.
 
+pub mod chain;
 pub mod codedeploy;
 pub mod event;
 pub mod message;
 pub mod outcome;
 pub mod promote;
 
+use std::sync::Arc;
+
 use aws_sdk_ecs::types::{Service, ServiceField, Tag, TaskDefinitionField};
 use chrono::Utc;
+use chrono_tz::Tz;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use nightshift::aws::CallError;
 use nightshift::config::{self, ConfigError, Vars};
 use nightshift::ecs::tag_value;
-use nightshift::notify::{self, Delivery, Level, Notifier};
+use nightshift::notify::{self, Delivery, Level, Notice, Notifier};
 use nightshift::quarantine::{self, QUARANTINE_TAG};
+use nightshift::rollout::{Deployer, ServiceId};
+use nightshift::{Clock, SystemClock};
 use nightshift::{LambdaFailure, Measured, Metric};
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
 
+use chain::{PromotionReport, Scheduled, Succeeded};
 use event::{CodeDeployEnd, Rollout, Trigger};
 use message::Image;
 use outcome::{Decision, Deployment, Outcome, Record, TOLD_TAG};
@@ -35,16 +45,55 @@ use outcome::{Decision, Deployment, Outcome, Record, TOLD_TAG};
 pub const FUNCTION: &str = "watch-rollouts";
 pub use nightshift::ecs::DEPLOY_TAG;
 pub use nightshift::notify::NOTIFY_TAG;
+pub use promote::PROMOTE_FROM_TAG;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchConfig {
-    /// `DRY_RUN`: decide and report; tell no one, write nothing.
+    /// `DRY_RUN`: decide and report; tell no one, write, schedule and deploy nothing.
     pub dry_run: bool,
+    /// `CLUSTERS`: where services that follow others are looked for; empty for every cluster.
+    pub clusters: Vec<String>,
+    /// `SCHEDULE_GROUP`: the EventBridge Scheduler group of promotions' schedules.
+    pub schedule_group: String,
+    /// `SCHEDULE_ROLE_ARN`: the role EventBridge Scheduler invokes this function with.
+    pub schedule_role_arn: Option<String>,
+    /// `TIMEZONE`: the zone of `nightshift:promote-window`.
+    pub timezone: Tz,
 }
 
 impl WatchConfig {
     pub fn from_vars(vars: &impl Vars) -> Result<Self, ConfigError> {
-        Ok(Self { dry_run: config::dry_run(vars)? })
+        let timezone_text = config::optional(vars, "TIMEZONE").unwrap_or_else(|| "UTC".into());
+        let timezone: Tz = timezone_text.parse().map_err(|_| {
+            ConfigError::new("TIMEZONE", Some(&timezone_text), "an IANA time zone such as Europe/London")
+        })?;
+        let schedule_group = config::optional(vars, "SCHEDULE_GROUP").unwrap_or_else(|| "default".into());
+        let group_ok = schedule_group.len() <= 64
+            && schedule_group.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !group_ok {
+            return Err(ConfigError::new(
+                "SCHEDULE_GROUP",
+                Some(&schedule_group),
+                "a schedule group name: 1 to 64 letters, digits, - _ .",
+            ));
+        }
+        let schedule_role_arn = config::optional(vars, "SCHEDULE_ROLE_ARN");
+        if let Some(arn) = &schedule_role_arn
+            && !(arn.starts_with("arn:") && arn.contains(":iam::") && arn.contains(":role/"))
+        {
+            return Err(ConfigError::new(
+                "SCHEDULE_ROLE_ARN",
+                Some(arn),
+                "an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
+            ));
+        }
+        Ok(Self {
+            dry_run: config::dry_run(vars)?,
+            clusters: config::list(vars, "CLUSTERS"),
+            schedule_group,
+            schedule_role_arn,
+            timezone,
+        })
     }
 }
 
@@ -58,6 +107,12 @@ pub enum WatchError {
     CodeDeploy(CallError),
     #[error("no channel of {service} could be told: {}", failures.join("; "))]
     NotTold { service: String, failures: Vec<String> },
+    #[error("EventBridge Scheduler {0}")]
+    Scheduler(CallError),
+    #[error("the promotion of {service} was not scheduled: {why}")]
+    NotScheduled { service: String, why: String },
+    #[error("the promotion of {service} failed: {why}")]
+    PromotionFailed { service: String, why: String },
 }
 
 impl LambdaFailure for WatchError {
@@ -67,6 +122,9 @@ impl LambdaFailure for WatchError {
             Self::Ecs(_) => "EcsError",
             Self::CodeDeploy(_) => "CodeDeployError",
             Self::NotTold { .. } => "NotTold",
+            Self::Scheduler(_) => "SchedulerError",
+            Self::NotScheduled { .. } => "NotScheduled",
+            Self::PromotionFailed { .. } => "PromotionFailed",
         }
     }
 }
@@ -108,6 +166,12 @@ pub struct WatchReport {
     /// Short digests added to `nightshift:quarantine`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub quarantined: Vec<String>,
+    /// Promotions scheduled after a rollout that succeeded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scheduled: Vec<Scheduled>,
+    /// A promotion that came due, or was asked for by hand.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub told: Vec<Delivery>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -125,6 +189,8 @@ impl Measured for WatchReport {
             Metric::flag("RolloutFailed", is(Outcome::Failed) || is(Outcome::RollbackFailed)),
             Metric::flag("RolloutRolledBack", is(Outcome::RolledBack)),
             Metric::count("ChannelsTold", self.told.iter().filter(|d| d.delivered).count()),
+            Metric::count("PromotionsScheduled", self.scheduled.iter().filter(|s| !s.already).count()),
+            Metric::flag("Promoted", self.promotion.as_ref().is_some_and(|p| p.result == "promoted")),
         ]
     }
 }
@@ -133,7 +199,11 @@ pub struct WatchRollouts<'n> {
     config: WatchConfig,
     ecs: aws_sdk_ecs::Client,
     codedeploy: aws_sdk_codedeploy::Client,
+    scheduler: aws_sdk_scheduler::Client,
+    /// Clone-and-deploy, for promotions.
+    deployer: Deployer,
     notifier: &'n Notifier,
+    clock: Arc<dyn Clock>,
 }
 
 /// What the decision was made on: the service now, and where it is.
@@ -154,18 +224,38 @@ impl<'n> WatchRollouts<'n> {
         config: WatchConfig,
         ecs: aws_sdk_ecs::Client,
         codedeploy: aws_sdk_codedeploy::Client,
+        scheduler: aws_sdk_scheduler::Client,
         notifier: &'n Notifier,
     ) -> Self {
-        Self { config, ecs, codedeploy, notifier }
+        let deployer = Deployer::new(ecs.clone(), codedeploy.clone(), config.dry_run);
+        Self { config, ecs, codedeploy, scheduler, deployer, notifier, clock: Arc::new(SystemClock) }
+    }
+
+    /// Decides soaks and windows by this clock (tests fix it).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<WatchReport, WatchError> {
         let mut report = WatchReport { function: FUNCTION, dry_run: self.config.dry_run, ..WatchReport::default() };
+        let function_arn = event.context.invoked_function_arn.clone();
+        // The region of a promotion: this function's own (arn:aws:lambda:<region>:...).
+        let own_region = function_arn.split(':').nth(3).unwrap_or_default().to_owned();
         let observed = match event::parse(&event.payload).map_err(WatchError::InvalidEvent)? {
             Trigger::Ignored(why) => {
                 info!(reason = %why, "event ignored");
                 report.ignored = Some(why);
                 return nightshift::finish(FUNCTION, report, None);
+            }
+            Trigger::Promotion(due) => {
+                let id = ServiceId::parse(&due.service).map_err(WatchError::InvalidEvent)?;
+                let result = self.promote(Some(due), id, &function_arn, &own_region, &mut report).await;
+                return nightshift::finish(FUNCTION, report, result.err());
+            }
+            Trigger::Promote(id) => {
+                let result = self.promote(None, id, &function_arn, &own_region, &mut report).await;
+                return nightshift::finish(FUNCTION, report, result.err());
             }
             Trigger::Ecs(rollout) => self.observe_ecs(&rollout, &mut report).await?,
             Trigger::CodeDeploy(end) => self.observe_codedeploy(&end, &mut report).await?,
@@ -201,39 +291,37 @@ impl<'n> WatchRollouts<'n> {
             }
         }
 
+        // A success schedules the promotions that follow it, before anything is told or
+        // recorded: a run that could not schedule them is retried whole.
+        if decision.outcome == Some(Outcome::Succeeded)
+            && let Some(task_definition) = &decision.task_definition
+        {
+            let succeeded = Succeeded {
+                upstream: ServiceId { cluster: cluster.clone(), service: name.clone() },
+                deployment: &decision.rollout,
+                task_definition,
+                completed: ended,
+            };
+            self.schedule_promotions(&succeeded, &function_arn, &region, &mut report).await?;
+        }
+
         // Tell, before the record says it was told: a run that told no one is retried.
         if let Some(outcome) = decision.outcome
             && (outcome.is_failure() || self.notifier.config().level == Level::All)
         {
-            let channels = match notify::parse_channels(tag_value(service.tags(), NOTIFY_TAG).unwrap_or_default()) {
-                Ok(channels) => channels,
-                Err(why) => {
-                    report.warnings.push(format!("{NOTIFY_TAG}: {why}"));
-                    Vec::new()
-                }
-            };
-            if !channels.is_empty() {
-                let notice = message::notice(&message::Told {
-                    outcome,
-                    cluster: &cluster,
-                    service: &name,
-                    region: &region,
-                    task_definition: decision.task_definition.as_deref(),
-                    previous: decision.previous.as_deref(),
-                    images: &report.images,
-                    why: &decision.why,
-                    took_seconds: report.took_seconds,
-                    quarantined: &report.quarantined,
-                });
-                if self.config.dry_run {
-                    report.warnings.push(format!(
-                        "DRY_RUN: would tell {}",
-                        channels.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
-                    ));
-                } else {
-                    report.told = self.notifier.tell(&channels, &notice).await;
-                }
-            }
+            let notice = message::notice(&message::Told {
+                outcome,
+                cluster: &cluster,
+                service: &name,
+                region: &region,
+                task_definition: decision.task_definition.as_deref(),
+                previous: decision.previous.as_deref(),
+                images: &report.images,
+                why: &decision.why,
+                took_seconds: report.took_seconds,
+                quarantined: &report.quarantined,
+            });
+            self.tell_service(&service, &notice, &mut report).await;
         }
         let nobody_told = notify::all_failed(&report.told);
         if !decision.marks.is_empty() && !nobody_told {
@@ -357,8 +445,8 @@ impl<'n> WatchRollouts<'n> {
         let service = out.services.unwrap_or_default().into_iter().find(|s| s.status() != Some("INACTIVE"));
         match service {
             None => report.ignored = Some("ECS no longer has the service".into()),
-            Some(s) if tag_value(s.tags(), DEPLOY_TAG).is_none() => {
-                report.ignored = Some(format!("the service is not tagged {DEPLOY_TAG}"));
+            Some(s) if tag_value(s.tags(), DEPLOY_TAG).is_none() && tag_value(s.tags(), PROMOTE_FROM_TAG).is_none() => {
+                report.ignored = Some(format!("the service is tagged neither {DEPLOY_TAG} nor {PROMOTE_FROM_TAG}"));
             }
             Some(s) => return Ok(Some(s)),
         }
@@ -377,6 +465,28 @@ impl<'n> WatchRollouts<'n> {
             .map_err(|e| CallError::new("DescribeTaskDefinition", task_definition, e.into_service_error()))?;
         let tags = out.tags().to_vec();
         Ok(out.task_definition().map(|td| message::images(td.container_definitions(), &tags)).unwrap_or_default())
+    }
+
+    /// Tells the service's channels (`nightshift:notify`); with `DRY_RUN`, says whom it would.
+    async fn tell_service(&self, service: &Service, notice: &Notice, report: &mut WatchReport) {
+        let channels = match notify::parse_channels(tag_value(service.tags(), NOTIFY_TAG).unwrap_or_default()) {
+            Ok(channels) => channels,
+            Err(why) => {
+                report.warnings.push(format!("{NOTIFY_TAG}: {why}"));
+                Vec::new()
+            }
+        };
+        if channels.is_empty() {
+            return;
+        }
+        if self.config.dry_run {
+            report.warnings.push(format!(
+                "DRY_RUN: would tell {}",
+                channels.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+            ));
+        } else {
+            report.told.extend(self.notifier.tell(&channels, notice).await);
+        }
     }
 
     async fn tag(&self, service_arn: &str, writes: &[(String, String)]) -> Result<(), WatchError> {

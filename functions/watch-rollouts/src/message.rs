@@ -5,6 +5,8 @@ use nightshift::ecs::deployed_image_tag;
 use nightshift::notify::{Notice, Tone};
 use serde::Serialize;
 
+use nightshift::rollout::{Deployed, ServiceId};
+
 use crate::outcome::Outcome;
 
 /// One container's image in the revision rolled out.
@@ -124,6 +126,56 @@ pub fn notice(told: &Told) -> Notice {
                 told.cluster, told.service
             ),
         )),
+    }
+}
+
+/// The console page of a service's deployments.
+fn service_link(region: &str, id: &ServiceId) -> Option<(String, String)> {
+    Some((
+        "Open the service".into(),
+        format!(
+            "https://{region}.console.aws.amazon.com/ecs/v2/clusters/{}/services/{}/deployments?region={region}",
+            id.cluster, id.service
+        ),
+    ))
+}
+
+/// A promotion that did not move: why, and how to promote by hand.
+pub fn promotion_refused(id: &ServiceId, from: &ServiceId, why: &str, region: &str) -> Notice {
+    Notice {
+        tone: Tone::Failure,
+        title: format!("Promotion held: {id}"),
+        summary: format!("Nothing was promoted from {from} to {id}."),
+        facts: vec![
+            ("Where".into(), format!("service {} in cluster {}", id.service, id.cluster)),
+            ("From".into(), from.to_string()),
+            ("Why".into(), why.to_owned()),
+            (
+                "By hand".into(),
+                format!("invoke watch-rollouts with {{\"promote\": \"{id}\"}} once {from} runs what should move on"),
+            ),
+        ],
+        link: service_link(region, id),
+    }
+}
+
+/// A promotion started (told at `NOTIFY_LEVEL=all`).
+pub fn promotion_started(deployed: &Deployed, from: &str, region: &str) -> Notice {
+    let id = &deployed.id;
+    let mut facts = vec![
+        ("Where".into(), format!("service {} in cluster {}", id.service, id.cluster)),
+        ("From".into(), from.to_owned()),
+    ];
+    for change in &deployed.images {
+        facts.push((format!("Image of {}", change.container), change.to.clone()));
+    }
+    let new = deployed.new_task_definition.as_deref().map(revision).unwrap_or("a new revision");
+    Notice {
+        tone: Tone::Info,
+        title: format!("Promotion started: {id}"),
+        summary: format!("{id} is rolling out {new}, with what {from} ran without a failure."),
+        facts,
+        link: service_link(region, id),
     }
 }
 

@@ -14,8 +14,7 @@ use nightshift::rollout::{ImageChange, ServiceId};
 use nightshift::window::WeeklyWindows;
 use serde::{Deserialize, Serialize};
 
-/// The service a downstream follows: `<cluster>/<service>`.
-pub const PROMOTE_FROM_TAG: &str = "nightshift:promote-from";
+pub use nightshift::ecs::PROMOTE_FROM_TAG;
 /// How long an image must have run upstream, without a failure, before it moves on.
 pub const SOAK_TAG: &str = "nightshift:soak-minutes";
 /// When promotions into the service may happen: `<days> <HH:MM>-<HH:MM>` in `TIMEZONE`.
