@@ -17,8 +17,11 @@ PRIMARY deployment in place (at most with a new id). ECS instead:
     POST /_sandbox/ecs/rollout {"cluster": "shop", "service": "api", "outcome": "COMPLETED"}
 
 ends the service's IN_PROGRESS rollout so (outcome COMPLETED or FAILED) and
-answers the deployments as they now are.
+answers the deployments as they now are. `age` moves every deployment's
+times into the past, for time passing (see scheduler.py's `/_sandbox/time/pass`).
 """
+
+import datetime
 
 import copy
 import random
@@ -122,6 +125,18 @@ def end_rollout(account: str, region: str, cluster: str, name: str, outcome: str
         _start(service, last_good["taskDefinition"],
                f"ECS deployment circuit breaker: rolling back to deploymentId {last_good['id']}.")
     return service.deployments
+
+
+def age(account: str, minutes: float) -> None:
+    """Moves every service deployment's createdAt and updatedAt `minutes` into the past."""
+    from moto.ecs.models import ecs_backends
+
+    for backend in ecs_backends[account].values():
+        for service in backend.services.values():
+            for deployment in service.deployments:
+                for field in ("createdAt", "updatedAt"):
+                    if isinstance(deployment.get(field), datetime.datetime):
+                        deployment[field] -= datetime.timedelta(minutes=minutes)
 
 
 _patch()

@@ -35,11 +35,12 @@ which ends a CodeDeploy deployment as CodeDeploy would (see codedeploy.py), and
 which ends a service's ECS rollout (COMPLETED or FAILED, then the circuit
 breaker's rollback when the service has it) as ECS would (see ecs_rollouts.py), and
 
-    POST /_sandbox/scheduler/fire  {"until": "2026-11-27T12:30:00"}
+    POST /_sandbox/time/pass  {"minutes": 31}
     GET  /_sandbox/scheduler/schedules
 
-which run the EventBridge Scheduler one-time schedules due by then and answer
-their targets, for the caller to invoke (see scheduler.py).
+which let time pass for ECS deployments and EventBridge Scheduler schedules,
+then run the one-time schedules due and answer their targets for the caller
+to invoke; and list the schedules (see scheduler.py).
 
 It is also the webhook receiver of Slack and Teams channels:
 
@@ -397,7 +398,7 @@ class SandboxApp:
             except (KeyError, ValueError) as err:
                 response = Response(json.dumps({"error": str(err)}), 400, mimetype="application/json")
             return response(environ, start_response)
-        if environ.get("PATH_INFO", "").startswith("/_sandbox/scheduler/"):
+        if environ.get("PATH_INFO", "") in (scheduler.PASS_PATH, scheduler.SCHEDULES_PATH):
             return self.scheduler(environ, start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         service = signed_service(environ.get("HTTP_AUTHORIZATION", ""))
@@ -434,10 +435,13 @@ class SandboxApp:
         request = Request(environ)
         region = request.args.get("region", "us-east-1")
         try:
-            with self.lock_for("scheduler"):
-                if environ.get("PATH_INFO") == scheduler.FIRE_PATH and environ.get("REQUEST_METHOD") == "POST":
+            with self.lock_for("scheduler"), self.lock_for("ecs"):
+                if environ.get("PATH_INFO") == scheduler.PASS_PATH and environ.get("REQUEST_METHOD") == "POST":
                     body = json.loads(request.get_data() or b"{}")
-                    answer = {"fired": scheduler.fire(ACCOUNT, body.get("region", region), body["until"])}
+                    minutes = float(body["minutes"])
+                    ecs_rollouts.age(ACCOUNT, minutes)
+                    scheduler.shift(ACCOUNT, minutes)
+                    answer = {"fired": scheduler.fire(ACCOUNT, body.get("region", region))}
                 elif environ.get("PATH_INFO") == scheduler.SCHEDULES_PATH:
                     answer = {"schedules": scheduler.schedules(ACCOUNT, region)}
                 else:

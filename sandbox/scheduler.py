@@ -7,20 +7,22 @@ strict.py's X-Amz-Target check does not see it) and never runs one. Here:
   (strict.Checker); an `at(...)` expression must be `at(yyyy-mm-ddThh:mm:ss)`
   and not in the past; a schedule that exists is a 409 ConflictException and a
   group that does not, a 404 ResourceNotFoundException, as AWS answers them.
-- `POST /_sandbox/scheduler/fire {"until": "2026-11-27T12:30:00"}` runs every
-  one-time schedule due by then (UTC): answers each one's name, group,
-  expression and target (Arn, RoleArn, Input) for the caller to invoke, and
-  deletes those whose ActionAfterCompletion is DELETE, as Scheduler does.
+- `POST /_sandbox/time/pass {"minutes": 31}` lets that much time pass for
+  the services and the schedules (every ECS deployment's times and every
+  one-time schedule's `at` move that far into the past), then runs every
+  one-time schedule now due: answers each one's name, group, expression and
+  target (Arn, RoleArn, Input) for the caller to invoke, and deletes those
+  whose ActionAfterCompletion is DELETE, as Scheduler does.
 - `GET /_sandbox/scheduler/schedules` answers every schedule, fired or not.
 """
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import strict
 
-FIRE_PATH = "/_sandbox/scheduler/fire"
+PASS_PATH = "/_sandbox/time/pass"
 SCHEDULES_PATH = "/_sandbox/scheduler/schedules"
 SCHEDULE_PATH = re.compile(r"^/schedules/([^/]+)$")
 AT = re.compile(r"^at\((\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\)$")
@@ -94,11 +96,20 @@ def schedules(account: str, region: str) -> list:
     return found
 
 
-def fire(account: str, region: str, until: str) -> list:
-    """Every one-time schedule due by `until` (UTC), deleted when its action after completion is DELETE."""
-    limit = datetime.fromisoformat(until.replace("Z", "+00:00"))
-    if limit.tzinfo is None:
-        limit = limit.replace(tzinfo=timezone.utc)
+def shift(account: str, minutes: float) -> None:
+    """Moves every one-time schedule's `at` `minutes` into the past."""
+    for backend in _backends(account).values():
+        for group in backend.schedule_groups.values():
+            for schedule in group.schedules.values():
+                at = _at(schedule.schedule_expression or "")
+                if at is not None:
+                    moved = at - timedelta(minutes=minutes)
+                    schedule.schedule_expression = moved.strftime("at(%Y-%m-%dT%H:%M:%S)")
+
+
+def fire(account: str, region: str) -> list:
+    """Every one-time schedule due now, deleted when its action after completion is DELETE."""
+    limit = datetime.now(timezone.utc)
     fired = []
     for group in _backends(account)[region].schedule_groups.values():
         for name, schedule in list(group.schedules.items()):

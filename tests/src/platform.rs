@@ -287,6 +287,47 @@ pub async fn seed_shop(
     running
 }
 
+/// The stages of the shop's image, each a cluster with a service `shop`.
+pub const STAGES: [&str; 3] = ["staging", "qa", "prod"];
+/// The group promotions are scheduled in: the template's ScheduleGroup, as the IAM proof names it.
+pub const SCHEDULE_GROUP: &str = "ScheduleGroup";
+/// The role EventBridge Scheduler runs watch-rollouts with, as the template names it.
+pub fn schedule_role() -> String {
+    format!("arn:aws:iam::{ACCOUNT}:role/PromotionSchedulerRole")
+}
+
+/// Staging, QA and prod of one repository (`shop/api`, all on 1.2.0, by tag):
+/// staging follows pushes (semver); qa is promoted from staging (soak 30
+/// minutes, the default), prod from qa (soak 60), prod telling `slack/releases`.
+/// Also the schedule group of promotions.
+pub async fn seed_stages(ecs: &Client, ecr: &aws_sdk_ecr::Client, scheduler: &aws_sdk_scheduler::Client) {
+    seed_registry(ecr).await;
+    scheduler.create_schedule_group().name(SCHEDULE_GROUP).send().await.unwrap();
+    let image = format!("{}/shop/api:1.2.0", registry());
+    let tags: [&[(&str, &str)]; 3] = [
+        &[("nightshift:deploy", "semver")],
+        &[("nightshift:promote-from", "staging/shop")],
+        &[
+            ("nightshift:promote-from", "qa/shop"),
+            ("nightshift:soak-minutes", "60"),
+            ("nightshift:notify", "slack/releases"),
+        ],
+    ];
+    for (stage, tags) in STAGES.into_iter().zip(tags) {
+        ecs.create_cluster().cluster_name(stage).send().await.unwrap();
+        let td = task_definition(ecs, &format!("shop-{stage}"), &image).await;
+        ecs.create_service()
+            .cluster(stage)
+            .service_name("shop")
+            .task_definition(td)
+            .desired_count(1)
+            .set_tags(Some(tags.iter().map(|(k, v)| tag(k, v)).collect()))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
 /// The Dagster cluster of the scale group.
 pub const DAGSTER: &str = "dagster";
 

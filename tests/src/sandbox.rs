@@ -177,6 +177,26 @@ impl Sandbox {
         self.call("POST", "/_sandbox/ecs/rollout", Some(&body))
     }
 
+    pub fn scheduler(&self) -> aws_sdk_scheduler::Client {
+        aws_sdk_scheduler::Client::new(&self.sdk_config())
+    }
+
+    /// Every EventBridge Scheduler schedule: name, group, expression, target (Arn, RoleArn, Input).
+    pub fn schedules(&self) -> Vec<serde_json::Value> {
+        let answer = self.call("GET", &format!("/_sandbox/scheduler/schedules?region={REGION}"), None);
+        answer["schedules"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Lets `minutes` pass for ECS's deployments and EventBridge Scheduler's
+    /// schedules (their times move into the past), without waiting; then runs
+    /// the one-time schedules now due: they are answered, for the caller to
+    /// invoke their targets, and those that say so deleted.
+    pub fn pass_time(&self, minutes: f64) -> Vec<serde_json::Value> {
+        let body = serde_json::json!({"minutes": minutes, "region": REGION});
+        let answer = self.call("POST", "/_sandbox/time/pass", Some(&body));
+        answer["fired"].as_array().cloned().unwrap_or_else(|| panic!("time/pass: {answer}"))
+    }
+
     pub fn ssm(&self) -> aws_sdk_ssm::Client {
         aws_sdk_ssm::Client::new(&self.sdk_config())
     }

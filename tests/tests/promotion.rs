@@ -1,0 +1,219 @@
+//! Promotion from staging to QA to prod, against a local AWS whose ECS keeps
+//! deployments as ECS does and whose EventBridge Scheduler runs a schedule
+//! when the test says time has come: the built deploy-on-push and
+//! watch-rollouts, driven through the Lambda Runtime API. Time passes by
+//! moving ECS's deployment times and the schedules into the past (`Sandbox::pass_time`), never by sleeping.
+
+use chrono::{DateTime, Duration, Utc};
+use nightshift_tests::event;
+use nightshift_tests::platform::{SCHEDULE_GROUP, STAGES, pushed_digest, registry, schedule_role, seed_stages};
+use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
+use nightshift_tests::sandbox::{ACCOUNT, REGION, Sandbox};
+use serde_json::{Value, json};
+
+fn spawn(sandbox: &Sandbox, function: &str) -> FunctionProcess {
+    let mut env = sandbox.function_env();
+    env.push(("SCHEDULE_GROUP".into(), SCHEDULE_GROUP.into()));
+    env.push(("SCHEDULE_ROLE_ARN".into(), schedule_role()));
+    FunctionProcess::spawn(&binary(function), &env)
+}
+
+async fn stages(sandbox: &Sandbox) {
+    seed_stages(&sandbox.ecs(), &sandbox.ecr(), &sandbox.scheduler()).await;
+    sandbox.channel("slack/releases", "releases").await;
+}
+
+/// What `<stage>/shop` runs: its revision's `app` image.
+async fn image_of(sandbox: &Sandbox, stage: &str) -> String {
+    let ecs = sandbox.ecs();
+    let service = ecs.describe_services().cluster(stage).services("shop").send().await.unwrap();
+    let td = service.services()[0].task_definition().unwrap().to_owned();
+    let out = ecs.describe_task_definition().task_definition(td).send().await.unwrap();
+    out.task_definition().unwrap().container_definitions()[0].image().unwrap().to_owned()
+}
+
+/// Ends `<stage>/shop`'s rollout as ECS would; the event ECS sends for it, as `events/` shapes it.
+fn end_rollout(sandbox: &Sandbox, stage: &str, outcome: &str) -> Vec<Value> {
+    let deployments = sandbox.end_rollout(stage, "shop", outcome);
+    let deployments = deployments.as_array().unwrap().clone();
+    let ended = deployments.iter().find(|d| d["rolloutState"] == outcome).unwrap_or_else(|| panic!("{deployments:?}"));
+    let file = if outcome == "COMPLETED" {
+        "watch-rollouts.ecs-deployment-completed.json"
+    } else {
+        "watch-rollouts.ecs-deployment-failed.json"
+    };
+    let mut events = vec![rollout_event(file, stage, ended)];
+    if let Some(rollback) =
+        deployments.iter().find(|d| d["rolloutStateReason"].as_str().unwrap_or("").contains("rolling back"))
+    {
+        events.push(rollout_event("watch-rollouts.ecs-deployment-rolling-back.json", stage, rollback));
+    }
+    events
+}
+
+fn rollout_event(file: &str, stage: &str, deployment: &Value) -> Value {
+    let mut event = event(file);
+    event["resources"] = json!([format!("arn:aws:ecs:{REGION}:{ACCOUNT}:service/{stage}/shop")]);
+    event["detail"]["deploymentId"] = deployment["id"].clone();
+    event["detail"]["reason"] = deployment["rolloutStateReason"].clone();
+    let updated = deployment["updatedAt"].as_str().unwrap();
+    let at = chrono::NaiveDateTime::parse_from_str(&updated[..19], "%Y-%m-%d %H:%M:%S").unwrap().and_utc();
+    event["detail"]["updatedAt"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    event
+}
+
+/// The `at(...)` of a schedule, in UTC.
+fn at(schedule: &Value) -> DateTime<Utc> {
+    let expression = schedule["expression"].as_str().unwrap();
+    let inner = expression.trim_start_matches("at(").trim_end_matches(')');
+    chrono::NaiveDateTime::parse_from_str(inner, "%Y-%m-%dT%H:%M:%S").unwrap().and_utc()
+}
+
+/// `minutes` pass, then every schedule due runs: watch-rollouts is invoked with its input.
+fn pass(sandbox: &Sandbox, watch: &mut FunctionProcess, minutes: f64) -> Vec<Value> {
+    sandbox
+        .pass_time(minutes)
+        .iter()
+        .map(|fired| {
+            assert_eq!(fired["target"]["Arn"], "arn:aws:lambda:us-east-1:123456789012:function:nightshift");
+            assert_eq!(fired["target"]["RoleArn"], schedule_role());
+            assert_eq!(fired["action_after_completion"], "DELETE");
+            let input: Value = serde_json::from_str(fired["target"]["Input"].as_str().unwrap()).unwrap();
+            watch.invoke(&input).response()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_push_reaches_staging_then_qa_then_prod_each_after_its_soak_as_the_same_digest() {
+    // Given staging (follows pushes), qa (promoted from staging) and prod (from qa, soak 60)
+    let sandbox = Sandbox::start();
+    stages(&sandbox).await;
+    let pinned = format!("{}/shop/api@{}", registry(), pushed_digest());
+
+    // When shop/api 1.3.0 is pushed
+    let pushed = spawn(&sandbox, "deploy-on-push").invoke(&event("deploy-on-push.ecr-push.json")).response();
+
+    // Then it reaches staging at once, and only staging
+    let deployed: Vec<&str> =
+        pushed["deployed"].as_array().unwrap().iter().map(|d| d["cluster"].as_str().unwrap()).collect();
+    assert_eq!(deployed, ["staging"]);
+    assert_eq!(image_of(&sandbox, "staging").await, pinned);
+    assert_eq!(image_of(&sandbox, "qa").await, format!("{}/shop/api:1.2.0", registry()));
+
+    // When staging's rollout completes, and ECS says so twice, to two processes
+    let completed = end_rollout(&sandbox, "staging", "COMPLETED").remove(0);
+    let mut watch = spawn(&sandbox, "watch-rollouts");
+    let first = watch.invoke(&completed).response();
+    let again = watch.invoke(&completed).response();
+    let cold = spawn(&sandbox, "watch-rollouts").invoke(&completed).response();
+
+    // Then qa's promotion is scheduled once, at the end of its 30-minute soak
+    assert_eq!(first["outcome"], "succeeded");
+    let scheduled = first["scheduled"].as_array().unwrap();
+    assert_eq!(scheduled.len(), 1, "{first:#}");
+    assert_eq!((scheduled[0]["cluster"].as_str(), scheduled[0]["already"].as_bool()), (Some("qa"), Some(false)));
+    let ended: DateTime<Utc> = completed["detail"]["updatedAt"].as_str().unwrap().parse().unwrap();
+    let schedules = sandbox.schedules();
+    assert_eq!(schedules.len(), 1, "{schedules:#?}");
+    assert_eq!(at(&schedules[0]), ended + Duration::minutes(30));
+    assert!(Utc::now() < ended + Duration::minutes(30));
+    assert_eq!(schedules[0]["group"], SCHEDULE_GROUP);
+    for duplicate in [&again, &cold] {
+        assert_eq!(duplicate["outcome"], Value::Null);
+        assert!(duplicate.get("scheduled").is_none(), "{duplicate:#}");
+    }
+    assert_eq!(sandbox.schedules().len(), 1, "a duplicate outcome schedules nothing twice");
+
+    // When 20 minutes pass: nothing is due; then the soak passes
+    assert!(pass(&sandbox, &mut watch, 20.0).is_empty());
+    let promoted = pass(&sandbox, &mut watch, 11.0);
+
+    // Then qa runs the digest staging ran (never the tag), and the schedule is gone
+    assert_eq!(promoted.len(), 1);
+    let promotion = &promoted[0]["promotion"];
+    assert_eq!(
+        (promotion["result"].as_str(), promotion["from"].as_str()),
+        (Some("promoted"), Some("staging/shop")),
+        "{promotion:#}"
+    );
+    assert_eq!(promotion["deployed"]["images"][0]["to"], pinned);
+    assert_eq!(image_of(&sandbox, "qa").await, pinned);
+    assert!(sandbox.schedules().is_empty());
+    assert_eq!(image_of(&sandbox, "prod").await, format!("{}/shop/api:1.2.0", registry()), "not before qa's soak");
+
+    // When qa's rollout completes, and 60 minutes pass (prod's soak)
+    let completed = end_rollout(&sandbox, "qa", "COMPLETED").remove(0);
+    let qa = watch.invoke(&completed).response();
+    assert_eq!(qa["scheduled"][0]["cluster"], "prod");
+    assert!(pass(&sandbox, &mut watch, 59.0).is_empty());
+    let promoted = pass(&sandbox, &mut watch, 2.0);
+
+    // Then prod runs the same digest, and its channel heard nothing (a success, at failures)
+    assert_eq!(promoted[0]["promotion"]["result"], "promoted");
+    assert_eq!(image_of(&sandbox, "prod").await, pinned);
+    assert!(sandbox.webhooks("releases").is_empty());
+
+    // And the schedule's input, replayed (Lambda's retry), changes nothing
+    let replay = json!({"promotion": {"service": "prod/shop", "from": "qa/shop",
+        "task_definition": promoted[0]["promotion"]["deployed"]["old_task_definition"], "deployment": "ecs-svc/0"}});
+    let replayed = watch.invoke(&replay).response();
+    assert_eq!(replayed["promotion"]["result"], "refused", "{replayed:#}");
+    let by_hand = watch.invoke(&event("watch-rollouts.promote-by-hand.json")).response();
+    assert_eq!(by_hand["promotion"]["result"], "already", "{by_hand:#}");
+    assert_eq!(STAGES.len(), 3);
+}
+
+#[tokio::test]
+async fn a_rollout_that_fails_in_qa_stops_the_chain_there_and_its_digest_never_reaches_prod() {
+    // Given 1.3.0 promoted to qa after staging's soak
+    let sandbox = Sandbox::start();
+    stages(&sandbox).await;
+    spawn(&sandbox, "deploy-on-push").invoke(&event("deploy-on-push.ecr-push.json")).response();
+    let mut watch = spawn(&sandbox, "watch-rollouts");
+    watch.invoke(&end_rollout(&sandbox, "staging", "COMPLETED").remove(0)).response();
+    let promoted = pass(&sandbox, &mut watch, 31.0);
+    assert_eq!(promoted[0]["promotion"]["result"], "promoted");
+
+    // When qa's rollout fails and ECS's circuit breaker rolls it back
+    let events = end_rollout(&sandbox, "qa", "FAILED");
+    let reports: Vec<Value> = events.iter().map(|e| watch.invoke(e).response()).collect();
+
+    // Then the digest is quarantined on qa, and nothing is scheduled for prod
+    assert_eq!(reports[0]["outcome"], "rolled back", "{:#}", reports[0]);
+    let short = nightshift::quarantine::short(&pushed_digest());
+    assert_eq!(reports[0]["quarantined"], json!([short]));
+    assert!(reports.iter().all(|r| r.get("scheduled").is_none()));
+    assert!(sandbox.schedules().is_empty());
+    // And once the rollback completed, even time passing moves nothing to prod
+    let rollback_done = end_rollout(&sandbox, "qa", "COMPLETED").remove(0);
+    let done = watch.invoke(&rollback_done).response();
+    assert_eq!(done["outcome"], Value::Null, "a rollback's completion is no success: {done:#}");
+    assert!(pass(&sandbox, &mut watch, 120.0).is_empty());
+    assert_eq!(image_of(&sandbox, "prod").await, format!("{}/shop/api:1.2.0", registry()));
+
+    // And promoting prod by hand is refused and told to prod's channel: qa was rolled back
+    let by_hand = watch.invoke(&event("watch-rollouts.promote-by-hand.json")).response();
+    let promotion = &by_hand["promotion"];
+    assert_eq!(promotion["result"], "refused");
+    assert!(
+        promotion["why"].as_str().unwrap().starts_with("qa/shop is not settled: its last rollout failed"),
+        "{promotion:#}"
+    );
+    let told = sandbox.webhooks("releases");
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0]["blocks"][0]["text"]["text"], "Promotion held: prod/shop");
+
+    // And a later promotion of that digest into qa is refused by qa's quarantine
+    let mut again = event("watch-rollouts.promote-by-hand.json");
+    again["promote"] = json!("qa/shop");
+    let refused = watch.invoke(&again).response();
+    assert_eq!(refused["promotion"]["why"], format!("{short} is quarantined on qa/shop: a rollout of it failed there"));
+    match spawn(&sandbox, "watch-rollouts").invoke(&json!({"promote": "qa"})) {
+        Outcome::Error { error_type, error_message } => {
+            assert_eq!(error_type, "InvalidEvent");
+            assert_eq!(error_message, "invalid event: promote: \"qa\" is not <cluster>/<service>");
+        }
+        other => panic!("{other:?}"),
+    }
+}
