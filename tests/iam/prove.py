@@ -74,6 +74,8 @@ def parameters(function, settings):
                       IngressPrefix=get("INGRESS_PREFIX", ""))
     elif function == "reset-dataspace":
         params.update(DataspaceManifest=get("DATASPACE_MANIFEST", ""), DataspaceName="mvd")
+    elif function == "watch-rollouts":
+        params.update(DeployClusters=get("CLUSTERS", ""), EcsTaskRoleNamePattern="*-*")
     return params
 
 

@@ -299,8 +299,15 @@ pub fn schedule_role() -> String {
 /// Staging, QA and prod of one repository (`shop/api`, all on 1.2.0, by tag):
 /// staging follows pushes (semver); qa is promoted from staging (soak 30
 /// minutes, the default), prod from qa (soak 60), prod telling `slack/releases`.
-/// Also the schedule group of promotions.
-pub async fn seed_stages(ecs: &Client, ecr: &aws_sdk_ecr::Client, scheduler: &aws_sdk_scheduler::Client) {
+/// Also the schedule group of promotions. With `blue_green_prod`, prod is a
+/// blue/green service that the CodeDeploy group `shop-prod/prod` deploys.
+pub async fn seed_stages(
+    ecs: &Client,
+    ecr: &aws_sdk_ecr::Client,
+    scheduler: &aws_sdk_scheduler::Client,
+    codedeploy: &aws_sdk_codedeploy::Client,
+    blue_green_prod: bool,
+) {
     seed_registry(ecr).await;
     scheduler.create_schedule_group().name(SCHEDULE_GROUP).send().await.unwrap();
     let image = format!("{}/shop/api:1.2.0", registry());
@@ -316,12 +323,39 @@ pub async fn seed_stages(ecs: &Client, ecr: &aws_sdk_ecr::Client, scheduler: &aw
     for (stage, tags) in STAGES.into_iter().zip(tags) {
         ecs.create_cluster().cluster_name(stage).send().await.unwrap();
         let td = task_definition(ecs, &format!("shop-{stage}"), &image).await;
-        ecs.create_service()
+        let mut create = ecs
+            .create_service()
             .cluster(stage)
             .service_name("shop")
             .task_definition(td)
             .desired_count(1)
-            .set_tags(Some(tags.iter().map(|(k, v)| tag(k, v)).collect()))
+            .set_tags(Some(tags.iter().map(|(k, v)| tag(k, v)).collect()));
+        if blue_green_prod && stage == "prod" {
+            let controller = DeploymentController::builder().r#type(DeploymentControllerType::CodeDeploy).build();
+            create = create.deployment_controller(controller.unwrap()).load_balancers(
+                LoadBalancer::builder()
+                    .target_group_arn(format!(
+                        "arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:targetgroup/prod-blue/0123456789abcdef"
+                    ))
+                    .container_name("app")
+                    .container_port(8080)
+                    .build(),
+            );
+        }
+        create.send().await.unwrap();
+    }
+    if blue_green_prod {
+        use aws_sdk_codedeploy::types::{ComputePlatform, DeploymentStyle, DeploymentType, EcsService};
+        let application = codedeploy.create_application().application_name("shop-prod");
+        application.compute_platform(ComputePlatform::Ecs).send().await.unwrap();
+        codedeploy
+            .create_deployment_group()
+            .application_name("shop-prod")
+            .deployment_group_name("prod")
+            .service_role_arn(format!("arn:aws:iam::{ACCOUNT}:role/codedeploy-ecs"))
+            .deployment_config_name(CANARY)
+            .deployment_style(DeploymentStyle::builder().deployment_type(DeploymentType::BlueGreen).build())
+            .ecs_services(EcsService::builder().cluster_name("prod").service_name("shop").build())
             .send()
             .await
             .unwrap();

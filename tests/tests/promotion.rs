@@ -18,8 +18,8 @@ fn spawn(sandbox: &Sandbox, function: &str) -> FunctionProcess {
     FunctionProcess::spawn(&binary(function), &env)
 }
 
-async fn stages(sandbox: &Sandbox) {
-    seed_stages(&sandbox.ecs(), &sandbox.ecr(), &sandbox.scheduler()).await;
+async fn stages(sandbox: &Sandbox, blue_green_prod: bool) {
+    seed_stages(&sandbox.ecs(), &sandbox.ecr(), &sandbox.scheduler(), &sandbox.codedeploy(), blue_green_prod).await;
     sandbox.channel("slack/releases", "releases").await;
 }
 
@@ -69,7 +69,8 @@ fn at(schedule: &Value) -> DateTime<Utc> {
     chrono::NaiveDateTime::parse_from_str(inner, "%Y-%m-%dT%H:%M:%S").unwrap().and_utc()
 }
 
-/// `minutes` pass, then every schedule due runs: watch-rollouts is invoked with its input.
+/// `minutes` pass, then every schedule due runs: watch-rollouts is invoked
+/// with its input. Each report, with its input in `"input"`.
 fn pass(sandbox: &Sandbox, watch: &mut FunctionProcess, minutes: f64) -> Vec<Value> {
     sandbox
         .pass_time(minutes)
@@ -79,7 +80,9 @@ fn pass(sandbox: &Sandbox, watch: &mut FunctionProcess, minutes: f64) -> Vec<Val
             assert_eq!(fired["target"]["RoleArn"], schedule_role());
             assert_eq!(fired["action_after_completion"], "DELETE");
             let input: Value = serde_json::from_str(fired["target"]["Input"].as_str().unwrap()).unwrap();
-            watch.invoke(&input).response()
+            let mut report = watch.invoke(&input).response();
+            report["input"] = input;
+            report
         })
         .collect()
 }
@@ -88,7 +91,7 @@ fn pass(sandbox: &Sandbox, watch: &mut FunctionProcess, minutes: f64) -> Vec<Val
 async fn a_push_reaches_staging_then_qa_then_prod_each_after_its_soak_as_the_same_digest() {
     // Given staging (follows pushes), qa (promoted from staging) and prod (from qa, soak 60)
     let sandbox = Sandbox::start();
-    stages(&sandbox).await;
+    stages(&sandbox, false).await;
     let pinned = format!("{}/shop/api@{}", registry(), pushed_digest());
 
     // When shop/api 1.3.0 is pushed
@@ -154,21 +157,25 @@ async fn a_push_reaches_staging_then_qa_then_prod_each_after_its_soak_as_the_sam
     assert_eq!(image_of(&sandbox, "prod").await, pinned);
     assert!(sandbox.webhooks("releases").is_empty());
 
-    // And the schedule's input, replayed (Lambda's retry), changes nothing
-    let replay = json!({"promotion": {"service": "prod/shop", "from": "qa/shop",
-        "task_definition": promoted[0]["promotion"]["deployed"]["old_task_definition"], "deployment": "ecs-svc/0"}});
-    let replayed = watch.invoke(&replay).response();
-    assert_eq!(replayed["promotion"]["result"], "refused", "{replayed:#}");
+    // And the schedule's input, replayed (Lambda's retry), or a promotion by hand, changes nothing
+    let replayed = watch.invoke(&promoted[0]["input"]).response();
+    assert_eq!(replayed["promotion"]["result"], "already", "{replayed:#}");
+    assert_eq!(
+        replayed["promotion"]["why"],
+        format!("prod/shop already runs {} from qa/shop", nightshift::quarantine::short(&pushed_digest()))
+    );
     let by_hand = watch.invoke(&event("watch-rollouts.promote-by-hand.json")).response();
     assert_eq!(by_hand["promotion"]["result"], "already", "{by_hand:#}");
-    assert_eq!(STAGES.len(), 3);
+    for stage in STAGES {
+        assert_eq!(image_of(&sandbox, stage).await, pinned, "{stage}");
+    }
 }
 
 #[tokio::test]
 async fn a_rollout_that_fails_in_qa_stops_the_chain_there_and_its_digest_never_reaches_prod() {
     // Given 1.3.0 promoted to qa after staging's soak
     let sandbox = Sandbox::start();
-    stages(&sandbox).await;
+    stages(&sandbox, false).await;
     spawn(&sandbox, "deploy-on-push").invoke(&event("deploy-on-push.ecr-push.json")).response();
     let mut watch = spawn(&sandbox, "watch-rollouts");
     watch.invoke(&end_rollout(&sandbox, "staging", "COMPLETED").remove(0)).response();
@@ -216,4 +223,44 @@ async fn a_rollout_that_fails_in_qa_stops_the_chain_there_and_its_digest_never_r
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_blue_green_prod_gets_its_promotion_as_one_codedeploy_deployment() {
+    // Given prod deployed by CodeDeploy (blue/green), and 1.3.0 soaked in staging, then in qa
+    let sandbox = Sandbox::start();
+    stages(&sandbox, true).await;
+    let pinned = format!("{}/shop/api@{}", registry(), pushed_digest());
+    spawn(&sandbox, "deploy-on-push").invoke(&event("deploy-on-push.ecr-push.json")).response();
+    let mut watch = spawn(&sandbox, "watch-rollouts");
+    watch.invoke(&end_rollout(&sandbox, "staging", "COMPLETED").remove(0)).response();
+    assert_eq!(pass(&sandbox, &mut watch, 31.0)[0]["promotion"]["result"], "promoted");
+    watch.invoke(&end_rollout(&sandbox, "qa", "COMPLETED").remove(0)).response();
+
+    // When prod's promotion comes due, and Lambda retries it while the canary runs
+    let fired = pass(&sandbox, &mut watch, 61.0);
+    let promotion = &fired[0]["promotion"];
+    assert!(sandbox.schedules().is_empty(), "the schedule deleted itself");
+
+    // Then prod gets one CodeDeploy deployment of a revision pinned to qa's digest
+    assert_eq!(promotion["result"], "promoted", "{promotion:#}");
+    let deployed = &promotion["deployed"];
+    assert_eq!(
+        (deployed["controller"].as_str(), deployed["codedeploy"]["deployment_group"].as_str()),
+        (Some("CODE_DEPLOY"), Some("prod"))
+    );
+    assert_eq!(deployed["images"][0]["to"], pinned);
+    let id = deployed["codedeploy"]["deployment_id"].as_str().unwrap().to_owned();
+    let again = watch.invoke(&json!({"promote": "prod/shop"})).response();
+    assert_eq!(again["promotion"]["result"], "already", "{again:#}");
+    assert!(
+        again["promotion"]["why"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("CodeDeploy deployment {id} of shop-prod/prod already deploys"))
+    );
+
+    // And once CodeDeploy is done, prod runs the digest
+    sandbox.end_deployment(&id, "Succeeded");
+    assert_eq!(image_of(&sandbox, "prod").await, pinned);
 }
