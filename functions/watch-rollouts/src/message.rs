@@ -2,6 +2,7 @@
 
 use aws_sdk_ecs::types::{ContainerDefinition, Tag};
 use nightshift::ecs::deployed_image_tag;
+use nightshift::image::ImageRef;
 use nightshift::notify::{Notice, Tone};
 use serde::Serialize;
 
@@ -27,15 +28,10 @@ pub fn images(containers: &[ContainerDefinition], td_tags: &[Tag]) -> Vec<Image>
         .iter()
         .filter_map(|c| {
             let (name, image) = (c.name()?, c.image()?);
-            let (reference, digest) = match image.split_once('@') {
-                Some((reference, digest)) => (reference, Some(digest.to_owned())),
-                None => (image, None),
-            };
-            let own_tag = reference
-                .rsplit_once('/')
-                .map_or(reference, |(_, last)| last)
-                .split_once(':')
-                .map(|(_, t)| t.to_owned());
+            // An image reference that cannot be parsed is still told, as it is written.
+            let parsed = image.parse::<ImageRef>().ok();
+            let digest = parsed.as_ref().and_then(|i| i.digest.clone());
+            let own_tag = parsed.and_then(|i| i.tag);
             let tag = deployed_image_tag(td_tags, name).map(str::to_owned).or(own_tag);
             Some(Image { container: name.to_owned(), image: image.to_owned(), tag, digest })
         })
