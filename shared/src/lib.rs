@@ -19,7 +19,7 @@ pub mod rollout;
 pub mod s3_sweep;
 #[cfg(feature = "scale")]
 pub mod scale;
-mod ssm;
+pub mod signed;
 pub mod trigger;
 #[cfg(feature = "window")]
 pub mod window;

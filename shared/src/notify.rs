@@ -12,8 +12,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aws_smithy_async::rt::sleep::{AsyncSleep, SharedAsyncSleep, default_async_sleep};
-use aws_smithy_http_client::Connector;
-use aws_smithy_runtime_api::client::http::HttpConnectorSettings;
 use aws_types::SdkConfig;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -21,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::config::{self, ConfigError, Vars};
 use crate::report::LambdaFailure;
+use crate::signed::SignedHttp;
 
 /// The service tag naming the channels told about its rollouts (deploy-on-push's and watch-rollouts').
 pub const NOTIFY_TAG: &str = "nightshift:notify";
@@ -305,26 +304,16 @@ pub fn answer(status: u16, retry_after: Option<&str>) -> Answer {
 /// Sends notices to channels.
 pub struct Notifier {
     config: NotifyConfig,
-    sdk: SdkConfig,
-    http: Connector,
+    /// SSM's GetParameter, and the connector the webhooks are posted over.
+    aws: SignedHttp,
     sleep: SharedAsyncSleep,
     urls: Mutex<HashMap<Channel, (String, Instant)>>,
 }
 
 impl Notifier {
     pub fn new(config: NotifyConfig, sdk: &SdkConfig) -> Self {
-        use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
         let sleep = default_async_sleep().expect("a Tokio runtime's sleep");
-        let settings = HttpConnectorSettings::builder()
-            .connect_timeout(Duration::from_millis(3100))
-            .read_timeout(Duration::from_secs(10))
-            .build();
-        let http = Connector::builder()
-            .connector_settings(settings)
-            .sleep_impl(sleep.clone())
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .build();
-        Self { config, sdk: sdk.clone(), http, sleep, urls: Mutex::new(HashMap::new()) }
+        Self { config, aws: SignedHttp::new(sdk), sleep, urls: Mutex::new(HashMap::new()) }
     }
 
     pub fn config(&self) -> &NotifyConfig {
@@ -380,7 +369,7 @@ impl Notifier {
 
     async fn post(&self, url: &str, body: &str) -> Result<Answer, String> {
         let headers = [("content-type", "application/json")].into_iter();
-        let response = crate::aws::post(&self.http, url, headers, body.to_owned(), "the webhook").await?;
+        let response = crate::aws::post(self.aws.connector(), url, headers, body.to_owned(), "the webhook").await?;
         Ok(answer(response.status().as_u16(), response.headers().get("retry-after")))
     }
 
@@ -391,7 +380,9 @@ impl Notifier {
             return Ok(url.clone());
         }
         let name = channel.parameter(&self.config.prefix);
-        let url = crate::ssm::get_parameter(&self.sdk, &self.http, &name)
+        let url = self
+            .aws
+            .get_parameter(&name)
             .await
             .map_err(|why| format!("SSM GetParameter on {name} failed: {why}"))?
             .trim()

@@ -362,6 +362,53 @@ pub async fn seed_stages(
     }
 }
 
+/// Ends `<stage>/shop`'s rollout in the sandbox as ECS would (`COMPLETED`,
+/// or `FAILED` and then the breaker's rollback); the events ECS sends for it,
+/// as `events/` shapes them: the end, then the rollback's start when there is one.
+pub fn end_stage_rollout(sandbox: &crate::sandbox::Sandbox, stage: &str, outcome: &str) -> Vec<serde_json::Value> {
+    let deployments = sandbox.end_rollout(stage, "shop", outcome);
+    let deployments = deployments.as_array().cloned().unwrap_or_else(|| panic!("end the rollout: {deployments}"));
+    let ended = deployments.iter().find(|d| d["rolloutState"] == outcome).unwrap_or_else(|| panic!("{deployments:?}"));
+    let file = if outcome == "COMPLETED" {
+        "watch-rollouts.ecs-deployment-completed.json"
+    } else {
+        "watch-rollouts.ecs-deployment-failed.json"
+    };
+    let mut events = vec![rollout_event(file, stage, ended)];
+    let rolling_back =
+        |d: &&serde_json::Value| d["rolloutStateReason"].as_str().is_some_and(|r| r.contains("rolling back"));
+    if outcome == "FAILED"
+        && let Some(rollback) = deployments.iter().find(rolling_back)
+    {
+        events.push(rollout_event("watch-rollouts.ecs-deployment-rolling-back.json", stage, rollback));
+    }
+    events
+}
+
+/// The event of `file` for this deployment of `<stage>/shop`, as the sandbox answered it.
+fn rollout_event(file: &str, stage: &str, deployment: &serde_json::Value) -> serde_json::Value {
+    let mut event = event(file);
+    event["resources"] = serde_json::json!([format!("arn:aws:ecs:{REGION}:{ACCOUNT}:service/{stage}/shop")]);
+    event["detail"]["deploymentId"] = deployment["id"].clone();
+    event["detail"]["reason"] = deployment["rolloutStateReason"].clone();
+    // moto writes its times as "2026-11-27 16:49:36.123456".
+    let updated = deployment["updatedAt"].as_str().unwrap_or_default();
+    let at = chrono::NaiveDateTime::parse_from_str(updated.get(..19).unwrap_or_default(), "%Y-%m-%d %H:%M:%S")
+        .unwrap_or_else(|e| panic!("updatedAt {updated:?}: {e}"))
+        .and_utc();
+    let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    (event["time"], event["detail"]["updatedAt"]) = (serde_json::json!(at), serde_json::json!(at));
+    event
+}
+
+/// What `<stage>/shop` runs: its revision's `app` image.
+pub async fn stage_image(ecs: &Client, stage: &str) -> String {
+    let service = ecs.describe_services().cluster(stage).services("shop").send().await.unwrap();
+    let td = service.services()[0].task_definition().unwrap().to_owned();
+    let out = ecs.describe_task_definition().task_definition(td).send().await.unwrap();
+    out.task_definition().unwrap().container_definitions()[0].image().unwrap().to_owned()
+}
+
 /// The Dagster cluster of the scale group.
 pub const DAGSTER: &str = "dagster";
 

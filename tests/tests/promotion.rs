@@ -6,9 +6,11 @@
 
 use chrono::{DateTime, Duration, Utc};
 use nightshift_tests::event;
-use nightshift_tests::platform::{SCHEDULE_GROUP, STAGES, pushed_digest, registry, schedule_role, seed_stages};
+use nightshift_tests::platform::{
+    SCHEDULE_GROUP, STAGES, end_stage_rollout, pushed_digest, registry, schedule_role, seed_stages, stage_image,
+};
 use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
-use nightshift_tests::sandbox::{ACCOUNT, REGION, Sandbox};
+use nightshift_tests::sandbox::Sandbox;
 use serde_json::{Value, json};
 
 fn spawn(sandbox: &Sandbox, function: &str) -> FunctionProcess {
@@ -23,43 +25,12 @@ async fn stages(sandbox: &Sandbox, blue_green_prod: bool) {
     sandbox.channel("slack/releases", "releases").await;
 }
 
-/// What `<stage>/shop` runs: its revision's `app` image.
 async fn image_of(sandbox: &Sandbox, stage: &str) -> String {
-    let ecs = sandbox.ecs();
-    let service = ecs.describe_services().cluster(stage).services("shop").send().await.unwrap();
-    let td = service.services()[0].task_definition().unwrap().to_owned();
-    let out = ecs.describe_task_definition().task_definition(td).send().await.unwrap();
-    out.task_definition().unwrap().container_definitions()[0].image().unwrap().to_owned()
+    stage_image(&sandbox.ecs(), stage).await
 }
 
-/// Ends `<stage>/shop`'s rollout as ECS would; the event ECS sends for it, as `events/` shapes it.
 fn end_rollout(sandbox: &Sandbox, stage: &str, outcome: &str) -> Vec<Value> {
-    let deployments = sandbox.end_rollout(stage, "shop", outcome);
-    let deployments = deployments.as_array().unwrap().clone();
-    let ended = deployments.iter().find(|d| d["rolloutState"] == outcome).unwrap_or_else(|| panic!("{deployments:?}"));
-    let file = if outcome == "COMPLETED" {
-        "watch-rollouts.ecs-deployment-completed.json"
-    } else {
-        "watch-rollouts.ecs-deployment-failed.json"
-    };
-    let mut events = vec![rollout_event(file, stage, ended)];
-    if let Some(rollback) =
-        deployments.iter().find(|d| d["rolloutStateReason"].as_str().unwrap_or("").contains("rolling back"))
-    {
-        events.push(rollout_event("watch-rollouts.ecs-deployment-rolling-back.json", stage, rollback));
-    }
-    events
-}
-
-fn rollout_event(file: &str, stage: &str, deployment: &Value) -> Value {
-    let mut event = event(file);
-    event["resources"] = json!([format!("arn:aws:ecs:{REGION}:{ACCOUNT}:service/{stage}/shop")]);
-    event["detail"]["deploymentId"] = deployment["id"].clone();
-    event["detail"]["reason"] = deployment["rolloutStateReason"].clone();
-    let updated = deployment["updatedAt"].as_str().unwrap();
-    let at = chrono::NaiveDateTime::parse_from_str(&updated[..19], "%Y-%m-%d %H:%M:%S").unwrap().and_utc();
-    event["detail"]["updatedAt"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    event
+    end_stage_rollout(sandbox, stage, outcome)
 }
 
 /// The `at(...)` of a schedule, in UTC.

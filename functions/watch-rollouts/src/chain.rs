@@ -6,7 +6,6 @@
 
 use aws_sdk_codedeploy::types::DeploymentStatus;
 use aws_sdk_ecs::types::{DeploymentRolloutState, Service, ServiceField};
-use aws_sdk_scheduler::types::{ActionAfterCompletion, FlexibleTimeWindow, FlexibleTimeWindowMode, Target};
 use chrono::{DateTime, Utc};
 use nightshift::aws::CallError;
 use nightshift::ecs::{IMAGE_TAG_PREFIX, tag_value};
@@ -18,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::outcome::{Mark, Record, TOLD_TAG, is_rollback_reason};
 use crate::promote::{self, Downstream, Due, PROMOTE_FROM_TAG, Promotion, Settings, Settled, Upstream};
+use crate::scheduler::{self, Created, OneTime};
 use crate::{WatchError, WatchReport, WatchRollouts, message};
 
 /// A promotion scheduled (or, with `DRY_RUN`, that would be).
@@ -146,42 +146,17 @@ impl WatchRollouts<'_> {
         if function_arn.is_empty() {
             return Err(not_scheduled("the invocation does not say this function's ARN, the schedule's target".into()));
         }
-        let input = serde_json::json!({ "promotion": due }).to_string();
-        let target = Target::builder()
-            .arn(function_arn)
-            .role_arn(role)
-            .input(input)
-            .build()
-            .map_err(|e| not_scheduled(e.to_string()))?;
-        let window = FlexibleTimeWindow::builder()
-            .mode(FlexibleTimeWindowMode::Off)
-            .build()
-            .map_err(|e| not_scheduled(e.to_string()))?;
-        let created = self
-            .scheduler
-            .create_schedule()
-            .name(name)
-            .group_name(&self.config.schedule_group)
-            .schedule_expression(format!("at({})", at.format("%Y-%m-%dT%H:%M:%S")))
-            .schedule_expression_timezone("UTC")
-            .flexible_time_window(window)
-            .action_after_completion(ActionAfterCompletion::Delete)
-            .description(format!("nightshift: promote {} to what {} runs ({})", due.service, due.from, due.deployment))
-            .target(target)
-            .send()
-            .await;
-        match created {
-            Ok(_) => Ok(false),
-            Err(err) => {
-                let err = err.into_service_error();
-                if err.is_conflict_exception() {
-                    Ok(true)
-                } else {
-                    let target = format!("{}/{name}", self.config.schedule_group);
-                    Err(WatchError::Scheduler(CallError::new("CreateSchedule", &target, err)))
-                }
-            }
-        }
+        let schedule = OneTime {
+            name,
+            group: &self.config.schedule_group,
+            at,
+            function_arn,
+            role_arn: role,
+            input: serde_json::json!({ "promotion": due }).to_string(),
+            description: format!("nightshift: promote {} to what {} runs ({})", due.service, due.from, due.deployment),
+        };
+        let created = scheduler::create(&self.aws, &schedule).await.map_err(WatchError::Scheduler)?;
+        Ok(created == Created::Existed)
     }
 
     /// A promotion into `id`: due (its schedule's input) or by hand (`None`).

@@ -18,6 +18,7 @@ pub mod event;
 pub mod message;
 pub mod outcome;
 pub mod promote;
+pub mod scheduler;
 
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ use nightshift::ecs::tag_value;
 use nightshift::notify::{self, Delivery, Level, Notice, Notifier};
 use nightshift::quarantine::{self, QUARANTINE_TAG};
 use nightshift::rollout::{Deployer, ServiceId};
+use nightshift::signed::SignedHttp;
 use nightshift::{Clock, SystemClock};
 use nightshift::{LambdaFailure, Measured, Metric};
 use serde::Serialize;
@@ -199,7 +201,8 @@ pub struct WatchRollouts<'n> {
     config: WatchConfig,
     ecs: aws_sdk_ecs::Client,
     codedeploy: aws_sdk_codedeploy::Client,
-    scheduler: aws_sdk_scheduler::Client,
+    /// EventBridge Scheduler, by signed request (`scheduler`).
+    aws: SignedHttp,
     /// Clone-and-deploy, for promotions.
     deployer: Deployer,
     notifier: &'n Notifier,
@@ -224,11 +227,11 @@ impl<'n> WatchRollouts<'n> {
         config: WatchConfig,
         ecs: aws_sdk_ecs::Client,
         codedeploy: aws_sdk_codedeploy::Client,
-        scheduler: aws_sdk_scheduler::Client,
+        aws: SignedHttp,
         notifier: &'n Notifier,
     ) -> Self {
         let deployer = Deployer::new(ecs.clone(), codedeploy.clone(), config.dry_run);
-        Self { config, ecs, codedeploy, scheduler, deployer, notifier, clock: Arc::new(SystemClock) }
+        Self { config, ecs, codedeploy, aws, deployer, notifier, clock: Arc::new(SystemClock) }
     }
 
     /// Decides soaks and windows by this clock (tests fix it).

@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     let sdk = aws::sdk_config();
     let notifier = Notifier::new(notify, &sdk);
     let codedeploy = aws_sdk_codedeploy::Client::new(&sdk);
-    let scheduler = aws_sdk_scheduler::Client::new(&sdk);
+    let scheduler = nightshift::signed::SignedHttp::new(&sdk);
     let function = WatchRollouts::new(config, aws::ecs_client(&sdk), codedeploy, scheduler, &notifier);
     run(service_fn(|event| notify::observe(&notifier, watch_rollouts::FUNCTION, function.handle(event)))).await
 }

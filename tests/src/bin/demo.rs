@@ -16,14 +16,14 @@ use aws_sdk_s3::types::{
 use chrono::{SecondsFormat, Utc};
 use nightshift_tests::event;
 use nightshift_tests::platform::{
-    CLUSTER, DAGSTER, MANIFEST_BUCKET, MANIFEST_KEY, mvd_manifest, push_image, registry, seed_dagster, seed_dataspace,
-    seed_shop, start_run,
+    CLUSTER, DAGSTER, MANIFEST_BUCKET, MANIFEST_KEY, SCHEDULE_GROUP, STAGES, end_stage_rollout, mvd_manifest,
+    push_image, registry, schedule_role, seed_dagster, seed_dataspace, seed_shop, seed_stages, stage_image, start_run,
 };
 use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
 use nightshift_tests::sandbox::Sandbox;
 use serde_json::Value;
 
-const SCENES: [&str; 5] = ["expire-logs", "deploy-on-push", "watch-rollouts", "scale", "reset-dataspace"];
+const SCENES: [&str; 6] = ["expire-logs", "deploy-on-push", "watch-rollouts", "promote", "scale", "reset-dataspace"];
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -47,6 +47,9 @@ async fn main() -> ExitCode {
     }
     if wants("watch-rollouts") {
         ok &= watch_rollouts().await;
+    }
+    if wants("promote") {
+        ok &= promote().await;
     }
     if wants("scale") {
         ok &= scale(&sandbox).await;
@@ -487,6 +490,127 @@ async fn watch_rollouts() -> bool {
         && !quarantine.is_empty()
         && refused.is_some()
         && told == 2
+}
+
+/// Prints what each stage runs: its `app` image's tag or digest.
+async fn print_stages(ecs: &aws_sdk_ecs::Client) -> Vec<String> {
+    let mut images = Vec::new();
+    for stage in STAGES {
+        let image = stage_image(ecs, stage).await;
+        let short = image.rsplit_once('/').map_or(image.as_str(), |(_, last)| last).to_owned();
+        println!("    {stage:<8} {short}");
+        images.push(image);
+    }
+    images
+}
+
+/// Lets `minutes` pass in the sandbox; runs the promotions that come due through watch-rollouts.
+fn pass(sandbox: &Sandbox, watch: &mut FunctionProcess, minutes: f64) -> Vec<Value> {
+    let mut reports = Vec::new();
+    for fired in sandbox.pass_time(minutes) {
+        let Ok(input) = serde_json::from_str::<Value>(fired["target"]["Input"].as_str().unwrap_or_default()) else {
+            continue;
+        };
+        if let Some(report) = invoke(watch, &input) {
+            let p = &report["promotion"];
+            println!(
+                "  schedule {} ran: {} {} ({})",
+                fired["name"].as_str().unwrap_or_default(),
+                p["service"].as_str().unwrap_or_default(),
+                p["result"].as_str().unwrap_or_default(),
+                p["why"].as_str().unwrap_or_default()
+            );
+            reports.push(report);
+        }
+    }
+    reports
+}
+
+async fn promote() -> bool {
+    heading("watch-rollouts: promotion from staging to qa to prod, each after its soak");
+    let sandbox = Sandbox::start();
+    let (ecr, ecs) = (sandbox.ecr(), sandbox.ecs());
+    seed_stages(&ecs, &ecr, &sandbox.scheduler(), &sandbox.codedeploy(), false).await;
+    sandbox.channel("slack/releases", "slack-releases").await;
+    println!("staging/shop follows pushes (nightshift:deploy=semver); qa/shop is tagged");
+    println!("nightshift:promote-from=staging/shop (soak 30 min); prod/shop promote-from=qa/shop, soak-minutes=60.");
+    let mut env = sandbox.function_env();
+    env.push(("SCHEDULE_GROUP".to_owned(), SCHEDULE_GROUP.to_owned()));
+    env.push(("SCHEDULE_ROLE_ARN".to_owned(), schedule_role()));
+    let mut deploy = FunctionProcess::spawn(&binary("deploy-on-push"), &env);
+    let mut watch = FunctionProcess::spawn(&binary("watch-rollouts"), &env);
+
+    println!(
+        "
+shop/api:1.3.0 is pushed:"
+    );
+    let Some(pushed) = invoke(&mut deploy, &event("deploy-on-push.ecr-push.json")) else { return false };
+    println!(
+        "  deploy-on-push deployed {} service(s): staging only",
+        pushed["deployed"].as_array().map_or(0, Vec::len)
+    );
+    let mut ok = true;
+    for (stage, soak) in [("staging", 31.0), ("qa", 61.0)] {
+        let completed = end_stage_rollout(&sandbox, stage, "COMPLETED").remove(0);
+        let Some(report) = invoke(&mut watch, &completed) else { return false };
+        for s in report["scheduled"].as_array().into_iter().flatten() {
+            println!(
+                "  {stage}'s rollout succeeded: {}/{} promotion scheduled at {}",
+                s["cluster"].as_str().unwrap_or_default(),
+                s["service"].as_str().unwrap_or_default(),
+                s["at"].as_str().unwrap_or_default()
+            );
+        }
+        println!("  ... {soak} minutes pass (in the sandbox) ...");
+        ok &= pass(&sandbox, &mut watch, soak).first().is_some_and(|r| r["promotion"]["result"] == "promoted");
+    }
+    end_stage_rollout(&sandbox, "prod", "COMPLETED");
+    println!(
+        "
+What each stage runs now (one digest, never a tag):"
+    );
+    let images = print_stages(&ecs).await;
+    ok &= images.iter().all(|i| *i == images[0]) && images[0].contains("@sha256:");
+
+    println!(
+        "
+shop/api:1.4.0 is pushed; staging and its soak go well, qa's rollout fails and ECS rolls it back:"
+    );
+    let push = push_event(&ecr, "1.4.0").await;
+    let Some(_) = invoke(&mut deploy, &push) else { return false };
+    let Some(_) = invoke(&mut watch, &end_stage_rollout(&sandbox, "staging", "COMPLETED").remove(0)) else {
+        return false;
+    };
+    pass(&sandbox, &mut watch, 31.0);
+    for e in end_stage_rollout(&sandbox, "qa", "FAILED") {
+        let Some(report) = invoke(&mut watch, &e) else { return false };
+        if let Some(outcome) = report["outcome"].as_str() {
+            println!("  qa's rollout {outcome}; quarantined on qa: {}", report["quarantined"]);
+        }
+    }
+    let Some(_) = invoke(&mut watch, &end_stage_rollout(&sandbox, "qa", "COMPLETED").remove(0)) else {
+        return false;
+    };
+    println!("  the rollback completed; ... two hours pass ...");
+    ok &= pass(&sandbox, &mut watch, 120.0).is_empty();
+    let mut by_hand = event("watch-rollouts.promote-by-hand.json");
+    by_hand["promote"] = Value::String("prod/shop".into());
+    let Some(report) = invoke(&mut watch, &by_hand) else { return false };
+    println!(
+        "  promoting prod by hand: {} ({})",
+        report["promotion"]["result"].as_str().unwrap_or_default(),
+        report["promotion"]["why"].as_str().unwrap_or_default()
+    );
+    ok &= report["promotion"]["result"] == "refused";
+    let told = sandbox.webhooks("slack-releases");
+    println!("  prod's Slack #releases: {}", told.first().and_then(|m| m["text"].as_str()).unwrap_or("nothing"));
+    println!(
+        "
+The chain stopped at qa:"
+    );
+    let after = print_stages(&ecs).await;
+    println!();
+    ok && after[2] == images[2] && after[0] != images[0]
 }
 
 /// Pushes `shop/api:<tag>` to the sandbox's ECR; its ECR Image Action event.
