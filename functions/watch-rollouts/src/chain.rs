@@ -110,7 +110,7 @@ impl WatchRollouts<'_> {
                 if !follows {
                     continue;
                 }
-                match Settings::of(service.tags(), self.config.timezone) {
+                match Settings::of(service.tags(), &self.config.timezone) {
                     Some(Ok(settings)) => found.push((service, settings)),
                     Some(Err(why)) => {
                         let id = ServiceId::of(&service);
@@ -206,7 +206,7 @@ impl WatchRollouts<'_> {
             result.why = format!("ECS has no service {id}");
             return Ok(None);
         };
-        let settings = match Settings::of(service.tags(), self.config.timezone) {
+        let settings = match Settings::of(service.tags(), &self.config.timezone) {
             Some(Ok(settings)) => settings,
             Some(Err(why)) => {
                 result.why = why;

@@ -24,7 +24,6 @@ use std::sync::Arc;
 
 use aws_sdk_ecs::types::{Service, ServiceField, Tag, TaskDefinitionField};
 use chrono::Utc;
-use chrono_tz::Tz;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use nightshift::aws::CallError;
 use nightshift::config::{self, ConfigError, Vars};
@@ -33,6 +32,7 @@ use nightshift::notify::{self, Delivery, Level, Notice, Notifier};
 use nightshift::quarantine::{self, QUARANTINE_TAG};
 use nightshift::rollout::{Deployer, ServiceId};
 use nightshift::signed::SignedHttp;
+use nightshift::window::Tz;
 use nightshift::{Clock, SystemClock};
 use nightshift::{LambdaFailure, Measured, Metric};
 use serde::Serialize;
@@ -66,7 +66,7 @@ pub struct WatchConfig {
 impl WatchConfig {
     pub fn from_vars(vars: &impl Vars) -> Result<Self, ConfigError> {
         let timezone_text = config::optional(vars, "TIMEZONE").unwrap_or_else(|| "UTC".into());
-        let timezone: Tz = timezone_text.parse().map_err(|_| {
+        let timezone = nightshift::window::zone(&timezone_text).ok_or_else(|| {
             ConfigError::new("TIMEZONE", Some(&timezone_text), "an IANA time zone such as Europe/London")
         })?;
         let schedule_group = config::optional(vars, "SCHEDULE_GROUP").unwrap_or_else(|| "default".into());

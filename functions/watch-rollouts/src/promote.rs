@@ -6,12 +6,11 @@
 
 use aws_sdk_ecs::types::{ContainerDefinition, Tag};
 use chrono::{DateTime, Duration, Utc};
-use chrono_tz::Tz;
 use nightshift::ecs::tag_value;
 use nightshift::image::ImageRef;
 use nightshift::quarantine;
 use nightshift::rollout::{ImageChange, ServiceId};
-use nightshift::window::WeeklyWindows;
+use nightshift::window::{Tz, WeeklyWindows, zone_name};
 use serde::{Deserialize, Serialize};
 
 pub use nightshift::ecs::PROMOTE_FROM_TAG;
@@ -35,12 +34,12 @@ pub struct Settings {
 impl Settings {
     /// `None` when the service is not tagged `nightshift:promote-from`; else
     /// its settings, or what is wrong with its tags.
-    pub fn of(tags: &[Tag], timezone: Tz) -> Option<Result<Self, String>> {
+    pub fn of(tags: &[Tag], timezone: &Tz) -> Option<Result<Self, String>> {
         let from = tag_value(tags, PROMOTE_FROM_TAG)?;
         Some(Self::parse(from, tag_value(tags, SOAK_TAG), tag_value(tags, WINDOW_TAG), timezone))
     }
 
-    fn parse(from: &str, soak: Option<&str>, window: Option<&str>, timezone: Tz) -> Result<Self, String> {
+    fn parse(from: &str, soak: Option<&str>, window: Option<&str>, timezone: &Tz) -> Result<Self, String> {
         let from = ServiceId::parse(from).map_err(|why| format!("{PROMOTE_FROM_TAG}: {why}"))?;
         let soak = match soak.map(str::trim) {
             None => DEFAULT_SOAK_MINUTES,
@@ -50,7 +49,9 @@ impl Settings {
         };
         let window = match window.map(str::trim).filter(|w| !w.is_empty()) {
             None => None,
-            Some(text) => Some(WeeklyWindows::parse(text, timezone).map_err(|why| format!("{WINDOW_TAG}: {why}"))?),
+            Some(text) => {
+                Some(WeeklyWindows::parse(text, timezone.clone()).map_err(|why| format!("{WINDOW_TAG}: {why}"))?)
+            }
         };
         Ok(Self { from, soak: Duration::minutes(soak), window })
     }
@@ -223,7 +224,10 @@ pub fn decide(due: Option<&Due>, upstream: &Upstream, downstream: &Downstream, n
             && open > now
         {
             let text = window.windows.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-            return Promotion::Wait { until: open, why: format!("outside {WINDOW_TAG} {text} ({})", window.timezone) };
+            return Promotion::Wait {
+                until: open,
+                why: format!("outside {WINDOW_TAG} {text} ({})", zone_name(&window.timezone)),
+            };
         }
     }
     Promotion::Move { changes, image_tags, digests }
@@ -324,7 +328,7 @@ mod tests {
     }
 
     fn settings(soak: Option<&str>, window: Option<&str>) -> Settings {
-        Settings::parse("staging/shop", soak, window, Tz::UTC).unwrap()
+        Settings::parse("staging/shop", soak, window, &Tz::UTC).unwrap()
     }
 
     fn upstream() -> Upstream {
@@ -372,12 +376,12 @@ mod tests {
         let tags = |pairs: &[(&str, &str)]| -> Vec<Tag> {
             pairs.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()
         };
-        assert_eq!(Settings::of(&tags(&[("nightshift:deploy", "semver")]), Tz::UTC), None);
-        let s = Settings::of(&tags(&[(PROMOTE_FROM_TAG, "staging/shop")]), Tz::UTC).unwrap().unwrap();
+        assert_eq!(Settings::of(&tags(&[("nightshift:deploy", "semver")]), &Tz::UTC), None);
+        let s = Settings::of(&tags(&[(PROMOTE_FROM_TAG, "staging/shop")]), &Tz::UTC).unwrap().unwrap();
         assert_eq!((s.from.to_string(), s.soak, s.window), ("staging/shop".into(), Duration::minutes(30), None));
         let s = Settings::of(
             &tags(&[(PROMOTE_FROM_TAG, "qa/shop"), (SOAK_TAG, "0"), (WINDOW_TAG, "Mon-Fri 09:00-16:00")]),
-            Tz::UTC,
+            &Tz::UTC,
         )
         .unwrap()
         .unwrap();
@@ -395,7 +399,7 @@ mod tests {
             let mut pairs = vec![(PROMOTE_FROM_TAG, "staging/shop")];
             pairs.retain(|(k, _)| *k != key);
             pairs.push((key, value));
-            let err = Settings::of(&tags(&pairs), Tz::UTC).unwrap().unwrap_err();
+            let err = Settings::of(&tags(&pairs), &Tz::UTC).unwrap().unwrap_err();
             assert!(err.starts_with(want), "{key}={value}: {err}");
         }
     }
@@ -448,7 +452,7 @@ mod tests {
             }
         }
         // In New York the clocks went back on 1 November 2026: 09:00 EST is 14:00 UTC (13:00 before).
-        let ny = chrono_tz::America::New_York;
+        let ny = nightshift::window::zone("America/New_York").unwrap();
         let mut s = settings(Some("0"), None);
         s.window = Some(WeeklyWindows::parse("Mon-Fri 09:00-16:00", ny).unwrap());
         let mut early = upstream();

@@ -6,7 +6,6 @@ pub mod aws;
 pub mod plan;
 
 use chrono::Duration;
-use chrono_tz::Tz;
 
 use crate::config::{self, ConfigError, Vars};
 pub use crate::window::WeeklyWindows;
@@ -45,7 +44,7 @@ impl ScaleConfig {
             return Err(ConfigError::new("CLUSTERS", None, "comma-separated ECS cluster names"));
         }
         let timezone_text = config::optional(vars, "TIMEZONE").unwrap_or_else(|| "UTC".into());
-        let timezone: Tz = timezone_text.parse().map_err(|_| {
+        let timezone = crate::window::zone(&timezone_text).ok_or_else(|| {
             ConfigError::new("TIMEZONE", Some(&timezone_text), "an IANA time zone such as Europe/London")
         })?;
         let schedule_text = config::optional(vars, "AWAKE_SCHEDULE").unwrap_or_default();
@@ -108,7 +107,7 @@ mod tests {
     fn defaults_need_only_the_clusters() {
         let config = ScaleConfig::from_vars(&[("CLUSTERS", "dagster")]).unwrap();
         assert_eq!((config.group.as_str(), config.idle_minutes), ("dagster", 30));
-        assert_eq!(config.schedule.timezone, Tz::UTC);
+        assert_eq!(config.schedule.timezone, crate::window::Tz::UTC);
         assert!(config.schedule.windows.is_empty() && config.ingress_prefix.is_empty() && !config.dry_run);
     }
 

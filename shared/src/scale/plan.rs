@@ -55,10 +55,10 @@ pub fn assess(
     match schedule.window_at(now) {
         Some(window) => {
             needed = true;
-            reasons.push(format!("inside {window} {}", schedule.timezone));
+            reasons.push(format!("inside {window} {}", crate::window::zone_name(&schedule.timezone)));
         }
         None if !schedule.windows.is_empty() => {
-            reasons.push(format!("outside the awake windows ({})", schedule.timezone))
+            reasons.push(format!("outside the awake windows ({})", crate::window::zone_name(&schedule.timezone)))
         }
         None => {}
     }
@@ -244,8 +244,8 @@ pub fn plan_activity(members: &[Member], at: DateTime<Utc>) -> Vec<MemberPlan> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::window::{Tz, zone};
     use chrono::TimeZone;
-    use chrono_tz::Tz;
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 28, 3, 0, 0).unwrap() // a Saturday night
@@ -274,7 +274,7 @@ mod tests {
     #[test]
     fn the_group_is_needed_for_a_window_recent_ingress_or_a_run_and_says_which() {
         let idle = Duration::minutes(30);
-        let london = WeeklyWindows::parse("Sat 02:00-04:00", chrono_tz::Europe::London).unwrap();
+        let london = WeeklyWindows::parse("Sat 02:00-04:00", zone("Europe/London").unwrap()).unwrap();
         // (schedule, minutes since the last ingress, runs in flight, needed, reasons)
         type Row<'a> = (&'a WeeklyWindows, Option<i64>, &'a [&'a str], bool, &'a [&'a str]);
         let table: [Row; 6] = [
