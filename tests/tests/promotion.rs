@@ -4,7 +4,13 @@
 //! watch-rollouts, driven through the Lambda Runtime API. Time passes by
 //! moving ECS's deployment times and the schedules into the past (`Sandbox::pass_time`), never by sleeping.
 
-use chrono::{DateTime, Duration, Utc};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Timelike, Utc};
+use lambda_runtime::{Context, LambdaEvent};
+use nightshift::FixedClock;
+use nightshift::window::{WeeklyWindows, zone};
 use nightshift_tests::event;
 use nightshift_tests::platform::{
     SCHEDULE_GROUP, STAGES, end_stage_rollout, pushed_digest, registry, schedule_role, seed_stages, stage_image,
@@ -234,4 +240,65 @@ async fn a_blue_green_prod_gets_its_promotion_as_one_codedeploy_deployment() {
     // And once CodeDeploy is done, prod runs the digest
     sandbox.end_deployment(&id, "Succeeded");
     assert_eq!(image_of(&sandbox, "prod").await, pinned);
+}
+
+#[tokio::test]
+async fn a_promotion_outside_its_window_waits_for_the_window_to_open() {
+    // Given qa promoted only on weekdays from 09:00 to 16:00 (UTC), and staging's 1.3.0 completed
+    let sandbox = Sandbox::start();
+    stages(&sandbox, false).await;
+    let window =
+        aws_sdk_ecs::types::Tag::builder().key("nightshift:promote-window").value("Mon-Fri 09:00-16:00").build();
+    let qa = "arn:aws:ecs:us-east-1:123456789012:service/qa/shop";
+    sandbox.ecs().tag_resource().resource_arn(qa).tags(window).send().await.unwrap();
+    spawn(&sandbox, "deploy-on-push").invoke(&event("deploy-on-push.ecr-push.json")).response();
+    let completed = end_rollout(&sandbox, "staging", "COMPLETED").remove(0);
+    let ended: DateTime<Utc> = completed["detail"]["updatedAt"].as_str().unwrap().parse().unwrap();
+
+    // When the success is told to watch-rollouts (the binary, today)
+    spawn(&sandbox, "watch-rollouts").invoke(&completed).response();
+
+    // Then qa's schedule is at the end of the soak if the window is open then, else when it opens
+    let weekdays = WeeklyWindows::parse("Mon-Fri 09:00-16:00", zone("UTC").unwrap()).unwrap();
+    let schedules = sandbox.schedules();
+    let first = at(&schedules[0]);
+    let soaked = ended + Duration::minutes(30);
+    assert!(weekdays.window_at(first).is_some(), "{first} is in the window");
+    assert!(first == soaked || (first > soaked && (first.hour(), first.minute()) == (9, 0)), "{first} after {soaked}");
+
+    // When it runs on a Saturday (watch-rollouts in this process, its clock fixed there)
+    let saturday = Utc.with_ymd_and_hms(2027, 1, 2, 12, 0, 0).unwrap();
+    let input: Value = serde_json::from_str(schedules[0]["target"]["Input"].as_str().unwrap()).unwrap();
+    let mut settings: HashMap<String, String> = sandbox.function_env().into_iter().collect();
+    settings.insert("SCHEDULE_GROUP".into(), SCHEDULE_GROUP.into());
+    settings.insert("SCHEDULE_ROLE_ARN".into(), schedule_role());
+    let config = watch_rollouts::WatchConfig::from_vars(&settings).unwrap();
+    let signed: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let sdk = sandbox.sdk_config_for("watch-rollouts", &signed);
+    let notifier =
+        nightshift::notify::Notifier::new(nightshift::notify::NotifyConfig::from_vars(&settings).unwrap(), &sdk);
+    let ecs = nightshift::aws::ecs_client(&sdk);
+    let codedeploy = aws_sdk_codedeploy::Client::new(&sdk);
+    let function = watch_rollouts::WatchRollouts::new(
+        config,
+        ecs,
+        codedeploy,
+        nightshift::signed::SignedHttp::new(&sdk),
+        &notifier,
+    )
+    .with_clock(Arc::new(FixedClock(saturday)));
+    let mut context = Context::default();
+    context.invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:nightshift".into();
+    let report = function.handle(LambdaEvent::new(input, context)).await.unwrap();
+
+    // Then nothing moves, and it is scheduled again for Monday 09:00
+    let promotion = report.promotion.unwrap();
+    assert_eq!(
+        (promotion.result, promotion.why.as_str()),
+        ("waiting", "outside nightshift:promote-window Mon-Fri 09:00-16:00 (UTC)")
+    );
+    let monday = Utc.with_ymd_and_hms(2027, 1, 4, 9, 0, 0).unwrap();
+    assert_eq!(promotion.scheduled.map(|s| (s.at, s.already)), Some((monday, false)));
+    assert!(sandbox.schedules().iter().any(|s| at(s) == monday));
+    assert_eq!(image_of(&sandbox, "qa").await, format!("{}/shop/api:1.2.0", registry()));
 }
