@@ -15,7 +15,8 @@ use chrono::{DateTime, Datelike, Days, NaiveDate, Utc, Weekday};
 use jiff::tz::AmbiguousOffset;
 
 /// An IANA time zone, with its rules from the Time Zone Database built into
-/// the binary (jiff's, about a fifth of the size chrono-tz's tables took).
+/// the binary (jiff's: the binaries are 0.8 to 0.95 MB smaller than with
+/// chrono-tz, whose tables were 1 MB of relocated data; see README, Performance).
 pub type Tz = jiff::tz::TimeZone;
 
 /// The zone of an IANA name (`Europe/London`, `UTC`); `None` for an unknown name.
