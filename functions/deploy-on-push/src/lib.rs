@@ -177,7 +177,16 @@ impl DeployOnPush {
                     report.skipped.push(NotDeployed { id: candidate.id, reason });
                 }
                 ServicePlan::Deploy(changes) => {
-                    self.deploy(&candidate, td, td_tags, changes, &tag, &mut invocation, &mut report).await;
+                    let rollout = Rollout {
+                        service: &candidate.service,
+                        id: candidate.id.clone(),
+                        task_definition: td,
+                        td_tags,
+                        image_tags: changes.iter().map(|c| (c.container.clone(), tag.clone())).collect(),
+                        changes,
+                        description: format!("nightshift deploy-on-push: {tag}"),
+                    };
+                    self.deploy(&candidate, rollout, &mut invocation, &mut report).await;
                 }
             }
         }
@@ -351,26 +360,13 @@ impl DeployOnPush {
     /// records what a service on the ECS controller now runs. A blue/green
     /// service's record is left to the next push: it runs the new revision
     /// only once CodeDeploy is done.
-    #[allow(clippy::too_many_arguments)]
     async fn deploy(
         &self,
         candidate: &Examined,
-        td: &TaskDefinition,
-        td_tags: &[Tag],
-        changes: Vec<ImageChange>,
-        tag: &str,
+        rollout: Rollout<'_>,
         invocation: &mut Invocation,
         report: &mut DeployReport,
     ) {
-        let rollout = Rollout {
-            service: &candidate.service,
-            id: candidate.id.clone(),
-            task_definition: td,
-            td_tags,
-            image_tags: changes.iter().map(|c| (c.container.clone(), tag.to_owned())).collect(),
-            changes,
-            description: format!("nightshift deploy-on-push: {tag}"),
-        };
         match self.deployer.roll_out(rollout, invocation).await {
             Rolled::Deployed { deployed, containers, tags } => {
                 if deployed.controller == ECS_CONTROLLER
