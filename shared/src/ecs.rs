@@ -96,6 +96,18 @@ pub async fn list_clusters(ecs: &Client) -> Result<Vec<String>, CallError> {
     Ok(arns)
 }
 
+/// Every service of these clusters, described with its tags; when none are
+/// named, of every cluster of the account and region.
+pub async fn services_in(ecs: &Client, clusters: &[String]) -> Result<Vec<Service>, CallError> {
+    let clusters = if clusters.is_empty() { list_clusters(ecs).await? } else { clusters.to_vec() };
+    let mut services = Vec::new();
+    for cluster in &clusters {
+        let arns = list_services(ecs, cluster).await?;
+        services.extend(describe_services(ecs, cluster, &arns).await?);
+    }
+    Ok(services)
+}
+
 /// Every service ARN of the cluster.
 pub async fn list_services(ecs: &Client, cluster: &str) -> Result<Vec<String>, CallError> {
     let mut arns = Vec::new();

@@ -212,41 +212,33 @@ impl DeployOnPush {
         audience: &mut Audience,
         report: &mut DeployReport,
     ) -> Result<Vec<Examined>, DeployError> {
-        let clusters = if self.config.clusters.is_empty() {
-            nightshift::ecs::list_clusters(&self.ecs).await?
-        } else {
-            self.config.clusters.clone()
-        };
         let mut examined = Vec::new();
-        for cluster in &clusters {
-            let arns = nightshift::ecs::list_services(&self.ecs, cluster).await?;
-            for service in nightshift::ecs::describe_services(&self.ecs, cluster, &arns).await? {
-                let id = ServiceId::of(&service);
-                if let Some(channels) = nightshift::ecs::tag_value(service.tags(), NOTIFY_TAG) {
-                    match notify::parse_channels(channels) {
-                        Ok(channels) => {
-                            audience.channels.insert(id.clone(), channels);
-                        }
-                        Err(why) => report.warnings.push(format!("{}/{}: {NOTIFY_TAG}: {why}", id.cluster, id.service)),
+        for service in nightshift::ecs::services_in(&self.ecs, &self.config.clusters).await? {
+            let id = ServiceId::of(&service);
+            if let Some(channels) = nightshift::ecs::tag_value(service.tags(), NOTIFY_TAG) {
+                match notify::parse_channels(channels) {
+                    Ok(channels) => {
+                        audience.channels.insert(id.clone(), channels);
                     }
+                    Err(why) => report.warnings.push(format!("{}/{}: {NOTIFY_TAG}: {why}", id.cluster, id.service)),
                 }
-                let candidate = plan::triage(&service, push, tag);
-                if matches!(candidate, Candidate::Skip(_)) && plan::is_quarantined(&service, push) {
-                    audience.refused.push(id.clone());
+            }
+            let candidate = plan::triage(&service, push, tag);
+            if matches!(candidate, Candidate::Skip(_)) && plan::is_quarantined(&service, push) {
+                audience.refused.push(id.clone());
+            }
+            match candidate {
+                Candidate::NotFollowing => {}
+                Candidate::Skip(reason) => {
+                    info!(cluster = %id.cluster, service = %id.service, %reason, "skipped");
+                    report.skipped.push(NotDeployed { id, reason });
                 }
-                match candidate {
-                    Candidate::NotFollowing => {}
-                    Candidate::Skip(reason) => {
-                        info!(cluster = %id.cluster, service = %id.service, %reason, "skipped");
-                        report.skipped.push(NotDeployed { id, reason });
-                    }
-                    Candidate::Examine => examined.push(Examined {
-                        task_definition_arn: service.task_definition().unwrap_or_default().to_owned(),
-                        recorded: Record::current(&service).is_some(),
-                        service,
-                        id,
-                    }),
-                }
+                Candidate::Examine => examined.push(Examined {
+                    task_definition_arn: service.task_definition().unwrap_or_default().to_owned(),
+                    recorded: Record::current(&service).is_some(),
+                    service,
+                    id,
+                }),
             }
         }
         Ok(examined)

@@ -96,31 +96,23 @@ impl WatchRollouts<'_> {
         region: &str,
         report: &mut WatchReport,
     ) -> Result<Vec<(Service, Settings)>, WatchError> {
-        let clusters = if self.config.clusters.is_empty() {
-            nightshift::ecs::list_clusters(&self.ecs).await?
-        } else {
-            self.config.clusters.clone()
-        };
         let mut found = Vec::new();
-        for cluster in &clusters {
-            let arns = nightshift::ecs::list_services(&self.ecs, cluster).await?;
-            for service in nightshift::ecs::describe_services(&self.ecs, cluster, &arns).await? {
-                let follows = tag_value(service.tags(), PROMOTE_FROM_TAG)
-                    .is_some_and(|from| ServiceId::parse(from).as_ref() == Ok(upstream));
-                if !follows {
-                    continue;
+        for service in nightshift::ecs::services_in(&self.ecs, &self.config.clusters).await? {
+            let follows = tag_value(service.tags(), PROMOTE_FROM_TAG)
+                .is_some_and(|from| ServiceId::parse(from).as_ref() == Ok(upstream));
+            if !follows {
+                continue;
+            }
+            match Settings::of(service.tags(), &self.config.timezone) {
+                Some(Ok(settings)) => found.push((service, settings)),
+                Some(Err(why)) => {
+                    let id = ServiceId::of(&service);
+                    warn!(service = %id, %why, "promotion not scheduled");
+                    report.warnings.push(format!("{id}: promotion not scheduled: {why}"));
+                    let notice = message::promotion_refused(&id, upstream, &why, region);
+                    self.tell_service(&service, &notice, report).await;
                 }
-                match Settings::of(service.tags(), &self.config.timezone) {
-                    Some(Ok(settings)) => found.push((service, settings)),
-                    Some(Err(why)) => {
-                        let id = ServiceId::of(&service);
-                        warn!(service = %id, %why, "promotion not scheduled");
-                        report.warnings.push(format!("{id}: promotion not scheduled: {why}"));
-                        let notice = message::promotion_refused(&id, upstream, &why, region);
-                        self.tell_service(&service, &notice, report).await;
-                    }
-                    None => {}
-                }
+                None => {}
             }
         }
         Ok(found)

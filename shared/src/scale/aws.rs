@@ -14,7 +14,7 @@ use super::{
 };
 use crate::LambdaFailure;
 use crate::aws::CallError;
-use crate::ecs::{describe_services, list_services, tag_value};
+use crate::ecs::tag_value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScaleError {
@@ -107,12 +107,8 @@ pub fn member_of(service: &Service, group: &str) -> Option<Member> {
 /// The group's services in the configured clusters, with their scalable targets.
 pub async fn observe_members(group: &ScaleGroup) -> Result<Vec<Member>, ScaleError> {
     let (ecs, scaling, config) = (&group.ecs, &group.scaling, &group.config);
-    let mut members = Vec::new();
-    for cluster in &config.clusters {
-        let arns = list_services(ecs, cluster).await?;
-        let services = describe_services(ecs, cluster, &arns).await?;
-        members.extend(services.iter().filter_map(|s| member_of(s, &config.group)));
-    }
+    let services = crate::ecs::services_in(ecs, &config.clusters).await?;
+    let mut members: Vec<Member> = services.iter().filter_map(|s| member_of(s, &config.group)).collect();
     let ids: Vec<String> = members.iter().map(|m| resource_id(&m.cluster, &m.service)).collect();
     for batch in ids.chunks(50) {
         let out = scaling
