@@ -5,9 +5,8 @@
 //! deploy-on-push deploys (`nightshift::rollout`).
 
 use aws_sdk_codedeploy::types::DeploymentStatus;
-use aws_sdk_ecs::types::{DeploymentRolloutState, Service, ServiceField};
+use aws_sdk_ecs::types::{DeploymentRolloutState, Service};
 use chrono::{DateTime, Utc};
-use nightshift::aws::CallError;
 use nightshift::ecs::{IMAGE_TAG_PREFIX, tag_value};
 use nightshift::notify::Level;
 use nightshift::quarantine::{self, QUARANTINE_TAG};
@@ -336,17 +335,8 @@ impl WatchRollouts<'_> {
         Ok(Settled { deployment, completed_at })
     }
 
-    /// The service with its tags, unless ECS no longer has it.
+    /// The service with its tags, when it is ACTIVE.
     async fn service(&self, id: &ServiceId) -> Result<Option<Service>, WatchError> {
-        let out = self
-            .ecs
-            .describe_services()
-            .cluster(&id.cluster)
-            .services(&id.service)
-            .include(ServiceField::Tags)
-            .send()
-            .await
-            .map_err(|e| CallError::new("DescribeServices", &id.to_string(), e.into_service_error()))?;
-        Ok(out.services.unwrap_or_default().into_iter().find(|s| s.status() == Some("ACTIVE")))
+        Ok(self.describe(id).await?.filter(|s| s.status() == Some("ACTIVE")))
     }
 }

@@ -251,13 +251,15 @@ impl<'n> WatchRollouts<'n> {
                 report.ignored = Some(why);
                 return nightshift::finish(FUNCTION, report, None);
             }
+            // A promotion's future is boxed: nested inline in the outcome path's, the
+            // whole state machine's type went past the compiler's layout depth limit.
             Trigger::Promotion(due) => {
                 let id = ServiceId::parse(&due.service).map_err(WatchError::InvalidEvent)?;
-                let result = self.promote(Some(due), id, &function_arn, &own_region, &mut report).await;
+                let result = Box::pin(self.promote(Some(due), id, &function_arn, &own_region, &mut report)).await;
                 return nightshift::finish(FUNCTION, report, result.err());
             }
             Trigger::Promote(id) => {
-                let result = self.promote(None, id, &function_arn, &own_region, &mut report).await;
+                let result = Box::pin(self.promote(None, id, &function_arn, &own_region, &mut report)).await;
                 return nightshift::finish(FUNCTION, report, result.err());
             }
             Trigger::Ecs(rollout) => self.observe_ecs(&rollout, &mut report).await?,
@@ -436,17 +438,8 @@ impl<'n> WatchRollouts<'n> {
         name: &str,
         report: &mut WatchReport,
     ) -> Result<Option<Service>, WatchError> {
-        let out = self
-            .ecs
-            .describe_services()
-            .cluster(cluster)
-            .services(name)
-            .include(ServiceField::Tags)
-            .send()
-            .await
-            .map_err(|e| CallError::new("DescribeServices", &format!("{cluster}/{name}"), e.into_service_error()))?;
-        let service = out.services.unwrap_or_default().into_iter().find(|s| s.status() != Some("INACTIVE"));
-        match service {
+        let id = ServiceId { cluster: cluster.to_owned(), service: name.to_owned() };
+        match self.describe(&id).await? {
             None => report.ignored = Some("ECS no longer has the service".into()),
             Some(s) if tag_value(s.tags(), DEPLOY_TAG).is_none() && tag_value(s.tags(), PROMOTE_FROM_TAG).is_none() => {
                 report.ignored = Some(format!("the service is tagged neither {DEPLOY_TAG} nor {PROMOTE_FROM_TAG}"));
@@ -454,6 +447,20 @@ impl<'n> WatchRollouts<'n> {
             Some(s) => return Ok(Some(s)),
         }
         Ok(None)
+    }
+
+    /// The service with its tags, unless ECS no longer has it (INACTIVE).
+    async fn describe(&self, id: &ServiceId) -> Result<Option<Service>, WatchError> {
+        let out = self
+            .ecs
+            .describe_services()
+            .cluster(&id.cluster)
+            .services(&id.service)
+            .include(ServiceField::Tags)
+            .send()
+            .await
+            .map_err(|e| CallError::new("DescribeServices", &id.to_string(), e.into_service_error()))?;
+        Ok(out.services.unwrap_or_default().into_iter().find(|s| s.status() != Some("INACTIVE")))
     }
 
     /// Each container's image, with its digest and the tag it was deployed from.
