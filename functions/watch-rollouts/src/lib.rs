@@ -22,7 +22,7 @@ pub mod scheduler;
 
 use std::sync::Arc;
 
-use aws_sdk_ecs::types::{Service, ServiceField, Tag, TaskDefinitionField};
+use aws_sdk_ecs::types::{Service, ServiceField, Tag};
 use chrono::Utc;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use nightshift::aws::CallError;
@@ -465,16 +465,8 @@ impl<'n> WatchRollouts<'n> {
 
     /// Each container's image, with its digest and the tag it was deployed from.
     async fn images(&self, task_definition: &str) -> Result<Vec<Image>, WatchError> {
-        let out = self
-            .ecs
-            .describe_task_definition()
-            .task_definition(task_definition)
-            .include(TaskDefinitionField::Tags)
-            .send()
-            .await
-            .map_err(|e| CallError::new("DescribeTaskDefinition", task_definition, e.into_service_error()))?;
-        let tags = out.tags().to_vec();
-        Ok(out.task_definition().map(|td| message::images(td.container_definitions(), &tags)).unwrap_or_default())
+        let (td, tags) = self.deployer.task_definition(task_definition).await?;
+        Ok(message::images(td.container_definitions(), &tags))
     }
 
     /// Tells the service's channels (`nightshift:notify`); with `DRY_RUN`, says whom it would.
