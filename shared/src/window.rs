@@ -24,6 +24,14 @@ pub fn zone(name: &str) -> Option<Tz> {
     Tz::get(name).ok()
 }
 
+/// `TIMEZONE` (default `UTC`), or an error that names it.
+pub fn timezone_setting(vars: &impl crate::config::Vars) -> Result<Tz, crate::config::ConfigError> {
+    let text = crate::config::optional(vars, "TIMEZONE").unwrap_or_else(|| "UTC".into());
+    zone(&text).ok_or_else(|| {
+        crate::config::ConfigError::new("TIMEZONE", Some(&text), "an IANA time zone such as Europe/London")
+    })
+}
+
 /// The zone's name, as written in settings.
 pub fn zone_name(tz: &Tz) -> &str {
     tz.iana_name().unwrap_or("UTC")

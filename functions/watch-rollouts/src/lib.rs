@@ -65,10 +65,7 @@ pub struct WatchConfig {
 
 impl WatchConfig {
     pub fn from_vars(vars: &impl Vars) -> Result<Self, ConfigError> {
-        let timezone_text = config::optional(vars, "TIMEZONE").unwrap_or_else(|| "UTC".into());
-        let timezone = nightshift::window::zone(&timezone_text).ok_or_else(|| {
-            ConfigError::new("TIMEZONE", Some(&timezone_text), "an IANA time zone such as Europe/London")
-        })?;
+        let timezone = nightshift::window::timezone_setting(vars)?;
         let schedule_group = config::optional(vars, "SCHEDULE_GROUP").unwrap_or_else(|| "default".into());
         let group_ok = schedule_group.len() <= 64
             && schedule_group.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));

@@ -43,10 +43,7 @@ impl ScaleConfig {
         if clusters.is_empty() {
             return Err(ConfigError::new("CLUSTERS", None, "comma-separated ECS cluster names"));
         }
-        let timezone_text = config::optional(vars, "TIMEZONE").unwrap_or_else(|| "UTC".into());
-        let timezone = crate::window::zone(&timezone_text).ok_or_else(|| {
-            ConfigError::new("TIMEZONE", Some(&timezone_text), "an IANA time zone such as Europe/London")
-        })?;
+        let timezone = crate::window::timezone_setting(vars)?;
         let schedule_text = config::optional(vars, "AWAKE_SCHEDULE").unwrap_or_default();
         let schedule = WeeklyWindows::parse(&schedule_text, timezone).map_err(|why| {
             ConfigError::new(
