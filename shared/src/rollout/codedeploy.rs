@@ -2,7 +2,6 @@
 
 use crate::aws::CallError;
 use aws_sdk_codedeploy::Client;
-use aws_sdk_codedeploy::error::ProvideErrorMetadata;
 use aws_sdk_codedeploy::types::{
     AppSpecContent, ApplicationInfo, AutoRollbackConfiguration, AutoRollbackEvent, ComputePlatform,
     DeploymentGroupInfo, RevisionLocation, RevisionLocationType,
@@ -13,26 +12,19 @@ use super::bluegreen::GroupName;
 /// BatchGetApplications and BatchGetDeploymentGroups take at most 100 names.
 const BATCH: usize = 100;
 
-fn call_error<E>(operation: &'static str, target: &str, err: E) -> CallError
-where
-    E: ProvideErrorMetadata + std::error::Error,
-{
-    CallError::new(operation, target, err)
-}
-
 /// Every deployment group of the account's ECS applications, described.
 pub async fn ecs_groups(codedeploy: &Client) -> Result<Vec<DeploymentGroupInfo>, CallError> {
     let mut names = Vec::new();
     let mut pages = codedeploy.list_applications().into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| call_error("ListApplications", "the account", e.into_service_error()))?;
+        let page = page.map_err(|e| CallError::new("ListApplications", "the account", e.into_service_error()))?;
         names.extend(page.applications().iter().cloned());
     }
     let mut groups = Vec::new();
     for batch in names.chunks(BATCH) {
         let out =
             codedeploy.batch_get_applications().set_application_names(Some(batch.to_vec())).send().await.map_err(
-                |e| call_error("BatchGetApplications", "the account's applications", e.into_service_error()),
+                |e| CallError::new("BatchGetApplications", "the account's applications", e.into_service_error()),
             )?;
         let ecs = out.applications_info().iter().filter(|a| a.compute_platform() == Some(&ComputePlatform::Ecs));
         for application in ecs.filter_map(ApplicationInfo::application_name) {
@@ -46,7 +38,7 @@ async fn application_groups(codedeploy: &Client, application: &str) -> Result<Ve
     let mut names = Vec::new();
     let mut pages = codedeploy.list_deployment_groups().application_name(application).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| call_error("ListDeploymentGroups", application, e.into_service_error()))?;
+        let page = page.map_err(|e| CallError::new("ListDeploymentGroups", application, e.into_service_error()))?;
         names.extend(page.deployment_groups().iter().cloned());
     }
     let mut groups = Vec::new();
@@ -67,7 +59,7 @@ async fn describe_groups(
         .set_deployment_group_names(Some(names.to_vec()))
         .send()
         .await
-        .map_err(|e| call_error("BatchGetDeploymentGroups", application, e.into_service_error()))?;
+        .map_err(|e| CallError::new("BatchGetDeploymentGroups", application, e.into_service_error()))?;
     Ok(out.deployment_groups_info.unwrap_or_default())
 }
 
@@ -106,7 +98,7 @@ pub async fn create_deployment(
         .description(description)
         .send()
         .await
-        .map_err(|e| call_error("CreateDeployment", &group.to_string(), e.into_service_error()))?;
+        .map_err(|e| CallError::new("CreateDeployment", &group.to_string(), e.into_service_error()))?;
     out.deployment_id.ok_or_else(|| CallError {
         operation: "CreateDeployment",
         target: group.to_string(),

@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use aws_sdk_codedeploy::types::DeploymentGroupInfo;
-use aws_sdk_ecs::error::ProvideErrorMetadata;
 use aws_sdk_ecs::types::{
     ContainerDefinition, DeploymentCircuitBreaker, DeploymentConfiguration, Service, Tag, TaskDefinition,
     TaskDefinitionField,
@@ -199,13 +198,6 @@ pub struct Deployer {
     known: Mutex<HashMap<String, (TaskDefinition, Vec<Tag>)>>,
 }
 
-fn ecs_error<E>(operation: &'static str, target: &str, err: E) -> CallError
-where
-    E: ProvideErrorMetadata + std::error::Error,
-{
-    CallError::new(operation, target, err)
-}
-
 fn empty_answer(operation: &'static str, target: &str, what: &str) -> CallError {
     CallError { operation, target: target.to_owned(), code: None, message: format!("the answer holds no {what}") }
 }
@@ -228,7 +220,7 @@ impl Deployer {
             .include(TaskDefinitionField::Tags)
             .send()
             .await
-            .map_err(|e| ecs_error("DescribeTaskDefinition", arn, e.into_service_error()))?;
+            .map_err(|e| CallError::new("DescribeTaskDefinition", arn, e.into_service_error()))?;
         let task_definition =
             out.task_definition.ok_or_else(|| empty_answer("DescribeTaskDefinition", arn, "task definition"))?;
         let found = (task_definition, out.tags.unwrap_or_default());
@@ -282,7 +274,10 @@ impl Deployer {
             .send()
             .await;
         if let Err(e) = updated {
-            return failed(&id, format!("ECS {}", ecs_error("UpdateService", &id.to_string(), e.into_service_error())));
+            return failed(
+                &id,
+                format!("ECS {}", CallError::new("UpdateService", &id.to_string(), e.into_service_error())),
+            );
         }
         info!(cluster = %id.cluster, service = %id.service, from = %old, to = %new_arn, "deployed");
         let deployed = deployed(id, ECS_CONTROLLER, old, Some(new_arn), changes, None);
@@ -499,7 +494,7 @@ pub async fn register_clone(
         .set_enable_fault_injection(from.enable_fault_injection)
         .send()
         .await
-        .map_err(|e| ecs_error("RegisterTaskDefinition", source, e.into_service_error()))?;
+        .map_err(|e| CallError::new("RegisterTaskDefinition", source, e.into_service_error()))?;
     out.task_definition()
         .and_then(TaskDefinition::task_definition_arn)
         .map(str::to_owned)
