@@ -10,6 +10,28 @@ use crate::aws::CallError;
 /// DescribeServices takes at most this many services.
 pub const DESCRIBE_BATCH: usize = 10;
 
+/// `family:revision` of a task definition ARN (or of `family:revision` itself).
+pub fn revision_of(task_definition: &str) -> &str {
+    last_segment(task_definition)
+}
+
+/// The name at the end of an ARN's path (`.../cluster/<name>`), or the text itself.
+pub fn last_segment(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// Sets tags on an ECS resource: the one TagResource nightshift makes.
+pub async fn tag_resource(ecs: &Client, arn: &str, tags: &[(String, String)]) -> Result<(), CallError> {
+    let tags = tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build());
+    ecs.tag_resource()
+        .resource_arn(arn)
+        .set_tags(Some(tags.collect()))
+        .send()
+        .await
+        .map_err(|e| CallError::new("TagResource", arn, e.into_service_error()))?;
+    Ok(())
+}
+
 /// The value of a tag, if the list has it.
 pub fn tag_value<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
     tags.iter().find(|t| t.key() == Some(key)).and_then(Tag::value)

@@ -1,7 +1,6 @@
 //! What two or more nightshift functions share: the AWS config, reading the
 //! environment, the clock, the report, telling people, and the Lambda error shape.
 
-pub mod appspec;
 pub mod aws;
 pub mod clock;
 pub mod config;
@@ -26,5 +25,5 @@ pub mod window;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use config::{ConfigError, Vars};
-pub use report::{LambdaFailure, Measured, Metric, emit, finish};
+pub use report::{LambdaFailure, Measured, Metric, Ran, conclude};
 pub use trigger::Trigger;

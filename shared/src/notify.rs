@@ -404,16 +404,16 @@ pub trait Notable {
     }
 }
 
-/// Runs one invocation as [`crate::report::observe`] does, and tells
+/// Runs one invocation (whose handler logged its report line) and tells
 /// `NOTIFY_CHANNELS` when it fails, and, at `NOTIFY_LEVEL=all`, its notable
 /// work (the run's outcome stays what it was).
-pub async fn observe<T, E, F>(notifier: &Notifier, function: &str, run: F) -> Result<T, E>
+pub async fn with_alerts<T, E, F>(notifier: &Notifier, function: &str, run: F) -> Result<T, E>
 where
     F: std::future::Future<Output = Result<T, E>>,
     E: LambdaFailure,
     T: Notable,
 {
-    let result = crate::report::observe(function, run).await;
+    let result = run.await;
     match &result {
         Err(err) => {
             notifier.tell_failed_run(function, err.error_type(), &err.to_string()).await;

@@ -5,7 +5,6 @@
 //! when `STACK_NAME` is set, `Stack`). And the error a failed run ends with.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
@@ -55,10 +54,6 @@ impl Metric {
 pub trait Measured {
     fn metrics(&self) -> Vec<Metric>;
 }
-
-/// Whether this invocation logged its report already (one invocation at a
-/// time per process, as Lambda runs them).
-static REPORTED: AtomicBool = AtomicBool::new(false);
 
 /// The report line: the report as an object, its metrics and `RunFailed`
 /// (the run ends in an error) in EMF. `stack` is the `Stack` dimension.
@@ -117,48 +112,46 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Logs the run's report line; the handler then returns the report, or
-/// fails (`failed`) with it in the log.
-pub fn emit<R: Serialize + Measured>(function: &str, report: &R, failed: Option<&dyn LambdaFailure>) {
-    let value = match serde_json::to_value(report) {
-        Ok(value) => value,
-        Err(err) => {
+/// How a run ended: with its report (and the error it fails with, if any),
+/// or with an error before it had a report (a bad event, an unreadable bucket).
+pub type Ran<R, E> = Result<(R, Option<E>), E>;
+
+/// Ends the run: logs its report line, the only writer of it, then returns
+/// the report, or the error with the report in the log. A run that failed
+/// before it had a report still logs its line, with the error and `RunFailed`.
+pub fn conclude<R: Serialize + Measured, E: LambdaFailure>(function: &str, ran: Ran<R, E>) -> Result<R, E> {
+    match ran {
+        Ok((report, None)) => {
+            log_report(function, Some(&report), None);
+            Ok(report)
+        }
+        Ok((report, Some(error))) => {
+            log_report(function, Some(&report), Some(&error));
+            Err(error)
+        }
+        Err(error) => {
+            log_report(function, None::<&Value>, Some(&error));
+            Err(error)
+        }
+    }
+}
+
+impl Measured for Value {
+    fn metrics(&self) -> Vec<Metric> {
+        Vec::new()
+    }
+}
+
+fn log_report<R: Serialize + Measured>(function: &str, report: Option<&R>, error: Option<&dyn LambdaFailure>) {
+    let value = report.map(|report| {
+        serde_json::to_value(report).unwrap_or_else(|err| {
             tracing::error!(function, error = %err, "report could not be serialized");
             Value::Null
-        }
-    };
-    let error = failed.map(|e| (e.error_type(), e.to_string()));
-    write_line(&report_line(function, stack().as_deref(), Some(value), error, &report.metrics(), now_ms()));
-    REPORTED.store(true, Ordering::SeqCst);
-}
-
-/// Logs the report line and ends the run: `Ok(report)`, or `error` with the
-/// report in the log.
-pub fn finish<R: Serialize + Measured, E: LambdaFailure>(function: &str, report: R, error: Option<E>) -> Result<R, E> {
-    emit(function, &report, error.as_ref().map(|e| e as &dyn LambdaFailure));
-    match error {
-        None => Ok(report),
-        Some(error) => Err(error),
-    }
-}
-
-/// Runs one invocation; a run that fails before it has a report to log
-/// (a bad event, an unreadable bucket) still logs its report line, with the
-/// error and `RunFailed`.
-pub async fn observe<T, E, F>(function: &str, run: F) -> Result<T, E>
-where
-    F: std::future::Future<Output = Result<T, E>>,
-    E: LambdaFailure,
-{
-    REPORTED.store(false, Ordering::SeqCst);
-    let result = run.await;
-    if let Err(err) = &result
-        && !REPORTED.swap(true, Ordering::SeqCst)
-    {
-        let error = Some((err.error_type(), err.to_string()));
-        write_line(&report_line(function, stack().as_deref(), None, error, &[], now_ms()));
-    }
-    result
+        })
+    });
+    let metrics = report.map(Measured::metrics).unwrap_or_default();
+    let failure = error.map(|e| (e.error_type(), e.to_string()));
+    write_line(&report_line(function, stack().as_deref(), value, failure, &metrics, now_ms()));
 }
 
 /// An error with a stable `error_type`, for alarms and retries to match on.

@@ -9,7 +9,7 @@ pub enum DeployError {
     #[error("invalid event: {0}")]
     InvalidEvent(String),
     #[error("ECS {0}")]
-    Ecs(#[from] CallError),
+    Ecs(CallError),
     /// Some services failed; the others went ahead. Failing the invocation gets it retried or alarmed.
     #[error("{} of {total} services failed: {}", failures.len(), failures.join("; "))]
     ServicesFailed { total: usize, failures: Vec<String> },

@@ -27,7 +27,7 @@ pub struct Push {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Trigger {
+pub enum PushEvent {
     Push(Push),
     /// Well-formed, but not for this function: the reason.
     Ignored(String),
@@ -35,11 +35,11 @@ pub enum Trigger {
 
 /// Reads the event. `Err` names what is missing or malformed; an event that
 /// is well-formed but not a successful push is `Ignored` with the reason.
-pub fn parse(payload: &Value) -> Result<Trigger, String> {
+pub fn parse(payload: &Value) -> Result<PushEvent, String> {
     let event: EventBridgeEvent<Value> =
         serde_json::from_value(payload.clone()).map_err(|e| format!("not an EventBridge event: {e}"))?;
     if event.source != "aws.ecr" || event.detail_type != "ECR Image Action" {
-        return Ok(Trigger::Ignored(format!(
+        return Ok(PushEvent::Ignored(format!(
             "not an ECR image action (source {:?}, detail-type {:?})",
             event.source, event.detail_type
         )));
@@ -49,7 +49,7 @@ pub fn parse(payload: &Value) -> Result<Trigger, String> {
     let action = detail.action_type.as_deref().unwrap_or_default();
     let result = detail.result.as_deref().unwrap_or_default();
     if action != "PUSH" || result != "SUCCESS" {
-        return Ok(Trigger::Ignored(format!("not a successful push (action-type {action:?}, result {result:?})")));
+        return Ok(PushEvent::Ignored(format!("not a successful push (action-type {action:?}, result {result:?})")));
     }
     let non_empty =
         |v: Option<String>, what: &str| v.filter(|s| !s.trim().is_empty()).ok_or_else(|| format!("{what} is missing"));
@@ -57,7 +57,7 @@ pub fn parse(payload: &Value) -> Result<Trigger, String> {
     if !digest.contains(':') {
         return Err(format!("detail.image-digest {digest:?} is not of the form algorithm:hex"));
     }
-    Ok(Trigger::Push(Push {
+    Ok(PushEvent::Push(Push {
         account: non_empty(event.account, "account")?,
         region: non_empty(event.region, "region")?,
         repository: non_empty(detail.repository_name, "detail.repository-name")?,
@@ -87,7 +87,7 @@ mod tests {
 
     #[test]
     fn a_successful_push_is_read_whole() {
-        let Trigger::Push(push) = parse(&push_event()).unwrap() else { panic!() };
+        let PushEvent::Push(push) = parse(&push_event()).unwrap() else { panic!() };
         assert_eq!(push.repository, "shop/api");
         assert_eq!(push.tag.as_deref(), Some("RC_1.4.2"));
         assert_eq!((push.account.as_str(), push.region.as_str()), ("123456789012", "eu-west-1"));
@@ -102,7 +102,7 @@ mod tests {
             event["detail"][field] = json!(value);
             assert_eq!(
                 parse(&event),
-                Ok(Trigger::Ignored(format!(
+                Ok(PushEvent::Ignored(format!(
                     "not a successful push ({})",
                     match field {
                         "action-type" => format!("{why}, result \"SUCCESS\""),
@@ -113,14 +113,14 @@ mod tests {
         }
         let mut scan = push_event();
         scan["detail-type"] = json!("ECR Image Scan");
-        assert!(matches!(parse(&scan), Ok(Trigger::Ignored(_))));
+        assert!(matches!(parse(&scan), Ok(PushEvent::Ignored(_))));
     }
 
     #[test]
     fn a_push_without_a_tag_is_still_a_push() {
         let mut event = push_event();
         event["detail"].as_object_mut().unwrap().remove("image-tag");
-        let Trigger::Push(push) = parse(&event).unwrap() else { panic!() };
+        let PushEvent::Push(push) = parse(&event).unwrap() else { panic!() };
         assert_eq!(push.tag, None);
     }
 

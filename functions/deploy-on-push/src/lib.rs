@@ -5,11 +5,11 @@
 //!
 //! Parse (ECR push) -> observe (services, then only the task definitions that
 //! matter) -> plan (policy per container) -> observe ECR (is the push still the
-//! newest image for each change) -> apply (register; update, or observe the
-//! CodeDeploy group and create a deployment) -> report.
+//! newest image for each change) -> prepare each rollout (a blue/green
+//! service's CodeDeploy group read and decided) and each record -> apply
+//! (register; update or create the CodeDeploy deployment; record; tell) -> report.
 
 pub mod ecr;
-pub mod ecs;
 pub mod error;
 pub mod event;
 pub mod notice;
@@ -24,14 +24,14 @@ use aws_sdk_ecs::types::{ContainerDefinition, Service, Tag, TaskDefinition};
 use lambda_runtime::LambdaEvent;
 use nightshift::config::{self, ConfigError, Vars};
 use nightshift::notify::{self, Delivery, Level, Notifier};
-use nightshift::rollout::{Deployer, ImageChange, Invocation, Rolled, Rollout, ServiceId};
+use nightshift::rollout::{Deployer, ImageChange, Invocation, Rolled, RolloutPlan, RolloutRequest, ServiceId};
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
 
 pub use error::DeployError;
-use event::{Push, Trigger};
-pub use nightshift::rollout::{CODE_DEPLOY_CONTROLLER, CodeDeployment, Deployed, ECS_CONTROLLER};
+use event::{Push, PushEvent};
+pub use nightshift::rollout::{CodeDeployStarted, Controller, Deployed};
 use plan::{Candidate, ServicePlan};
 use record::{RUNNING_TAG, Record};
 
@@ -73,6 +73,9 @@ pub struct DeployReport {
     /// What went wrong without failing a service (a record that could not be kept).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The services whose record of what they run (`nightshift:running`) was written.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recorded: Vec<ServiceId>,
     /// The services' channels told (a refused push; at `NOTIFY_LEVEL=all`, each rollout started).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub told: Vec<Delivery>,
@@ -131,27 +134,31 @@ impl DeployOnPush {
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<DeployReport, DeployError> {
+        nightshift::conclude(FUNCTION, self.run(event).await)
+    }
+
+    /// Parse, observe, plan (the whole plan before anything changes), apply, report.
+    async fn run(&self, event: LambdaEvent<Value>) -> nightshift::Ran<DeployReport, DeployError> {
         let mut report = DeployReport { function: FUNCTION, dry_run: self.config.dry_run, ..DeployReport::default() };
         let push = match event::parse(&event.payload).map_err(DeployError::InvalidEvent)? {
-            Trigger::Ignored(why) => {
+            PushEvent::Ignored(why) => {
                 info!(reason = %why, "event ignored");
                 report.ignored = Some(why);
-                return nightshift::finish(FUNCTION, report, None);
+                return Ok((report, None));
             }
-            Trigger::Push(push) => push,
+            PushEvent::Push(push) => push,
         };
         info!(repository = %push.repository, tag = ?push.tag, digest = %push.digest, "push");
         report.push = Some(push.clone());
         let Some(tag) = push.tag.clone() else {
             report.ignored = Some("the push has no tag, and every policy decides by tag: nothing deployed".into());
-            return nightshift::finish(FUNCTION, report, None);
+            return Ok((report, None));
         };
 
         let mut audience = Audience::default();
         let examined = self.observe_services(&push, &tag, &mut audience, &mut report).await?;
         let task_definitions = self.describe_task_definitions(&examined, &mut report).await;
-        // The plan, whole, before anything changes.
-        let plans: Vec<(Examined, ServicePlan)> = examined
+        let decided: Vec<(Examined, ServicePlan)> = examined
             .into_iter()
             .filter_map(|candidate| {
                 let (td, td_tags) = task_definitions.get(&candidate.task_definition_arn)?;
@@ -159,38 +166,14 @@ impl DeployOnPush {
                 Some((candidate, plan))
             })
             .collect();
-        let plans = self.keep_forward(&push, &tag, plans, &mut report).await;
-
+        let decided = self.keep_forward(&push, &tag, decided, &mut report).await;
         // Services that share a task definition and a change share one new revision.
         let mut invocation = Invocation::default();
-        for (candidate, plan) in plans {
-            let Some((td, td_tags)) = task_definitions.get(&candidate.task_definition_arn) else {
-                continue;
-            };
-            match plan {
-                ServicePlan::Skip(reason) => {
-                    info!(cluster = %candidate.id.cluster, service = %candidate.id.service, %reason, "skipped");
-                    if !candidate.recorded {
-                        let arn = td.task_definition_arn().unwrap_or(&candidate.task_definition_arn);
-                        self.remember(&candidate, arn, td.container_definitions(), td_tags, &mut report).await;
-                    }
-                    report.skipped.push(NotDeployed { id: candidate.id, reason });
-                }
-                ServicePlan::Deploy(changes) => {
-                    let rollout = Rollout {
-                        service: &candidate.service,
-                        id: candidate.id.clone(),
-                        task_definition: td,
-                        td_tags,
-                        image_tags: changes.iter().map(|c| (c.container.clone(), tag.clone())).collect(),
-                        changes,
-                        description: format!("nightshift deploy-on-push: {tag}"),
-                    };
-                    self.deploy(&candidate, rollout, &mut invocation, &mut report).await;
-                }
-            }
-        }
+        let steps = self.prepare(&tag, decided, &task_definitions, &mut invocation, &mut report).await;
 
+        for step in steps {
+            self.apply(step, &mut invocation, &mut report).await;
+        }
         self.tell(&push, &audience, &mut report).await;
         let error = (!report.failed.is_empty()).then(|| DeployError::ServicesFailed {
             total: report.deployed.len() + report.skipped.len() + report.failed.len(),
@@ -200,7 +183,7 @@ impl DeployOnPush {
                 .map(|f| format!("{}/{}: {}", f.id.cluster, f.id.service, f.reason))
                 .collect(),
         });
-        nightshift::finish(FUNCTION, report, error)
+        Ok((report, error))
     }
 
     /// Every service in the clusters, described with tags; returns the ones
@@ -213,7 +196,7 @@ impl DeployOnPush {
         report: &mut DeployReport,
     ) -> Result<Vec<Examined>, DeployError> {
         let mut examined = Vec::new();
-        for service in nightshift::ecs::services_in(&self.ecs, &self.config.clusters).await? {
+        for service in nightshift::ecs::services_in(&self.ecs, &self.config.clusters).await.map_err(DeployError::Ecs)? {
             let id = ServiceId::of(&service);
             if let Some(channels) = nightshift::ecs::tag_value(service.tags(), NOTIFY_TAG) {
                 match notify::parse_channels(channels) {
@@ -314,62 +297,145 @@ impl DeployOnPush {
         }
     }
 
-    /// Records on the service what the revision runs (`nightshift:running`),
-    /// so the next push decides from the service alone. Not with `DRY_RUN`; a
-    /// record that cannot be written costs reads later, not this push.
-    async fn remember(
+    /// Completes each service's plan with what applying it needs to know
+    /// first: for a rollout, its [`RolloutPlan`] (a blue/green service's group
+    /// read and decided); for a service that runs no record yet, the record to write.
+    async fn prepare(
         &self,
-        candidate: &Examined,
-        revision: &str,
-        containers: &[ContainerDefinition],
-        tags: &[Tag],
+        tag: &str,
+        decided: Vec<(Examined, ServicePlan)>,
+        task_definitions: &HashMap<String, (TaskDefinition, Vec<Tag>)>,
+        invocation: &mut Invocation,
         report: &mut DeployReport,
-    ) {
-        let (Some(arn), Some(registry)) =
-            (candidate.service.service_arn(), record::service_registry(&candidate.service))
-        else {
-            return;
-        };
-        if self.config.dry_run {
-            return;
+    ) -> Vec<ServiceStep> {
+        let mut steps = Vec::new();
+        for (candidate, plan) in decided {
+            let Some((td, td_tags)) = task_definitions.get(&candidate.task_definition_arn) else {
+                continue;
+            };
+            let step = match plan {
+                ServicePlan::Skip(reason) => {
+                    let arn = td.task_definition_arn().unwrap_or(&candidate.task_definition_arn);
+                    let record = (!candidate.recorded)
+                        .then(|| running_record(&candidate, arn, td.container_definitions(), td_tags, report))
+                        .flatten();
+                    ServiceStep::Skip { id: candidate.id, reason, record }
+                }
+                ServicePlan::Deploy(changes) => {
+                    let request = RolloutRequest {
+                        service: &candidate.service,
+                        id: candidate.id.clone(),
+                        task_definition: td,
+                        td_tags,
+                        image_tags: changes.iter().map(|c| (c.container.clone(), tag.to_owned())).collect(),
+                        changes,
+                        description: format!("nightshift deploy-on-push: {tag}"),
+                    };
+                    let rollout = self.deployer.prepare(&request, invocation).await;
+                    // A blue/green service runs the new revision only once CodeDeploy is done: its record waits for the next push.
+                    let record_after = matches!(rollout, RolloutPlan::Update { .. })
+                        .then(|| record_target(&candidate, report))
+                        .flatten();
+                    ServiceStep::Roll { id: candidate.id, rollout, record_after }
+                }
+            };
+            steps.push(step);
         }
-        let Some(value) = Record::of(revision, containers, tags, &registry).render() else {
-            info!(service = %arn, "what the service runs does not fit in a tag value; not recorded");
-            return;
-        };
-        if let Some(problem) = nightshift::ecs::tag_count_problem(candidate.service.tags(), &[RUNNING_TAG]) {
-            let (cluster, service) = (&candidate.id.cluster, &candidate.id.service);
-            warn!(%cluster, %service, %problem, "not recorded");
-            report.warnings.push(format!("{cluster}/{service}: {RUNNING_TAG} not written: {problem}"));
-            return;
-        }
-        if let Err(err) = ecs::tag_service(&self.ecs, arn, RUNNING_TAG, &value).await {
-            warn!(service = %arn, error = %err, "could not record what the service runs");
+        steps
+    }
+
+    /// Carries out one service's step; with `DRY_RUN`, reports what it would do and writes nothing.
+    async fn apply(&self, step: ServiceStep, invocation: &mut Invocation, report: &mut DeployReport) {
+        match step {
+            ServiceStep::Skip { id, reason, record } => {
+                info!(cluster = %id.cluster, service = %id.service, %reason, "skipped");
+                if let Some(record) = record {
+                    self.write_record(&record, report).await;
+                }
+                report.skipped.push(NotDeployed { id, reason });
+            }
+            ServiceStep::Roll { id, rollout, record_after } => match self.deployer.apply(rollout, invocation).await {
+                Rolled::Deployed { deployed, containers, tags } => {
+                    if let (Some(target), Some(new_arn)) = (record_after, &deployed.new_task_definition) {
+                        let value = Record::of(new_arn, &containers, &tags, &target.registry).render();
+                        match value {
+                            Some(value) => self.write_record(&RunningRecord { target, value }, report).await,
+                            None => {
+                                info!(service = %target.arn, "what the service runs does not fit in a tag value; not recorded")
+                            }
+                        }
+                    }
+                    report.deployed.push(*deployed);
+                }
+                Rolled::Skipped(reason) => report.skipped.push(NotDeployed { id, reason }),
+                Rolled::Failed(reason) => report.failed.push(NotDeployed { id, reason }),
+            },
         }
     }
 
-    /// Starts the rollout (clone-and-deploy, `nightshift::rollout`), and
-    /// records what a service on the ECS controller now runs. A blue/green
-    /// service's record is left to the next push: it runs the new revision
-    /// only once CodeDeploy is done.
-    async fn deploy(
-        &self,
-        candidate: &Examined,
-        rollout: Rollout<'_>,
-        invocation: &mut Invocation,
-        report: &mut DeployReport,
-    ) {
-        match self.deployer.roll_out(rollout, invocation).await {
-            Rolled::Deployed { deployed, containers, tags } => {
-                if deployed.controller == ECS_CONTROLLER
-                    && let Some(new_arn) = &deployed.new_task_definition
-                {
-                    self.remember(candidate, new_arn, &containers, &tags, report).await;
-                }
-                report.deployed.push(*deployed);
-            }
-            Rolled::Skipped(reason) => report.skipped.push(NotDeployed { id: candidate.id.clone(), reason }),
-            Rolled::Failed(reason) => report.failed.push(NotDeployed { id: candidate.id.clone(), reason }),
+    /// Records on the service what its revision runs (`nightshift:running`),
+    /// so the next push decides from the service alone. Not with `DRY_RUN`; a
+    /// record that cannot be written costs reads later, not this push.
+    async fn write_record(&self, record: &RunningRecord, report: &mut DeployReport) {
+        if self.config.dry_run {
+            return;
+        }
+        let tags = [(RUNNING_TAG.to_owned(), record.value.clone())];
+        match nightshift::ecs::tag_resource(&self.ecs, &record.target.arn, &tags).await {
+            Ok(()) => report.recorded.push(record.target.id.clone()),
+            Err(err) => warn!(service = %record.target.arn, error = %err, "could not record what the service runs"),
+        }
+    }
+}
+
+/// What one service's part of the push does, decided before anything changes.
+enum ServiceStep {
+    /// Nothing to deploy; the record of what it runs, when it has none yet.
+    Skip { id: ServiceId, reason: String, record: Option<RunningRecord> },
+    /// The rollout, and where to record what the new revision runs once it is registered.
+    Roll { id: ServiceId, rollout: RolloutPlan, record_after: Option<RecordTarget> },
+}
+
+/// A service whose record (`nightshift:running`) can be written: it has an
+/// ARN, its account's registry, and room for one more tag.
+struct RecordTarget {
+    id: ServiceId,
+    arn: String,
+    registry: String,
+}
+
+/// The record to write on a service.
+struct RunningRecord {
+    target: RecordTarget,
+    value: String,
+}
+
+/// Where the service's record can go; `None` (with a warning when it has no room) when it cannot.
+fn record_target(candidate: &Examined, report: &mut DeployReport) -> Option<RecordTarget> {
+    let (arn, registry) = (candidate.service.service_arn()?, record::service_registry(&candidate.service)?);
+    if let Some(problem) = nightshift::ecs::tag_count_problem(candidate.service.tags(), &[RUNNING_TAG]) {
+        let (cluster, service) = (&candidate.id.cluster, &candidate.id.service);
+        warn!(%cluster, %service, %problem, "not recorded");
+        report.warnings.push(format!("{cluster}/{service}: {RUNNING_TAG} not written: {problem}"));
+        return None;
+    }
+    Some(RecordTarget { id: candidate.id.clone(), arn: arn.to_owned(), registry })
+}
+
+/// The record of what a revision runs, for a service that has none yet.
+fn running_record(
+    candidate: &Examined,
+    revision: &str,
+    containers: &[ContainerDefinition],
+    tags: &[Tag],
+    report: &mut DeployReport,
+) -> Option<RunningRecord> {
+    let target = record_target(candidate, report)?;
+    match Record::of(revision, containers, tags, &target.registry).render() {
+        Some(value) => Some(RunningRecord { target, value }),
+        None => {
+            info!(service = %target.arn, "what the service runs does not fit in a tag value; not recorded");
+            None
         }
     }
 }

@@ -16,5 +16,5 @@ async fn main() -> Result<(), Error> {
     let notifier = std::sync::Arc::new(Notifier::new(notify, &sdk));
     let (ecr, codedeploy) = (aws_sdk_ecr::Client::new(&sdk), aws_sdk_codedeploy::Client::new(&sdk));
     let function = DeployOnPush::new(config, aws::ecs_client(&sdk), ecr, codedeploy).with_notifier(notifier.clone());
-    run(service_fn(|event| notify::observe(&notifier, deploy_on_push::FUNCTION, function.handle(event)))).await
+    run(service_fn(|event| notify::with_alerts(&notifier, deploy_on_push::FUNCTION, function.handle(event)))).await
 }

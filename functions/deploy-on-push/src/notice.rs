@@ -62,7 +62,7 @@ pub fn started(deployed: &Deployed, push: &Push) -> Notice {
     }
     facts.push(("Pushed".into(), pushed(push)));
     facts.push(("How".into(), how));
-    let revision = |arn: &str| arn.rsplit('/').next().unwrap_or(arn).to_owned();
+    let revision = |arn: &str| nightshift::ecs::revision_of(arn).to_owned();
     Notice {
         tone: Tone::Info,
         title: format!("Rollout started: {}/{}", id.cluster, id.service),
@@ -116,7 +116,7 @@ mod tests {
     fn a_started_rollout_shows_old_and_new_image() {
         let deployed = Deployed {
             id: ServiceId { cluster: "shop".into(), service: "api".into() },
-            controller: crate::ECS_CONTROLLER,
+            controller: crate::Controller::Ecs,
             old_task_definition: "arn:aws:ecs:eu-west-1:123456789012:task-definition/api:7".into(),
             new_task_definition: Some("arn:aws:ecs:eu-west-1:123456789012:task-definition/api:8".into()),
             images: vec![ImageChange {

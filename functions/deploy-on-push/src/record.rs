@@ -75,10 +75,7 @@ pub struct Record {
     pub containers: Vec<Recorded>,
 }
 
-/// `family:revision` of a task definition ARN (or of `family:revision` itself).
-pub fn revision_of(task_definition: &str) -> &str {
-    task_definition.rsplit('/').next().unwrap_or(task_definition)
-}
+pub use nightshift::ecs::revision_of;
 
 /// The ECR registry of the account and region a service lives in, from its ARN.
 pub fn service_registry(service: &Service) -> Option<String> {

@@ -118,6 +118,10 @@ impl ExpireLogs {
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<ExpireReport, ExpireError> {
+        nightshift::conclude(FUNCTION, self.run(event).await)
+    }
+
+    async fn run(&self, event: LambdaEvent<Value>) -> nightshift::Ran<ExpireReport, ExpireError> {
         let trigger = Trigger::parse(&event.payload).map_err(ExpireError::InvalidEvent)?;
         let now = self.clock.now();
         let cutoff = plan::cutoff(now, self.config.retention_days);
@@ -150,7 +154,7 @@ impl ExpireLogs {
             complete: tally.complete,
             progress,
         };
-        nightshift::finish(FUNCTION, report, None)
+        Ok((report, None))
     }
 
     /// The sweep, from where the last run stopped (its checkpoint in the

@@ -17,5 +17,5 @@ async fn main() -> Result<(), Error> {
     let sdk = aws::sdk_config();
     let notifier = Notifier::new(notify, &sdk);
     let function = ExpireLogs::new(config, aws::s3_client(&sdk), Arc::new(SystemClock));
-    run(service_fn(|event| notify::observe(&notifier, expire_logs::FUNCTION, function.handle(event)))).await
+    run(service_fn(|event| notify::with_alerts(&notifier, expire_logs::FUNCTION, function.handle(event)))).await
 }

@@ -3,8 +3,9 @@
 //!
 //! Parse (which participants, and when the run began) -> read and validate
 //! the whole manifest -> per participant, concurrently: observe (the guard's
-//! tags, the services' deployments) -> plan -> apply (purge, DID document,
-//! restart) -> report.
+//! tags, the services' deployments, the DID document) -> plan
+//! (`plan_participant`: the guard, the DID document, the restarts) -> apply
+//! (purge, DID document, restart) -> report.
 //!
 //! A run has a start: the schedule's `time`, or for a manual event its own
 //! `time` if it has one, else when the invocation began. The same run again
@@ -13,7 +14,7 @@
 //! document written since, and restarts no service whose current deployment
 //! began since, at the declared count and revision.
 
-pub mod aws;
+pub mod calls;
 pub mod manifest;
 
 use std::time::Instant;
@@ -30,7 +31,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use tracing::{info, warn};
 
-use aws::DATASPACE_TAG;
+use calls::DATASPACE_TAG;
 use manifest::{Manifest, Participant};
 
 pub const FUNCTION: &str = "reset-dataspace";
@@ -125,7 +126,7 @@ pub fn restarted_since(
     let primary = service.deployments().iter().find(|d| d.status() == Some("PRIMARY"))?;
     let at = primary.created_at()?;
     let at = DateTime::<Utc>::from_timestamp(at.secs(), at.subsec_nanos())?;
-    let revision = |td: &str| td.rsplit('/').next().unwrap_or(td).to_owned();
+    let revision = nightshift::ecs::revision_of;
     let same_revision =
         task_definition.is_none_or(|want| service.task_definition().is_some_and(|td| revision(td) == revision(want)));
     (at >= start && i64::from(service.desired_count()) == desired_count && same_revision).then_some(at)
@@ -281,11 +282,15 @@ impl ResetDataspace {
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<ResetReport, ResetError> {
+        nightshift::conclude(FUNCTION, self.run(event).await)
+    }
+
+    async fn run(&self, event: LambdaEvent<Value>) -> nightshift::Ran<ResetReport, ResetError> {
         let only = selection(&event.payload).map_err(ResetError::InvalidEvent)?;
         let trigger = Trigger::parse(&event.payload).map_err(ResetError::InvalidEvent)?;
         let started = run_start(&trigger, &event.payload, self.clock.now()).map_err(ResetError::InvalidEvent)?;
         let uri = self.config.manifest_uri.clone();
-        let text = aws::get_object(&self.s3, &self.config.manifest_bucket, &self.config.manifest_key)
+        let text = calls::get_object(&self.s3, &self.config.manifest_bucket, &self.config.manifest_key)
             .await
             .map_err(|message| ResetError::ManifestUnreadable { uri: uri.clone(), message })?;
         let manifest =
@@ -309,7 +314,7 @@ impl ResetDataspace {
         };
         let error =
             (!failures.is_empty()).then_some(ResetError::ResetFailed { total: report.participants.len(), failures });
-        nightshift::finish(FUNCTION, report, error)
+        Ok((report, error))
     }
 
     async fn reset_participant(
@@ -338,8 +343,9 @@ impl ResetDataspace {
         report
     }
 
-    /// The guard first, then purge, DID document, and restart, in that order
-    /// so the connectors come back to clean data and a published identity.
+    /// Observe, plan (the guard first), then apply: purge, DID document, and
+    /// restart, in that order so the connectors come back to clean data and a
+    /// published identity.
     async fn reset_steps(
         &self,
         dataspace: &str,
@@ -348,24 +354,43 @@ impl ResetDataspace {
         deadline: Deadline,
         report: &mut ParticipantReport,
     ) -> Result<(), String> {
+        let (services, buckets) = self.observe_guarded(p).await?;
+        // Nothing of a participant the guard refuses is read further or touched.
+        guard(dataspace, p, &services, &buckets).map_err(|why| format!("{why}; nothing of {} was touched", p.name))?;
+        let key = Manifest::did_key(p);
+        let document = calls::current_document(&self.s3, &p.did.bucket, &key).await.map_err(|e| e.to_string())?;
+        let plan = plan_participant(p, &services, document, started);
+        self.apply(p, &plan, deadline, report).await?;
+        info!(participant = %p.name, purged = report.objects_purged, did = ?report.did, restarted = report.services_restarted.len(), "participant reset");
+        Ok(())
+    }
+
+    /// What the guard reads: the participant's services, and each bucket's `nightshift:dataspace` tag.
+    async fn observe_guarded(
+        &self,
+        p: &Participant,
+    ) -> Result<(Vec<Service>, Vec<(String, Result<Option<String>, S3Error>)>), String> {
         let names: Vec<String> = p.services.iter().map(|s| s.service.clone()).collect();
         let services =
             nightshift::ecs::describe_services(&self.ecs, &p.cluster, &names).await.map_err(|e| e.to_string())?;
-        let mut buckets: Vec<String> = Vec::new();
+        let mut buckets: Vec<(String, Result<Option<String>, S3Error>)> = Vec::new();
         for bucket in std::iter::once(&p.did.bucket).chain(p.purge.iter().map(|x| &x.bucket)) {
-            if !buckets.contains(bucket) {
-                buckets.push(bucket.clone());
+            if !buckets.iter().any(|(b, _)| b == bucket) {
+                buckets.push((bucket.clone(), calls::bucket_dataspace(&self.s3, bucket).await));
             }
         }
-        let mut tags = Vec::new();
-        for bucket in buckets {
-            let tag = aws::bucket_dataspace(&self.s3, &bucket).await;
-            tags.push((bucket, tag));
-        }
-        guard(dataspace, p, &services, &tags).map_err(|why| format!("{why}; nothing of {} was touched", p.name))?;
+        Ok((services, buckets))
+    }
 
-        // S3 gives times to the second: what was written in the second the run began counts as after it.
-        let whole_second = started.with_nanosecond(0).unwrap_or(started);
+    /// Carries the plan out; with `DRY_RUN`, counts what the purge would
+    /// delete and writes nothing.
+    async fn apply(
+        &self,
+        p: &Participant,
+        plan: &ParticipantPlan,
+        deadline: Deadline,
+        report: &mut ParticipantReport,
+    ) -> Result<(), String> {
         for purge in &p.purge {
             let sweep = Sweep {
                 s3: self.s3.clone(),
@@ -375,7 +400,7 @@ impl ResetDataspace {
             };
             // Only what was there when the run began: a retry keeps what was written since.
             let tally = sweep
-                .run(self.clock.as_ref(), deadline, None, |listed| listed.last_modified < whole_second)
+                .run(self.clock.as_ref(), deadline, None, |listed| listed.last_modified < plan.purge_before)
                 .await
                 .map_err(|e| e.to_string())?
                 .tally;
@@ -390,39 +415,77 @@ impl ResetDataspace {
                 return Err(format!("the purge of s3://{}/{} stopped at the deadline", purge.bucket, purge.prefix));
             }
         }
-
-        let key = Manifest::did_key(p);
-        let current = aws::current_document(&self.s3, &p.did.bucket, &key).await.map_err(|e| e.to_string())?;
-        let outcome = if current.as_ref().map(|(document, _)| document) == Some(&p.did.document) {
-            DidOutcome::Unchanged
-        } else if current.as_ref().is_some_and(|(_, written)| *written >= whole_second) {
-            DidOutcome::Kept
-        } else {
-            if !self.config.dry_run {
-                aws::put_document(&self.s3, &p.did.bucket, &key, &p.did.document).await.map_err(|e| e.to_string())?;
+        if plan.did.outcome == DidOutcome::Published && !self.config.dry_run {
+            calls::put_document(&self.s3, &plan.did.bucket, &plan.did.key, &p.did.document)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        report.did = Some(plan.did.clone());
+        for restart in &plan.restarts {
+            if restart.restarted_at.is_none() && !self.config.dry_run {
+                let desired = i32::try_from(restart.desired_count).unwrap_or(i32::MAX);
+                let td = restart.task_definition.as_deref();
+                calls::restart_service(&self.ecs, &p.cluster, &restart.service, desired, td).await?;
             }
-            DidOutcome::Published
-        };
-        report.did = Some(DidReport { bucket: p.did.bucket.clone(), key, outcome });
+            report.services_restarted.push(restart.clone());
+        }
+        Ok(())
+    }
+}
 
-        for spec in &p.services {
-            let desired = i32::try_from(spec.desired_count).unwrap_or(i32::MAX);
+/// One participant's reset, decided before anything changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantPlan {
+    /// The purges delete what was last modified before this (the run's start, to the second).
+    pub purge_before: DateTime<Utc>,
+    pub did: DidReport,
+    /// Each declared service: restarted, unless `restarted_at` says it was since the run began.
+    pub restarts: Vec<ServiceReset>,
+}
+
+/// Decides the reset of a participant the guard let through, from its
+/// services and its DID document (with when it was written) now.
+pub fn plan_participant(
+    p: &Participant,
+    services: &[Service],
+    document: Option<(Value, DateTime<Utc>)>,
+    started: DateTime<Utc>,
+) -> ParticipantPlan {
+    // S3 gives times to the second: what was written in the second the run began counts as after it.
+    let purge_before = started.with_nanosecond(0).unwrap_or(started);
+    let key = Manifest::did_key(p);
+    // A document the purge deletes (under a purged prefix, written before the run) is not there to keep.
+    let purged = p.purge.iter().any(|x| x.bucket == p.did.bucket && key.starts_with(&x.prefix));
+    let current = document.as_ref().filter(|(_, written)| !(purged && *written < purge_before));
+    let did = DidReport {
+        bucket: p.did.bucket.clone(),
+        key,
+        outcome: did_outcome(current.map(|(d, w)| (d, *w)), &p.did.document, purge_before),
+    };
+    let restarts = p
+        .services
+        .iter()
+        .map(|spec| {
             let service = services.iter().find(|s| s.service_name() == Some(spec.service.as_str()));
-            let restarted_at =
-                service.and_then(|s| restarted_since(s, spec.desired_count, spec.task_definition.as_deref(), started));
-            if restarted_at.is_none() && !self.config.dry_run {
-                aws::restart_service(&self.ecs, &p.cluster, &spec.service, desired, spec.task_definition.as_deref())
-                    .await?;
-            }
-            report.services_restarted.push(ServiceReset {
+            ServiceReset {
                 service: spec.service.clone(),
                 desired_count: spec.desired_count,
                 task_definition: spec.task_definition.clone(),
-                restarted_at,
-            });
-        }
-        info!(participant = %p.name, purged = report.objects_purged, did = ?report.did, restarted = report.services_restarted.len(), "participant reset");
-        Ok(())
+                restarted_at: service
+                    .and_then(|s| restarted_since(s, spec.desired_count, spec.task_definition.as_deref(), started)),
+            }
+        })
+        .collect();
+    ParticipantPlan { purge_before, did, restarts }
+}
+
+/// The DID document's fate: unchanged when it is the declared one, kept when
+/// another was written since the run began, else published.
+pub fn did_outcome(current: Option<(&Value, DateTime<Utc>)>, declared: &Value, since: DateTime<Utc>) -> DidOutcome {
+    match current {
+        Some((document, _)) if document == declared => DidOutcome::Unchanged,
+        Some((_, written)) if written >= since => DidOutcome::Kept,
+        _ => DidOutcome::Published,
     }
 }
 
@@ -534,6 +597,56 @@ mod tests {
             let found = restarted_since(&service(created, count, td), declared, declared_td, start);
             assert_eq!(found.is_some(), restarted, "{created} {count} {td} {declared} {declared_td:?}");
         }
+    }
+
+    #[test]
+    fn the_did_document_is_published_unless_it_is_the_declared_one_or_written_since_the_run_began() {
+        let start: DateTime<Utc> = "2026-11-27T00:00:00Z".parse().unwrap();
+        let (declared, other) = (json!({"id": "did:web:a"}), json!({"id": "did:web:b"}));
+        let before = start - chrono::Duration::seconds(1);
+        let table = [
+            (None, DidOutcome::Published),
+            (Some((&declared, before)), DidOutcome::Unchanged),
+            (Some((&declared, start)), DidOutcome::Unchanged),
+            (Some((&other, before)), DidOutcome::Published),
+            (Some((&other, start)), DidOutcome::Kept),
+        ];
+        for (current, want) in table {
+            assert_eq!(did_outcome(current, &declared, start), want, "{current:?}");
+        }
+    }
+
+    #[test]
+    fn the_plan_restarts_each_declared_service_unless_restarted_since_and_purges_to_the_second() {
+        use aws_sdk_ecs::primitives::DateTime as AwsTime;
+        use aws_sdk_ecs::types::Deployment;
+        // Given a run that began mid-second, one service restarted since and one not
+        let p = participant();
+        let start: DateTime<Utc> = "2026-11-27T00:00:00.600Z".parse().unwrap();
+        let since = AwsTime::from_secs(start.timestamp() + 5);
+        let services: Vec<Service> = p
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let created = if i == 0 { since } else { AwsTime::from_secs(start.timestamp() - 60) };
+                Service::builder()
+                    .service_name(&spec.service)
+                    .desired_count(i32::try_from(spec.desired_count).unwrap())
+                    .set_task_definition(spec.task_definition.clone())
+                    .deployments(Deployment::builder().status("PRIMARY").created_at(created).build())
+                    .build()
+            })
+            .collect();
+        // When the participant is planned with its declared document in place
+        let written = start - chrono::Duration::hours(1);
+        let plan = plan_participant(&p, &services, Some((p.did.document.clone(), written)), start);
+        // Then only the service not restarted since is restarted, the document is left, and the purge cuts at the second
+        let restarted: Vec<bool> = plan.restarts.iter().map(|r| r.restarted_at.is_some()).collect();
+        assert_eq!(restarted.len(), p.services.len());
+        assert!(restarted[0] && restarted[1..].iter().all(|r| !r));
+        assert_eq!(plan.did.outcome, DidOutcome::Unchanged);
+        assert_eq!(plan.purge_before, "2026-11-27T00:00:00Z".parse::<DateTime<Utc>>().unwrap());
     }
 
     #[test]

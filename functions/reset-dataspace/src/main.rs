@@ -17,5 +17,5 @@ async fn main() -> Result<(), Error> {
     let sdk = aws::sdk_config();
     let notifier = Notifier::new(notify, &sdk);
     let function = ResetDataspace::new(config, aws::ecs_client(&sdk), aws::s3_client(&sdk), Arc::new(SystemClock));
-    run(service_fn(|event| notify::observe(&notifier, reset_dataspace::FUNCTION, function.handle(event)))).await
+    run(service_fn(|event| notify::with_alerts(&notifier, reset_dataspace::FUNCTION, function.handle(event)))).await
 }

@@ -14,7 +14,7 @@ pub struct Ingress {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Trigger {
+pub enum IngressEvent {
     Ingress(Ingress),
     /// Well-formed, but nothing to act on: the reason.
     Ignored(String),
@@ -37,9 +37,9 @@ pub fn decode_key(encoded: &str) -> Result<String, String> {
 }
 
 /// Reads the event; keys outside `prefix` do not count.
-pub fn parse(payload: &Value, prefix: &str) -> Result<Trigger, String> {
+pub fn parse(payload: &Value, prefix: &str) -> Result<IngressEvent, String> {
     if payload.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
-        return Ok(Trigger::Ignored("s3:TestEvent (sent when a notification is configured)".into()));
+        return Ok(IngressEvent::Ignored("s3:TestEvent (sent when a notification is configured)".into()));
     }
     let (keys, times) = if payload.get("Records").is_some() {
         let event: S3Event =
@@ -60,7 +60,7 @@ pub fn parse(payload: &Value, prefix: &str) -> Result<Trigger, String> {
         let event: EventBridgeEvent<Value> = serde_json::from_value(payload.clone())
             .map_err(|e| format!("neither an S3 notification nor an EventBridge event: {e}"))?;
         if event.source != "aws.s3" || event.detail_type != "Object Created" {
-            return Ok(Trigger::Ignored(format!(
+            return Ok(IngressEvent::Ignored(format!(
                 "not an S3 Object Created event (source {:?}, detail-type {:?})",
                 event.source, event.detail_type
             )));
@@ -74,9 +74,9 @@ pub fn parse(payload: &Value, prefix: &str) -> Result<Trigger, String> {
     let (keys, times): (Vec<String>, Vec<DateTime<Utc>>) =
         keys.into_iter().zip(times).filter(|(k, _)| k.starts_with(prefix)).unzip();
     match times.into_iter().max() {
-        Some(at) => Ok(Trigger::Ingress(Ingress { keys, at })),
-        None if prefix.is_empty() => Ok(Trigger::Ignored("no object was created".into())),
-        None => Ok(Trigger::Ignored(format!("no created key under {prefix:?}"))),
+        Some(at) => Ok(IngressEvent::Ingress(Ingress { keys, at })),
+        None if prefix.is_empty() => Ok(IngressEvent::Ignored("no object was created".into())),
+        None => Ok(IngressEvent::Ignored(format!("no created key under {prefix:?}"))),
     }
 }
 
@@ -122,7 +122,8 @@ mod tests {
 
     #[test]
     fn a_notification_gives_its_keys_and_the_latest_time() {
-        let Trigger::Ingress(ingress) = parse(&notification(&["landing/file+one.csv", "landing%2Fb.csv"]), "").unwrap()
+        let IngressEvent::Ingress(ingress) =
+            parse(&notification(&["landing/file+one.csv", "landing%2Fb.csv"]), "").unwrap()
         else {
             panic!()
         };
@@ -132,14 +133,14 @@ mod tests {
 
     #[test]
     fn keys_outside_the_prefix_do_not_count() {
-        let Trigger::Ingress(ingress) = parse(&notification(&["landing/a.csv", "tmp/b.csv"]), "landing/").unwrap()
+        let IngressEvent::Ingress(ingress) = parse(&notification(&["landing/a.csv", "tmp/b.csv"]), "landing/").unwrap()
         else {
             panic!()
         };
         assert_eq!(ingress.keys, ["landing/a.csv"]);
         assert_eq!(
             parse(&notification(&["tmp/b.csv"]), "landing/").unwrap(),
-            Trigger::Ignored("no created key under \"landing/\"".into())
+            IngressEvent::Ignored("no created key under \"landing/\"".into())
         );
     }
 
@@ -153,20 +154,20 @@ mod tests {
                        "object": {"key": "landing/file one+two.csv", "size": 5, "etag": "b1946ac92492d2347c6235b4d2611184", "sequencer": "00617F08299329D189"},
                        "request-id": "N4N7GDK58NMKJ12R", "requester": "123456789012", "reason": "PutObject"}
         });
-        let Trigger::Ingress(ingress) = parse(&event, "landing/").unwrap() else { panic!() };
+        let IngressEvent::Ingress(ingress) = parse(&event, "landing/").unwrap() else { panic!() };
         assert_eq!(ingress.keys, ["landing/file one+two.csv"]);
         event["detail-type"] = json!("Object Deleted");
-        assert!(matches!(parse(&event, ""), Ok(Trigger::Ignored(_))));
+        assert!(matches!(parse(&event, ""), Ok(IngressEvent::Ignored(_))));
     }
 
     #[test]
     fn the_test_event_and_other_records_are_ignored_and_garbage_is_an_error() {
         let test_event = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2026-11-28T03:00:00.000Z",
                                 "Bucket": "ingress", "RequestId": "5582815E1AEA5ADF", "HostId": "8cLeGAmw098X5cv4Zkwcmo8vvZa3eH3eKxsPzbB9wrR+YstdA6Knx4Ip8EXAMPLE"});
-        assert!(matches!(parse(&test_event, ""), Ok(Trigger::Ignored(r)) if r.starts_with("s3:TestEvent")));
+        assert!(matches!(parse(&test_event, ""), Ok(IngressEvent::Ignored(r)) if r.starts_with("s3:TestEvent")));
         let mut removed = notification(&["a.csv"]);
         removed["Records"][0]["eventName"] = json!("ObjectRemoved:Delete");
-        assert_eq!(parse(&removed, "").unwrap(), Trigger::Ignored("no object was created".into()));
+        assert_eq!(parse(&removed, "").unwrap(), IngressEvent::Ignored("no object was created".into()));
         assert!(parse(&json!({"Records": "x"}), "").unwrap_err().starts_with("not an S3 notification"));
         assert!(parse(&json!(42), "").unwrap_err().starts_with("neither"));
     }

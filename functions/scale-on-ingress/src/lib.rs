@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::info;
 
-use event::Trigger;
+use event::IngressEvent;
 
 pub const FUNCTION: &str = "scale-on-ingress";
 /// Keys listed in the report; the rest are counted.
@@ -84,6 +84,10 @@ impl ScaleOnIngress {
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<IngressReport, ScaleError> {
+        nightshift::conclude(FUNCTION, self.run(event).await)
+    }
+
+    async fn run(&self, event: LambdaEvent<Value>) -> nightshift::Ran<IngressReport, ScaleError> {
         let mut report = IngressReport {
             function: FUNCTION,
             dry_run: self.group.config.dry_run,
@@ -92,12 +96,12 @@ impl ScaleOnIngress {
         };
         let ingress =
             match event::parse(&event.payload, &self.group.config.ingress_prefix).map_err(ScaleError::InvalidEvent)? {
-                Trigger::Ignored(why) => {
+                IngressEvent::Ignored(why) => {
                     info!(reason = %why, "event ignored");
                     report.ignored = Some(why);
-                    return nightshift::finish(FUNCTION, report, None);
+                    return Ok((report, None));
                 }
-                Trigger::Ingress(ingress) => ingress,
+                IngressEvent::Ingress(ingress) => ingress,
             };
         let now = self.group.clock.now();
         let at = ingress.at.min(now);
@@ -128,6 +132,6 @@ impl ScaleOnIngress {
         failures.extend(wake_failures);
         report.services = services;
         report.left_alone = left_alone(&members);
-        nightshift::finish(FUNCTION, report, (!failures.is_empty()).then_some(ScaleError::Failed { failures }))
+        Ok((report, (!failures.is_empty()).then_some(ScaleError::Failed { failures })))
     }
 }

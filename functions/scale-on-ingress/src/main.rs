@@ -23,5 +23,5 @@ async fn main() -> Result<(), Error> {
         scaling: aws::scaling_client(&sdk),
         clock: Arc::new(SystemClock),
     });
-    run(service_fn(|event| notify::observe(&notifier, scale_on_ingress::FUNCTION, function.handle(event)))).await
+    run(service_fn(|event| notify::with_alerts(&notifier, scale_on_ingress::FUNCTION, function.handle(event)))).await
 }

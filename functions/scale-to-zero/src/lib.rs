@@ -89,6 +89,10 @@ impl ScaleToZero {
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<ScaleToZeroReport, ScaleError> {
+        nightshift::conclude(FUNCTION, self.run(event).await)
+    }
+
+    async fn run(&self, event: LambdaEvent<Value>) -> nightshift::Ran<ScaleToZeroReport, ScaleError> {
         let trigger = Trigger::parse(&event.payload).map_err(ScaleError::InvalidEvent)?;
         let now = self.group.clock.now();
         // Every read comes first; any failure ends the run before anything changes.
@@ -122,7 +126,7 @@ impl ScaleToZero {
             problems,
             after_sleep,
         };
-        nightshift::finish(FUNCTION, report, (!failures.is_empty()).then_some(ScaleError::Failed { failures }))
+        Ok((report, (!failures.is_empty()).then_some(ScaleError::Failed { failures })))
     }
 
     /// scale-on-ingress may record activity while this sleep runs, and wake

@@ -22,7 +22,7 @@ struct DeploymentDetail {
 
 /// A state change of one service's deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rollout {
+pub struct DeploymentChange {
     pub region: String,
     pub service_arn: String,
     pub cluster: String,
@@ -56,8 +56,8 @@ pub struct CodeDeployEnd {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Trigger {
-    Ecs(Rollout),
+pub enum WatchEvent {
+    Ecs(DeploymentChange),
     CodeDeploy(CodeDeployEnd),
     /// A promotion's schedule came due: `{"promotion": {...}}`.
     Promotion(Due),
@@ -76,17 +76,17 @@ fn service_of(arn: &str) -> Option<(String, String)> {
 }
 
 /// Reads the event. `Err` names what is missing or malformed.
-pub fn parse(payload: &Value) -> Result<Trigger, String> {
+pub fn parse(payload: &Value) -> Result<WatchEvent, String> {
     if let Some(due) = payload.get("promotion") {
         let due: Due = serde_json::from_value(due.clone())
             .map_err(|e| format!("promotion is not a promotion's schedule input: {e}"))?;
         ServiceId::parse(&due.service).map_err(|why| format!("promotion.service: {why}"))?;
         ServiceId::parse(&due.from).map_err(|why| format!("promotion.from: {why}"))?;
-        return Ok(Trigger::Promotion(due));
+        return Ok(WatchEvent::Promotion(due));
     }
     if let Some(service) = payload.get("promote") {
         let text = service.as_str().ok_or("promote is not a string: <cluster>/<service>")?;
-        return ServiceId::parse(text).map(Trigger::Promote).map_err(|why| format!("promote: {why}"));
+        return ServiceId::parse(text).map(WatchEvent::Promote).map_err(|why| format!("promote: {why}"));
     }
     let event: EventBridgeEvent<Value> =
         serde_json::from_value(payload.clone()).map_err(|e| format!("not an EventBridge event: {e}"))?;
@@ -94,7 +94,7 @@ pub fn parse(payload: &Value) -> Result<Trigger, String> {
         return parse_codedeploy(event);
     }
     if event.source != "aws.ecs" || event.detail_type != "ECS Deployment State Change" {
-        return Ok(Trigger::Ignored(format!(
+        return Ok(WatchEvent::Ignored(format!(
             "not an ECS deployment state change (source {:?}, detail-type {:?})",
             event.source, event.detail_type
         )));
@@ -106,7 +106,7 @@ pub fn parse(payload: &Value) -> Result<Trigger, String> {
         "SERVICE_DEPLOYMENT_IN_PROGRESS" => EcsEvent::InProgress,
         "SERVICE_DEPLOYMENT_COMPLETED" => EcsEvent::Completed,
         "SERVICE_DEPLOYMENT_FAILED" => EcsEvent::Failed,
-        _ => return Ok(Trigger::Ignored(format!("detail.eventName {name:?} is no rollout's end"))),
+        _ => return Ok(WatchEvent::Ignored(format!("detail.eventName {name:?} is no rollout's end"))),
     };
     let arn = event.resources.unwrap_or_default().first().cloned().ok_or("resources is empty: it names no service")?;
     let (cluster, service) = service_of(&arn).ok_or_else(|| {
@@ -122,7 +122,7 @@ pub fn parse(payload: &Value) -> Result<Trigger, String> {
                 .with_timezone(&Utc),
         ),
     };
-    Ok(Trigger::Ecs(Rollout {
+    Ok(WatchEvent::Ecs(DeploymentChange {
         region: event.region.unwrap_or_default(),
         service_arn: arn,
         cluster,
@@ -134,16 +134,16 @@ pub fn parse(payload: &Value) -> Result<Trigger, String> {
     }))
 }
 
-fn parse_codedeploy(event: EventBridgeEvent<Value>) -> Result<Trigger, String> {
+fn parse_codedeploy(event: EventBridgeEvent<Value>) -> Result<WatchEvent, String> {
     let detail: CodeDeployDetail = serde_json::from_value(event.detail)
         .map_err(|e| format!("detail is not a CodeDeploy deployment state change: {e}"))?;
     let state = detail.state.unwrap_or_default();
     if !matches!(state.as_str(), "SUCCESS" | "FAILURE" | "STOP") {
-        return Ok(Trigger::Ignored(format!("detail.state {state:?} is no deployment's end")));
+        return Ok(WatchEvent::Ignored(format!("detail.state {state:?} is no deployment's end")));
     }
     let non_empty =
         |v: Option<String>, what: &str| v.filter(|s| !s.trim().is_empty()).ok_or_else(|| format!("{what} is missing"));
-    Ok(Trigger::CodeDeploy(CodeDeployEnd {
+    Ok(WatchEvent::CodeDeploy(CodeDeployEnd {
         region: event.region.unwrap_or_default(),
         deployment_id: non_empty(detail.deployment_id, "detail.deploymentId")?,
         application: non_empty(detail.application, "detail.application")?,
@@ -171,7 +171,9 @@ mod tests {
     #[test]
     fn the_service_comes_from_resources_and_the_rest_from_detail() {
         let arn = json!(["arn:aws:ecs:eu-west-1:123456789012:service/shop/api"]);
-        let Trigger::Ecs(rollout) = parse(&event("SERVICE_DEPLOYMENT_FAILED", arn.clone())).unwrap() else { panic!() };
+        let WatchEvent::Ecs(rollout) = parse(&event("SERVICE_DEPLOYMENT_FAILED", arn.clone())).unwrap() else {
+            panic!()
+        };
         assert_eq!(
             (rollout.cluster.as_str(), rollout.service.as_str(), rollout.event),
             ("shop", "api", EcsEvent::Failed)
@@ -183,7 +185,7 @@ mod tests {
         );
         assert_eq!(
             parse(&event("SERVICE_TASK_PLACEMENT_FAILURE", arn)).unwrap(),
-            Trigger::Ignored("detail.eventName \"SERVICE_TASK_PLACEMENT_FAILURE\" is no rollout's end".into())
+            WatchEvent::Ignored("detail.eventName \"SERVICE_TASK_PLACEMENT_FAILURE\" is no rollout's end".into())
         );
         let short = json!(["arn:aws:ecs:eu-west-1:123456789012:service/api"]);
         assert_eq!(
@@ -196,18 +198,18 @@ mod tests {
         );
         let mut other = event("SERVICE_DEPLOYMENT_FAILED", json!([]));
         other["source"] = json!("aws.ecr");
-        assert!(matches!(parse(&other).unwrap(), Trigger::Ignored(_)));
+        assert!(matches!(parse(&other).unwrap(), WatchEvent::Ignored(_)));
     }
 
     #[test]
     fn a_promotion_comes_from_its_schedule_or_by_hand() {
         let due = json!({"promotion": {"service": "qa/shop", "from": "staging/shop",
             "task_definition": "arn:aws:ecs:eu-west-1:123456789012:task-definition/shop:3", "deployment": "ecs-svc/1"}});
-        let Trigger::Promotion(parsed) = parse(&due).unwrap() else { panic!() };
+        let WatchEvent::Promotion(parsed) = parse(&due).unwrap() else { panic!() };
         assert_eq!((parsed.service.as_str(), parsed.deployment.as_str()), ("qa/shop", "ecs-svc/1"));
         assert_eq!(
             parse(&json!({"promote": "prod/shop"})).unwrap(),
-            Trigger::Promote(ServiceId { cluster: "prod".into(), service: "shop".into() })
+            WatchEvent::Promote(ServiceId { cluster: "prod".into(), service: "shop".into() })
         );
         assert_eq!(parse(&json!({"promote": "shop"})).unwrap_err(), "promote: \"shop\" is not <cluster>/<service>");
         assert_eq!(parse(&json!({"promote": 7})).unwrap_err(), "promote is not a string: <cluster>/<service>");
@@ -233,7 +235,7 @@ mod tests {
             "detail": {"instanceGroupId": "9fd2fbef-2157-40d8-91e7-6845af69e2d2", "region": "eu-west-1",
                        "application": "shop", "deploymentId": "d-7K2QX9B1E", "state": "FAILURE", "deploymentGroup": "blue-green"}
         });
-        let Trigger::CodeDeploy(end) = parse(&codedeploy).unwrap() else { panic!() };
+        let WatchEvent::CodeDeploy(end) = parse(&codedeploy).unwrap() else { panic!() };
         assert_eq!(
             (end.deployment_id.as_str(), end.application.as_str(), end.deployment_group.as_str(), end.state.as_str()),
             ("d-7K2QX9B1E", "shop", "blue-green", "FAILURE")
@@ -241,7 +243,7 @@ mod tests {
         codedeploy["detail"]["state"] = json!("START");
         assert_eq!(
             parse(&codedeploy).unwrap(),
-            Trigger::Ignored("detail.state \"START\" is no deployment's end".into())
+            WatchEvent::Ignored("detail.state \"START\" is no deployment's end".into())
         );
         codedeploy["detail"]["state"] = json!("SUCCESS");
         codedeploy["detail"].as_object_mut().unwrap().remove("deploymentId");

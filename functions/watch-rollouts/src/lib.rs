@@ -6,31 +6,38 @@
 //! service that follows it (`nightshift:promote-from`), run by this function
 //! when due (`chain`, `promote`).
 //!
-//! Parse (ECS Deployment State Change, or CodeDeploy Deployment State-change
-//! Notification) -> observe (the service, its deployments and record, or the
-//! CodeDeploy deployment and the service its group deploys; the revision
-//! rolled out) -> decide (`outcome`) -> apply (tell, then record and
-//! quarantine in one TagResource) -> report.
+//! An outcome: parse (ECS Deployment State Change, or CodeDeploy Deployment
+//! State-change Notification) -> observe (the service, its deployments and
+//! record, or the CodeDeploy deployment and the service its group deploys)
+//! -> decide how it ended (`outcome`) -> observe what the plan needs (the
+//! revision's images; for a success, the services that follow it) -> plan
+//! (`plan::plan_outcome`: schedules, notices, tags) -> apply (schedule, tell,
+//! then record and quarantine in one TagResource) -> report.
+//!
+//! A promotion: parse -> observe (both services, the upstream's last rollout,
+//! both revisions) -> decide (`promote::decide`) -> prepare the rollout
+//! (`nightshift::rollout`) -> apply (deploy, or schedule again) -> tell -> report.
 
-pub mod chain;
-pub mod codedeploy;
 pub mod event;
 pub mod message;
+pub mod observe;
 pub mod outcome;
+pub mod plan;
 pub mod promote;
 pub mod scheduler;
 
 use std::sync::Arc;
 
-use aws_sdk_ecs::types::{Service, ServiceField, Tag};
-use chrono::Utc;
+use aws_sdk_ecs::types::{Service, Tag, TaskDefinition};
+use chrono::{DateTime, Utc};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use nightshift::aws::CallError;
 use nightshift::config::{self, ConfigError, Vars};
-use nightshift::ecs::tag_value;
-use nightshift::notify::{self, Delivery, Level, Notice, Notifier};
+use nightshift::ecs::{IMAGE_TAG_PREFIX, tag_value};
+use nightshift::notify::{self, Delivery, Level, Notifier};
 use nightshift::quarantine::{self, QUARANTINE_TAG};
-use nightshift::rollout::{Deployer, ServiceId};
+use nightshift::rollout::bluegreen::{self, GroupName};
+use nightshift::rollout::{Deployed, Deployer, Invocation, Rolled, RolloutRequest, ServiceId};
 use nightshift::signed::SignedHttp;
 use nightshift::window::Tz;
 use nightshift::{Clock, SystemClock};
@@ -39,10 +46,15 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
 
-use chain::{PromotionReport, Scheduled, Succeeded};
-use event::{CodeDeployEnd, Rollout, Trigger};
+use event::{CodeDeployEnd, DeploymentChange, WatchEvent};
 use message::Image;
-use outcome::{Decision, Deployment, Outcome, Record, TOLD_TAG};
+use observe::service_now;
+use outcome::{Outcome, RolloutEnding, ToldRecord};
+use plan::{
+    Follower, OutcomeInput, OutcomePlan, PlannedSchedule, PromotionResult, PromotionStep, Scheduled, Telling,
+    UpstreamRollout,
+};
+use promote::{Downstream, Due, Promotion, Settings, Upstream};
 
 pub const FUNCTION: &str = "watch-rollouts";
 pub use nightshift::ecs::DEPLOY_TAG;
@@ -101,7 +113,7 @@ pub enum WatchError {
     #[error("invalid event: {0}")]
     InvalidEvent(String),
     #[error("ECS {0}")]
-    Ecs(#[from] CallError),
+    Ecs(CallError),
     #[error("CodeDeploy {0}")]
     CodeDeploy(CallError),
     #[error("no channel of {service} could be told: {}", failures.join("; "))]
@@ -177,6 +189,24 @@ pub struct WatchReport {
     pub warnings: Vec<String>,
 }
 
+/// What a promotion did.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct PromotionReport {
+    /// The service promoted into.
+    pub service: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    pub by_hand: bool,
+    pub result: PromotionResult,
+    pub why: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub digests: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployed: Option<Deployed>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled: Option<Scheduled>,
+}
+
 /// Its notices go to each service's own channels (see `tell`), not to `NOTIFY_CHANNELS`.
 impl nightshift::notify::Notable for WatchReport {}
 
@@ -189,7 +219,7 @@ impl Measured for WatchReport {
             Metric::flag("RolloutRolledBack", is(Outcome::RolledBack)),
             Metric::count("ChannelsTold", self.told.iter().filter(|d| d.delivered).count()),
             Metric::count("PromotionsScheduled", self.scheduled.iter().filter(|s| !s.already).count()),
-            Metric::flag("Promoted", self.promotion.as_ref().is_some_and(|p| p.result == "promoted")),
+            Metric::flag("Promoted", self.promotion.as_ref().is_some_and(|p| p.result == PromotionResult::Promoted)),
         ]
     }
 }
@@ -199,24 +229,44 @@ pub struct WatchRollouts<'n> {
     ecs: aws_sdk_ecs::Client,
     codedeploy: aws_sdk_codedeploy::Client,
     /// EventBridge Scheduler, by signed request (`scheduler`).
-    aws: SignedHttp,
+    scheduler: SignedHttp,
     /// Clone-and-deploy, for promotions.
     deployer: Deployer,
     notifier: &'n Notifier,
     clock: Arc<dyn Clock>,
 }
 
-/// What the decision was made on: the service now, and where it is.
-struct Observed {
-    service: Service,
-    /// What was told of the service's rollouts, as the decision read it.
-    record: Record,
-    decision: Decision,
-    cluster: String,
-    name: String,
+/// Where this invocation runs: its own ARN (a schedule's target) and region (a promotion's).
+struct Invoked {
+    function_arn: String,
     region: String,
+}
+
+/// A service whose rollout ended, as observed, and when and where it ended.
+struct Ended {
+    service: Service,
+    record: ToldRecord,
     /// When the rollout ended, as the event says (else now).
-    ended: chrono::DateTime<Utc>,
+    at: DateTime<Utc>,
+    region: String,
+}
+
+/// A promotion's services, as observed before deciding.
+enum PromotionSeen {
+    /// ECS has no such service: no one to tell.
+    Gone(String),
+    /// Refused before anything could be decided: the service to tell, and why.
+    Refused { service: Service, why: String },
+    /// Both services and both revisions, read.
+    Ready(Box<PromotionReady>),
+}
+
+struct PromotionReady {
+    service: Service,
+    task_definition: TaskDefinition,
+    td_tags: Vec<Tag>,
+    upstream: Upstream,
+    downstream: Downstream,
 }
 
 impl<'n> WatchRollouts<'n> {
@@ -224,11 +274,11 @@ impl<'n> WatchRollouts<'n> {
         config: WatchConfig,
         ecs: aws_sdk_ecs::Client,
         codedeploy: aws_sdk_codedeploy::Client,
-        aws: SignedHttp,
+        scheduler: SignedHttp,
         notifier: &'n Notifier,
     ) -> Self {
         let deployer = Deployer::new(ecs.clone(), codedeploy.clone(), config.dry_run);
-        Self { config, ecs, codedeploy, aws, deployer, notifier, clock: Arc::new(SystemClock) }
+        Self { config, ecs, codedeploy, scheduler, deployer, notifier, clock: Arc::new(SystemClock) }
     }
 
     /// Decides soaks and windows by this clock (tests fix it).
@@ -238,205 +288,176 @@ impl<'n> WatchRollouts<'n> {
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<WatchReport, WatchError> {
+        nightshift::conclude(FUNCTION, self.run(event).await)
+    }
+
+    async fn run(&self, event: LambdaEvent<Value>) -> nightshift::Ran<WatchReport, WatchError> {
         let mut report = WatchReport { function: FUNCTION, dry_run: self.config.dry_run, ..WatchReport::default() };
         let function_arn = event.context.invoked_function_arn.clone();
-        // The region of a promotion: this function's own (arn:aws:lambda:<region>:...).
-        let own_region = function_arn.split(':').nth(3).unwrap_or_default().to_owned();
-        let observed = match event::parse(&event.payload).map_err(WatchError::InvalidEvent)? {
-            Trigger::Ignored(why) => {
+        // A promotion's region is this function's own (arn:aws:lambda:<region>:...).
+        let region = function_arn.split(':').nth(3).unwrap_or_default().to_owned();
+        let invoked = Invoked { function_arn, region };
+        let result = match event::parse(&event.payload).map_err(WatchError::InvalidEvent)? {
+            WatchEvent::Ignored(why) => {
                 info!(reason = %why, "event ignored");
                 report.ignored = Some(why);
-                return nightshift::finish(FUNCTION, report, None);
+                Ok(())
             }
             // A promotion's future is boxed: nested inline in the outcome path's, the
             // whole state machine's type went past the compiler's layout depth limit.
-            Trigger::Promotion(due) => {
+            WatchEvent::Promotion(due) => {
                 let id = ServiceId::parse(&due.service).map_err(WatchError::InvalidEvent)?;
-                let result = Box::pin(self.promote(Some(due), id, &function_arn, &own_region, &mut report)).await;
-                return nightshift::finish(FUNCTION, report, result.err());
+                Box::pin(self.promotion(Some(due), id, &invoked, &mut report)).await
             }
-            Trigger::Promote(id) => {
-                let result = Box::pin(self.promote(None, id, &function_arn, &own_region, &mut report)).await;
-                return nightshift::finish(FUNCTION, report, result.err());
-            }
-            Trigger::Ecs(rollout) => self.observe_ecs(&rollout, &mut report).await?,
-            Trigger::CodeDeploy(end) => self.observe_codedeploy(&end, &mut report).await?,
+            WatchEvent::Promote(id) => Box::pin(self.promotion(None, id, &invoked, &mut report)).await,
+            WatchEvent::Ecs(change) => self.ecs_outcome(&change, &invoked, &mut report).await,
+            WatchEvent::CodeDeploy(end) => self.codedeploy_outcome(&end, &invoked, &mut report).await,
         };
-        let Some(Observed { service, record, decision, cluster, name, region, ended }) = observed else {
-            return nightshift::finish(FUNCTION, report, None);
-        };
-        info!(%cluster, service = %name, outcome = ?decision.outcome, why = %decision.why, "decided");
-        report.outcome = decision.outcome;
-        report.why = Some(decision.why.clone());
-        report.rollout = Some(decision.rollout.clone());
-        report.task_definition = decision.task_definition.clone();
-        report.previous_task_definition = decision.previous.clone();
-        report.took_seconds = decision.started.map(|s| (ended - s).num_seconds().max(0));
-        // The images are told and quarantined; a duplicate needs none.
-        if decision.outcome.is_some()
-            && let Some(td) = &decision.task_definition
-        {
-            report.images = self.images(td).await?;
-        }
-
-        // What to write: the record, and the quarantine.
-        let mut writes: Vec<(String, String)> = Vec::new();
-        if let Some(outcome) = decision.outcome
-            && outcome.quarantines()
-        {
-            let digests: Vec<String> = report.images.iter().filter_map(|i| i.digest.clone()).collect();
-            let current = tag_value(service.tags(), QUARANTINE_TAG).unwrap_or_default();
-            if let Some(value) = quarantine::with(current, &digests) {
-                report.quarantined =
-                    digests.iter().map(|d| quarantine::short(d)).filter(|d| !quarantine::holds(current, d)).collect();
-                writes.push((QUARANTINE_TAG.into(), value));
-            }
-        }
-
-        // A success schedules the promotions that follow it, before anything is told or
-        // recorded: a run that could not schedule them is retried whole.
-        if decision.outcome == Some(Outcome::Succeeded)
-            && let Some(task_definition) = &decision.task_definition
-        {
-            let succeeded = Succeeded {
-                upstream: ServiceId { cluster: cluster.clone(), service: name.clone() },
-                deployment: &decision.rollout,
-                task_definition,
-                completed: ended,
-            };
-            self.schedule_promotions(&succeeded, &function_arn, &region, &mut report).await?;
-        }
-
-        // Tell, before the record says it was told: a run that told no one is retried.
-        if let Some(outcome) = decision.outcome
-            && (outcome.is_failure() || self.notifier.config().level == Level::All)
-        {
-            let notice = message::notice(&message::Told {
-                outcome,
-                cluster: &cluster,
-                service: &name,
-                region: &region,
-                task_definition: decision.task_definition.as_deref(),
-                previous: decision.previous.as_deref(),
-                images: &report.images,
-                why: &decision.why,
-                took_seconds: report.took_seconds,
-                quarantined: &report.quarantined,
-            });
-            self.tell_service(&service, &notice, &mut report).await;
-        }
-        let nobody_told = notify::all_failed(&report.told);
-        if !decision.marks.is_empty() && !nobody_told {
-            writes.push((TOLD_TAG.into(), record.with(&decision.marks)));
-        }
-        if let Some(problem) = writes.iter().find_map(|(k, v)| nightshift::ecs::tag_problem(k, v)) {
-            report.warnings.push(format!("not written: {problem}"));
-            writes.clear();
-        }
-        let keys: Vec<&str> = writes.iter().map(|(k, _)| k.as_str()).collect();
-        if let Some(problem) = nightshift::ecs::tag_count_problem(service.tags(), &keys) {
-            report.warnings.push(format!("not written: {problem}"));
-            writes.clear();
-        }
-        if !writes.is_empty() && !self.config.dry_run {
-            self.tag(service.service_arn().unwrap_or_default(), &writes).await?;
-        }
-        let error = nobody_told.then(|| WatchError::NotTold {
-            service: format!("{cluster}/{name}"),
-            failures: report
-                .told
-                .iter()
-                .map(|d| format!("{}: {}", d.channel, d.error.clone().unwrap_or_default()))
-                .collect(),
-        });
-        if let Some(err) = &error {
-            warn!(error = %err, "told no one");
-        }
-        nightshift::finish(FUNCTION, report, error)
+        Ok((report, result.err()))
     }
 
-    /// An ECS deployment's state change: the service now, decided.
-    async fn observe_ecs(&self, rollout: &Rollout, report: &mut WatchReport) -> Result<Option<Observed>, WatchError> {
-        report.cluster = Some(rollout.cluster.clone());
-        report.service = Some(rollout.service.clone());
-        report.deployment = Some(rollout.deployment_id.clone());
-        let Some(service) = self.following(&rollout.cluster, &rollout.service, report).await? else {
-            return Ok(None);
+    /// An ECS deployment's state change: the service now, and how its rollout ended.
+    async fn ecs_outcome(
+        &self,
+        change: &DeploymentChange,
+        invoked: &Invoked,
+        report: &mut WatchReport,
+    ) -> Result<(), WatchError> {
+        report.cluster = Some(change.cluster.clone());
+        report.service = Some(change.service.clone());
+        report.deployment = Some(change.deployment_id.clone());
+        let id = ServiceId { cluster: change.cluster.clone(), service: change.service.clone() };
+        let Some(service) = self.following(&id, report).await? else {
+            return Ok(());
         };
-        let record = Record::parse(tag_value(service.tags(), TOLD_TAG).unwrap_or_default());
-        let rolls_back = service
-            .deployment_configuration()
-            .and_then(|c| c.deployment_circuit_breaker())
-            .is_some_and(|b| b.enable && b.rollback);
-        let decision = outcome::decide(
-            rollout.event,
-            &rollout.deployment_id,
-            &rollout.reason,
-            &deployments(&service),
-            rolls_back,
-            &record,
-        );
-        Ok(Some(Observed {
-            service,
-            record,
-            decision,
-            cluster: rollout.cluster.clone(),
-            name: rollout.service.clone(),
-            region: rollout.region.clone(),
-            ended: rollout.updated_at.unwrap_or_else(Utc::now),
-        }))
+        let record = observe::told_record(&service);
+        let deployments = observe::deployments(&service);
+        let rolls_back = observe::rolls_back(&service);
+        let ending =
+            outcome::decide(change.event, &change.deployment_id, &change.reason, &deployments, rolls_back, &record);
+        let at = change.updated_at.unwrap_or_else(|| self.clock.now());
+        let ended = Ended { service, record, at, region: change.region.clone() };
+        self.outcome(ended, ending, invoked, report).await
     }
 
-    /// A CodeDeploy deployment's end: the deployment, the service its group deploys, decided.
-    async fn observe_codedeploy(
+    /// A CodeDeploy deployment's end: the deployment, the service its group deploys, and how it ended.
+    async fn codedeploy_outcome(
         &self,
         end: &CodeDeployEnd,
+        invoked: &Invoked,
         report: &mut WatchReport,
-    ) -> Result<Option<Observed>, WatchError> {
+    ) -> Result<(), WatchError> {
         report.deployment = Some(end.deployment_id.clone());
-        let Some(deployment) = codedeploy::deployment(&self.codedeploy, &end.deployment_id, &end.state)
-            .await
-            .map_err(WatchError::CodeDeploy)?
-        else {
+        let read = observe::deployment(&self.codedeploy, &end.deployment_id, &end.state).await;
+        let Some(deployment) = read.map_err(WatchError::CodeDeploy)? else {
             report.ignored = Some(format!("CodeDeploy has no deployment {}", end.deployment_id));
-            return Ok(None);
+            return Ok(());
         };
-        let Some((cluster, name)) =
-            codedeploy::group_service(&self.codedeploy, &end.application, &end.deployment_group)
-                .await
-                .map_err(WatchError::CodeDeploy)?
-        else {
-            report.ignored =
-                Some(format!("the group {}/{} deploys no ECS service", end.application, end.deployment_group));
-            return Ok(None);
+        let group = GroupName { application: end.application.clone(), deployment_group: end.deployment_group.clone() };
+        let Some(id) = observe::group_service(&self.codedeploy, &group).await.map_err(WatchError::CodeDeploy)? else {
+            report.ignored = Some(format!("the group {group} deploys no ECS service"));
+            return Ok(());
         };
-        report.cluster = Some(cluster.clone());
-        report.service = Some(name.clone());
-        let Some(service) = self.following(&cluster, &name, report).await? else {
-            return Ok(None);
+        report.cluster = Some(id.cluster.clone());
+        report.service = Some(id.service.clone());
+        let Some(service) = self.following(&id, report).await? else {
+            return Ok(());
         };
-        let record = Record::parse(tag_value(service.tags(), TOLD_TAG).unwrap_or_default());
-        let decision = outcome::decide_codedeploy(&end.state, &deployment, &record);
-        Ok(Some(Observed {
-            service,
-            record,
-            decision,
-            cluster,
-            name,
-            region: end.region.clone(),
-            ended: end.time.unwrap_or_else(Utc::now),
-        }))
+        let record = observe::told_record(&service);
+        let ending = outcome::decide_codedeploy(&end.state, &deployment, &record);
+        let at = end.time.unwrap_or_else(|| self.clock.now());
+        self.outcome(Ended { service, record, at, region: end.region.clone() }, ending, invoked, report).await
     }
 
-    /// The service, when it still exists and follows pushes; else `None`, with the reason reported.
-    async fn following(
+    /// Observes what the outcome's plan needs, plans, applies.
+    async fn outcome(
         &self,
-        cluster: &str,
-        name: &str,
+        ended: Ended,
+        ending: RolloutEnding,
+        invoked: &Invoked,
         report: &mut WatchReport,
-    ) -> Result<Option<Service>, WatchError> {
-        let id = ServiceId { cluster: cluster.to_owned(), service: name.to_owned() };
-        match self.describe(&id).await? {
+    ) -> Result<(), WatchError> {
+        let service = service_now(&ended.service);
+        info!(cluster = %service.id.cluster, service = %service.id.service, outcome = ?ending.outcome, why = %ending.why, "decided");
+        // The images are told and quarantined; a duplicate needs none.
+        let images = match (&ending.outcome, &ending.task_definition) {
+            (Some(_), Some(td)) => self.images(td).await?,
+            _ => Vec::new(),
+        };
+        let followers = match (&ending.outcome, &ending.task_definition) {
+            (Some(Outcome::Succeeded), Some(_)) => self.followers(&service.id).await?,
+            _ => Vec::new(),
+        };
+        let plan = plan::plan_outcome(&OutcomeInput {
+            ending: &ending,
+            service: &service,
+            record: &ended.record,
+            images: &images,
+            followers: &followers,
+            ended: ended.at,
+            region: &ended.region,
+            tell_successes: self.notifier.config().level == Level::All,
+            now: self.clock.now(),
+        });
+        report.outcome = ending.outcome;
+        report.why = Some(ending.why.clone());
+        report.rollout = Some(ending.rollout.clone());
+        report.task_definition = ending.task_definition.clone();
+        report.previous_task_definition = ending.previous.clone();
+        report.took_seconds = plan::took_seconds(&ending, ended.at);
+        report.images = images;
+        report.quarantined = plan.quarantined.clone();
+        report.warnings.extend(plan.warnings.iter().cloned());
+        self.apply_outcome(plan, &service.id, invoked, report).await
+    }
+
+    /// Schedules, tells, then writes the service's tags; the only place an
+    /// outcome writes, and (with the other apply steps) knows `DRY_RUN`.
+    async fn apply_outcome(
+        &self,
+        plan: OutcomePlan,
+        id: &ServiceId,
+        invoked: &Invoked,
+        report: &mut WatchReport,
+    ) -> Result<(), WatchError> {
+        for planned in &plan.schedules {
+            let already = self.create_schedule(planned, invoked).await?;
+            info!(service = %planned.id, schedule = %planned.schedule, at = %planned.at, already, "promotion scheduled");
+            report.scheduled.push(Scheduled {
+                id: planned.id.clone(),
+                schedule: planned.schedule.clone(),
+                at: planned.at,
+                already,
+            });
+        }
+        for telling in &plan.tellings {
+            self.tell(telling, report).await;
+        }
+        let nobody_told = notify::all_failed(&report.told);
+        if let Some(tags) = plan.tags
+            && !self.config.dry_run
+        {
+            let mut writes = tags.always;
+            if !nobody_told {
+                writes.extend(tags.once_told);
+            }
+            if !writes.is_empty() {
+                nightshift::ecs::tag_resource(&self.ecs, &tags.arn, &writes).await.map_err(WatchError::Ecs)?;
+            }
+        }
+        if !nobody_told {
+            return Ok(());
+        }
+        let failures =
+            report.told.iter().map(|d| format!("{}: {}", d.channel, d.error.clone().unwrap_or_default())).collect();
+        let err = WatchError::NotTold { service: id.to_string(), failures };
+        warn!(error = %err, "told no one");
+        Err(err)
+    }
+
+    /// The service, when it still exists and follows pushes or another service; else `None`, with the reason reported.
+    async fn following(&self, id: &ServiceId, report: &mut WatchReport) -> Result<Option<Service>, WatchError> {
+        match observe::describe(&self.ecs, id).await.map_err(WatchError::Ecs)? {
             None => report.ignored = Some("ECS no longer has the service".into()),
             Some(s) if tag_value(s.tags(), DEPLOY_TAG).is_none() && tag_value(s.tags(), PROMOTE_FROM_TAG).is_none() => {
                 report.ignored = Some(format!("the service is tagged neither {DEPLOY_TAG} nor {PROMOTE_FROM_TAG}"));
@@ -446,73 +467,244 @@ impl<'n> WatchRollouts<'n> {
         Ok(None)
     }
 
-    /// The service with its tags, unless ECS no longer has it (INACTIVE).
-    async fn describe(&self, id: &ServiceId) -> Result<Option<Service>, WatchError> {
-        let out = self
-            .ecs
-            .describe_services()
-            .cluster(&id.cluster)
-            .services(&id.service)
-            .include(ServiceField::Tags)
-            .send()
-            .await
-            .map_err(|e| CallError::new("DescribeServices", &id.to_string(), e.into_service_error()))?;
-        Ok(out.services.unwrap_or_default().into_iter().find(|s| s.status() != Some("INACTIVE")))
-    }
-
     /// Each container's image, with its digest and the tag it was deployed from.
     async fn images(&self, task_definition: &str) -> Result<Vec<Image>, WatchError> {
-        let (td, tags) = self.deployer.task_definition(task_definition).await?;
+        let (td, tags) = self.deployer.task_definition(task_definition).await.map_err(WatchError::Ecs)?;
         Ok(message::images(td.container_definitions(), &tags))
     }
 
-    /// Tells the service's channels (`nightshift:notify`); with `DRY_RUN`, says whom it would.
-    async fn tell_service(&self, service: &Service, notice: &Notice, report: &mut WatchReport) {
-        let channels = match notify::parse_channels(tag_value(service.tags(), NOTIFY_TAG).unwrap_or_default()) {
-            Ok(channels) => channels,
-            Err(why) => {
-                report.warnings.push(format!("{NOTIFY_TAG}: {why}"));
-                Vec::new()
+    /// Every service tagged `nightshift:promote-from=<upstream>`, with its settings or what is wrong with them.
+    async fn followers(&self, upstream: &ServiceId) -> Result<Vec<Follower>, WatchError> {
+        let services = nightshift::ecs::services_in(&self.ecs, &self.config.clusters).await.map_err(WatchError::Ecs)?;
+        let follows = |s: &Service| {
+            tag_value(s.tags(), PROMOTE_FROM_TAG).is_some_and(|from| ServiceId::parse(from).as_ref() == Ok(upstream))
+        };
+        Ok(services
+            .iter()
+            .filter(|s| follows(s))
+            .filter_map(|s| {
+                let settings = Settings::of(s.tags(), &self.config.timezone)?;
+                Some(Follower { service: service_now(s), settings })
+            })
+            .collect())
+    }
+
+    /// Tells a service's channels; with `DRY_RUN`, says whom it would.
+    async fn tell(&self, telling: &Telling, report: &mut WatchReport) {
+        if self.config.dry_run {
+            let channels: Vec<String> = telling.channels.iter().map(ToString::to_string).collect();
+            report.warnings.push(format!("DRY_RUN: would tell {}", channels.join(" ")));
+        } else {
+            report.told.extend(self.notifier.tell(&telling.channels, &telling.notice).await);
+        }
+    }
+
+    /// Creates a promotion's one-time schedule; `true` when it existed already. Not with `DRY_RUN`.
+    async fn create_schedule(&self, planned: &PlannedSchedule, invoked: &Invoked) -> Result<bool, WatchError> {
+        if self.config.dry_run {
+            return Ok(false);
+        }
+        let due = &planned.due;
+        let not_scheduled = |why: &str| WatchError::NotScheduled { service: due.service.clone(), why: why.to_owned() };
+        let role = self.config.schedule_role_arn.as_deref().ok_or_else(|| {
+            not_scheduled("SCHEDULE_ROLE_ARN is not set: EventBridge Scheduler needs a role to invoke watch-rollouts")
+        })?;
+        if invoked.function_arn.is_empty() {
+            return Err(not_scheduled("the invocation does not say this function's ARN, the schedule's target"));
+        }
+        let schedule = scheduler::OneTime {
+            name: &planned.schedule,
+            group: &self.config.schedule_group,
+            at: planned.at,
+            function_arn: &invoked.function_arn,
+            role_arn: role,
+            input: serde_json::json!({ "promotion": due }).to_string(),
+            description: format!("nightshift: promote {} to what {} runs ({})", due.service, due.from, due.deployment),
+        };
+        let created = scheduler::create(&self.scheduler, &schedule).await.map_err(WatchError::Scheduler)?;
+        Ok(created == scheduler::Created::Existed)
+    }
+
+    /// A promotion into `id`: due (its schedule's input) or by hand (`None`).
+    async fn promotion(
+        &self,
+        due: Option<Due>,
+        id: ServiceId,
+        invoked: &Invoked,
+        report: &mut WatchReport,
+    ) -> Result<(), WatchError> {
+        let mut result = PromotionReport { service: id.to_string(), by_hand: due.is_none(), ..Default::default() };
+        let mut invocation = Invocation::default();
+        let outcome = match self.observe_promotion(&id, &mut invocation, &mut result).await? {
+            PromotionSeen::Gone(why) => {
+                result.why = why;
+                Ok(None)
+            }
+            PromotionSeen::Refused { service, why } => {
+                result.why = why;
+                Ok(Some(service))
+            }
+            PromotionSeen::Ready(ready) => {
+                let step = self.plan_promotion(due.as_ref(), &id, &ready, &mut invocation).await;
+                let applied = self.apply_promotion(step, &id, invoked, &mut invocation, &mut result).await;
+                applied.map(|()| Some(ready.service))
             }
         };
-        if channels.is_empty() {
-            return;
+        if let Ok(Some(service)) = &outcome {
+            let from = result.from.as_deref().and_then(|f| ServiceId::parse(f).ok()).unwrap_or_else(|| id.clone());
+            let level_all = self.notifier.config().level == Level::All;
+            let notice = plan::promotion_notice(
+                &id,
+                &from,
+                result.result,
+                &result.why,
+                result.deployed.as_ref(),
+                &invoked.region,
+                level_all,
+            );
+            if let Some(telling) = plan::promotion_telling(&service_now(service), notice, &mut report.warnings) {
+                self.tell(&telling, report).await;
+            }
         }
-        if self.config.dry_run {
-            report.warnings.push(format!(
-                "DRY_RUN: would tell {}",
-                channels.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
-            ));
-        } else {
-            report.told.extend(self.notifier.tell(&channels, notice).await);
+        info!(service = %id, result = ?result.result, why = %result.why, "promotion");
+        report.promotion = Some(result);
+        outcome.map(drop)
+    }
+
+    /// Both services now, the upstream's last rollout, and both revisions.
+    async fn observe_promotion(
+        &self,
+        id: &ServiceId,
+        invocation: &mut Invocation,
+        result: &mut PromotionReport,
+    ) -> Result<PromotionSeen, WatchError> {
+        let Some(service) = self.active(id).await? else {
+            return Ok(PromotionSeen::Gone(format!("ECS has no service {id}")));
+        };
+        let settings = match Settings::of(service.tags(), &self.config.timezone) {
+            Some(Ok(settings)) => settings,
+            Some(Err(why)) => return Ok(PromotionSeen::Refused { service, why }),
+            None => {
+                let why = format!("{id} is not tagged {PROMOTE_FROM_TAG}");
+                return Ok(PromotionSeen::Refused { service, why });
+            }
+        };
+        let from = settings.from.clone();
+        result.from = Some(from.to_string());
+        let Some(upstream_service) = self.active(&from).await? else {
+            let why = format!("ECS has no service {from}, which {id} follows ({PROMOTE_FROM_TAG})");
+            return Ok(PromotionSeen::Refused { service, why });
+        };
+        let rollout = self.upstream_rollout(&upstream_service, &from, invocation).await;
+        let upstream_arn = upstream_service.task_definition().unwrap_or_default().to_owned();
+        let (upstream_td, upstream_tags) =
+            self.deployer.task_definition(&upstream_arn).await.map_err(WatchError::Ecs)?;
+        let downstream_arn = service.task_definition().unwrap_or_default().to_owned();
+        let (task_definition, td_tags) =
+            self.deployer.task_definition(&downstream_arn).await.map_err(WatchError::Ecs)?;
+        let upstream = Upstream {
+            task_definition: upstream_arn,
+            settled: plan::settled(&rollout, self.clock.now()),
+            quarantine: tag_value(upstream_service.tags(), QUARANTINE_TAG).unwrap_or_default().to_owned(),
+            containers: upstream_td.container_definitions().to_vec(),
+            image_tags: upstream_tags
+                .iter()
+                .filter_map(|t| Some((t.key()?.strip_prefix(IMAGE_TAG_PREFIX)?.to_owned(), t.value()?.to_owned())))
+                .collect(),
+        };
+        let downstream = Downstream {
+            id: id.clone(),
+            settings,
+            quarantine: tag_value(service.tags(), QUARANTINE_TAG).unwrap_or_default().to_owned(),
+            containers: task_definition.container_definitions().to_vec(),
+        };
+        Ok(PromotionSeen::Ready(Box::new(PromotionReady { service, task_definition, td_tags, upstream, downstream })))
+    }
+
+    /// The upstream's last rollout: its CodeDeploy group's last deployment, or its ECS deployments.
+    async fn upstream_rollout(
+        &self,
+        service: &Service,
+        id: &ServiceId,
+        invocation: &mut Invocation,
+    ) -> UpstreamRollout {
+        if !bluegreen::is_blue_green(service) {
+            let record = observe::told_record(service);
+            return UpstreamRollout::Ecs { deployments: observe::deployments(service), record };
+        }
+        match self.deployer.group_for(service, id, invocation).await {
+            Ok(info) => observe::last_attempted(&info),
+            Err(why) => UpstreamRollout::Unknown(why),
         }
     }
 
-    async fn tag(&self, service_arn: &str, writes: &[(String, String)]) -> Result<(), WatchError> {
-        let tags = writes.iter().map(|(k, v)| Tag::builder().key(k).value(v).build());
-        self.ecs
-            .tag_resource()
-            .resource_arn(service_arn)
-            .set_tags(Some(tags.collect()))
-            .send()
-            .await
-            .map_err(|e| CallError::new("TagResource", service_arn, e.into_service_error()))?;
+    /// Decides the promotion, and prepares its rollout (a blue/green service's group read and decided).
+    async fn plan_promotion(
+        &self,
+        due: Option<&Due>,
+        id: &ServiceId,
+        ready: &PromotionReady,
+        invocation: &mut Invocation,
+    ) -> PromotionStep {
+        match promote::decide(due, &ready.upstream, &ready.downstream, self.clock.now()) {
+            Promotion::Move { changes, image_tags, digests } => {
+                let request = RolloutRequest {
+                    service: &ready.service,
+                    id: id.clone(),
+                    task_definition: &ready.task_definition,
+                    td_tags: &ready.td_tags,
+                    changes,
+                    image_tags,
+                    description: format!("nightshift promotion from {}", ready.downstream.settings.from),
+                };
+                PromotionStep::Roll { rollout: self.deployer.prepare(&request, invocation).await, digests }
+            }
+            Promotion::Wait { until, why } => promote::reschedule(due, id, until, why),
+            Promotion::Already(why) => PromotionStep::Stay { result: PromotionResult::Already, why },
+            Promotion::Refuse(why) => PromotionStep::Stay { result: PromotionResult::Refused, why },
+        }
+    }
+
+    /// Deploys, or schedules the promotion again; records what it came to.
+    async fn apply_promotion(
+        &self,
+        step: PromotionStep,
+        id: &ServiceId,
+        invoked: &Invoked,
+        invocation: &mut Invocation,
+        result: &mut PromotionReport,
+    ) -> Result<(), WatchError> {
+        match step {
+            PromotionStep::Roll { rollout, digests } => {
+                result.digests = digests.iter().map(|d| quarantine::short(d)).collect();
+                match self.deployer.apply(rollout, invocation).await {
+                    Rolled::Deployed { deployed, .. } => {
+                        result.result = PromotionResult::Promoted;
+                        result.why = format!("{} ran it without a failure", result.from.as_deref().unwrap_or_default());
+                        result.deployed = Some(*deployed);
+                    }
+                    Rolled::Skipped(why) => (result.result, result.why) = (PromotionResult::Already, why),
+                    Rolled::Failed(why) => {
+                        (result.result, result.why) = (PromotionResult::Failed, why.clone());
+                        return Err(WatchError::PromotionFailed { service: id.to_string(), why });
+                    }
+                }
+            }
+            PromotionStep::Reschedule { schedule, why } => {
+                let already = self.create_schedule(&schedule, invoked).await?;
+                result.result = PromotionResult::Waiting;
+                result.why = why;
+                let PlannedSchedule { id, schedule, at, .. } = schedule;
+                result.scheduled = Some(Scheduled { id, schedule, at, already });
+            }
+            PromotionStep::Stay { result: stays, why } => (result.result, result.why) = (stays, why),
+        }
         Ok(())
     }
-}
 
-/// The service's deployments, as the decision reads them.
-fn deployments(service: &Service) -> Vec<Deployment> {
-    service
-        .deployments()
-        .iter()
-        .map(|d| Deployment {
-            id: d.id().unwrap_or_default().to_owned(),
-            status: d.status().unwrap_or_default().to_owned(),
-            rollout_state: d.rollout_state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
-            rollout_reason: d.rollout_state_reason().unwrap_or_default().to_owned(),
-            task_definition: d.task_definition().unwrap_or_default().to_owned(),
-            created_at: d.created_at().and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
-        })
-        .collect()
+    /// The service with its tags, when it is ACTIVE.
+    async fn active(&self, id: &ServiceId) -> Result<Option<Service>, WatchError> {
+        let found = observe::describe(&self.ecs, id).await.map_err(WatchError::Ecs)?;
+        Ok(found.filter(|s| s.status() == Some("ACTIVE")))
+    }
 }

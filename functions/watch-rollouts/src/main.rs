@@ -17,5 +17,5 @@ async fn main() -> Result<(), Error> {
     let codedeploy = aws_sdk_codedeploy::Client::new(&sdk);
     let scheduler = nightshift::signed::SignedHttp::new(&sdk);
     let function = WatchRollouts::new(config, aws::ecs_client(&sdk), codedeploy, scheduler, &notifier);
-    run(service_fn(|event| notify::observe(&notifier, watch_rollouts::FUNCTION, function.handle(event)))).await
+    run(service_fn(|event| notify::with_alerts(&notifier, watch_rollouts::FUNCTION, function.handle(event)))).await
 }

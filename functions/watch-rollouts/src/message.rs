@@ -54,7 +54,7 @@ pub struct Told<'a> {
 
 /// `api:8` of a task definition ARN.
 fn revision(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
+    nightshift::ecs::revision_of(arn)
 }
 
 fn duration(seconds: i64) -> String {

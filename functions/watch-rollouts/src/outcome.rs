@@ -87,11 +87,11 @@ impl Mark {
 
 /// The record: `<deployment id>=<mark>` entries, the most recent first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Record {
+pub struct ToldRecord {
     pub entries: Vec<(String, Mark)>,
 }
 
-impl Record {
+impl ToldRecord {
     pub fn parse(value: &str) -> Self {
         let entries = value
             .split_whitespace()
@@ -142,6 +142,8 @@ pub struct Deployment {
     pub rollout_reason: String,
     pub task_definition: String,
     pub created_at: Option<DateTime<Utc>>,
+    /// When ECS last changed it (for a completed rollout: when it completed).
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 /// The event's `detail.eventName`.
@@ -154,7 +156,7 @@ pub enum EcsEvent {
 
 /// How a rollout ended, and what to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
+pub struct RolloutEnding {
     /// `None`: nothing to tell (a duplicate, a rollout not ended, a rollback's completion).
     pub outcome: Option<Outcome>,
     /// The deployment whose outcome it is.
@@ -185,11 +187,11 @@ pub fn decide(
     reason: &str,
     deployments: &[Deployment],
     rolls_back: bool,
-    record: &Record,
-) -> Decision {
+    record: &ToldRecord,
+) -> RolloutEnding {
     let find = |id: &str| deployments.iter().find(|d| d.id == id);
     let this = find(id);
-    let nothing = |why: String| Decision {
+    let nothing = |why: String| RolloutEnding {
         outcome: None,
         rollout: id.to_owned(),
         task_definition: this.map(|d| d.task_definition.clone()),
@@ -207,7 +209,7 @@ pub fn decide(
             .filter(|d| at.is_none() || d.created_at <= at)
             .max_by_key(|d| d.created_at)
     };
-    let rolled_back = |failed: &Deployment, rollback: &str, why: String| Decision {
+    let rolled_back = |failed: &Deployment, rollback: &str, why: String| RolloutEnding {
         outcome: Some(Outcome::RolledBack),
         rollout: failed.id.clone(),
         task_definition: Some(failed.task_definition.clone()),
@@ -228,7 +230,7 @@ pub fn decide(
         (EcsEvent::InProgress, Some(Mark::Rollback)) | (EcsEvent::Completed, Some(Mark::Rollback)) => {
             nothing(format!("{id} is a rollback; the rolled-back rollout was told"))
         }
-        (EcsEvent::Failed, Some(Mark::Rollback)) => Decision {
+        (EcsEvent::Failed, Some(Mark::Rollback)) => RolloutEnding {
             outcome: Some(Outcome::RollbackFailed),
             rollout: id.to_owned(),
             task_definition: this.map(|d| d.task_definition.clone()),
@@ -239,7 +241,7 @@ pub fn decide(
         },
         (EcsEvent::InProgress, None) if is_rollback_reason(reason) => match failed_before(id) {
             Some(failed) if !record.told(&failed.id) => rolled_back(failed, id, reason.to_owned()),
-            _ => Decision {
+            _ => RolloutEnding {
                 marks: vec![(id.to_owned(), Mark::Rollback)],
                 ..nothing(format!("{id} rolls back; told already"))
             },
@@ -249,7 +251,7 @@ pub fn decide(
             // A completion that undoes a failed rollout is its rollback, whatever order the events came in.
             Some(failed) if this.is_some() => {
                 if record.told(&failed.id) {
-                    Decision {
+                    RolloutEnding {
                         marks: vec![(id.to_owned(), Mark::Rollback)],
                         ..nothing(format!("{id} rolled back; told already"))
                     }
@@ -257,7 +259,7 @@ pub fn decide(
                     rolled_back(failed, id, format!("ECS rolled back {} and {id} completed", failed.id))
                 }
             }
-            _ => Decision {
+            _ => RolloutEnding {
                 outcome: Some(Outcome::Succeeded),
                 rollout: id.to_owned(),
                 task_definition: this.map(|d| d.task_definition.clone()),
@@ -274,7 +276,7 @@ pub fn decide(
             let previous = rollback.map(|d| d.task_definition.clone()).or_else(|| other_than_this("COMPLETED"));
             let mut marks = vec![(id.to_owned(), Mark::Told(outcome))];
             marks.extend(rollback.map(|d| (d.id.clone(), Mark::Rollback)));
-            Decision {
+            RolloutEnding {
                 outcome: Some(outcome),
                 rollout: id.to_owned(),
                 task_definition: this.map(|d| d.task_definition.clone()),
@@ -289,7 +291,7 @@ pub fn decide(
 
 /// A CodeDeploy deployment as GetDeployment describes it now.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CodeDeployment {
+pub struct CodeDeployNow {
     pub id: String,
     /// `codeDeployRollback` for a deployment CodeDeploy made to roll another back.
     pub creator: String,
@@ -306,9 +308,9 @@ pub struct CodeDeployment {
 
 /// Decides from a CodeDeploy deployment's end (`state`: SUCCESS, FAILURE or
 /// STOP), the deployment now, and the record.
-pub fn decide_codedeploy(state: &str, deployment: &CodeDeployment, record: &Record) -> Decision {
+pub fn decide_codedeploy(state: &str, deployment: &CodeDeployNow, record: &ToldRecord) -> RolloutEnding {
     let id = deployment.id.as_str();
-    let this = |outcome: Option<Outcome>, marks: Vec<(String, Mark)>, why: String| Decision {
+    let this = |outcome: Option<Outcome>, marks: Vec<(String, Mark)>, why: String| RolloutEnding {
         outcome,
         rollout: id.to_owned(),
         task_definition: deployment.task_definition.clone(),
@@ -328,7 +330,7 @@ pub fn decide_codedeploy(state: &str, deployment: &CodeDeployment, record: &Reco
     let is_rollback = deployment.creator == "codeDeployRollback" || record.mark(id) == Some(Mark::Rollback);
     match (is_rollback, state) {
         (true, "SUCCESS") => match &deployment.rollback_of {
-            Some(of) if !record.told(of) => Decision {
+            Some(of) if !record.told(of) => RolloutEnding {
                 outcome: Some(Outcome::RolledBack),
                 rollout: of.clone(),
                 task_definition: None,
@@ -375,6 +377,7 @@ mod tests {
             rollout_reason: reason.into(),
             task_definition: td.into(),
             created_at: at(minute),
+            updated_at: at(minute),
         }
     }
 
@@ -390,12 +393,12 @@ mod tests {
 
     /// Plays events in order, each against the service as it was then, carrying the record.
     fn play(events: &[(EcsEvent, &str, &str, Vec<Deployment>)], rolls_back: bool) -> Vec<(Option<Outcome>, String)> {
-        let mut record = Record::default();
+        let mut record = ToldRecord::default();
         let mut told = Vec::new();
         for (event, id, reason, deployments) in events {
             let decision = decide(*event, id, reason, deployments, rolls_back, &record);
             if !decision.marks.is_empty() {
-                record = Record::parse(&record.with(&decision.marks));
+                record = ToldRecord::parse(&record.with(&decision.marks));
             }
             if decision.outcome.is_some() {
                 told.push((decision.outcome, decision.rollout));
@@ -410,7 +413,7 @@ mod tests {
         let completed = (EcsEvent::Completed, "ecs-svc/2", "ECS deployment ecs-svc/2 completed.", done.clone());
         let told = play(&[completed.clone(), completed.clone(), completed], true);
         assert_eq!(told, [(Some(Outcome::Succeeded), "ecs-svc/2".to_owned())]);
-        let decision = decide(EcsEvent::Completed, "ecs-svc/2", "completed", &done, true, &Record::default());
+        let decision = decide(EcsEvent::Completed, "ecs-svc/2", "completed", &done, true, &ToldRecord::default());
         assert_eq!((decision.task_definition.as_deref(), decision.started), (Some(NEW), at(0)));
     }
 
@@ -432,7 +435,7 @@ mod tests {
             assert_eq!(play(order, true), once, "order {n}");
         }
         let decision =
-            decide(EcsEvent::InProgress, "ecs-svc/3", ROLLING_BACK, &rolling_back(), true, &Record::default());
+            decide(EcsEvent::InProgress, "ecs-svc/3", ROLLING_BACK, &rolling_back(), true, &ToldRecord::default());
         assert_eq!((decision.task_definition.as_deref(), decision.previous.as_deref()), (Some(NEW), Some(OLD)));
     }
 
@@ -454,7 +457,7 @@ mod tests {
         ];
         let failed = (EcsEvent::Failed, "ecs-svc/2", "tasks failed", failing.clone());
         assert_eq!(play(&[failed.clone(), failed], false), [(Some(Outcome::Failed), "ecs-svc/2".to_owned())]);
-        let decision = decide(EcsEvent::Failed, "ecs-svc/2", "tasks failed", &failing, false, &Record::default());
+        let decision = decide(EcsEvent::Failed, "ecs-svc/2", "tasks failed", &failing, false, &ToldRecord::default());
         assert_eq!(decision.previous.as_deref(), Some(OLD));
 
         let rollback_failing = vec![d("ecs-svc/3", "PRIMARY", "FAILED", "tasks failed", OLD, 12)];
@@ -476,7 +479,7 @@ mod tests {
 
     #[test]
     fn a_codedeploy_deployment_ends_once_and_its_rollback_tells_nothing_new() {
-        let deployment = |id: &str, creator: &str, rolled_back: bool, rollback_of: Option<&str>| CodeDeployment {
+        let deployment = |id: &str, creator: &str, rolled_back: bool, rollback_of: Option<&str>| CodeDeployNow {
             id: id.into(),
             creator: creator.into(),
             task_definition: Some(NEW.into()),
@@ -485,13 +488,13 @@ mod tests {
             message: String::new(),
             created_at: at(0),
         };
-        let run = |events: &[(&str, CodeDeployment)]| {
-            let mut record = Record::default();
+        let run = |events: &[(&str, CodeDeployNow)]| {
+            let mut record = ToldRecord::default();
             let mut told = Vec::new();
             for (state, d) in events {
                 let decision = decide_codedeploy(state, d, &record);
                 if !decision.marks.is_empty() {
-                    record = Record::parse(&record.with(&decision.marks));
+                    record = ToldRecord::parse(&record.with(&decision.marks));
                 }
                 told.extend(decision.outcome.map(|o| (o, decision.rollout)));
             }
@@ -521,13 +524,16 @@ mod tests {
             play(&[(EcsEvent::InProgress, "ecs-svc/2", "ECS deployment ecs-svc/2 in progress.", started)], true),
             []
         );
-        let record = Record::default();
+        let record = ToldRecord::default();
         let many: Vec<(String, Mark)> =
             (0..20).map(|n| (format!("ecs-svc/{:019}", n), Mark::Told(Outcome::Succeeded))).collect();
         let value = record.with(&many);
         assert!(value.len() <= 256 && value.starts_with("ecs-svc/0000000000000000000=succeeded"), "{value}");
-        let parsed = Record::parse(&value);
+        let parsed = ToldRecord::parse(&value);
         assert_eq!(parsed.entries.len(), 6);
-        assert_eq!(Record::parse("junk ecs-svc/1=rollback x=y").entries, [("ecs-svc/1".to_owned(), Mark::Rollback)]);
+        assert_eq!(
+            ToldRecord::parse("junk ecs-svc/1=rollback x=y").entries,
+            [("ecs-svc/1".to_owned(), Mark::Rollback)]
+        );
     }
 }

@@ -13,6 +13,8 @@ use nightshift::rollout::{ImageChange, ServiceId};
 use nightshift::window::{Tz, WeeklyWindows, zone_name};
 use serde::{Deserialize, Serialize};
 
+use crate::plan::{PlannedSchedule, PromotionResult, PromotionStep};
+
 pub use nightshift::ecs::PROMOTE_FROM_TAG;
 /// How long an image must have run upstream, without a failure, before it moves on.
 pub const SOAK_TAG: &str = "nightshift:soak-minutes";
@@ -179,8 +181,8 @@ pub fn decide(due: Option<&Due>, upstream: &Upstream, downstream: &Downstream, n
         if upstream.task_definition != due.task_definition {
             return Promotion::Refuse(format!(
                 "{from} now runs {}, not {}: it changed since, and what it runs now is promoted after its own rollout",
-                short_revision(&upstream.task_definition),
-                short_revision(&due.task_definition)
+                nightshift::ecs::revision_of(&upstream.task_definition),
+                nightshift::ecs::revision_of(&due.task_definition)
             ));
         }
         if settled.deployment != due.deployment {
@@ -304,9 +306,19 @@ fn changes(
     Ok((changes, image_tags, digests))
 }
 
-/// `family:revision` of a task definition ARN.
-pub fn short_revision(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
+/// What a promotion that must wait does: a due one is scheduled again for
+/// then; one by hand waits for nothing, and is refused with the reason.
+pub fn reschedule(due: Option<&Due>, id: &ServiceId, until: DateTime<Utc>, why: String) -> PromotionStep {
+    let Some(due) = due else {
+        return PromotionStep::Stay { result: PromotionResult::Refused, why };
+    };
+    let schedule = PlannedSchedule {
+        id: id.clone(),
+        schedule: schedule_name(id, &due.deployment, Some(until)),
+        at: until,
+        due: due.clone(),
+    };
+    PromotionStep::Reschedule { schedule, why }
 }
 
 #[cfg(test)]

@@ -92,7 +92,7 @@ pub fn deployment_config(service: &Service, info: &DeploymentGroupInfo) -> (Opti
 /// The task definition the group's target revision (its last deployment) deploys.
 pub fn target_task_definition(info: &DeploymentGroupInfo) -> Option<String> {
     let content = info.target_revision()?.app_spec_content()?.content()?;
-    crate::appspec::task_definition(content)
+    super::appspec::task_definition(content)
 }
 
 /// Whether a revision already carries the change: same family, and every
@@ -312,7 +312,7 @@ mod tests {
     #[test]
     fn the_appspec_names_its_task_definition_to_whoever_reads_it_back() {
         let spec = AppSpec::of(&service(&[], vec![lb(Some("app"), Some(80))], None)).unwrap().render(TD);
-        assert_eq!(crate::appspec::task_definition(&spec).as_deref(), Some(TD));
+        assert_eq!(crate::rollout::appspec::task_definition(&spec).as_deref(), Some(TD));
     }
 
     #[test]

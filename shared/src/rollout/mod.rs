@@ -5,9 +5,13 @@
 //! a blue/green service (the CODE_DEPLOY controller), a CodeDeploy
 //! deployment with automatic rollback in the group that deploys it.
 //!
-//! The decisions (`bluegreen`, and the revision helpers here) are pure; the
-//! calls are `codedeploy` and the ECS ones below; [`Deployer`] applies.
+//! Two phases, as every function has them: [`Deployer::prepare`] reads what
+//! a rollout needs and returns a [`RolloutPlan`] (decided by the pure
+//! [`RolloutPlan::update`] and [`RolloutPlan::blue_green`]), and
+//! [`Deployer::apply`] carries a plan out, the only place that writes or knows
+//! `DRY_RUN`. The calls are `codedeploy` and the ECS ones below.
 
+pub mod appspec;
 pub mod bluegreen;
 pub mod codedeploy;
 
@@ -37,7 +41,7 @@ impl ServiceId {
     pub fn of(service: &Service) -> Self {
         let cluster = service.cluster_arn().unwrap_or_default();
         Self {
-            cluster: cluster.rsplit('/').next().unwrap_or(cluster).to_owned(),
+            cluster: crate::ecs::last_segment(cluster).to_owned(),
             service: service.service_name().unwrap_or_default().to_owned(),
         }
     }
@@ -67,30 +71,35 @@ pub struct ImageChange {
     pub to: String,
 }
 
-/// The deployment controllers as the reports name them.
-pub const ECS_CONTROLLER: &str = "ECS";
-pub const CODE_DEPLOY_CONTROLLER: &str = "CODE_DEPLOY";
+/// Who rolls a service's deployments out, as the reports name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Controller {
+    /// ECS, with the circuit breaker.
+    #[serde(rename = "ECS")]
+    Ecs,
+    /// A CodeDeploy deployment (blue/green).
+    #[serde(rename = "CODE_DEPLOY")]
+    CodeDeploy,
+}
 
 /// A rollout nightshift started (or, with `DRY_RUN`, would start).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Deployed {
     #[serde(flatten)]
     pub id: ServiceId,
-    /// The service's deployment controller: `ECS` (rolled by ECS, with the
-    /// circuit breaker) or `CODE_DEPLOY` (a CodeDeploy deployment).
-    pub controller: &'static str,
+    pub controller: Controller,
     pub old_task_definition: String,
     /// `None` with `DRY_RUN`.
     pub new_task_definition: Option<String>,
     pub images: Vec<ImageChange>,
     /// The CodeDeploy deployment, for a blue/green service.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub codedeploy: Option<CodeDeployment>,
+    pub codedeploy: Option<CodeDeployStarted>,
 }
 
 /// A CodeDeploy deployment nightshift created (or, with `DRY_RUN`, would create).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CodeDeployment {
+pub struct CodeDeployStarted {
     pub application: String,
     pub deployment_group: String,
     pub deployment_config: String,
@@ -150,8 +159,9 @@ pub fn with_circuit_breaker(current: Option<&DeploymentConfiguration>) -> Deploy
     config
 }
 
-/// One service's change, with the revision it starts from.
-pub struct Rollout<'a> {
+/// What a push or a promotion asks of one service: these containers' images
+/// changed, starting from the revision it runs.
+pub struct RolloutRequest<'a> {
     pub service: &'a Service,
     pub id: ServiceId,
     /// The running revision, and its tags.
@@ -162,6 +172,102 @@ pub struct Rollout<'a> {
     pub image_tags: Vec<(String, String)>,
     /// Who asks and why, as the CodeDeploy deployment's description says.
     pub description: String,
+}
+
+/// The revision a rollout registers: cloned from the running one, with its
+/// containers' images changed and its tags updated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRevision {
+    pub from: TaskDefinition,
+    /// The running revision's ARN.
+    pub old: String,
+    pub changes: Vec<ImageChange>,
+    pub containers: Vec<ContainerDefinition>,
+    pub tags: Vec<Tag>,
+}
+
+/// A CodeDeploy deployment to create, in the group that deploys the service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlueGreenDeployment {
+    pub group: GroupName,
+    pub appspec: AppSpec,
+    /// The configuration `nightshift:deployment-config` names; `None` for the group's own.
+    pub asked_config: Option<String>,
+    /// The configuration the deployment runs with (the asked one, else the group's).
+    pub deployment_config: String,
+    pub description: String,
+}
+
+/// A rollout decided before anything changes: every read is done, and what is
+/// left is the writes (register, then UpdateService or CreateDeployment).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RolloutPlan {
+    /// Register the revision, then UpdateService with the circuit breaker's rollback.
+    Update { id: ServiceId, revision: Box<NewRevision>, config: DeploymentConfiguration },
+    /// Register the revision, then a CodeDeploy deployment of it.
+    BlueGreen { id: ServiceId, revision: Box<NewRevision>, deployment: Box<BlueGreenDeployment> },
+    /// Nothing to do: the blue/green group already deploys this change.
+    Skip(String),
+    /// It cannot start, for this reason.
+    Fail(String),
+}
+
+impl RolloutPlan {
+    /// The plan of an ECS-controller service: the revision, and the circuit breaker on.
+    pub fn update(request: &RolloutRequest<'_>) -> Self {
+        match NewRevision::of(request) {
+            Ok(revision) => Self::Update {
+                id: request.id.clone(),
+                revision: Box::new(revision),
+                config: with_circuit_breaker(request.service.deployment_configuration()),
+            },
+            Err(problem) => Self::Fail(problem),
+        }
+    }
+
+    /// The plan of a blue/green service, from the group that deploys it as
+    /// CodeDeploy describes it now, and whether the group's target revision
+    /// already carries the change.
+    pub fn blue_green(request: &RolloutRequest<'_>, info: &DeploymentGroupInfo, target_is_the_change: bool) -> Self {
+        let prepared = NewRevision::of(request).and_then(|r| AppSpec::of(request.service).map(|a| (r, a)));
+        let (revision, appspec) = match prepared {
+            Ok(prepared) => prepared,
+            Err(problem) => return Self::Fail(problem),
+        };
+        match bluegreen::readiness(info, target_is_the_change) {
+            Readiness::Free => {}
+            Readiness::Already(reason) => return Self::Skip(reason),
+            Readiness::Busy(reason) => return Self::Fail(reason),
+        }
+        let (asked_config, deployment_config) = bluegreen::deployment_config(request.service, info);
+        let deployment = BlueGreenDeployment {
+            group: GroupName::of(info),
+            appspec,
+            asked_config,
+            deployment_config,
+            description: bluegreen::description(&request.description),
+        };
+        Self::BlueGreen { id: request.id.clone(), revision: Box::new(revision), deployment: Box::new(deployment) }
+    }
+}
+
+impl NewRevision {
+    /// The new revision's containers and tags, or why ECS would refuse it.
+    pub fn of(request: &RolloutRequest<'_>) -> Result<Self, String> {
+        let td = request.task_definition;
+        let containers = updated_containers(td.container_definitions(), &request.changes);
+        let tags = updated_tags(request.td_tags, &request.changes, &request.image_tags);
+        if let Some(problem) = revision_tags_problem(&tags) {
+            return Err(problem);
+        }
+        Ok(Self {
+            from: td.clone(),
+            old: td.task_definition_arn().or(request.service.task_definition()).unwrap_or_default().to_owned(),
+            changes: request.changes.clone(),
+            containers,
+            tags,
+        })
+    }
 }
 
 /// How a rollout went.
@@ -187,9 +293,10 @@ pub struct Invocation {
 /// Revisions a warm process keeps at the most; beyond it the memory starts afresh.
 const KNOWN_REVISIONS: usize = 512;
 
-/// Applies rollouts, and remembers across the invocations of a warm process
-/// what never changes (a named revision) or is checked again before use (the
-/// group that deploys a blue/green service).
+/// Prepares rollouts (reads, then a [`RolloutPlan`]) and applies them, and
+/// remembers across the invocations of a warm process what never changes (a
+/// named revision) or is checked again before use (the group that deploys a
+/// blue/green service).
 pub struct Deployer {
     ecs: aws_sdk_ecs::Client,
     codedeploy: aws_sdk_codedeploy::Client,
@@ -203,7 +310,7 @@ fn empty_answer(operation: &'static str, target: &str, what: &str) -> CallError 
 }
 
 impl Deployer {
-    /// `dry_run`: decide and read, register and deploy nothing.
+    /// `dry_run`: prepare and read; register and deploy nothing.
     pub fn new(ecs: aws_sdk_ecs::Client, codedeploy: aws_sdk_codedeploy::Client, dry_run: bool) -> Self {
         Self { ecs, codedeploy, dry_run, groups: Mutex::new(HashMap::new()), known: Mutex::new(HashMap::new()) }
     }
@@ -236,34 +343,59 @@ impl Deployer {
         Ok(found)
     }
 
-    /// Starts the rollout the way the service's controller takes it.
-    pub async fn roll_out(&self, rollout: Rollout<'_>, invocation: &mut Invocation) -> Rolled {
-        if bluegreen::is_blue_green(rollout.service) {
-            self.deploy_blue_green(rollout, invocation).await
-        } else {
-            self.deploy(rollout, invocation).await
+    /// Observes what the rollout needs (for a blue/green service: its group and
+    /// the group's target revision) and decides it; changes nothing.
+    pub async fn prepare(&self, request: &RolloutRequest<'_>, invocation: &mut Invocation) -> RolloutPlan {
+        if !bluegreen::is_blue_green(request.service) {
+            return RolloutPlan::update(request);
+        }
+        let info = match self.group_for(request.service, &request.id, invocation).await {
+            Ok(info) => info,
+            Err(problem) => return RolloutPlan::Fail(problem),
+        };
+        let td = request.task_definition;
+        let old = td.task_definition_arn().or(request.service.task_definition()).unwrap_or_default();
+        let target_is_the_change = match bluegreen::target_task_definition(&info) {
+            Some(target) if target != old => match self.task_definition(&target).await {
+                Ok((target, _)) => bluegreen::carries(&target, td.family(), &request.changes),
+                Err(err) => {
+                    warn!(group = %GroupName::of(&info), error = %err, "the group's target revision cannot be read");
+                    false
+                }
+            },
+            _ => false,
+        };
+        RolloutPlan::blue_green(request, &info, target_is_the_change)
+    }
+
+    /// Carries out a prepared rollout; with `DRY_RUN`, reports what it would start.
+    pub async fn apply(&self, plan: RolloutPlan, invocation: &mut Invocation) -> Rolled {
+        match plan {
+            RolloutPlan::Skip(reason) => Rolled::Skipped(reason),
+            RolloutPlan::Fail(reason) => Rolled::Failed(reason),
+            RolloutPlan::Update { id, revision, config } => self.update(id, *revision, config, invocation).await,
+            RolloutPlan::BlueGreen { id, revision, deployment } => {
+                self.deploy_blue_green(id, *revision, *deployment, invocation).await
+            }
         }
     }
 
-    /// A service on the ECS controller: the new revision, then UpdateService
-    /// with the circuit breaker's rollback on.
-    async fn deploy(&self, rollout: Rollout<'_>, invocation: &mut Invocation) -> Rolled {
-        let Rollout { service, id, task_definition: td, td_tags, changes, image_tags, .. } = rollout;
-        let old = td.task_definition_arn().or(service.task_definition()).unwrap_or_default().to_owned();
-        let (containers, tags) = match new_revision(td, td_tags, &changes, &image_tags) {
-            Ok(revision) => revision,
-            Err(problem) => return failed(&id, problem),
-        };
+    /// Registers the revision, then UpdateService with the circuit breaker's rollback on.
+    async fn update(
+        &self,
+        id: ServiceId,
+        revision: NewRevision,
+        config: DeploymentConfiguration,
+        invocation: &mut Invocation,
+    ) -> Rolled {
         if self.dry_run {
-            info!(cluster = %id.cluster, service = %id.service, ?changes, "would deploy");
-            let deployed = deployed(id, ECS_CONTROLLER, old, None, changes, None);
-            return Rolled::Deployed { deployed, containers, tags };
+            info!(cluster = %id.cluster, service = %id.service, changes = ?revision.changes, "would deploy");
+            return deployed(id, Controller::Ecs, revision, None, None);
         }
-        let new_arn = match self.register(td, &old, &changes, &containers, &tags, invocation).await {
+        let new_arn = match self.register(&revision, invocation).await {
             Ok(new_arn) => new_arn,
             Err(err) => return failed(&id, format!("ECS {err}")),
         };
-        let config = with_circuit_breaker(service.deployment_configuration());
         let updated = self
             .ecs
             .update_service()
@@ -274,68 +406,36 @@ impl Deployer {
             .send()
             .await;
         if let Err(e) = updated {
-            return failed(
-                &id,
-                format!("ECS {}", CallError::new("UpdateService", &id.to_string(), e.into_service_error())),
-            );
+            let err = CallError::new("UpdateService", &id.to_string(), e.into_service_error());
+            return failed(&id, format!("ECS {err}"));
         }
-        info!(cluster = %id.cluster, service = %id.service, from = %old, to = %new_arn, "deployed");
-        let deployed = deployed(id, ECS_CONTROLLER, old, Some(new_arn), changes, None);
-        Rolled::Deployed { deployed, containers, tags }
+        info!(cluster = %id.cluster, service = %id.service, from = %revision.old, to = %new_arn, "deployed");
+        deployed(id, Controller::Ecs, revision, Some(new_arn), None)
     }
 
-    /// A blue/green service: the new revision, then a CodeDeploy deployment
-    /// of it in the group that deploys the service, unless the group is busy
-    /// or already deploys it.
-    async fn deploy_blue_green(&self, rollout: Rollout<'_>, invocation: &mut Invocation) -> Rolled {
-        let Rollout { service, id, task_definition: td, td_tags, changes, image_tags, description } = rollout;
-        let old = td.task_definition_arn().or(service.task_definition()).unwrap_or_default().to_owned();
-        let prepared = new_revision(td, td_tags, &changes, &image_tags)
-            .and_then(|revision| AppSpec::of(service).map(|appspec| (revision, appspec)));
-        let ((containers, tags), appspec) = match prepared {
-            Ok(prepared) => prepared,
-            Err(problem) => return failed(&id, problem),
-        };
-        let info = match self.group_for(service, &id, invocation).await {
-            Ok(info) => info,
-            Err(problem) => return failed(&id, problem),
-        };
-        let group = GroupName::of(&info);
-        let target_is_the_change = match bluegreen::target_task_definition(&info) {
-            Some(target) if target != old => match self.task_definition(&target).await {
-                Ok((target, _)) => bluegreen::carries(&target, td.family(), &changes),
-                Err(err) => {
-                    warn!(%group, error = %err, "the group's target revision cannot be read");
-                    false
-                }
-            },
-            _ => false,
-        };
-        match bluegreen::readiness(&info, target_is_the_change) {
-            Readiness::Free => {}
-            Readiness::Already(reason) => {
-                info!(cluster = %id.cluster, service = %id.service, %reason, "skipped");
-                return Rolled::Skipped(reason);
-            }
-            Readiness::Busy(reason) => return failed(&id, reason),
-        }
-        let (asked_config, config) = bluegreen::deployment_config(service, &info);
-        let mut deployment = CodeDeployment {
+    /// Registers the revision, then creates the CodeDeploy deployment of it.
+    async fn deploy_blue_green(
+        &self,
+        id: ServiceId,
+        revision: NewRevision,
+        deployment: BlueGreenDeployment,
+        invocation: &mut Invocation,
+    ) -> Rolled {
+        let BlueGreenDeployment { group, appspec, asked_config, deployment_config, description } = deployment;
+        let mut started = CodeDeployStarted {
             application: group.application.clone(),
             deployment_group: group.deployment_group.clone(),
-            deployment_config: config,
+            deployment_config,
             deployment_id: None,
         };
         if self.dry_run {
-            info!(cluster = %id.cluster, service = %id.service, %group, ?changes, "would create a CodeDeploy deployment");
-            let deployed = deployed(id, CODE_DEPLOY_CONTROLLER, old, None, changes, Some(deployment));
-            return Rolled::Deployed { deployed, containers, tags };
+            info!(cluster = %id.cluster, service = %id.service, %group, changes = ?revision.changes, "would create a CodeDeploy deployment");
+            return deployed(id, Controller::CodeDeploy, revision, None, Some(started));
         }
-        let new_arn = match self.register(td, &old, &changes, &containers, &tags, invocation).await {
+        let new_arn = match self.register(&revision, invocation).await {
             Ok(new_arn) => new_arn,
             Err(err) => return failed(&id, format!("ECS {err}")),
         };
-        let description = bluegreen::description(&description);
         let created = codedeploy::create_deployment(
             &self.codedeploy,
             &group,
@@ -347,10 +447,9 @@ impl Deployer {
         match created {
             Ok(deployment_id) => {
                 info!(cluster = %id.cluster, service = %id.service, %group, deployment = %deployment_id,
-                      from = %old, to = %new_arn, "CodeDeploy deployment created");
-                deployment.deployment_id = Some(deployment_id);
-                let deployed = deployed(id, CODE_DEPLOY_CONTROLLER, old, Some(new_arn), changes, Some(deployment));
-                Rolled::Deployed { deployed, containers, tags }
+                      from = %revision.old, to = %new_arn, "CodeDeploy deployment created");
+                started.deployment_id = Some(deployment_id);
+                deployed(id, Controller::CodeDeploy, revision, Some(new_arn), Some(started))
             }
             Err(err) => failed(&id, format!("CodeDeploy {err}")),
         }
@@ -413,37 +512,14 @@ impl Deployer {
 
     /// The new revision's ARN: registered, or the one this invocation already
     /// registered for the same revision and change.
-    async fn register(
-        &self,
-        td: &TaskDefinition,
-        old: &str,
-        changes: &[ImageChange],
-        containers: &[ContainerDefinition],
-        tags: &[Tag],
-        invocation: &mut Invocation,
-    ) -> Result<String, CallError> {
-        let key = (old.to_owned(), changes.to_vec());
+    async fn register(&self, revision: &NewRevision, invocation: &mut Invocation) -> Result<String, CallError> {
+        let key = (revision.old.clone(), revision.changes.clone());
         if let Some(arn) = invocation.registered.get(&key) {
             return Ok(arn.clone());
         }
-        let arn = register_clone(&self.ecs, td, containers.to_vec(), tags.to_vec()).await?;
+        let arn = register_clone(&self.ecs, &revision.from, revision.containers.clone(), revision.tags.clone()).await?;
         invocation.registered.insert(key, arn.clone());
         Ok(arn)
-    }
-}
-
-/// The containers and tags of the new revision, or why ECS would refuse it.
-fn new_revision(
-    td: &TaskDefinition,
-    td_tags: &[Tag],
-    changes: &[ImageChange],
-    image_tags: &[(String, String)],
-) -> Result<(Vec<ContainerDefinition>, Vec<Tag>), String> {
-    let containers = updated_containers(td.container_definitions(), changes);
-    let tags = updated_tags(td_tags, changes, image_tags);
-    match revision_tags_problem(&tags) {
-        Some(problem) => Err(problem),
-        None => Ok((containers, tags)),
     }
 }
 
@@ -454,13 +530,15 @@ fn failed(id: &ServiceId, reason: String) -> Rolled {
 
 fn deployed(
     id: ServiceId,
-    controller: &'static str,
-    old: String,
+    controller: Controller,
+    revision: NewRevision,
     new: Option<String>,
-    images: Vec<ImageChange>,
-    codedeploy: Option<CodeDeployment>,
-) -> Box<Deployed> {
-    Box::new(Deployed { id, controller, old_task_definition: old, new_task_definition: new, images, codedeploy })
+    codedeploy: Option<CodeDeployStarted>,
+) -> Rolled {
+    let NewRevision { old, changes, containers, tags, .. } = revision;
+    let deployed =
+        Deployed { id, controller, old_task_definition: old, new_task_definition: new, images: changes, codedeploy };
+    Rolled::Deployed { deployed: Box::new(deployed), containers, tags }
 }
 
 /// Registers a revision cloned from `from`, with these containers and tags;

@@ -1,8 +1,7 @@
 //! The group's AWS calls (ECS, Application Auto Scaling): observe and apply, never decide.
 
 use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
-use aws_sdk_ecs::error::ProvideErrorMetadata;
-use aws_sdk_ecs::types::{DesiredStatus, Service, Tag, TaskField};
+use aws_sdk_ecs::types::{DesiredStatus, Service, TaskField};
 use chrono::{DateTime, SecondsFormat, Utc};
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
@@ -40,13 +39,6 @@ impl From<ScaleError> for Diagnostic {
     fn from(err: ScaleError) -> Self {
         err.diagnostic()
     }
-}
-
-fn aws_error<E>(operation: &'static str, target: &str, err: E) -> ScaleError
-where
-    E: ProvideErrorMetadata + std::error::Error,
-{
-    ScaleError::Aws(CallError::new(operation, target, err))
 }
 
 /// The Application Auto Scaling resource ID of an ECS service.
@@ -87,7 +79,7 @@ pub fn member_of(service: &Service, group: &str) -> Option<Member> {
     };
     let cluster_arn = service.cluster_arn().unwrap_or_default();
     Some(Member {
-        cluster: cluster_arn.rsplit('/').next().unwrap_or(cluster_arn).to_owned(),
+        cluster: crate::ecs::last_segment(cluster_arn).to_owned(),
         service: service.service_name().unwrap_or_default().to_owned(),
         arn: service.service_arn().unwrap_or_default().to_owned(),
         desired: service.desired_count(),
@@ -118,7 +110,7 @@ pub async fn observe_members(group: &ScaleGroup) -> Result<Vec<Member>, ScaleErr
             .set_resource_ids(Some(batch.to_vec()))
             .send()
             .await
-            .map_err(|e| aws_error("DescribeScalableTargets", &config.group, e.into_service_error()))?;
+            .map_err(|e| CallError::new("DescribeScalableTargets", &config.group, e.into_service_error()))?;
         for target in out.scalable_targets() {
             if let Some(m) = members.iter_mut().find(|m| resource_id(&m.cluster, &m.service) == target.resource_id()) {
                 m.target = Some((target.min_capacity(), target.max_capacity()));
@@ -138,7 +130,7 @@ pub async fn runs_in_flight(ecs: &aws_sdk_ecs::Client, clusters: &[String]) -> R
         for desired in [DesiredStatus::Running, DesiredStatus::Stopped] {
             let mut pages = ecs.list_tasks().cluster(cluster).desired_status(desired).into_paginator().send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| aws_error("ListTasks", cluster, e.into_service_error()))?;
+                let page = page.map_err(|e| CallError::new("ListTasks", cluster, e.into_service_error()))?;
                 arns.extend(page.task_arns().iter().cloned());
             }
         }
@@ -150,7 +142,7 @@ pub async fn runs_in_flight(ecs: &aws_sdk_ecs::Client, clusters: &[String]) -> R
                 .include(TaskField::Tags)
                 .send()
                 .await
-                .map_err(|e| aws_error("DescribeTasks", cluster, e.into_service_error()))?;
+                .map_err(|e| CallError::new("DescribeTasks", cluster, e.into_service_error()))?;
             for task in out.tasks() {
                 let run = tag_value(task.tags(), DAGSTER_RUN_TAG);
                 if let Some(run) = run
@@ -178,55 +170,47 @@ pub async fn apply_step(
     step: &Step,
 ) -> Result<(), ScaleError> {
     let target = format!("{}/{}", member.cluster, member.service);
-    let tag = |k: &str, v: String| Tag::builder().key(k).value(v).build();
+    let tagged = |pairs: &[(&str, String)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect::<Vec<_>>();
     match step {
-        Step::RememberCapacity { min, max } => ecs
-            .tag_resource()
-            .resource_arn(&member.arn)
-            .tags(tag(MIN_CAPACITY_TAG, min.to_string()))
-            .tags(tag(MAX_CAPACITY_TAG, max.to_string()))
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| aws_error("TagResource", &target, e.into_service_error())),
-        Step::RecordActivity { at } => ecs
-            .tag_resource()
-            .resource_arn(&member.arn)
-            .tags(tag(LAST_ACTIVITY_TAG, rfc3339(*at)))
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| aws_error("TagResource", &target, e.into_service_error())),
-        Step::ForgetCapacity => ecs
-            .untag_resource()
-            .resource_arn(&member.arn)
-            .tag_keys(MIN_CAPACITY_TAG)
-            .tag_keys(MAX_CAPACITY_TAG)
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| aws_error("UntagResource", &target, e.into_service_error())),
-        Step::SetCapacity { min, max } => scaling
-            .register_scalable_target()
-            .service_namespace(ServiceNamespace::Ecs)
-            .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
-            .resource_id(resource_id(&member.cluster, &member.service))
-            .min_capacity(*min)
-            .max_capacity(*max)
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| aws_error("RegisterScalableTarget", &target, e.into_service_error())),
-        Step::SetDesired { count } => ecs
-            .update_service()
-            .cluster(&member.cluster)
-            .service(&member.service)
-            .desired_count(*count)
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| aws_error("UpdateService", &target, e.into_service_error())),
+        Step::RememberCapacity { min, max } => {
+            let tags = tagged(&[(MIN_CAPACITY_TAG, min.to_string()), (MAX_CAPACITY_TAG, max.to_string())]);
+            crate::ecs::tag_resource(ecs, &member.arn, &tags).await?;
+        }
+        Step::RecordActivity { at } => {
+            crate::ecs::tag_resource(ecs, &member.arn, &tagged(&[(LAST_ACTIVITY_TAG, rfc3339(*at))])).await?;
+        }
+        Step::ForgetCapacity => {
+            ecs.untag_resource()
+                .resource_arn(&member.arn)
+                .tag_keys(MIN_CAPACITY_TAG)
+                .tag_keys(MAX_CAPACITY_TAG)
+                .send()
+                .await
+                .map_err(|e| CallError::new("UntagResource", &target, e.into_service_error()))?;
+        }
+        Step::SetCapacity { min, max } => {
+            scaling
+                .register_scalable_target()
+                .service_namespace(ServiceNamespace::Ecs)
+                .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+                .resource_id(resource_id(&member.cluster, &member.service))
+                .min_capacity(*min)
+                .max_capacity(*max)
+                .send()
+                .await
+                .map_err(|e| CallError::new("RegisterScalableTarget", &target, e.into_service_error()))?;
+        }
+        Step::SetDesired { count } => {
+            ecs.update_service()
+                .cluster(&member.cluster)
+                .service(&member.service)
+                .desired_count(*count)
+                .send()
+                .await
+                .map_err(|e| CallError::new("UpdateService", &target, e.into_service_error()))?;
+        }
     }
+    Ok(())
 }
 
 /// What was (or, with `DRY_RUN`, would be) done to one service.

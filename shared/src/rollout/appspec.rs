@@ -1,4 +1,4 @@
-//! Reading a CodeDeploy AppSpec back (deploy-on-push writes them; watch-rollouts reads the one a deployment ran).
+//! Reading a CodeDeploy AppSpec back (nightshift writes them, `bluegreen::AppSpec`; watch-rollouts reads the one a deployment ran).
 
 use serde_json::Value;
 

@@ -1,0 +1,139 @@
+//! The reads, and the conversion of what they return into the plain values
+//! the decisions take: a CodeDeploy deployment, the ECS service its group
+//! deploys, a service with its tags and deployments. Observe only, never decide.
+
+use aws_sdk_codedeploy::Client;
+use aws_sdk_codedeploy::types::{AutoRollbackEvent, DeploymentGroupInfo, DeploymentInfo};
+use aws_sdk_ecs::types::{Service, ServiceField};
+use chrono::{DateTime, Utc};
+use nightshift::aws::CallError;
+use nightshift::ecs::tag_value;
+use nightshift::rollout::ServiceId;
+use nightshift::rollout::bluegreen::GroupName;
+
+use crate::outcome::{CodeDeployNow, Deployment, TOLD_TAG, ToldRecord};
+use crate::plan::{ServiceNow, UpstreamRollout};
+
+/// The deployment as the decision reads it; `None` when CodeDeploy has no such deployment.
+pub async fn deployment(codedeploy: &Client, id: &str, state: &str) -> Result<Option<CodeDeployNow>, CallError> {
+    let out = match codedeploy.get_deployment().deployment_id(id).send().await {
+        Ok(out) => out,
+        Err(err) => {
+            let err = err.into_service_error();
+            if err.is_deployment_does_not_exist_exception() {
+                return Ok(None);
+            }
+            return Err(CallError::new("GetDeployment", id, err));
+        }
+    };
+    Ok(out.deployment_info.map(|info| read(id, state, &info)))
+}
+
+/// What the decision needs of a deployment that ended in `state`.
+pub fn read(id: &str, state: &str, info: &DeploymentInfo) -> CodeDeployNow {
+    let rollback = info.rollback_info();
+    let automatic =
+        info.auto_rollback_configuration().filter(|c| c.enabled).map(|c| c.events().to_vec()).unwrap_or_default();
+    let covers = match state {
+        "FAILURE" => automatic.contains(&AutoRollbackEvent::DeploymentFailure),
+        "STOP" => automatic.iter().any(|e| {
+            matches!(e, AutoRollbackEvent::DeploymentStopOnAlarm | AutoRollbackEvent::DeploymentStopOnRequest)
+        }),
+        _ => false,
+    };
+    let message = info
+        .error_information()
+        .and_then(|e| e.message())
+        .or_else(|| rollback.and_then(|r| r.rollback_message()))
+        .unwrap_or_default();
+    CodeDeployNow {
+        id: id.to_owned(),
+        creator: info.creator().map(|c| c.as_str().to_owned()).unwrap_or_default(),
+        task_definition: info
+            .revision()
+            .and_then(|r| r.app_spec_content())
+            .and_then(|a| a.content())
+            .and_then(nightshift::rollout::appspec::task_definition),
+        rolled_back: covers || rollback.and_then(|r| r.rollback_deployment_id()).is_some(),
+        rollback_of: rollback.and_then(|r| r.rollback_triggering_deployment_id()).map(str::to_owned),
+        message: message.to_owned(),
+        created_at: info.create_time().and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+    }
+}
+
+/// The cluster and service the group deploys; `None` when it has none (or no longer exists).
+pub async fn group_service(codedeploy: &Client, group: &GroupName) -> Result<Option<ServiceId>, CallError> {
+    let info = nightshift::rollout::codedeploy::describe_group(codedeploy, group).await?;
+    Ok(info
+        .iter()
+        .flat_map(|g| g.ecs_services())
+        .find_map(|s| Some(ServiceId { cluster: s.cluster_name()?.to_owned(), service: s.service_name()?.to_owned() })))
+}
+
+/// The service with its tags, unless ECS no longer has it (INACTIVE).
+pub async fn describe(ecs: &aws_sdk_ecs::Client, id: &ServiceId) -> Result<Option<Service>, CallError> {
+    let out = ecs
+        .describe_services()
+        .cluster(&id.cluster)
+        .services(&id.service)
+        .include(ServiceField::Tags)
+        .send()
+        .await
+        .map_err(|e| CallError::new("DescribeServices", &id.to_string(), e.into_service_error()))?;
+    Ok(out.services.unwrap_or_default().into_iter().find(|s| s.status() != Some("INACTIVE")))
+}
+
+/// The service as the plans read it.
+pub fn service_now(service: &Service) -> ServiceNow {
+    ServiceNow {
+        id: ServiceId::of(service),
+        arn: service.service_arn().unwrap_or_default().to_owned(),
+        tags: service.tags().to_vec(),
+    }
+}
+
+fn time(t: &aws_sdk_ecs::primitives::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+/// The service's deployments, as the decisions read them.
+pub fn deployments(service: &Service) -> Vec<Deployment> {
+    service
+        .deployments()
+        .iter()
+        .map(|d| Deployment {
+            id: d.id().unwrap_or_default().to_owned(),
+            status: d.status().unwrap_or_default().to_owned(),
+            rollout_state: d.rollout_state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            rollout_reason: d.rollout_state_reason().unwrap_or_default().to_owned(),
+            task_definition: d.task_definition().unwrap_or_default().to_owned(),
+            created_at: d.created_at().and_then(time),
+            updated_at: d.updated_at().and_then(time),
+        })
+        .collect()
+}
+
+/// The told record (`nightshift:told`) on a service.
+pub fn told_record(service: &Service) -> ToldRecord {
+    ToldRecord::parse(tag_value(service.tags(), TOLD_TAG).unwrap_or_default())
+}
+
+/// Whether the service's circuit breaker rolls a failed rollout back.
+pub fn rolls_back(service: &Service) -> bool {
+    service
+        .deployment_configuration()
+        .and_then(|c| c.deployment_circuit_breaker())
+        .is_some_and(|b| b.enable && b.rollback)
+}
+
+/// How a blue/green service's group last deployed, as [`crate::plan::settled`] reads it.
+pub fn last_attempted(info: &DeploymentGroupInfo) -> UpstreamRollout {
+    let last = info.last_attempted_deployment().map(|last| {
+        (
+            last.deployment_id().unwrap_or_default().to_owned(),
+            last.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            last.end_time().and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+        )
+    });
+    UpstreamRollout::BlueGreen { last }
+}

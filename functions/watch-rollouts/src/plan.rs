@@ -1,0 +1,466 @@
+//! The plans: from what was observed, every write, notice and schedule a run
+//! will make, each with its reason. No AWS calls here; `lib.rs` applies them.
+
+use aws_sdk_ecs::types::Tag;
+use chrono::{DateTime, Utc};
+use nightshift::ecs::{tag_count_problem, tag_problem, tag_value};
+use nightshift::notify::{self, Channel, Notice};
+use nightshift::quarantine::{self, QUARANTINE_TAG};
+use nightshift::rollout::{Deployed, RolloutPlan, ServiceId};
+use serde::Serialize;
+
+use crate::message::{self, Image};
+use crate::outcome::{Mark, Outcome, RolloutEnding, TOLD_TAG, ToldRecord, is_rollback_reason};
+use crate::promote::{self, Due, Settings, Settled};
+
+/// A service as the plans read it: where it is, and its tags now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceNow {
+    pub id: ServiceId,
+    pub arn: String,
+    pub tags: Vec<Tag>,
+}
+
+impl ServiceNow {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        tag_value(&self.tags, key)
+    }
+
+    /// Its channels (`nightshift:notify`), or what is wrong with the tag.
+    pub fn channels(&self) -> Result<Vec<Channel>, String> {
+        notify::parse_channels(self.tag(notify::NOTIFY_TAG).unwrap_or_default())
+            .map_err(|why| format!("{}: {why}", notify::NOTIFY_TAG))
+    }
+}
+
+/// A notice for one service's channels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Telling {
+    pub channels: Vec<Channel>,
+    pub notice: Notice,
+}
+
+/// Tells the service's channels; a service without channels is told nothing,
+/// one whose tag is wrong gets a warning instead.
+fn telling(service: &ServiceNow, notice: Notice, warnings: &mut Vec<String>) -> Option<Telling> {
+    match service.channels() {
+        Ok(channels) if channels.is_empty() => None,
+        Ok(channels) => Some(Telling { channels, notice }),
+        Err(why) => {
+            warnings.push(why);
+            None
+        }
+    }
+}
+
+/// A one-time schedule of a promotion.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedSchedule {
+    /// The service promoted into.
+    #[serde(flatten)]
+    pub id: ServiceId,
+    pub schedule: String,
+    pub at: DateTime<Utc>,
+    #[serde(skip)]
+    pub due: Due,
+}
+
+/// A promotion scheduled (or, with `DRY_RUN`, that would be), as reported.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scheduled {
+    /// The service promoted into.
+    #[serde(flatten)]
+    pub id: ServiceId,
+    pub schedule: String,
+    pub at: DateTime<Utc>,
+    /// The schedule existed already: a duplicate, nothing new scheduled.
+    pub already: bool,
+}
+
+/// The service tags a run writes, in one TagResource.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TagWrite {
+    pub arn: String,
+    /// Written whatever telling does (the quarantine).
+    pub always: Vec<(String, String)>,
+    /// Written only when someone was told, or no one had to be (the told marks):
+    /// a run that told no one fails and is retried, and tells again.
+    pub once_told: Vec<(String, String)>,
+}
+
+/// What a rollout's outcome makes the run do, in this order: schedule the
+/// promotions that follow it (a run that cannot is retried whole, before
+/// anyone is told), tell, then write the service's tags.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OutcomePlan {
+    pub schedules: Vec<PlannedSchedule>,
+    pub tellings: Vec<Telling>,
+    pub tags: Option<TagWrite>,
+    /// Short digests the quarantine gains.
+    pub quarantined: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// A service that follows the one whose rollout succeeded, with its settings or what is wrong with them.
+pub struct Follower {
+    pub service: ServiceNow,
+    pub settings: Result<Settings, String>,
+}
+
+/// What the outcome plan is decided on.
+pub struct OutcomeInput<'a> {
+    pub ending: &'a RolloutEnding,
+    pub service: &'a ServiceNow,
+    pub record: &'a ToldRecord,
+    pub images: &'a [Image],
+    pub followers: &'a [Follower],
+    /// When the rollout ended.
+    pub ended: DateTime<Utc>,
+    pub region: &'a str,
+    /// `NOTIFY_LEVEL=all`: successes are told too.
+    pub tell_successes: bool,
+    pub now: DateTime<Utc>,
+}
+
+/// Plans what an outcome makes the run do.
+pub fn plan_outcome(input: &OutcomeInput<'_>) -> OutcomePlan {
+    let mut plan = OutcomePlan::default();
+    let Some(outcome) = input.ending.outcome else {
+        return plan;
+    };
+    let mut always = Vec::new();
+    if outcome.quarantines() {
+        let digests: Vec<String> = input.images.iter().filter_map(|i| i.digest.clone()).collect();
+        let current = input.service.tag(QUARANTINE_TAG).unwrap_or_default();
+        if let Some(value) = quarantine::with(current, &digests) {
+            plan.quarantined =
+                digests.iter().map(|d| quarantine::short(d)).filter(|d| !quarantine::holds(current, d)).collect();
+            always.push((QUARANTINE_TAG.to_owned(), value));
+        }
+    }
+    if outcome == Outcome::Succeeded
+        && let Some(task_definition) = &input.ending.task_definition
+    {
+        plan_promotions(input, task_definition, &mut plan);
+    }
+    if outcome.is_failure() || input.tell_successes {
+        let told = message::Told {
+            outcome,
+            cluster: &input.service.id.cluster,
+            service: &input.service.id.service,
+            region: input.region,
+            task_definition: input.ending.task_definition.as_deref(),
+            previous: input.ending.previous.as_deref(),
+            images: input.images,
+            why: &input.ending.why,
+            took_seconds: took_seconds(input.ending, input.ended),
+            quarantined: &plan.quarantined,
+        };
+        plan.tellings.extend(telling(input.service, message::notice(&told), &mut plan.warnings));
+    }
+    let once_told = if input.ending.marks.is_empty() {
+        Vec::new()
+    } else {
+        vec![(TOLD_TAG.to_owned(), input.record.with(&input.ending.marks))]
+    };
+    plan.tags = tag_write(input.service, always, once_told, &mut plan.warnings);
+    plan
+}
+
+/// How long the rollout took, when ECS or CodeDeploy still says when it started.
+pub fn took_seconds(ending: &RolloutEnding, ended: DateTime<Utc>) -> Option<i64> {
+    ending.started.map(|s| (ended - s).num_seconds().max(0))
+}
+
+/// One schedule per follower whose settings are right, due when its soak
+/// ends (in its window); a follower whose tags are wrong is warned and told.
+fn plan_promotions(input: &OutcomeInput<'_>, task_definition: &str, plan: &mut OutcomePlan) {
+    let upstream = &input.service.id;
+    for follower in input.followers {
+        let id = &follower.service.id;
+        match &follower.settings {
+            Ok(settings) => {
+                let due = Due {
+                    service: id.to_string(),
+                    from: upstream.to_string(),
+                    task_definition: task_definition.to_owned(),
+                    deployment: input.ending.rollout.clone(),
+                };
+                plan.schedules.push(PlannedSchedule {
+                    id: id.clone(),
+                    schedule: promote::schedule_name(id, &input.ending.rollout, None),
+                    at: promote::due_at(input.ended, settings, input.now),
+                    due,
+                });
+            }
+            Err(why) => {
+                plan.warnings.push(format!("{id}: promotion not scheduled: {why}"));
+                let notice = message::promotion_refused(id, upstream, why, input.region);
+                plan.tellings.extend(telling(&follower.service, notice, &mut plan.warnings));
+            }
+        }
+    }
+}
+
+/// The tags to write, unless ECS would refuse one of them (then none, with a warning).
+fn tag_write(
+    service: &ServiceNow,
+    always: Vec<(String, String)>,
+    once_told: Vec<(String, String)>,
+    warnings: &mut Vec<String>,
+) -> Option<TagWrite> {
+    let all: Vec<&(String, String)> = always.iter().chain(&once_told).collect();
+    if all.is_empty() {
+        return None;
+    }
+    let keys: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
+    let problem = all.iter().find_map(|(k, v)| tag_problem(k, v)).or_else(|| tag_count_problem(&service.tags, &keys));
+    if let Some(problem) = problem {
+        warnings.push(format!("not written: {problem}"));
+        return None;
+    }
+    Some(TagWrite { arn: service.arn.clone(), always, once_told })
+}
+
+/// How an upstream service's last rollout stands, as AWS describes it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamRollout {
+    /// A blue/green service: its group's last attempted deployment (id, status, end), if any.
+    BlueGreen { last: Option<(String, String, Option<DateTime<Utc>>)> },
+    /// A service on the ECS controller: its deployments, and its told record.
+    Ecs { deployments: Vec<crate::outcome::Deployment>, record: ToldRecord },
+    /// Its CodeDeploy group could not be found or read.
+    Unknown(String),
+}
+
+/// The upstream's last rollout, when it completed; else why it is not settled.
+pub fn settled(rollout: &UpstreamRollout, now: DateTime<Utc>) -> Result<Settled, String> {
+    match rollout {
+        UpstreamRollout::Unknown(why) => Err(why.clone()),
+        UpstreamRollout::BlueGreen { last: None } => Err("its CodeDeploy group has deployed nothing yet".into()),
+        UpstreamRollout::BlueGreen { last: Some((deployment, status, end)) } => match status.as_str() {
+            "Succeeded" => Ok(Settled { deployment: deployment.clone(), completed_at: end.unwrap_or(now) }),
+            "" => Err(format!("its CodeDeploy deployment {deployment} is of unknown status")),
+            status => Err(format!("its CodeDeploy deployment {deployment} is {status}")),
+        },
+        UpstreamRollout::Ecs { deployments, record } => {
+            let primary =
+                deployments.iter().find(|d| d.status == "PRIMARY").ok_or("ECS lists no PRIMARY deployment")?;
+            let deployment = primary.id.clone();
+            match primary.rollout_state.as_str() {
+                "COMPLETED" => {}
+                "" => return Err(format!("its rollout {deployment} is of unknown state")),
+                state => return Err(format!("its rollout {deployment} is {state}")),
+            }
+            if deployments.len() > 1 {
+                return Err(format!("ECS lists {} deployments: a rollout is in progress", deployments.len()));
+            }
+            if record.mark(&deployment) == Some(Mark::Rollback) || is_rollback_reason(&primary.rollout_reason) {
+                return Err(format!("its last rollout failed and {deployment} rolled it back"));
+            }
+            Ok(Settled { completed_at: primary.updated_at.unwrap_or(now), deployment })
+        }
+    }
+}
+
+/// What a promotion came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromotionResult {
+    Promoted,
+    /// Scheduled again, for when its soak ends or its window opens.
+    Waiting,
+    /// The downstream runs it already, or its group deploys it already.
+    Already,
+    #[default]
+    Refused,
+    /// It could not start (the run fails and is retried).
+    Failed,
+}
+
+/// What a promotion does once its service and the one it follows were read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PromotionStep {
+    /// Roll these changes out.
+    Roll { rollout: RolloutPlan, digests: Vec<String> },
+    /// Schedule it again (a due promotion whose soak or window has not come).
+    Reschedule { schedule: PlannedSchedule, why: String },
+    /// Nothing moves: already, or refused (then the service's channels are told why).
+    Stay { result: PromotionResult, why: String },
+}
+
+/// The notice of a promotion: why it was refused, or (at `NOTIFY_LEVEL=all`) that it started.
+pub fn promotion_notice(
+    id: &ServiceId,
+    from: &ServiceId,
+    result: PromotionResult,
+    why: &str,
+    deployed: Option<&Deployed>,
+    region: &str,
+    tell_starts: bool,
+) -> Option<Notice> {
+    match (result, deployed) {
+        (PromotionResult::Refused, _) => Some(message::promotion_refused(id, from, why, region)),
+        (PromotionResult::Promoted, Some(deployed)) if tell_starts => {
+            Some(message::promotion_started(deployed, &from.to_string(), region))
+        }
+        _ => None,
+    }
+}
+
+/// The promotion's notice for the service's channels, when it has some.
+pub fn promotion_telling(service: &ServiceNow, notice: Option<Notice>, warnings: &mut Vec<String>) -> Option<Telling> {
+    telling(service, notice?, warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::Deployment;
+    use chrono::TimeZone;
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, 12, minute, 0).unwrap()
+    }
+
+    fn deployment(id: &str, status: &str, state: &str, reason: &str) -> Deployment {
+        Deployment {
+            id: id.into(),
+            status: status.into(),
+            rollout_state: state.into(),
+            rollout_reason: reason.into(),
+            task_definition: "arn:aws:ecs:eu-west-1:123456789012:task-definition/shop:3".into(),
+            created_at: Some(at(0)),
+            updated_at: Some(at(5)),
+        }
+    }
+
+    #[test]
+    fn an_upstream_is_settled_only_when_its_last_rollout_completed_alone_and_was_no_rollback() {
+        let ecs = |deployments: Vec<Deployment>, record: &str| UpstreamRollout::Ecs {
+            deployments,
+            record: ToldRecord::parse(record),
+        };
+        let done = deployment("ecs-svc/1", "PRIMARY", "COMPLETED", "");
+        let ok = |deployment: &str, minute| Ok(Settled { deployment: deployment.into(), completed_at: at(minute) });
+        let table = [
+            (ecs(vec![done.clone()], ""), ok("ecs-svc/1", 5)),
+            (ecs(vec![], ""), Err("ECS lists no PRIMARY deployment".to_owned())),
+            (
+                ecs(vec![deployment("ecs-svc/1", "PRIMARY", "IN_PROGRESS", "")], ""),
+                Err("its rollout ecs-svc/1 is IN_PROGRESS".into()),
+            ),
+            (
+                ecs(vec![done.clone(), deployment("ecs-svc/0", "ACTIVE", "COMPLETED", "")], ""),
+                Err("ECS lists 2 deployments: a rollout is in progress".into()),
+            ),
+            (
+                ecs(vec![done.clone()], "ecs-svc/1=rollback"),
+                Err("its last rollout failed and ecs-svc/1 rolled it back".into()),
+            ),
+            (
+                ecs(
+                    vec![deployment("ecs-svc/1", "PRIMARY", "COMPLETED", "rolling back to deploymentId ecs-svc/0")],
+                    "",
+                ),
+                Err("its last rollout failed and ecs-svc/1 rolled it back".into()),
+            ),
+            (UpstreamRollout::BlueGreen { last: None }, Err("its CodeDeploy group has deployed nothing yet".into())),
+            (UpstreamRollout::BlueGreen { last: Some(("d-1".into(), "Succeeded".into(), Some(at(7)))) }, ok("d-1", 7)),
+            (UpstreamRollout::BlueGreen { last: Some(("d-1".into(), "Succeeded".into(), None)) }, ok("d-1", 30)),
+            (
+                UpstreamRollout::BlueGreen { last: Some(("d-2".into(), "InProgress".into(), None)) },
+                Err("its CodeDeploy deployment d-2 is InProgress".into()),
+            ),
+            (UpstreamRollout::Unknown("CodeDeploy refused".into()), Err("CodeDeploy refused".into())),
+        ];
+        for (rollout, want) in table {
+            assert_eq!(settled(&rollout, at(30)), want, "{rollout:?}");
+        }
+    }
+
+    fn service(tags: &[(&str, &str)]) -> ServiceNow {
+        ServiceNow {
+            id: ServiceId { cluster: "shop".into(), service: "api".into() },
+            arn: "arn:aws:ecs:eu-west-1:123456789012:service/shop/api".into(),
+            tags: tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect(),
+        }
+    }
+
+    fn ending(outcome: Option<Outcome>) -> RolloutEnding {
+        RolloutEnding {
+            outcome,
+            rollout: "ecs-svc/2".into(),
+            task_definition: Some("arn:aws:ecs:eu-west-1:123456789012:task-definition/shop:3".into()),
+            previous: None,
+            started: Some(at(0)),
+            marks: outcome.map(|o| vec![("ecs-svc/2".to_owned(), Mark::Told(o))]).unwrap_or_default(),
+            why: "why".into(),
+        }
+    }
+
+    const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+    fn plan(ending: &RolloutEnding, service: &ServiceNow, followers: &[Follower], tell_successes: bool) -> OutcomePlan {
+        let images = [Image {
+            container: "app".into(),
+            image: format!("r/shop@{DIGEST}"),
+            tag: None,
+            digest: Some(DIGEST.into()),
+        }];
+        plan_outcome(&OutcomeInput {
+            ending,
+            service,
+            record: &ToldRecord::default(),
+            images: &images,
+            followers,
+            ended: at(5),
+            region: "eu-west-1",
+            tell_successes,
+            now: at(6),
+        })
+    }
+
+    #[test]
+    fn an_outcome_plans_its_quarantine_notice_marks_and_schedules_before_anything_is_written() {
+        let told = service(&[("nightshift:deploy", "semver"), ("nightshift:notify", "slack/team")]);
+        // A failure: quarantined, told, marked once told
+        let failed = plan(&ending(Some(Outcome::RolledBack)), &told, &[], false);
+        assert_eq!(failed.quarantined, ["sha256:1111111111111111"]);
+        assert_eq!(failed.tellings.len(), 1);
+        let tags = failed.tags.unwrap();
+        assert_eq!(tags.always[0].0, QUARANTINE_TAG);
+        assert_eq!(tags.once_told, [(TOLD_TAG.to_owned(), "ecs-svc/2=rolled-back".to_owned())]);
+        // A success at NOTIFY_LEVEL=failures: no notice, no quarantine, the mark only
+        let quiet = plan(&ending(Some(Outcome::Succeeded)), &told, &[], false);
+        assert!(quiet.tellings.is_empty() && quiet.quarantined.is_empty());
+        assert_eq!(quiet.tags.unwrap().always, []);
+        // Nothing to tell: nothing planned
+        assert_eq!(plan(&ending(None), &told, &[], true), OutcomePlan::default());
+        // A success with a follower whose soak is 10 minutes, and one whose tags are wrong
+        let follower = |name: &str| ServiceNow {
+            id: ServiceId { cluster: "qa".into(), service: name.into() },
+            ..service(&[("nightshift:notify", "teams/qa")])
+        };
+        let settings = Settings { from: told.id.clone(), soak: chrono::Duration::minutes(10), window: None };
+        let followers = [
+            Follower { service: follower("api"), settings: Ok(settings) },
+            Follower { service: follower("bad"), settings: Err("nightshift:soak-minutes is \"x\"".into()) },
+        ];
+        let chained = plan(&ending(Some(Outcome::Succeeded)), &told, &followers, false);
+        assert_eq!(chained.schedules.len(), 1);
+        assert_eq!((chained.schedules[0].id.to_string(), chained.schedules[0].at), ("qa/api".into(), at(15)));
+        assert_eq!(chained.schedules[0].due.deployment, "ecs-svc/2");
+        assert_eq!(chained.warnings, ["qa/bad: promotion not scheduled: nightshift:soak-minutes is \"x\""]);
+        assert_eq!(chained.tellings.len(), 1, "the follower with wrong tags is told");
+    }
+
+    #[test]
+    fn tags_ecs_would_refuse_are_not_planned_and_say_why() {
+        let many: Vec<(String, String)> = (0..50).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+        let full: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let planned = plan(&ending(Some(Outcome::Failed)), &service(&full), &[], false);
+        assert_eq!(planned.tags, None);
+        assert!(planned.warnings[0].starts_with("not written: it carries 50 tags"), "{:?}", planned.warnings);
+    }
+}
