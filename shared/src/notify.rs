@@ -282,7 +282,7 @@ fn url_problem(url: &str) -> Option<&'static str> {
 
 /// What a webhook's answer means: delivered, wait and try again, or failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
+pub enum WebhookOutcome {
     Delivered,
     RetryAfter(Duration),
     Failed(String),
@@ -290,14 +290,14 @@ pub enum Answer {
 
 /// Reads a webhook's answer: 200, 201 and 202 are delivered (Teams' Workflows
 /// answer 202); 429 waits for `Retry-After` (seconds; 1 when absent).
-pub fn answer(status: u16, retry_after: Option<&str>) -> Answer {
+pub fn webhook_outcome(status: u16, retry_after: Option<&str>) -> WebhookOutcome {
     match status {
-        200..=202 => Answer::Delivered,
+        200..=202 => WebhookOutcome::Delivered,
         429 => {
             let seconds = retry_after.and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(1);
-            Answer::RetryAfter(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+            WebhookOutcome::RetryAfter(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
         }
-        other => Answer::Failed(format!("the webhook answered HTTP {other}")),
+        other => WebhookOutcome::Failed(format!("the webhook answered HTTP {other}")),
     }
 }
 
@@ -354,10 +354,12 @@ impl Notifier {
         .to_string();
         for attempt in 1..=ATTEMPTS {
             match self.post(&url, &body).await? {
-                Answer::Delivered => return Ok(()),
-                Answer::RetryAfter(wait) if attempt < ATTEMPTS => self.sleep.sleep(wait).await,
-                Answer::RetryAfter(_) => return Err(format!("the webhook still answered 429 after {ATTEMPTS} tries")),
-                Answer::Failed(why) => {
+                WebhookOutcome::Delivered => return Ok(()),
+                WebhookOutcome::RetryAfter(wait) if attempt < ATTEMPTS => self.sleep.sleep(wait).await,
+                WebhookOutcome::RetryAfter(_) => {
+                    return Err(format!("the webhook still answered 429 after {ATTEMPTS} tries"));
+                }
+                WebhookOutcome::Failed(why) => {
                     // A webhook that is gone or refused may have been replaced: read it again next time.
                     self.urls.lock().unwrap_or_else(|p| p.into_inner()).remove(channel);
                     return Err(why);
@@ -367,10 +369,10 @@ impl Notifier {
         Err("no attempt was made".into())
     }
 
-    async fn post(&self, url: &str, body: &str) -> Result<Answer, String> {
+    async fn post(&self, url: &str, body: &str) -> Result<WebhookOutcome, String> {
         let headers = [("content-type", "application/json")].into_iter();
         let response = crate::aws::post(self.aws.connector(), url, headers, body.to_owned(), "the webhook").await?;
-        Ok(answer(response.status().as_u16(), response.headers().get("retry-after")))
+        Ok(webhook_outcome(response.status().as_u16(), response.headers().get("retry-after")))
     }
 
     async fn url(&self, channel: &Channel) -> Result<String, String> {
@@ -475,17 +477,17 @@ mod tests {
     #[test]
     fn webhook_answers_read_as_slack_and_teams_give_them() {
         let table = [
-            (200, None, Answer::Delivered),
-            (201, None, Answer::Delivered),
-            (202, None, Answer::Delivered),
-            (429, Some("3"), Answer::RetryAfter(Duration::from_secs(3))),
-            (429, None, Answer::RetryAfter(Duration::from_secs(1))),
-            (429, Some("3600"), Answer::RetryAfter(MAX_RETRY_AFTER)),
-            (400, None, Answer::Failed("the webhook answered HTTP 400".into())),
-            (500, None, Answer::Failed("the webhook answered HTTP 500".into())),
+            (200, None, WebhookOutcome::Delivered),
+            (201, None, WebhookOutcome::Delivered),
+            (202, None, WebhookOutcome::Delivered),
+            (429, Some("3"), WebhookOutcome::RetryAfter(Duration::from_secs(3))),
+            (429, None, WebhookOutcome::RetryAfter(Duration::from_secs(1))),
+            (429, Some("3600"), WebhookOutcome::RetryAfter(MAX_RETRY_AFTER)),
+            (400, None, WebhookOutcome::Failed("the webhook answered HTTP 400".into())),
+            (500, None, WebhookOutcome::Failed("the webhook answered HTTP 500".into())),
         ];
         for (status, retry_after, expected) in table {
-            assert_eq!(answer(status, retry_after), expected, "{status}");
+            assert_eq!(webhook_outcome(status, retry_after), expected, "{status}");
         }
         assert_eq!(url_problem("https://hooks.slack.com/services/T/B/x"), None);
         assert_eq!(url_problem("http://127.0.0.1:5000/hook"), None);

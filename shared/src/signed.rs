@@ -3,7 +3,7 @@
 //! its code: SSM's GetParameter, which every function sends to read its
 //! channels' webhook URLs (the SSM client made each binary about 0.6 MB
 //! bigger and took three past the 6 MB budget), and EventBridge Scheduler's
-//! CreateSchedule, which watch-rollouts sends (see README, Performance).
+//! CreateSchedule, which watch-rollouts sends (see docs/performance.md).
 
 use std::time::{Duration, SystemTime};
 
@@ -26,13 +26,13 @@ pub struct SignedHttp {
 
 /// An AWS answer: its status, the error type it names (`x-amzn-ErrorType`,
 /// else the body's `__type`), and its body.
-pub struct Answer {
+pub struct SignedResponse {
     pub status: u16,
     pub error_type: Option<String>,
     pub body: Vec<u8>,
 }
 
-impl Answer {
+impl SignedResponse {
     /// The error's words, as the SDK would say them: `<type>: <message>`.
     pub fn error(&self) -> String {
         let answer: Value = serde_json::from_slice(&self.body).unwrap_or(Value::Null);
@@ -89,7 +89,7 @@ impl SignedHttp {
         path: &str,
         headers: &[(&str, &str)],
         body: String,
-    ) -> Result<Answer, String> {
+    ) -> Result<SignedResponse, String> {
         let region = self.sdk.region().map(ToString::to_string).ok_or("no AWS region is set")?;
         let credentials = self
             .sdk
@@ -130,7 +130,7 @@ impl SignedHttp {
             .map_err(|e| format!("{service}'s answer could not be read: {e}"))?
             .into_bytes()
             .to_vec();
-        Ok(Answer { status, error_type, body })
+        Ok(SignedResponse { status, error_type, body })
     }
 
     /// SSM's GetParameter, decrypted: the value. `Err` says what SSM answered (never the value).
@@ -154,8 +154,8 @@ impl SignedHttp {
 mod tests {
     use super::*;
 
-    fn answer(status: u16, error_type: Option<&str>, body: &[u8]) -> Answer {
-        Answer { status, error_type: error_type.map(str::to_owned), body: body.to_vec() }
+    fn answer(status: u16, error_type: Option<&str>, body: &[u8]) -> SignedResponse {
+        SignedResponse { status, error_type: error_type.map(str::to_owned), body: body.to_vec() }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use jiff::tz::AmbiguousOffset;
 
 /// An IANA time zone, with its rules from the Time Zone Database built into
 /// the binary (jiff's: the binaries are 0.8 to 0.95 MB smaller than with
-/// chrono-tz, whose tables were 1 MB of relocated data; see README, Performance).
+/// chrono-tz, whose tables were 1 MB of relocated data; see docs/performance.md).
 pub type Tz = jiff::tz::TimeZone;
 
 /// The zone of an IANA name (`Europe/London`, `UTC`); `None` for an unknown name.

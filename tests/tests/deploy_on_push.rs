@@ -6,7 +6,7 @@
 
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::TaskDefinitionField;
-use deploy_on_push::{DeployConfig, DeployOnPush, DeployReport};
+use deploy_on_push::{Controller, DeployConfig, DeployOnPush, DeployReport};
 use lambda_runtime::{Context, LambdaEvent};
 use nightshift_tests::platform::{
     CANARY, CLUSTER, CODEDEPLOY_APPLICATION, CODEDEPLOY_GROUP, SHOP, push_image, pushed_digest, registry, seed_shop,
@@ -86,7 +86,11 @@ async fn a_push_rolls_out_to_exactly_the_services_whose_policy_takes_it() {
     // Then `api` and both named containers of `pair` move, to new revisions cloned from their running ones,
     // and the blue/green service gets a CodeDeploy deployment (see the blue/green tests)
     let moved: Vec<_> = report.deployed.iter().map(|d| (d.id.service.as_str(), d.controller)).collect();
-    assert_eq!(moved, [("api", "ECS"), ("blue-green", "CODE_DEPLOY"), ("pair", "ECS")], "{report:#?}");
+    assert_eq!(
+        moved,
+        [("api", Controller::Ecs), ("blue-green", Controller::CodeDeploy), ("pair", Controller::Ecs)],
+        "{report:#?}"
+    );
     let deployed = &report.deployed[0];
     assert_eq!((deployed.id.cluster.as_str(), deployed.id.service.as_str()), (CLUSTER, "api"));
     let new_arn = deployed.new_task_definition.clone().unwrap();

@@ -295,7 +295,7 @@ async fn a_promotion_outside_its_window_waits_for_the_window_to_open() {
     let promotion = report.promotion.unwrap();
     assert_eq!(
         (promotion.result, promotion.why.as_str()),
-        ("waiting", "outside nightshift:promote-window Mon-Fri 09:00-16:00 (UTC)")
+        (watch_rollouts::plan::PromotionResult::Waiting, "outside nightshift:promote-window Mon-Fri 09:00-16:00 (UTC)")
     );
     let monday = Utc.with_ymd_and_hms(2027, 1, 4, 9, 0, 0).unwrap();
     assert_eq!(promotion.scheduled.map(|s| (s.at, s.already)), Some((monday, false)));

@@ -33,7 +33,7 @@ pub use error::DeployError;
 use event::{Push, PushEvent};
 pub use nightshift::rollout::{CodeDeployStarted, Controller, Deployed};
 use plan::{Candidate, ServicePlan};
-use record::{RUNNING_TAG, Record};
+use record::{RUNNING_TAG, RunningRecord};
 
 pub const FUNCTION: &str = "deploy-on-push";
 
@@ -218,7 +218,7 @@ impl DeployOnPush {
                 }
                 Candidate::Examine => examined.push(Examined {
                     task_definition_arn: service.task_definition().unwrap_or_default().to_owned(),
-                    recorded: Record::current(&service).is_some(),
+                    recorded: RunningRecord::current(&service).is_some(),
                     service,
                     id,
                 }),
@@ -357,9 +357,9 @@ impl DeployOnPush {
             ServiceStep::Roll { id, rollout, record_after } => match self.deployer.apply(rollout, invocation).await {
                 Rolled::Deployed { deployed, containers, tags } => {
                     if let (Some(target), Some(new_arn)) = (record_after, &deployed.new_task_definition) {
-                        let value = Record::of(new_arn, &containers, &tags, &target.registry).render();
+                        let value = RunningRecord::of(new_arn, &containers, &tags, &target.registry).render();
                         match value {
-                            Some(value) => self.write_record(&RunningRecord { target, value }, report).await,
+                            Some(value) => self.write_record(&RecordWrite { target, value }, report).await,
                             None => {
                                 info!(service = %target.arn, "what the service runs does not fit in a tag value; not recorded")
                             }
@@ -376,7 +376,7 @@ impl DeployOnPush {
     /// Records on the service what its revision runs (`nightshift:running`),
     /// so the next push decides from the service alone. Not with `DRY_RUN`; a
     /// record that cannot be written costs reads later, not this push.
-    async fn write_record(&self, record: &RunningRecord, report: &mut DeployReport) {
+    async fn write_record(&self, record: &RecordWrite, report: &mut DeployReport) {
         if self.config.dry_run {
             return;
         }
@@ -391,7 +391,7 @@ impl DeployOnPush {
 /// What one service's part of the push does, decided before anything changes.
 enum ServiceStep {
     /// Nothing to deploy; the record of what it runs, when it has none yet.
-    Skip { id: ServiceId, reason: String, record: Option<RunningRecord> },
+    Skip { id: ServiceId, reason: String, record: Option<RecordWrite> },
     /// The rollout, and where to record what the new revision runs once it is registered.
     Roll { id: ServiceId, rollout: RolloutPlan, record_after: Option<RecordTarget> },
 }
@@ -405,7 +405,7 @@ struct RecordTarget {
 }
 
 /// The record to write on a service.
-struct RunningRecord {
+struct RecordWrite {
     target: RecordTarget,
     value: String,
 }
@@ -429,10 +429,10 @@ fn running_record(
     containers: &[ContainerDefinition],
     tags: &[Tag],
     report: &mut DeployReport,
-) -> Option<RunningRecord> {
+) -> Option<RecordWrite> {
     let target = record_target(candidate, report)?;
-    match Record::of(revision, containers, tags, &target.registry).render() {
-        Some(value) => Some(RunningRecord { target, value }),
+    match RunningRecord::of(revision, containers, tags, &target.registry).render() {
+        Some(value) => Some(RecordWrite { target, value }),
         None => {
             info!(service = %target.arn, "what the service runs does not fit in a tag value; not recorded");
             None

@@ -11,7 +11,7 @@ use nightshift::quarantine::{self, QUARANTINE_TAG};
 
 use crate::event::Push;
 use crate::policy::{DeployPolicy, Running, ServicePolicy, Verdict, decide};
-use crate::record::{Record, container_label, running_tag, service_registry};
+use crate::record::{RunningRecord, container_label, running_tag, service_registry};
 use nightshift::image::{ImageRef, ecr_registry};
 
 pub use nightshift::ecs::DEPLOY_TAG;
@@ -80,7 +80,7 @@ pub fn triage(service: &Service, push: &Push, tag: &str) -> Candidate {
         ));
     }
     let registry = ecr_registry(&push.account, &push.region);
-    match Record::current(service) {
+    match RunningRecord::current(service) {
         Some(record) if service_registry(service).as_deref() == Some(registry.as_str()) => {
             triage_by_record(service, &record, &policy, push, tag, &registry)
         }
@@ -98,7 +98,7 @@ pub fn is_quarantined(service: &Service, push: &Push) -> bool {
 /// take the push is examined (its digest is only in the task definition).
 fn triage_by_record(
     service: &Service,
-    record: &Record,
+    record: &RunningRecord,
     policy: &ServicePolicy,
     push: &Push,
     tag: &str,

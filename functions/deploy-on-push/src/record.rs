@@ -69,7 +69,7 @@ pub struct Recorded {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
+pub struct RunningRecord {
     /// `family:revision`.
     pub revision: String,
     pub containers: Vec<Recorded>,
@@ -84,7 +84,7 @@ pub fn service_registry(service: &Service) -> Option<String> {
     (!region.is_empty() && !account.is_empty()).then(|| ecr_registry(account, region))
 }
 
-impl Record {
+impl RunningRecord {
     /// What a revision runs: its containers from `registry`, each with the tag
     /// recorded on the revision (`nightshift:image-tag/<container>`) or else
     /// the image's own tag.
@@ -186,7 +186,7 @@ mod tests {
             labelled("n", &format!("{ECR}/shop/n:n-1"), "regex:n-[0-9]+|é@x"),
         ];
         let tags = [Tag::builder().key("nightshift:image-tag/app").value("1.2.0").build()];
-        let record = Record::of(TD, &containers, &tags, ECR);
+        let record = RunningRecord::of(TD, &containers, &tags, ECR);
         let value = record.render().unwrap();
         assert_eq!(
             value,
@@ -194,7 +194,7 @@ mod tests {
              n=shop/n:n-1=regex:n-@5B0-9@5D+@7C@C3@A9@40x"
         );
         assert_eq!(nightshift::ecs::tag_problem(RUNNING_TAG, &value), None, "ECS takes the record");
-        assert_eq!(Record::parse(&value), Some(record));
+        assert_eq!(RunningRecord::parse(&value), Some(record));
     }
 
     #[test]
@@ -202,7 +202,7 @@ mod tests {
         let long = "x".repeat(120);
         let containers =
             [container("a", &format!("{ECR}/{long}:1.0.0")), container("b", &format!("{ECR}/{long}:1.0.0"))];
-        assert_eq!(Record::of(TD, &containers, &[], ECR).render(), None);
+        assert_eq!(RunningRecord::of(TD, &containers, &[], ECR).render(), None);
         for mangled in [
             "",
             "api",
@@ -214,9 +214,9 @@ mod tests {
             "api:7 a=b=@2",
             "api:7 a=b=@zz",
         ] {
-            assert_eq!(Record::parse(mangled), None, "{mangled:?}");
+            assert_eq!(RunningRecord::parse(mangled), None, "{mangled:?}");
         }
-        assert_eq!(Record::parse("api:7").map(|r| r.containers.len()), Some(0));
+        assert_eq!(RunningRecord::parse("api:7").map(|r| r.containers.len()), Some(0));
     }
 
     #[test]
@@ -228,8 +228,8 @@ mod tests {
                 .tags(Tag::builder().key(RUNNING_TAG).value(record).build())
                 .build()
         };
-        assert!(Record::current(&service(TD, "api:7 app=shop/api:1.2.0")).is_some());
-        assert_eq!(Record::current(&service(TD, "api:6 app=shop/api:1.1.0")), None);
+        assert!(RunningRecord::current(&service(TD, "api:7 app=shop/api:1.2.0")).is_some());
+        assert_eq!(RunningRecord::current(&service(TD, "api:6 app=shop/api:1.1.0")), None);
         assert_eq!(service_registry(&service(TD, "")).as_deref(), Some(ECR));
     }
 }

@@ -10,11 +10,12 @@
 //! or has finished before this second look, which then finds it asleep.
 
 pub mod event;
+pub mod plan;
 
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
 use nightshift::scale::aws::{self as scale_aws, ScaleError, ServiceReport};
-use nightshift::scale::plan::{self, Decision};
+use nightshift::scale::plan::{self as group_plan, Decision};
 use nightshift::scale::{LeftAlone, ScaleGroup, left_alone};
 use serde::Serialize;
 use serde_json::Value;
@@ -118,13 +119,13 @@ impl ScaleOnIngress {
         let members = if recorded { scale_aws::observe_members(&self.group).await? } else { members };
 
         // Ingress only ever wakes: runs in flight matter for sleeping, which is scale-to-zero's.
-        let last = plan::last_activity(&members).max(Some(at));
-        let need = plan::assess(now, &self.group.config.schedule, self.group.config.idle(), last, None);
-        let wake = if need.needed { plan::plan_wake(&members) } else { Vec::new() };
+        let last = group_plan::last_activity(&members).max(Some(at));
+        let need = group_plan::assess(now, &self.group.config.schedule, self.group.config.idle(), last, None);
+        let wake = if need.needed { group_plan::plan_wake(&members) } else { Vec::new() };
         report.decision = Some(if wake.is_empty() { Decision::None } else { Decision::Wake });
         report.needed = need.needed;
         if need.needed {
-            report.problems = plan::wake_problems(&members);
+            report.problems = group_plan::wake_problems(&members);
         }
         report.reasons = need.reasons;
         info!(group = %self.group.config.group, keys = report.keys_total, %at, decision = ?report.decision, "ingress");

@@ -6,11 +6,14 @@
 //! read fails, nothing is scaled down. A sleep that crossed an ingress (the
 //! group's last activity moved while it ran) wakes the group again at once.
 
+pub mod observe;
+pub mod plan;
+
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
 use nightshift::Trigger;
 use nightshift::scale::aws::{self as scale_aws, ScaleError, ServiceReport};
-use nightshift::scale::plan::{self, Decision};
+use nightshift::scale::plan::{self as group_plan, Decision};
 use nightshift::scale::{LeftAlone, ScaleGroup, left_alone};
 use serde::Serialize;
 use serde_json::Value;
@@ -97,12 +100,13 @@ impl ScaleToZero {
         let now = self.group.clock.now();
         // Every read comes first; any failure ends the run before anything changes.
         let members = scale_aws::observe_members(&self.group).await?;
-        let runs = scale_aws::runs_in_flight(&self.group.ecs, &self.group.config.clusters).await?;
-        let last_activity = plan::last_activity(&members);
-        let need = plan::assess(now, &self.group.config.schedule, self.group.config.idle(), last_activity, Some(&runs));
+        let runs = observe::runs_in_flight(&self.group.ecs, &self.group.config.clusters).await?;
+        let last_activity = group_plan::last_activity(&members);
+        let need =
+            group_plan::assess(now, &self.group.config.schedule, self.group.config.idle(), last_activity, Some(&runs));
         let (decision, plans) = plan::decide(&need, &members);
         info!(group = %self.group.config.group, ?decision, reasons = ?need.reasons, members = members.len(), "decision");
-        let problems = if decision == Decision::Wake { plan::wake_problems(&members) } else { Vec::new() };
+        let problems = if decision == Decision::Wake { group_plan::wake_problems(&members) } else { Vec::new() };
         let (services, mut failures) = scale_aws::execute(&self.group, &members, plans).await;
         let after_sleep = if decision == Decision::Sleep && !self.group.config.dry_run {
             let (after, wake_failures) = self.wake_if_ingress_crossed(&members, last_activity).await?;
@@ -140,13 +144,13 @@ impl ScaleToZero {
         decided_on: Option<DateTime<Utc>>,
     ) -> Result<(AfterSleep, Vec<String>), ScaleError> {
         let mut members = scale_aws::observe_members(&self.group).await?;
-        let last_activity = plan::last_activity(&members);
+        let last_activity = group_plan::last_activity(&members);
         if last_activity <= decided_on {
             return Ok((AfterSleep { last_activity, woken: false, services: Vec::new() }, Vec::new()));
         }
         plan::recall_capacity(&mut members, before);
         info!(group = %self.group.config.group, ?last_activity, "ingress arrived during the sleep; waking again");
-        let (services, failures) = scale_aws::execute(&self.group, &members, plan::plan_wake(&members)).await;
+        let (services, failures) = scale_aws::execute(&self.group, &members, group_plan::plan_wake(&members)).await;
         Ok((AfterSleep { last_activity, woken: true, services }, failures))
     }
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::outcome::EcsEvent;
+use crate::outcome::{CodeDeployEndState, EcsEvent};
 use crate::promote::Due;
 use nightshift::rollout::ServiceId;
 
@@ -50,8 +50,7 @@ pub struct CodeDeployEnd {
     pub deployment_id: String,
     pub application: String,
     pub deployment_group: String,
-    /// SUCCESS, FAILURE or STOP.
-    pub state: String,
+    pub state: CodeDeployEndState,
     pub time: Option<DateTime<Utc>>,
 }
 
@@ -137,10 +136,10 @@ pub fn parse(payload: &Value) -> Result<WatchEvent, String> {
 fn parse_codedeploy(event: EventBridgeEvent<Value>) -> Result<WatchEvent, String> {
     let detail: CodeDeployDetail = serde_json::from_value(event.detail)
         .map_err(|e| format!("detail is not a CodeDeploy deployment state change: {e}"))?;
-    let state = detail.state.unwrap_or_default();
-    if !matches!(state.as_str(), "SUCCESS" | "FAILURE" | "STOP") {
-        return Ok(WatchEvent::Ignored(format!("detail.state {state:?} is no deployment's end")));
-    }
+    let text = detail.state.unwrap_or_default();
+    let Some(state) = CodeDeployEndState::parse(&text) else {
+        return Ok(WatchEvent::Ignored(format!("detail.state {text:?} is no deployment's end")));
+    };
     let non_empty =
         |v: Option<String>, what: &str| v.filter(|s| !s.trim().is_empty()).ok_or_else(|| format!("{what} is missing"));
     Ok(WatchEvent::CodeDeploy(CodeDeployEnd {

@@ -348,7 +348,7 @@ impl<'n> WatchRollouts<'n> {
         report: &mut WatchReport,
     ) -> Result<(), WatchError> {
         report.deployment = Some(end.deployment_id.clone());
-        let read = observe::deployment(&self.codedeploy, &end.deployment_id, &end.state).await;
+        let read = observe::deployment(&self.codedeploy, &end.deployment_id, end.state).await;
         let Some(deployment) = read.map_err(WatchError::CodeDeploy)? else {
             report.ignored = Some(format!("CodeDeploy has no deployment {}", end.deployment_id));
             return Ok(());
@@ -364,7 +364,7 @@ impl<'n> WatchRollouts<'n> {
             return Ok(());
         };
         let record = observe::told_record(&service);
-        let ending = outcome::decide_codedeploy(&end.state, &deployment, &record);
+        let ending = outcome::decide_codedeploy(end.state, &deployment, &record);
         let at = end.time.unwrap_or_else(|| self.clock.now());
         self.outcome(Ended { service, record, at, region: end.region.clone() }, ending, invoked, report).await
     }

@@ -3,7 +3,9 @@
 //! deploys, a service with its tags and deployments. Observe only, never decide.
 
 use aws_sdk_codedeploy::Client;
-use aws_sdk_codedeploy::types::{AutoRollbackEvent, DeploymentGroupInfo, DeploymentInfo};
+use aws_sdk_codedeploy::types::{
+    AutoRollbackEvent, DeploymentCreator, DeploymentGroupInfo, DeploymentInfo, DeploymentStatus as CodeDeployStatus,
+};
 use aws_sdk_ecs::types::{Service, ServiceField};
 use chrono::{DateTime, Utc};
 use nightshift::aws::CallError;
@@ -11,11 +13,17 @@ use nightshift::ecs::tag_value;
 use nightshift::rollout::ServiceId;
 use nightshift::rollout::bluegreen::GroupName;
 
-use crate::outcome::{CodeDeployNow, Deployment, TOLD_TAG, ToldRecord};
-use crate::plan::{ServiceNow, UpstreamRollout};
+use crate::outcome::{
+    CodeDeployEndState, CodeDeployNow, Deployment, DeploymentStatus, RolloutState, TOLD_TAG, ToldRecord,
+};
+use crate::plan::{LastDeployment, ServiceNow, UpstreamRollout};
 
 /// The deployment as the decision reads it; `None` when CodeDeploy has no such deployment.
-pub async fn deployment(codedeploy: &Client, id: &str, state: &str) -> Result<Option<CodeDeployNow>, CallError> {
+pub async fn deployment(
+    codedeploy: &Client,
+    id: &str,
+    state: CodeDeployEndState,
+) -> Result<Option<CodeDeployNow>, CallError> {
     let out = match codedeploy.get_deployment().deployment_id(id).send().await {
         Ok(out) => out,
         Err(err) => {
@@ -30,16 +38,16 @@ pub async fn deployment(codedeploy: &Client, id: &str, state: &str) -> Result<Op
 }
 
 /// What the decision needs of a deployment that ended in `state`.
-pub fn read(id: &str, state: &str, info: &DeploymentInfo) -> CodeDeployNow {
+pub fn read(id: &str, state: CodeDeployEndState, info: &DeploymentInfo) -> CodeDeployNow {
     let rollback = info.rollback_info();
     let automatic =
         info.auto_rollback_configuration().filter(|c| c.enabled).map(|c| c.events().to_vec()).unwrap_or_default();
     let covers = match state {
-        "FAILURE" => automatic.contains(&AutoRollbackEvent::DeploymentFailure),
-        "STOP" => automatic.iter().any(|e| {
+        CodeDeployEndState::Failure => automatic.contains(&AutoRollbackEvent::DeploymentFailure),
+        CodeDeployEndState::Stop => automatic.iter().any(|e| {
             matches!(e, AutoRollbackEvent::DeploymentStopOnAlarm | AutoRollbackEvent::DeploymentStopOnRequest)
         }),
-        _ => false,
+        CodeDeployEndState::Success => false,
     };
     let message = info
         .error_information()
@@ -48,7 +56,7 @@ pub fn read(id: &str, state: &str, info: &DeploymentInfo) -> CodeDeployNow {
         .unwrap_or_default();
     CodeDeployNow {
         id: id.to_owned(),
-        creator: info.creator().map(|c| c.as_str().to_owned()).unwrap_or_default(),
+        is_rollback: info.creator() == Some(&DeploymentCreator::CodeDeployRollback),
         task_definition: info
             .revision()
             .and_then(|r| r.app_spec_content())
@@ -103,8 +111,8 @@ pub fn deployments(service: &Service) -> Vec<Deployment> {
         .iter()
         .map(|d| Deployment {
             id: d.id().unwrap_or_default().to_owned(),
-            status: d.status().unwrap_or_default().to_owned(),
-            rollout_state: d.rollout_state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            status: DeploymentStatus::parse(d.status().unwrap_or_default()),
+            rollout_state: d.rollout_state().and_then(|s| RolloutState::parse(s.as_str())),
             rollout_reason: d.rollout_state_reason().unwrap_or_default().to_owned(),
             task_definition: d.task_definition().unwrap_or_default().to_owned(),
             created_at: d.created_at().and_then(time),
@@ -128,12 +136,15 @@ pub fn rolls_back(service: &Service) -> bool {
 
 /// How a blue/green service's group last deployed, as [`crate::plan::settled`] reads it.
 pub fn last_attempted(info: &DeploymentGroupInfo) -> UpstreamRollout {
-    let last = info.last_attempted_deployment().map(|last| {
-        (
-            last.deployment_id().unwrap_or_default().to_owned(),
-            last.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
-            last.end_time().and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
-        )
-    });
-    UpstreamRollout::BlueGreen { last }
+    let Some(last) = info.last_attempted_deployment() else {
+        return UpstreamRollout::BlueGreen(LastDeployment::None);
+    };
+    let id = last.deployment_id().unwrap_or_default().to_owned();
+    UpstreamRollout::BlueGreen(match last.status() {
+        Some(CodeDeployStatus::Succeeded) => LastDeployment::Succeeded {
+            id,
+            ended: last.end_time().and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+        },
+        status => LastDeployment::Other { id, status: status.map_or("of unknown status", |s| s.as_str()).to_owned() },
+    })
 }

@@ -131,14 +131,90 @@ impl ToldRecord {
     }
 }
 
+/// An ECS deployment's place in its service, as DescribeServices names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploymentStatus {
+    /// PRIMARY: the newest, the one the service moves to.
+    Primary,
+    /// ACTIVE: an older one that still runs tasks.
+    Active,
+    /// INACTIVE, or a status this code does not know.
+    Other,
+}
+
+impl DeploymentStatus {
+    pub fn parse(status: &str) -> Self {
+        match status {
+            "PRIMARY" => Self::Primary,
+            "ACTIVE" => Self::Active,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// How far an ECS deployment's rollout got, as DescribeServices names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutState {
+    InProgress,
+    Completed,
+    Failed,
+}
+
+impl RolloutState {
+    /// `None` for a state this code does not know (or none at all).
+    pub fn parse(state: &str) -> Option<Self> {
+        match state {
+            "IN_PROGRESS" => Some(Self::InProgress),
+            "COMPLETED" => Some(Self::Completed),
+            "FAILED" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProgress => "IN_PROGRESS",
+            Self::Completed => "COMPLETED",
+            Self::Failed => "FAILED",
+        }
+    }
+}
+
+/// How a CodeDeploy deployment ended: the event's `detail.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeDeployEndState {
+    Success,
+    Failure,
+    Stop,
+}
+
+impl CodeDeployEndState {
+    /// `None` for a state that is no deployment's end (START, READY, ...).
+    pub fn parse(state: &str) -> Option<Self> {
+        match state {
+            "SUCCESS" => Some(Self::Success),
+            "FAILURE" => Some(Self::Failure),
+            "STOP" => Some(Self::Stop),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "SUCCESS",
+            Self::Failure => "FAILURE",
+            Self::Stop => "STOP",
+        }
+    }
+}
+
 /// One of the service's deployments, as DescribeServices gives it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deployment {
     pub id: String,
-    /// PRIMARY or ACTIVE.
-    pub status: String,
-    /// IN_PROGRESS, COMPLETED or FAILED.
-    pub rollout_state: String,
+    pub status: DeploymentStatus,
+    /// `None`: ECS does not say (or says something this code does not know).
+    pub rollout_state: Option<RolloutState>,
     pub rollout_reason: String,
     pub task_definition: String,
     pub created_at: Option<DateTime<Utc>>,
@@ -205,7 +281,7 @@ pub fn decide(
         let at = find(rollback).and_then(|d| d.created_at);
         deployments
             .iter()
-            .filter(|d| d.id != rollback && d.rollout_state == "FAILED")
+            .filter(|d| d.id != rollback && d.rollout_state == Some(RolloutState::Failed))
             .filter(|d| at.is_none() || d.created_at <= at)
             .max_by_key(|d| d.created_at)
     };
@@ -218,10 +294,10 @@ pub fn decide(
         marks: vec![(rollback.to_owned(), Mark::Rollback), (failed.id.clone(), Mark::Told(Outcome::RolledBack))],
         why,
     };
-    let other_than_this = |state: &str| {
+    let other_than_this = |state: Option<RolloutState>| {
         deployments
             .iter()
-            .filter(|d| d.id != id && (state.is_empty() || d.rollout_state == state))
+            .filter(|d| d.id != id && (state.is_none() || d.rollout_state == state))
             .map(|d| d.task_definition.clone())
             .next()
     };
@@ -263,7 +339,7 @@ pub fn decide(
                 outcome: Some(Outcome::Succeeded),
                 rollout: id.to_owned(),
                 task_definition: this.map(|d| d.task_definition.clone()),
-                previous: other_than_this(""),
+                previous: other_than_this(None),
                 started: this.and_then(|d| d.created_at),
                 marks: vec![(id.to_owned(), Mark::Told(Outcome::Succeeded))],
                 why: reason.to_owned(),
@@ -273,7 +349,8 @@ pub fn decide(
             let outcome = if rolls_back { Outcome::RolledBack } else { Outcome::Failed };
             // The rollback ECS started already, so its completion is not taken for a success.
             let rollback = deployments.iter().find(|d| d.id != id && is_rollback_reason(&d.rollout_reason));
-            let previous = rollback.map(|d| d.task_definition.clone()).or_else(|| other_than_this("COMPLETED"));
+            let previous =
+                rollback.map(|d| d.task_definition.clone()).or_else(|| other_than_this(Some(RolloutState::Completed)));
             let mut marks = vec![(id.to_owned(), Mark::Told(outcome))];
             marks.extend(rollback.map(|d| (d.id.clone(), Mark::Rollback)));
             RolloutEnding {
@@ -293,8 +370,8 @@ pub fn decide(
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CodeDeployNow {
     pub id: String,
-    /// `codeDeployRollback` for a deployment CodeDeploy made to roll another back.
-    pub creator: String,
+    /// CodeDeploy made it to roll another back (its creator is `codeDeployRollback`).
+    pub is_rollback: bool,
     /// The revision its AppSpec deploys.
     pub task_definition: Option<String>,
     /// Its end rolls it back: CodeDeploy says so (`rollbackInfo`), or its automatic rollback covers that end.
@@ -306,9 +383,8 @@ pub struct CodeDeployNow {
     pub created_at: Option<DateTime<Utc>>,
 }
 
-/// Decides from a CodeDeploy deployment's end (`state`: SUCCESS, FAILURE or
-/// STOP), the deployment now, and the record.
-pub fn decide_codedeploy(state: &str, deployment: &CodeDeployNow, record: &ToldRecord) -> RolloutEnding {
+/// Decides from a CodeDeploy deployment's end, the deployment now, and the record.
+pub fn decide_codedeploy(state: CodeDeployEndState, deployment: &CodeDeployNow, record: &ToldRecord) -> RolloutEnding {
     let id = deployment.id.as_str();
     let this = |outcome: Option<Outcome>, marks: Vec<(String, Mark)>, why: String| RolloutEnding {
         outcome,
@@ -320,16 +396,16 @@ pub fn decide_codedeploy(state: &str, deployment: &CodeDeployNow, record: &ToldR
         why,
     };
     let why = if deployment.message.is_empty() {
-        format!("CodeDeploy deployment {id} ended {state}")
+        format!("CodeDeploy deployment {id} ended {}", state.as_str())
     } else {
         deployment.message.clone()
     };
     if let Some(Mark::Told(told)) = record.mark(id) {
         return this(None, Vec::new(), format!("{id}: {} was told already", told.words()));
     }
-    let is_rollback = deployment.creator == "codeDeployRollback" || record.mark(id) == Some(Mark::Rollback);
+    let is_rollback = deployment.is_rollback || record.mark(id) == Some(Mark::Rollback);
     match (is_rollback, state) {
-        (true, "SUCCESS") => match &deployment.rollback_of {
+        (true, CodeDeployEndState::Success) => match &deployment.rollback_of {
             Some(of) if !record.told(of) => RolloutEnding {
                 outcome: Some(Outcome::RolledBack),
                 rollout: of.clone(),
@@ -348,7 +424,7 @@ pub fn decide_codedeploy(state: &str, deployment: &CodeDeployNow, record: &ToldR
         (true, _) => {
             this(Some(Outcome::RollbackFailed), vec![(id.to_owned(), Mark::Told(Outcome::RollbackFailed))], why)
         }
-        (false, "SUCCESS") => {
+        (false, CodeDeployEndState::Success) => {
             this(Some(Outcome::Succeeded), vec![(id.to_owned(), Mark::Told(Outcome::Succeeded))], why)
         }
         (false, _) => {
@@ -372,8 +448,8 @@ mod tests {
     fn d(id: &str, status: &str, state: &str, reason: &str, td: &str, minute: i64) -> Deployment {
         Deployment {
             id: id.into(),
-            status: status.into(),
-            rollout_state: state.into(),
+            status: DeploymentStatus::parse(status),
+            rollout_state: RolloutState::parse(state),
             rollout_reason: reason.into(),
             task_definition: td.into(),
             created_at: at(minute),
@@ -481,7 +557,7 @@ mod tests {
     fn a_codedeploy_deployment_ends_once_and_its_rollback_tells_nothing_new() {
         let deployment = |id: &str, creator: &str, rolled_back: bool, rollback_of: Option<&str>| CodeDeployNow {
             id: id.into(),
-            creator: creator.into(),
+            is_rollback: creator == "codeDeployRollback",
             task_definition: Some(NEW.into()),
             rolled_back,
             rollback_of: rollback_of.map(str::to_owned),
@@ -492,6 +568,7 @@ mod tests {
             let mut record = ToldRecord::default();
             let mut told = Vec::new();
             for (state, d) in events {
+                let state = CodeDeployEndState::parse(state).unwrap();
                 let decision = decide_codedeploy(state, d, &record);
                 if !decision.marks.is_empty() {
                     record = ToldRecord::parse(&record.with(&decision.marks));

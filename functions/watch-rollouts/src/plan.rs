@@ -10,7 +10,9 @@ use nightshift::rollout::{Deployed, RolloutPlan, ServiceId};
 use serde::Serialize;
 
 use crate::message::{self, Image};
-use crate::outcome::{Mark, Outcome, RolloutEnding, TOLD_TAG, ToldRecord, is_rollback_reason};
+use crate::outcome::{
+    DeploymentStatus, Mark, Outcome, RolloutEnding, RolloutState, TOLD_TAG, ToldRecord, is_rollback_reason,
+};
 use crate::promote::{self, Due, Settings, Settled};
 
 /// A service as the plans read it: where it is, and its tags now.
@@ -222,11 +224,27 @@ fn tag_write(
     Some(TagWrite { arn: service.arn.clone(), always, once_told })
 }
 
+/// A CodeDeploy group's last attempted deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LastDeployment {
+    /// The group has deployed nothing yet.
+    None,
+    Succeeded {
+        id: String,
+        ended: Option<DateTime<Utc>>,
+    },
+    /// Not (yet) succeeded: its status, in CodeDeploy's words.
+    Other {
+        id: String,
+        status: String,
+    },
+}
+
 /// How an upstream service's last rollout stands, as AWS describes it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamRollout {
-    /// A blue/green service: its group's last attempted deployment (id, status, end), if any.
-    BlueGreen { last: Option<(String, String, Option<DateTime<Utc>>)> },
+    /// A blue/green service: its group's last attempted deployment.
+    BlueGreen(LastDeployment),
     /// A service on the ECS controller: its deployments, and its told record.
     Ecs { deployments: Vec<crate::outcome::Deployment>, record: ToldRecord },
     /// Its CodeDeploy group could not be found or read.
@@ -237,20 +255,23 @@ pub enum UpstreamRollout {
 pub fn settled(rollout: &UpstreamRollout, now: DateTime<Utc>) -> Result<Settled, String> {
     match rollout {
         UpstreamRollout::Unknown(why) => Err(why.clone()),
-        UpstreamRollout::BlueGreen { last: None } => Err("its CodeDeploy group has deployed nothing yet".into()),
-        UpstreamRollout::BlueGreen { last: Some((deployment, status, end)) } => match status.as_str() {
-            "Succeeded" => Ok(Settled { deployment: deployment.clone(), completed_at: end.unwrap_or(now) }),
-            "" => Err(format!("its CodeDeploy deployment {deployment} is of unknown status")),
-            status => Err(format!("its CodeDeploy deployment {deployment} is {status}")),
-        },
+        UpstreamRollout::BlueGreen(LastDeployment::None) => Err("its CodeDeploy group has deployed nothing yet".into()),
+        UpstreamRollout::BlueGreen(LastDeployment::Succeeded { id, ended }) => {
+            Ok(Settled { deployment: id.clone(), completed_at: ended.unwrap_or(now) })
+        }
+        UpstreamRollout::BlueGreen(LastDeployment::Other { id, status }) => {
+            Err(format!("its CodeDeploy deployment {id} is {status}"))
+        }
         UpstreamRollout::Ecs { deployments, record } => {
-            let primary =
-                deployments.iter().find(|d| d.status == "PRIMARY").ok_or("ECS lists no PRIMARY deployment")?;
+            let primary = deployments
+                .iter()
+                .find(|d| d.status == DeploymentStatus::Primary)
+                .ok_or("ECS lists no PRIMARY deployment")?;
             let deployment = primary.id.clone();
-            match primary.rollout_state.as_str() {
-                "COMPLETED" => {}
-                "" => return Err(format!("its rollout {deployment} is of unknown state")),
-                state => return Err(format!("its rollout {deployment} is {state}")),
+            match primary.rollout_state {
+                Some(RolloutState::Completed) => {}
+                None => return Err(format!("its rollout {deployment} is of unknown state")),
+                Some(state) => return Err(format!("its rollout {deployment} is {}", state.as_str())),
             }
             if deployments.len() > 1 {
                 return Err(format!("ECS lists {} deployments: a rollout is in progress", deployments.len()));
@@ -326,8 +347,8 @@ mod tests {
     fn deployment(id: &str, status: &str, state: &str, reason: &str) -> Deployment {
         Deployment {
             id: id.into(),
-            status: status.into(),
-            rollout_state: state.into(),
+            status: DeploymentStatus::parse(status),
+            rollout_state: RolloutState::parse(state),
             rollout_reason: reason.into(),
             task_definition: "arn:aws:ecs:eu-west-1:123456789012:task-definition/shop:3".into(),
             created_at: Some(at(0)),
@@ -342,6 +363,7 @@ mod tests {
             record: ToldRecord::parse(record),
         };
         let done = deployment("ecs-svc/1", "PRIMARY", "COMPLETED", "");
+        let blue_green = UpstreamRollout::BlueGreen;
         let ok = |deployment: &str, minute| Ok(Settled { deployment: deployment.into(), completed_at: at(minute) });
         let table = [
             (ecs(vec![done.clone()], ""), ok("ecs-svc/1", 5)),
@@ -365,11 +387,11 @@ mod tests {
                 ),
                 Err("its last rollout failed and ecs-svc/1 rolled it back".into()),
             ),
-            (UpstreamRollout::BlueGreen { last: None }, Err("its CodeDeploy group has deployed nothing yet".into())),
-            (UpstreamRollout::BlueGreen { last: Some(("d-1".into(), "Succeeded".into(), Some(at(7)))) }, ok("d-1", 7)),
-            (UpstreamRollout::BlueGreen { last: Some(("d-1".into(), "Succeeded".into(), None)) }, ok("d-1", 30)),
+            (blue_green(LastDeployment::None), Err("its CodeDeploy group has deployed nothing yet".into())),
+            (blue_green(LastDeployment::Succeeded { id: "d-1".into(), ended: Some(at(7)) }), ok("d-1", 7)),
+            (blue_green(LastDeployment::Succeeded { id: "d-1".into(), ended: None }), ok("d-1", 30)),
             (
-                UpstreamRollout::BlueGreen { last: Some(("d-2".into(), "InProgress".into(), None)) },
+                blue_green(LastDeployment::Other { id: "d-2".into(), status: "InProgress".into() }),
                 Err("its CodeDeploy deployment d-2 is InProgress".into()),
             ),
             (UpstreamRollout::Unknown("CodeDeploy refused".into()), Err("CodeDeploy refused".into())),

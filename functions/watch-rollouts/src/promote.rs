@@ -192,7 +192,7 @@ pub fn decide(due: Option<&Due>, upstream: &Upstream, downstream: &Downstream, n
             ));
         }
     }
-    let (changes, image_tags, digests) = match changes(upstream, downstream) {
+    let PromotedImages { changes, image_tags, digests } = match changes(upstream, downstream) {
         Ok(found) => found,
         Err(why) => return Promotion::Refuse(why),
     };
@@ -235,14 +235,20 @@ pub fn decide(due: Option<&Due>, upstream: &Upstream, downstream: &Downstream, n
     Promotion::Move { changes, image_tags, digests }
 }
 
+/// What a promotion moves into the downstream.
+struct PromotedImages {
+    /// Each changing container, pinned to the upstream's digest.
+    changes: Vec<ImageChange>,
+    /// The tag each changing container was deployed from upstream: (container, tag).
+    image_tags: Vec<(String, String)>,
+    /// Every digest concerned, changing or not.
+    digests: Vec<String>,
+}
+
 /// Each downstream container that runs an image of a repository the upstream
 /// runs, pinned to the upstream's digest; with the tag it was deployed from
 /// and every digest concerned (changing or not).
-#[allow(clippy::type_complexity)]
-fn changes(
-    upstream: &Upstream,
-    downstream: &Downstream,
-) -> Result<(Vec<ImageChange>, Vec<(String, String)>, Vec<String>), String> {
+fn changes(upstream: &Upstream, downstream: &Downstream) -> Result<PromotedImages, String> {
     let from = &downstream.settings.from;
     // Each upstream repository with its digest (and tag); two digests of one repository are ambiguous.
     let mut sources: Vec<(String, String, ImageRef, Option<String>)> = Vec::new();
@@ -303,7 +309,7 @@ fn changes(
     if digests.is_empty() {
         return Err(format!("no container of {} runs an image of a repository {from} runs", downstream.id));
     }
-    Ok((changes, image_tags, digests))
+    Ok(PromotedImages { changes, image_tags, digests })
 }
 
 /// What a promotion that must wait does: a due one is scheduled again for

@@ -1,6 +1,6 @@
 //! EventBridge Scheduler's CreateSchedule (REST-JSON), as one signed request
 //! (`nightshift::signed`): the SDK's Scheduler client, for this one call,
-//! took watch-rollouts past the 6 MB budget (see README, Performance).
+//! took watch-rollouts past the 6 MB budget (see docs/performance.md).
 //! Observe and apply, never decide.
 
 use chrono::{DateTime, Utc};

@@ -1,15 +1,14 @@
 //! The group's AWS calls (ECS, Application Auto Scaling): observe and apply, never decide.
 
 use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
-use aws_sdk_ecs::types::{DesiredStatus, Service, TaskField};
+use aws_sdk_ecs::types::Service;
 use chrono::{DateTime, SecondsFormat, Utc};
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
 
 use super::plan::{Member, MemberPlan, Step};
 use super::{
-    AWAKE_COUNT_TAG, DAGSTER_RUN_TAG, LAST_ACTIVITY_TAG, MAX_CAPACITY_TAG, MIN_CAPACITY_TAG, SCALE_GROUP_TAG,
-    ScaleGroup, WAKE_ORDER_TAG,
+    AWAKE_COUNT_TAG, LAST_ACTIVITY_TAG, MAX_CAPACITY_TAG, MIN_CAPACITY_TAG, SCALE_GROUP_TAG, ScaleGroup, WAKE_ORDER_TAG,
 };
 use crate::LambdaFailure;
 use crate::aws::CallError;
@@ -119,42 +118,6 @@ pub async fn observe_members(group: &ScaleGroup) -> Result<Vec<Member>, ScaleErr
     }
     super::plan::mark_tag_room(&mut members);
     Ok(members)
-}
-
-/// The Dagster runs in flight: tasks tagged `dagster/run_id` that are not
-/// STOPPED, stopping ones included.
-pub async fn runs_in_flight(ecs: &aws_sdk_ecs::Client, clusters: &[String]) -> Result<Vec<String>, ScaleError> {
-    let mut runs = Vec::new();
-    for cluster in clusters {
-        let mut arns = Vec::new();
-        for desired in [DesiredStatus::Running, DesiredStatus::Stopped] {
-            let mut pages = ecs.list_tasks().cluster(cluster).desired_status(desired).into_paginator().send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| CallError::new("ListTasks", cluster, e.into_service_error()))?;
-                arns.extend(page.task_arns().iter().cloned());
-            }
-        }
-        for batch in arns.chunks(100) {
-            let out = ecs
-                .describe_tasks()
-                .cluster(cluster)
-                .set_tasks(Some(batch.to_vec()))
-                .include(TaskField::Tags)
-                .send()
-                .await
-                .map_err(|e| CallError::new("DescribeTasks", cluster, e.into_service_error()))?;
-            for task in out.tasks() {
-                let run = tag_value(task.tags(), DAGSTER_RUN_TAG);
-                if let Some(run) = run
-                    && task.last_status() != Some("STOPPED")
-                    && !runs.iter().any(|r| r == run)
-                {
-                    runs.push(run.to_owned());
-                }
-            }
-        }
-    }
-    Ok(runs)
 }
 
 /// The RFC 3339 UTC form nightshift writes times in.

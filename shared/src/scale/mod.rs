@@ -18,8 +18,6 @@ pub const LAST_ACTIVITY_TAG: &str = "nightshift:last-activity";
 /// The scalable target's capacity while awake, kept on the service while it sleeps.
 pub const MIN_CAPACITY_TAG: &str = "nightshift:min-capacity";
 pub const MAX_CAPACITY_TAG: &str = "nightshift:max-capacity";
-/// Tasks Dagster's EcsRunLauncher starts carry this tag.
-pub const DAGSTER_RUN_TAG: &str = "dagster/run_id";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScaleConfig {
