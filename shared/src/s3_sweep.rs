@@ -415,18 +415,29 @@ impl Sweep {
                 }
             }
         };
-        if let Some(listed) = held.take() {
-            self.enqueue(listed, &mut batcher, &mut in_flight, &mut tally).await;
-        }
-        if let Some(batch) = batcher.finish() {
-            self.dispatch(batch, &mut in_flight, &mut tally).await;
-        }
-        while let Some(done) = in_flight.join_next().await {
-            Self::settle_joined(done, &mut tally);
-        }
+        self.drain(held, batcher, in_flight, &mut tally).await;
         tally.complete = listing?;
         tracing::info!(bucket = %bucket, prefix = %prefix, scanned = tally.scanned, deleted = tally.deleted, errors = tally.errors_total, complete = tally.complete, wrapped, "sweep done");
         Ok(SweepRun { tally, resume_at, wrapped })
+    }
+
+    /// Deletes what the listing left: the held entry, the last batch; then waits for every delete.
+    async fn drain(
+        &self,
+        held: Option<Listed>,
+        mut batcher: Batcher,
+        mut in_flight: JoinSet<(Vec<Listed>, Vec<KeyError>)>,
+        tally: &mut SweepTally,
+    ) {
+        if let Some(listed) = held {
+            self.enqueue(listed, &mut batcher, &mut in_flight, tally).await;
+        }
+        if let Some(batch) = batcher.finish() {
+            self.dispatch(batch, &mut in_flight, tally).await;
+        }
+        while let Some(done) = in_flight.join_next().await {
+            Self::settle_joined(done, tally);
+        }
     }
 
     async fn enqueue(

@@ -165,6 +165,9 @@ async fn a_push_rolls_out_to_exactly_the_services_whose_policy_takes_it() {
     assert_eq!(wire.count("DescribeImages"), 1, "one look at ECR for every change");
     // And each follower whose task definition was read now carries what it runs
     assert_eq!(wire.count("TagResource"), 7, "api, worker, api-v2, preview, rc, nightly, pair");
+    let mut recorded: Vec<&str> = report.recorded.iter().map(|id| id.service.as_str()).collect();
+    recorded.sort_unstable();
+    assert_eq!(recorded, ["api", "api-v2", "nightly", "pair", "preview", "rc", "worker"], "every record is reported");
     let records = ecs
         .describe_services()
         .cluster(CLUSTER)
@@ -183,7 +186,7 @@ async fn a_push_rolls_out_to_exactly_the_services_whose_policy_takes_it() {
     // task definition read (the blue/green one is read until CodeDeploy is done, to find the replay)
     let (fresh, wire) = self::function(&sandbox, false);
     let again = fresh.handle(push_1_3_0()).await.unwrap();
-    assert!(again.deployed.is_empty() && again.failed.is_empty(), "{again:#?}");
+    assert!(again.deployed.is_empty() && again.failed.is_empty() && again.recorded.is_empty(), "{again:#?}");
     assert_eq!(
         reasons(&again).iter().find(|(n, _)| n == "api").unwrap().1,
         "app: 1.3.0 is not newer than the running 1.3.0"
@@ -316,6 +319,7 @@ async fn dry_run_decides_and_registers_nothing() {
     assert!(report.dry_run);
     assert_eq!(report.deployed.len(), 3);
     assert!(report.deployed.iter().all(|d| d.new_task_definition.is_none()));
+    assert!(report.recorded.is_empty(), "no record is written with DRY_RUN");
     let canary = report.deployed[1].codedeploy.clone().unwrap();
     assert_eq!((canary.deployment_config.as_str(), canary.deployment_id), (CANARY, None));
     let writes = ["RegisterTaskDefinition", "UpdateService", "TagResource", "CreateDeployment"];

@@ -256,7 +256,7 @@ enum PromotionSeen {
     /// ECS has no such service: no one to tell.
     Gone(String),
     /// Refused before anything could be decided: the service to tell, and why.
-    Refused { service: Service, why: String },
+    Refused { service: Box<Service>, why: String },
     /// Both services and both revisions, read.
     Ready(Box<PromotionReady>),
 }
@@ -535,16 +535,17 @@ impl<'n> WatchRollouts<'n> {
     ) -> Result<(), WatchError> {
         let mut result = PromotionReport { service: id.to_string(), by_hand: due.is_none(), ..Default::default() };
         let mut invocation = Invocation::default();
-        let outcome = match self.observe_promotion(&id, &mut invocation, &mut result).await? {
-            PromotionSeen::Gone(why) => {
+        let outcome = match self.observe_promotion(&id, &mut invocation, &mut result).await {
+            Err(err) => Err(err),
+            Ok(PromotionSeen::Gone(why)) => {
                 result.why = why;
                 Ok(None)
             }
-            PromotionSeen::Refused { service, why } => {
+            Ok(PromotionSeen::Refused { service, why }) => {
                 result.why = why;
-                Ok(Some(service))
+                Ok(Some(*service))
             }
-            PromotionSeen::Ready(ready) => {
+            Ok(PromotionSeen::Ready(ready)) => {
                 let step = self.plan_promotion(due.as_ref(), &id, &ready, &mut invocation).await;
                 let applied = self.apply_promotion(step, &id, invoked, &mut invocation, &mut result).await;
                 applied.map(|()| Some(ready.service))
@@ -583,17 +584,17 @@ impl<'n> WatchRollouts<'n> {
         };
         let settings = match Settings::of(service.tags(), &self.config.timezone) {
             Some(Ok(settings)) => settings,
-            Some(Err(why)) => return Ok(PromotionSeen::Refused { service, why }),
+            Some(Err(why)) => return Ok(PromotionSeen::Refused { service: Box::new(service), why }),
             None => {
                 let why = format!("{id} is not tagged {PROMOTE_FROM_TAG}");
-                return Ok(PromotionSeen::Refused { service, why });
+                return Ok(PromotionSeen::Refused { service: Box::new(service), why });
             }
         };
         let from = settings.from.clone();
         result.from = Some(from.to_string());
         let Some(upstream_service) = self.active(&from).await? else {
             let why = format!("ECS has no service {from}, which {id} follows ({PROMOTE_FROM_TAG})");
-            return Ok(PromotionSeen::Refused { service, why });
+            return Ok(PromotionSeen::Refused { service: Box::new(service), why });
         };
         let rollout = self.upstream_rollout(&upstream_service, &from, invocation).await;
         let upstream_arn = upstream_service.task_definition().unwrap_or_default().to_owned();

@@ -203,7 +203,7 @@ pub struct BlueGreenDeployment {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RolloutPlan {
     /// Register the revision, then UpdateService with the circuit breaker's rollback.
-    Update { id: ServiceId, revision: Box<NewRevision>, config: DeploymentConfiguration },
+    Update { id: ServiceId, revision: Box<NewRevision>, config: Box<DeploymentConfiguration> },
     /// Register the revision, then a CodeDeploy deployment of it.
     BlueGreen { id: ServiceId, revision: Box<NewRevision>, deployment: Box<BlueGreenDeployment> },
     /// Nothing to do: the blue/green group already deploys this change.
@@ -219,7 +219,7 @@ impl RolloutPlan {
             Ok(revision) => Self::Update {
                 id: request.id.clone(),
                 revision: Box::new(revision),
-                config: with_circuit_breaker(request.service.deployment_configuration()),
+                config: Box::new(with_circuit_breaker(request.service.deployment_configuration())),
             },
             Err(problem) => Self::Fail(problem),
         }
@@ -373,7 +373,7 @@ impl Deployer {
         match plan {
             RolloutPlan::Skip(reason) => Rolled::Skipped(reason),
             RolloutPlan::Fail(reason) => Rolled::Failed(reason),
-            RolloutPlan::Update { id, revision, config } => self.update(id, *revision, config, invocation).await,
+            RolloutPlan::Update { id, revision, config } => self.update(id, *revision, *config, invocation).await,
             RolloutPlan::BlueGreen { id, revision, deployment } => {
                 self.deploy_blue_green(id, *revision, *deployment, invocation).await
             }
@@ -638,6 +638,89 @@ mod tests {
         assert_eq!(revision_tags_problem(&many[..50]), None);
         let long = tags(&[(&format!("{IMAGE_TAG_PREFIX}{}", "c".repeat(120)), "1.3.0")]);
         assert!(revision_tags_problem(&long).unwrap().contains("ECS takes 1 to 128"));
+    }
+
+    #[test]
+    fn a_rollout_is_planned_whole_before_anything_changes() {
+        use aws_sdk_codedeploy::types::{DeploymentStatus, LastDeploymentInfo};
+        use aws_sdk_ecs::types::{DeploymentController, DeploymentControllerType, LoadBalancer};
+        // Given a revision, a change of its app container, and a blue/green service behind a load balancer
+        let td = TaskDefinition::builder()
+            .task_definition_arn("arn:aws:ecs:eu-west-1:123456789012:task-definition/api:7")
+            .family("api")
+            .container_definitions(
+                ContainerDefinition::builder().name("app").image(format!("{ECR}/shop/api:1.2.0")).build(),
+            )
+            .build();
+        let blue_green = Service::builder()
+            .service_name("api")
+            .cluster_arn("arn:aws:ecs:eu-west-1:123456789012:cluster/shop")
+            .deployment_controller(
+                DeploymentController::builder().r#type(DeploymentControllerType::CodeDeploy).build().unwrap(),
+            )
+            .load_balancers(LoadBalancer::builder().container_name("app").container_port(8080).build())
+            .build();
+        let change = ImageChange { container: "app".into(), from: String::new(), to: format!("{ECR}/shop/api@{NEW}") };
+        fn request<'a>(
+            service: &'a Service,
+            td: &'a TaskDefinition,
+            td_tags: &'a [Tag],
+            change: &ImageChange,
+        ) -> RolloutRequest<'a> {
+            RolloutRequest {
+                service,
+                id: ServiceId::of(service),
+                task_definition: td,
+                td_tags,
+                changes: vec![change.clone()],
+                image_tags: vec![("app".into(), "1.3.0".into())],
+                description: "nightshift deploy-on-push: 1.3.0".into(),
+            }
+        }
+        let rolling = Service::builder().service_name("api").build();
+        let group = |status: Option<DeploymentStatus>| {
+            let mut info = DeploymentGroupInfo::builder().application_name("shop").deployment_group_name("api");
+            if let Some(status) = status {
+                info = info.last_attempted_deployment(
+                    LastDeploymentInfo::builder().deployment_id("d-1").status(status).build(),
+                );
+            }
+            info.build()
+        };
+
+        // Then a service on the ECS controller is updated with the breaker on, the new revision whole
+        let RolloutPlan::Update { revision, config, .. } = RolloutPlan::update(&request(&rolling, &td, &[], &change))
+        else {
+            panic!("an ECS service is updated")
+        };
+        assert_eq!(*config, with_circuit_breaker(None));
+        assert_eq!(revision.containers[0].image(), Some(change.to.as_str()));
+        assert_eq!(revision.tags, tags(&[("nightshift:image-tag/app", "1.3.0")]));
+        // And a revision ECS would refuse fails before anything is registered
+        let many: Vec<Tag> = (0..50).map(|i| Tag::builder().key(format!("k{i}")).value("v").build()).collect();
+        assert!(matches!(RolloutPlan::update(&request(&rolling, &td, &many, &change)), RolloutPlan::Fail(_)));
+        // And a blue/green service: a free group deploys, a busy one fails, one that deploys it already skips
+        let free = RolloutPlan::blue_green(
+            &request(&blue_green, &td, &[], &change),
+            &group(Some(DeploymentStatus::Succeeded)),
+            false,
+        );
+        let RolloutPlan::BlueGreen { deployment, .. } = free else { panic!("a free group deploys: {free:?}") };
+        assert_eq!((deployment.asked_config, deployment.deployment_config.as_str()), (None, bluegreen::DEFAULT_CONFIG));
+        let busy = RolloutPlan::blue_green(
+            &request(&blue_green, &td, &[], &change),
+            &group(Some(DeploymentStatus::InProgress)),
+            false,
+        );
+        assert!(matches!(busy, RolloutPlan::Fail(why) if why.contains("takes no second deployment")));
+        let replay = RolloutPlan::blue_green(
+            &request(&blue_green, &td, &[], &change),
+            &group(Some(DeploymentStatus::InProgress)),
+            true,
+        );
+        assert!(matches!(replay, RolloutPlan::Skip(why) if why.contains("already deploys this revision")));
+        let first = RolloutPlan::blue_green(&request(&blue_green, &td, &[], &change), &group(None), false);
+        assert!(matches!(first, RolloutPlan::BlueGreen { .. }));
     }
 
     #[test]
