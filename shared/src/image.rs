@@ -20,6 +20,25 @@ pub struct ImageRefError {
     pub reason: &'static str,
 }
 
+/// Why a text is not an image digest as ECR writes them (`sha256:` and 64
+/// lowercase hex digits; `sha512:` and 128), or `None` when it is one. Events
+/// are checked with it at the edge; references in task definitions, which
+/// people write, are read more leniently (`FromStr`).
+pub fn digest_problem(digest: &str) -> Option<&'static str> {
+    let Some((algorithm, hex)) = digest.split_once(':') else {
+        return Some("it is not of the form algorithm:hex");
+    };
+    let length = match algorithm {
+        "sha256" => 64,
+        "sha512" => 128,
+        _ => return Some("its algorithm is neither sha256 nor sha512"),
+    };
+    if hex.len() != length || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Some("its hex part is not the algorithm's number of lowercase hex digits");
+    }
+    None
+}
+
 impl FromStr for ImageRef {
     type Err = ImageRefError;
 
@@ -168,6 +187,30 @@ mod tests {
         for (reference, why) in table {
             let err = reference.parse::<ImageRef>().unwrap_err();
             assert!(err.to_string().contains(why), "{reference:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_digest_is_an_algorithm_and_its_exact_lowercase_hex() {
+        let hex64 = "7f5b0c0e0d7a6a4bd2c1e5f3a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0";
+        assert_eq!(digest_problem(&format!("sha256:{hex64}")), None);
+        assert_eq!(digest_problem(&format!("sha512:{hex64}{hex64}")), None);
+        let table = [
+            ("sha256".to_owned(), "it is not of the form algorithm:hex"),
+            (format!("md5:{hex64}"), "its algorithm is neither sha256 nor sha512"),
+            ("sha256:abc".to_owned(), "its hex part is not the algorithm's number of lowercase hex digits"),
+            (
+                format!("sha256:{}", hex64.to_uppercase()),
+                "its hex part is not the algorithm's number of lowercase hex digits",
+            ),
+            (format!("sha256:{}é", &hex64[..63]), "its hex part is not the algorithm's number of lowercase hex digits"),
+            (
+                format!("sha256:{}", "ü".repeat(32)),
+                "its hex part is not the algorithm's number of lowercase hex digits",
+            ),
+        ];
+        for (digest, why) in table {
+            assert_eq!(digest_problem(&digest), Some(why), "{digest}");
         }
     }
 

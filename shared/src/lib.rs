@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 #[cfg(feature = "ecs")]
 pub mod ecs;
+pub mod hash;
 pub mod image;
 pub mod logging;
 pub mod notify;

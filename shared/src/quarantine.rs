@@ -13,7 +13,8 @@ const MAX_VALUE: usize = 256;
 /// `sha256:` and the first 16 hex digits of a digest (the whole digest when shorter).
 pub fn short(digest: &str) -> String {
     match digest.split_once(':') {
-        Some((algorithm, hex)) => format!("{algorithm}:{}", &hex[..hex.len().min(16)]),
+        // By characters, not bytes: a malformed digest is shortened, never split inside a character.
+        Some((algorithm, hex)) => format!("{algorithm}:{}", hex.chars().take(16).collect::<String>()),
         None => digest.chars().take(16).collect(),
     }
 }
@@ -62,6 +63,13 @@ mod tests {
 
     const A: &str = "sha256:aaaaaaaaaaaaaaaa1111111111111111111111111111111111111111111111";
     const B: &str = "sha256:bbbbbbbbbbbbbbbb2222222222222222222222222222222222222222222222";
+
+    #[test]
+    fn a_malformed_digest_is_shortened_by_characters_and_never_panics() {
+        // Byte 16 of the hex part falls inside the eighth "é": slicing bytes there would panic.
+        let malformed = format!("sha256:a{}", "é".repeat(20));
+        assert_eq!(short(&malformed), format!("sha256:a{}", "é".repeat(15)));
+    }
 
     #[test]
     fn digests_are_kept_short_most_recent_first_within_a_tag_value() {

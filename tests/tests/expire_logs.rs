@@ -198,10 +198,8 @@ async fn lifecycle_rules_are_merged_and_the_users_own_rules_survive_exactly() {
     let stored = lifecycle_rules(&s3, BUCKET).await.unwrap();
     assert_eq!(stored[..2], stored_before[..]);
     let ids: Vec<_> = stored.iter().filter_map(|r| r.id()).collect();
-    assert_eq!(
-        ids,
-        ["archive-dashboards", "tmp-after-a-day", "nightshift-expire-logs", "nightshift-expired-delete-markers"]
-    );
+    let [expire_id, markers_id] = expire_logs::plan::rule_ids("loki/");
+    assert_eq!(ids, ["archive-dashboards", "tmp-after-a-day", expire_id.as_str(), markers_id.as_str()]);
     let expire = &stored[2];
     assert_eq!(expire.filter().and_then(|f| f.prefix()), Some("loki/"));
     assert_eq!(expire.expiration().and_then(|e| e.days()), Some(30));
@@ -228,6 +226,44 @@ async fn lifecycle_rules_are_merged_and_the_users_own_rules_survive_exactly() {
     assert_eq!(stored[..2], stored_before[..]);
     assert_eq!(stored[2].expiration().and_then(|e| e.days()), Some(14));
     assert_eq!(stored.len(), 4);
+}
+
+#[tokio::test]
+async fn two_deployments_on_two_prefixes_of_one_bucket_keep_each_others_rules_day_after_day() {
+    // Given one logs bucket, and two deployments of expire-logs on two of its prefixes
+    let sandbox = Sandbox::start();
+    let s3 = sandbox.s3();
+    create_bucket(&s3, BUCKET).await;
+    let deployment = |prefix: &str, days: &str| {
+        let settings = config(&[("LOG_PREFIX", prefix), ("RETENTION_DAYS", days), ("SWEEP", "false")]);
+        function(&sandbox, settings, Arc::new(FixedClock(Utc::now())))
+    };
+    let (loki, loki_wire) = deployment("loki/", "30");
+    let (grafana, grafana_wire) = deployment("grafana/", "14");
+
+    // When each runs on its first day, then each adds its rules and leaves the other's
+    loki.handle(scheduled()).await.unwrap();
+    grafana.handle(scheduled()).await.unwrap();
+    let rules = lifecycle_rules(&s3, BUCKET).await.unwrap();
+    let days = |prefix: &str| {
+        let [expire_id, _] = expire_logs::plan::rule_ids(prefix);
+        rules.iter().find(|r| r.id() == Some(expire_id.as_str())).and_then(|r| r.expiration()).and_then(|e| e.days())
+    };
+    assert_eq!((rules.len(), days("loki/"), days("grafana/")), (4, Some(30), Some(14)), "{rules:#?}");
+
+    // And on every day after, neither rewrites the configuration
+    loki_wire.reset();
+    grafana_wire.reset();
+    for _ in 0..3 {
+        assert_eq!(loki.handle(scheduled()).await.unwrap().lifecycle, expire_logs::plan::LifecycleOutcome::Unchanged);
+        let other = grafana.handle(scheduled()).await.unwrap();
+        assert_eq!(other.lifecycle, expire_logs::plan::LifecycleOutcome::Unchanged);
+    }
+    assert_eq!(
+        loki_wire.count("PutBucketLifecycleConfiguration") + grafana_wire.count("PutBucketLifecycleConfiguration"),
+        0
+    );
+    assert_eq!(lifecycle_rules(&s3, BUCKET).await.unwrap(), rules);
 }
 
 #[tokio::test]

@@ -54,8 +54,8 @@ pub fn parse(payload: &Value) -> Result<PushEvent, String> {
     let non_empty =
         |v: Option<String>, what: &str| v.filter(|s| !s.trim().is_empty()).ok_or_else(|| format!("{what} is missing"));
     let digest = non_empty(detail.image_digest, "detail.image-digest")?;
-    if !digest.contains(':') {
-        return Err(format!("detail.image-digest {digest:?} is not of the form algorithm:hex"));
+    if let Some(why) = nightshift::image::digest_problem(&digest) {
+        return Err(format!("detail.image-digest {digest:?} is not an image digest: {why}"));
     }
     Ok(PushEvent::Push(Push {
         account: non_empty(event.account, "account")?,
@@ -79,7 +79,7 @@ mod tests {
             "resources": [],
             "detail": {
                 "result": "SUCCESS", "repository-name": "shop/api",
-                "image-digest": "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234",
+                "image-digest": "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd12345678",
                 "action-type": "PUSH", "image-tag": "RC_1.4.2"
             }
         })
@@ -127,7 +127,7 @@ mod tests {
     #[test]
     fn malformed_events_are_errors_that_name_the_field() {
         type Breakage = fn(&mut Value);
-        let table: [(Breakage, &str); 5] = [
+        let table: [(Breakage, &str); 7] = [
             (
                 |e| {
                     e["detail"].as_object_mut().unwrap().remove("repository-name");
@@ -141,6 +141,15 @@ mod tests {
                 "detail.image-digest is missing",
             ),
             (|e| e["detail"]["image-digest"] = json!("7f5b"), "not of the form"),
+            // Not hex after sha256: (here multi-byte letters), an error that says so, not a panic.
+            (
+                |e| e["detail"]["image-digest"] = json!(format!("sha256:{}", "é".repeat(32))),
+                "detail.image-digest \"sha256:éééé",
+            ),
+            (
+                |e| e["detail"]["image-digest"] = json!("sha256:7F5B"),
+                "its hex part is not the algorithm's number of lowercase hex digits",
+            ),
             (
                 |e| {
                     e.as_object_mut().unwrap().remove("detail-type");

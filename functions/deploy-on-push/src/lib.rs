@@ -553,14 +553,14 @@ mod tests {
             aws_sdk_ecr::operation::describe_images::DescribeImagesOutput::builder()
                 .image_details(
                     ImageDetail::builder()
-                        .image_digest("sha256:bbbb")
+                        .image_digest("sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")
                         .image_tags("1.3.0")
                         .image_pushed_at(DateTime::from_secs(2_000))
                         .build(),
                 )
                 .image_details(
                     ImageDetail::builder()
-                        .image_digest("sha256:aaaa")
+                        .image_digest("sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
                         .image_tags("1.2.0")
                         .image_pushed_at(DateTime::from_secs(1_000))
                         .build(),
@@ -575,7 +575,7 @@ mod tests {
             "version": "0", "id": "1", "detail-type": "ECR Image Action", "source": "aws.ecr",
             "account": "123456789012", "time": "2026-11-26T01:54:34Z", "region": "eu-west-1", "resources": [],
             "detail": {"result": "SUCCESS", "action-type": "PUSH", "repository-name": "shop/api",
-                       "image-digest": "sha256:bbbb", "image-tag": "1.3.0"}
+                       "image-digest": "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "image-tag": "1.3.0"}
         });
 
         // When the push arrives

@@ -200,7 +200,7 @@ impl ExpireLogs {
         let bucket = &self.config.bucket;
         let current = s3::get_lifecycle(&self.s3, bucket).await?;
         let desired = plan::desired_rules(&self.config.prefix, self.config.retention_days);
-        let planned = plan::plan_lifecycle(current.rules.as_deref(), desired);
+        let planned = plan::plan_lifecycle(current.rules.as_deref(), &self.config.prefix, desired);
         info!(outcome = ?planned.outcome, rules = planned.rules.len(), "lifecycle plan");
         if planned.outcome != LifecycleOutcome::Unchanged && !self.config.dry_run {
             s3::put_lifecycle(&self.s3, bucket, planned.rules, current.transition_default_minimum_object_size).await?;

@@ -9,8 +9,19 @@ use serde::Serialize;
 
 /// Every lifecycle rule whose ID starts with this is nightshift's; all others are the user's.
 pub const RULE_ID_PREFIX: &str = "nightshift-";
-pub const EXPIRE_RULE_ID: &str = "nightshift-expire-logs";
-pub const DELETE_MARKER_RULE_ID: &str = "nightshift-expired-delete-markers";
+/// The two rules' IDs before they named their prefix: still nightshift's, and
+/// replaced on the prefix they filter on.
+pub const LEGACY_RULE_IDS: [&str; 2] = ["nightshift-expire-logs", "nightshift-expired-delete-markers"];
+
+/// The IDs of the two rules for a prefix: `nightshift-expire-logs-<h>` and
+/// `nightshift-expired-delete-markers-<h>`, `<h>` 16 hex digits of the prefix's
+/// FNV-1a hash, so two deployments on two prefixes of one bucket keep theirs.
+pub fn rule_ids(prefix: &str) -> [String; 2] {
+    let mut hash = nightshift::hash::Fnv1a::default();
+    hash.write(prefix.as_bytes());
+    let h = hash.finish();
+    [format!("nightshift-expire-logs-{h:016x}"), format!("nightshift-expired-delete-markers-{h:016x}")]
+}
 /// Incomplete multipart uploads older than this (or the retention, if shorter) are aborted.
 pub const ABORT_MULTIPART_DAYS: u32 = 7;
 
@@ -74,8 +85,9 @@ pub fn desired_rules(prefix: &str, retention_days: u32) -> Vec<LifecycleRule> {
     let days = i32::try_from(retention_days).unwrap_or(i32::MAX);
     let abort_days = i32::try_from(retention_days.min(ABORT_MULTIPART_DAYS)).unwrap_or(1);
     let filter = || LifecycleRuleFilter::builder().prefix(prefix).build();
+    let [expire_id, delete_markers_id] = rule_ids(prefix);
     let expire = LifecycleRule::builder()
-        .id(EXPIRE_RULE_ID)
+        .id(expire_id)
         .filter(filter())
         .status(ExpirationStatus::Enabled)
         .expiration(LifecycleExpiration::builder().days(days).build())
@@ -84,7 +96,7 @@ pub fn desired_rules(prefix: &str, retention_days: u32) -> Vec<LifecycleRule> {
             AbortIncompleteMultipartUpload::builder().days_after_initiation(abort_days).build(),
         );
     let delete_markers = LifecycleRule::builder()
-        .id(DELETE_MARKER_RULE_ID)
+        .id(delete_markers_id)
         .filter(filter())
         .status(ExpirationStatus::Enabled)
         .expiration(LifecycleExpiration::builder().expired_object_delete_marker(true).build());
@@ -146,6 +158,14 @@ pub fn is_nightshift_rule(rule: &LifecycleRule) -> bool {
     rule.id().is_some_and(|id| id.starts_with(RULE_ID_PREFIX))
 }
 
+/// Whether the rule is this prefix's: one of its two IDs, or a nightshift
+/// rule of an older release (or a stray one) that filters on the prefix. A
+/// nightshift rule of another prefix is another deployment's, and stays.
+fn belongs_to(rule: &LifecycleRule, prefix: &str) -> bool {
+    let id = rule.id().unwrap_or_default();
+    rule_ids(prefix).iter().any(|own| own == id) || (is_nightshift_rule(rule) && RuleSpec::of(rule).prefix == prefix)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LifecycleOutcome {
@@ -163,21 +183,21 @@ pub struct LifecyclePlan {
     pub rules: Vec<LifecycleRule>,
 }
 
-/// Merges nightshift's rules into the bucket's: every other rule stays as it
-/// was and where it was; nightshift's are replaced. `None` is a bucket without
-/// a lifecycle configuration.
-pub fn plan_lifecycle(existing: Option<&[LifecycleRule]>, desired: Vec<LifecycleRule>) -> LifecyclePlan {
+/// Merges this prefix's rules into the bucket's: every other rule (the user's,
+/// and another prefix's deployment's) stays as it was and where it was; this
+/// prefix's are replaced. `None` is a bucket without a lifecycle configuration.
+pub fn plan_lifecycle(existing: Option<&[LifecycleRule]>, prefix: &str, desired: Vec<LifecycleRule>) -> LifecyclePlan {
     let Some(existing) = existing else {
         return LifecyclePlan { outcome: LifecycleOutcome::Created, rules: desired };
     };
-    let mut ours: Vec<RuleSpec> = existing.iter().filter(|r| is_nightshift_rule(r)).map(RuleSpec::of).collect();
+    let mut ours: Vec<RuleSpec> = existing.iter().filter(|r| belongs_to(r, prefix)).map(RuleSpec::of).collect();
     let mut wanted: Vec<RuleSpec> = desired.iter().map(RuleSpec::of).collect();
     ours.sort();
     wanted.sort();
     if ours == wanted {
         return LifecyclePlan { outcome: LifecycleOutcome::Unchanged, rules: Vec::new() };
     }
-    let rules = existing.iter().filter(|r| !is_nightshift_rule(r)).cloned().chain(desired).collect();
+    let rules = existing.iter().filter(|r| !belongs_to(r, prefix)).cloned().chain(desired).collect();
     LifecyclePlan { outcome: LifecycleOutcome::Updated, rules }
 }
 
@@ -235,16 +255,17 @@ mod tests {
 
     #[test]
     fn a_bucket_without_lifecycle_gets_nightshifts_rules() {
-        let plan = plan_lifecycle(None, desired_rules("loki/", 30));
+        let plan = plan_lifecycle(None, "loki/", desired_rules("loki/", 30));
         assert_eq!(plan.outcome, LifecycleOutcome::Created);
         let ids: Vec<_> = plan.rules.iter().filter_map(|r| r.id()).collect();
-        assert_eq!(ids, [EXPIRE_RULE_ID, DELETE_MARKER_RULE_ID]);
+        assert_eq!(ids, rule_ids("loki/"));
+        assert_eq!(rule_ids("loki/")[0], format!("nightshift-expire-logs-{:016x}", 0xdf6d_fab6_cc7c_d071_u64));
     }
 
     #[test]
     fn other_rules_are_kept_in_place_and_nightshifts_are_added() {
         let existing = vec![user_rule("archive-after-a-year"), user_rule("keep-me")];
-        let plan = plan_lifecycle(Some(&existing), desired_rules("loki/", 30));
+        let plan = plan_lifecycle(Some(&existing), "loki/", desired_rules("loki/", 30));
         assert_eq!(plan.outcome, LifecycleOutcome::Updated);
         assert_eq!(&plan.rules[..2], &existing[..]);
         assert_eq!(plan.rules[2..], desired_rules("loki/", 30)[..]);
@@ -267,34 +288,70 @@ mod tests {
             .collect();
         let mut existing = vec![user_rule("archive-after-a-year")];
         existing.extend(respelt);
-        let plan = plan_lifecycle(Some(&existing), desired_rules("loki/", 30));
+        let plan = plan_lifecycle(Some(&existing), "loki/", desired_rules("loki/", 30));
         assert_eq!(plan.outcome, LifecycleOutcome::Unchanged);
         assert!(plan.rules.is_empty());
     }
 
     #[test]
-    fn a_changed_retention_or_prefix_replaces_only_nightshifts_rules() {
+    fn a_changed_retention_replaces_only_this_prefixs_rules() {
         let mut existing = vec![user_rule("archive-after-a-year")];
         existing.extend(desired_rules("loki/", 30));
         existing.push(user_rule("after-ours"));
-        for (prefix, days) in [("loki/", 14), ("grafana/", 30)] {
-            let plan = plan_lifecycle(Some(&existing), desired_rules(prefix, days));
-            assert_eq!(plan.outcome, LifecycleOutcome::Updated, "{prefix} {days}");
-            let want: Vec<_> = [user_rule("archive-after-a-year"), user_rule("after-ours")]
-                .into_iter()
-                .chain(desired_rules(prefix, days))
-                .collect();
-            assert_eq!(plan.rules, want);
+        let plan = plan_lifecycle(Some(&existing), "loki/", desired_rules("loki/", 14));
+        assert_eq!(plan.outcome, LifecycleOutcome::Updated);
+        let want: Vec<_> = [user_rule("archive-after-a-year"), user_rule("after-ours")]
+            .into_iter()
+            .chain(desired_rules("loki/", 14))
+            .collect();
+        assert_eq!(plan.rules, want);
+    }
+
+    #[test]
+    fn two_deployments_on_two_prefixes_of_one_bucket_keep_each_others_rules() {
+        // Given the loki/ deployment's rules in place
+        let mut bucket = plan_lifecycle(None, "loki/", desired_rules("loki/", 30)).rules;
+        // When the grafana/ deployment runs, then loki/'s stay and grafana/'s are added
+        let grafana = plan_lifecycle(Some(&bucket), "grafana/", desired_rules("grafana/", 14));
+        assert_eq!(grafana.outcome, LifecycleOutcome::Updated);
+        bucket = grafana.rules;
+        assert_eq!(bucket.len(), 4);
+        // And from then on, day after day, neither rewrites the bucket
+        for (prefix, days) in [("loki/", 30), ("grafana/", 14), ("loki/", 30)] {
+            let plan = plan_lifecycle(Some(&bucket), prefix, desired_rules(prefix, days));
+            assert_eq!(plan.outcome, LifecycleOutcome::Unchanged, "{prefix}");
         }
     }
 
     #[test]
-    fn a_stray_nightshift_rule_is_removed() {
-        let mut existing = desired_rules("", 30);
-        existing.push(user_rule("nightshift-old"));
-        let plan = plan_lifecycle(Some(&existing), desired_rules("", 30));
+    fn rules_of_an_older_release_or_stray_ones_on_this_prefix_are_replaced_and_others_kept() {
+        // Given the rules an older release wrote (IDs without the prefix) for loki/ and another deployment's for
+        // grafana/, and a stray nightshift rule on loki/
+        let legacy = |id: &str, prefix: &str| {
+            LifecycleRule::builder()
+                .id(id)
+                .filter(LifecycleRuleFilter::builder().prefix(prefix).build())
+                .status(ExpirationStatus::Enabled)
+                .expiration(LifecycleExpiration::builder().days(30).build())
+                .build()
+                .unwrap()
+        };
+        let existing = vec![
+            legacy(LEGACY_RULE_IDS[0], "loki/"),
+            legacy(LEGACY_RULE_IDS[1], "loki/"),
+            legacy("nightshift-old", "loki/"),
+            desired_rules("grafana/", 14)[0].clone(),
+            user_rule("keep-me"),
+        ];
+        // When loki/'s deployment runs
+        let plan = plan_lifecycle(Some(&existing), "loki/", desired_rules("loki/", 30));
+        // Then loki/'s old rules give way to its new ones, and the rest stays in place
         assert_eq!(plan.outcome, LifecycleOutcome::Updated);
-        assert_eq!(plan.rules, desired_rules("", 30));
+        let want: Vec<_> = [desired_rules("grafana/", 14)[0].clone(), user_rule("keep-me")]
+            .into_iter()
+            .chain(desired_rules("loki/", 30))
+            .collect();
+        assert_eq!(plan.rules, want);
     }
 
     #[test]

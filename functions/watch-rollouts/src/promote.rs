@@ -85,7 +85,7 @@ pub fn due_at(completed: DateTime<Utc>, settings: &Settings, now: DateTime<Utc>)
 /// the same name, so a duplicate outcome schedules nothing twice (Scheduler
 /// refuses a second schedule of one name). Scheduler names: 1-64 of `[0-9a-zA-Z-_.]`.
 pub fn schedule_name(service: &ServiceId, deployment: &str, at: Option<DateTime<Utc>>) -> String {
-    let mut hash = Fnv::default();
+    let mut hash = nightshift::hash::Fnv1a::default();
     for part in [service.cluster.as_str(), service.service.as_str(), deployment] {
         hash.write(part.as_bytes());
         hash.write(&[0]);
@@ -99,24 +99,7 @@ pub fn schedule_name(service: &ServiceId, deployment: &str, at: Option<DateTime<
         .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
         .take(38)
         .collect();
-    format!("promote-{readable}-{:016x}", hash.0)
-}
-
-/// FNV-1a, 64 bits: stable across builds and platforms (std's hasher is not).
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
+    format!("promote-{readable}-{:016x}", hash.finish())
 }
 
 /// The service promoted from, as AWS describes it now.
