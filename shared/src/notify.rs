@@ -270,13 +270,29 @@ pub fn all_failed(deliveries: &[Delivery]) -> bool {
     !deliveries.is_empty() && deliveries.iter().all(|d| !d.delivered)
 }
 
-/// Only HTTPS, but plain HTTP to this machine (a local receiver).
+/// Why a webhook URL is not one nightshift posts to, or `None`: HTTPS to a
+/// host, or plain HTTP to this machine only (a local receiver, as the tests
+/// run). The URL is read as HTTP reads it, so `http://localhost:1@evil.example/`
+/// (whose host is `evil.example`) is refused, as is any user information.
 fn url_problem(url: &str) -> Option<&'static str> {
-    let local = ["http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:", "http://localhost/"];
-    if url.starts_with("https://") || local.iter().any(|p| url.starts_with(p)) {
-        None
-    } else {
-        Some("the parameter does not hold an https:// URL")
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains(['@', '\\']) || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("the parameter's URL carries user information or characters a URL cannot hold");
+    }
+    let host = match authority.strip_prefix('[') {
+        // An IPv6 literal: `[::1]:8080`.
+        Some(literal) => literal.split_once(']').map(|(h, _)| h).unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    let host_ok = !host.is_empty()
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+        && !host.starts_with(['.', '-']);
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" if host_ok => None,
+        "http" if matches!(host, "127.0.0.1" | "localhost" | "::1") => None,
+        "https" | "http" if !host_ok => Some("the parameter's URL names no host"),
+        _ => Some("the parameter does not hold an https:// URL"),
     }
 }
 
@@ -382,13 +398,13 @@ impl Notifier {
             return Ok(url.clone());
         }
         let name = channel.parameter(&self.config.prefix);
-        let url = self
-            .aws
-            .get_parameter(&name)
-            .await
-            .map_err(|why| format!("SSM GetParameter on {name} failed: {why}"))?
-            .trim()
-            .to_owned();
+        let (url, kind) =
+            self.aws.get_parameter(&name).await.map_err(|why| format!("SSM GetParameter on {name} failed: {why}"))?;
+        // A webhook URL is a credential: whoever holds it posts to the channel.
+        if kind != "SecureString" {
+            return Err(format!("{name} is a {kind} parameter; a webhook URL must be kept as a SecureString"));
+        }
+        let url = url.trim().to_owned();
         if let Some(problem) = url_problem(&url) {
             return Err(format!("{name}: {problem}"));
         }
@@ -489,9 +505,34 @@ mod tests {
         for (status, retry_after, expected) in table {
             assert_eq!(webhook_outcome(status, retry_after), expected, "{status}");
         }
-        assert_eq!(url_problem("https://hooks.slack.com/services/T/B/x"), None);
-        assert_eq!(url_problem("http://127.0.0.1:5000/hook"), None);
-        assert_eq!(url_problem("http://hooks.example.com/x"), Some("the parameter does not hold an https:// URL"));
+    }
+
+    #[test]
+    fn a_webhook_url_is_https_to_a_host_or_plain_http_to_this_machine_as_http_reads_it() {
+        let refused_userinfo = Some("the parameter's URL carries user information or characters a URL cannot hold");
+        let table = [
+            ("https://hooks.slack.com/services/T/B/x", None),
+            ("https://prod-12.westeurope.logic.azure.com:443/workflows/1?api-version=2016-06-01", None),
+            ("HTTPS://hooks.slack.com/services/T/B/x", None),
+            ("http://127.0.0.1:5000/hook", None),
+            ("http://localhost/hook", None),
+            ("http://[::1]:5000/hook", None),
+            ("http://hooks.example.com/x", Some("the parameter does not hold an https:// URL")),
+            // The host HTTP reads here is evil.example: sent in plain text on a prefix match.
+            ("http://localhost:1@evil.example/x", refused_userinfo),
+            ("http://127.0.0.1@evil.example/", refused_userinfo),
+            ("https://user:pass@hooks.slack.com/x", refused_userinfo),
+            ("http://127.0.0.1.evil.example/x", Some("the parameter does not hold an https:// URL")),
+            ("http://localhost.evil.example/x", Some("the parameter does not hold an https:// URL")),
+            ("https:///services/x", Some("the parameter's URL names no host")),
+            ("https://", Some("the parameter's URL names no host")),
+            ("https://hooks slack.com/x", refused_userinfo),
+            ("hooks.slack.com/services/x", Some("the parameter does not hold an https:// URL")),
+            ("ftp://hooks.slack.com/x", Some("the parameter does not hold an https:// URL")),
+        ];
+        for (url, want) in table {
+            assert_eq!(url_problem(url), want, "{url}");
+        }
         let d = |ok: bool| Delivery { channel: "slack/x".into(), delivered: ok, error: None };
         assert!(all_failed(&[d(false), d(false)]) && !all_failed(&[d(false), d(true)]) && !all_failed(&[]));
     }

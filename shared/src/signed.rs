@@ -133,8 +133,9 @@ impl SignedHttp {
         Ok(SignedResponse { status, error_type, body })
     }
 
-    /// SSM's GetParameter, decrypted: the value. `Err` says what SSM answered (never the value).
-    pub async fn get_parameter(&self, name: &str) -> Result<String, String> {
+    /// SSM's GetParameter, decrypted: the value, and its type (`String`,
+    /// `StringList` or `SecureString`). `Err` says what SSM answered (never the value).
+    pub async fn get_parameter(&self, name: &str) -> Result<(String, String), String> {
         let headers = [("content-type", "application/x-amz-json-1.1"), ("x-amz-target", "AmazonSSM.GetParameter")];
         let body = json!({"Name": name, "WithDecryption": true}).to_string();
         let answer = self.post_json("ssm", "/", &headers, body).await?;
@@ -143,10 +144,10 @@ impl SignedHttp {
         }
         let value: Value =
             serde_json::from_slice(&answer.body).map_err(|e| format!("SSM's answer is not JSON: {e}"))?;
-        value["Parameter"]["Value"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| "SSM's answer holds no Parameter.Value".to_owned())
+        let parameter = &value["Parameter"];
+        let text = parameter["Value"].as_str().ok_or("SSM's answer holds no Parameter.Value")?;
+        let kind = parameter["Type"].as_str().ok_or("SSM's answer holds no Parameter.Type")?;
+        Ok((text.to_owned(), kind.to_owned()))
     }
 }
 

@@ -114,3 +114,40 @@ async fn a_function_without_channels_tells_no_one_and_a_wrong_setting_stops_its_
         other => panic!("expected the init to fail, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_webhook_url_in_plain_text_or_naming_another_host_is_never_posted_to() {
+    // Given a channel whose URL is a plain String parameter, and one whose SecureString URL reads as
+    // this machine by prefix but whose host, as HTTP reads it, is another (after the user information)
+    let sandbox = Sandbox::start();
+    let ssm = sandbox.ssm();
+    let put = |name: &str, kind: aws_sdk_ssm::types::ParameterType, value: String| {
+        ssm.put_parameter().name(format!("/nightshift/notify/{name}")).r#type(kind).value(value).overwrite(true).send()
+    };
+    let plain = sandbox.webhook_url("plain");
+    put("slack/plain", aws_sdk_ssm::types::ParameterType::String, plain).await.unwrap();
+    let elsewhere = sandbox.webhook_url("elsewhere").replacen("://", "://localhost:1@", 1);
+    put("slack/elsewhere", aws_sdk_ssm::types::ParameterType::SecureString, elsewhere).await.unwrap();
+    sandbox.channel("teams/ops", "teams").await;
+    let mut process = spawn(&sandbox, "deploy-on-push", &[], "slack/plain slack/elsewhere teams/ops");
+
+    // When a run fails
+    let outcome = process.invoke(&malformed());
+
+    // Then neither is posted to, each says why, and the good channel is still told
+    assert!(matches!(outcome, Outcome::Error { ref error_type, .. } if error_type == "InvalidEvent"), "{outcome:?}");
+    assert!(sandbox.webhooks("plain").is_empty() && sandbox.webhooks("elsewhere").is_empty());
+    assert_eq!(sandbox.webhooks("teams").len(), 1);
+    let output = process.output();
+    assert!(
+        output.contains(
+            "/nightshift/notify/slack/plain is a String parameter; a webhook URL must be kept as a SecureString"
+        ),
+        "{output}"
+    );
+    assert!(
+        output.contains("/nightshift/notify/slack/elsewhere: the parameter's URL carries user information"),
+        "{output}"
+    );
+    assert!(!output.contains("/_sandbox/webhook/"), "the URLs never show: {output}");
+}
