@@ -4,7 +4,7 @@
 //! was rolled back, and the built deploy-on-push then refuses it.
 
 use aws_sdk_ecs::types::ServiceField;
-use nightshift_tests::platform::{CLUSTER, push_image, pushed_digest, seed_shop};
+use nightshift_tests::platform::{CLUSTER, app, push_image, pushed_digest, registry, seed_shop, task_definition_of};
 use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
 use nightshift_tests::sandbox::{ACCOUNT, REGION, Sandbox};
 use nightshift_tests::{emf, event};
@@ -159,6 +159,34 @@ async fn a_rolled_back_rollout_is_told_once_to_each_channel_and_its_digest_never
     let lines = watch.report_lines(2);
     let names = ["RolloutSucceeded", "RolloutFailed", "RolloutRolledBack", "ChannelsTold", "RunFailed"];
     assert_eq!(emf::metric_values(&lines[0], &names), [0.0, 0.0, 1.0, 2.0, 0.0]);
+}
+
+#[tokio::test]
+async fn a_failed_rollout_quarantines_only_the_digest_it_changed_not_a_sidecar_pinned_beside_it() {
+    // Given api running app 1.2.0 beside a sidecar pinned by digest, which every revision keeps
+    let sandbox = Sandbox::start();
+    shop(&sandbox).await;
+    let ecs = sandbox.ecs();
+    let sidecar_digest = format!("sha256:{}", "5".repeat(64));
+    let mut sidecar = app(&format!("{}/shop/envoy@{sidecar_digest}", registry()));
+    sidecar.name = Some("envoy".into());
+    let app_image = format!("{}/shop/api:1.2.0", registry());
+    let revision = task_definition_of(&ecs, "api", vec![app(&app_image), sidecar]).await;
+    ecs.update_service().cluster(CLUSTER).service("api").task_definition(&revision).send().await.unwrap();
+    end_rollout(&sandbox, "COMPLETED");
+
+    // When deploy-on-push rolls 1.3.0 out to app, and ECS fails the rollout and rolls it back
+    let pushed = spawn(&sandbox, "deploy-on-push", &[]).invoke(&event("deploy-on-push.ecr-push.json")).response();
+    assert_eq!(pushed["deployed"][0]["images"].as_array().map(Vec::len), Some(1), "{pushed:#}");
+    end_rollout(&sandbox, "FAILED");
+    let failed = api(&sandbox).await.deployments()[1].id().unwrap().to_owned();
+    let failure = deployment_event("watch-rollouts.ecs-deployment-failed.json", &failed, None);
+    let told = spawn(&sandbox, "watch-rollouts", &[]).invoke(&failure).response();
+
+    // Then only the pushed digest is quarantined; the sidecar, which did not change, is not
+    let short = nightshift::quarantine::short(&pushed_digest());
+    assert_eq!(told["quarantined"], json!([short]), "{told:#}");
+    assert_eq!(tag(&api(&sandbox).await, "nightshift:quarantine").as_deref(), Some(short.as_str()));
 }
 
 #[tokio::test]

@@ -384,6 +384,14 @@ impl<'n> WatchRollouts<'n> {
             (Some(_), Some(td)) => self.images(td).await?,
             _ => Vec::new(),
         };
+        // The revision before: the one ECS names as rolled back to, else the one the service runs.
+        let before = ending.previous.as_deref().or(ended.service.task_definition());
+        let previous_images = match (ending.outcome, before) {
+            (Some(outcome), Some(td)) if outcome.quarantines() && Some(td) != ending.task_definition.as_deref() => {
+                Some(self.images(td).await?)
+            }
+            _ => None,
+        };
         let followers = match (&ending.outcome, &ending.task_definition) {
             (Some(Outcome::Succeeded), Some(_)) => self.followers(&service.id).await?,
             _ => Vec::new(),
@@ -393,6 +401,7 @@ impl<'n> WatchRollouts<'n> {
             service: &service,
             record: &ended.record,
             images: &images,
+            previous_images: previous_images.as_deref(),
             followers: &followers,
             ended: ended.at,
             region: &ended.region,

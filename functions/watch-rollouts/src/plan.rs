@@ -115,6 +115,9 @@ pub struct OutcomeInput<'a> {
     pub service: &'a ServiceNow,
     pub record: &'a ToldRecord,
     pub images: &'a [Image],
+    /// The images of the revision the service ran before it (or, rolled back, runs again), when known:
+    /// a failure quarantines only the digests that changed from them.
+    pub previous_images: Option<&'a [Image]>,
     pub followers: &'a [Follower],
     /// When the rollout ended.
     pub ended: DateTime<Utc>,
@@ -132,7 +135,7 @@ pub fn plan_outcome(input: &OutcomeInput<'_>) -> OutcomePlan {
     };
     let mut always = Vec::new();
     if outcome.quarantines() {
-        let digests: Vec<String> = input.images.iter().filter_map(|i| i.digest.clone()).collect();
+        let digests = changed_digests(input.images, input.previous_images);
         let current = input.service.tag(QUARANTINE_TAG).unwrap_or_default();
         if let Some(value) = quarantine::with(current, &digests) {
             plan.quarantined =
@@ -167,6 +170,14 @@ pub fn plan_outcome(input: &OutcomeInput<'_>) -> OutcomePlan {
     };
     plan.tags = tag_write(input.service, always, once_told, &mut plan.warnings);
     plan
+}
+
+/// The digests a rollout changed: those of its images the revision before did
+/// not run (a sidecar both run is not the rollout's). Every digest when the
+/// revision before is not known.
+pub fn changed_digests(images: &[Image], previous: Option<&[Image]>) -> Vec<String> {
+    let ran_before = |digest: &String| previous.is_some_and(|p| p.iter().any(|i| i.digest.as_ref() == Some(digest)));
+    images.iter().filter_map(|i| i.digest.clone()).filter(|d| !ran_before(d)).collect()
 }
 
 /// How long the rollout took, when ECS or CodeDeploy still says when it started.
@@ -435,6 +446,7 @@ mod tests {
             service,
             record: &ToldRecord::default(),
             images: &images,
+            previous_images: None,
             followers,
             ended: at(5),
             region: "eu-west-1",
@@ -475,6 +487,25 @@ mod tests {
         assert_eq!(chained.schedules[0].due.deployment, "ecs-svc/2");
         assert_eq!(chained.warnings, ["qa/bad: promotion not scheduled: nightshift:soak-minutes is \"x\""]);
         assert_eq!(chained.tellings.len(), 1, "the follower with wrong tags is told");
+    }
+
+    #[test]
+    fn a_failure_quarantines_only_the_digests_it_changed() {
+        let image = |container: &str, digest: &str| Image {
+            container: container.into(),
+            image: format!("r/{container}@{digest}"),
+            tag: None,
+            digest: Some(digest.into()),
+        };
+        let sidecar = "sha256:5555555555555555555555555555555555555555555555555555555555555555";
+        let failed = [image("app", DIGEST), image("proxy", sidecar)];
+        let before = [
+            image("app", "sha256:2222222222222222222222222222222222222222222222222222222222222222"),
+            image("proxy", sidecar),
+        ];
+        assert_eq!(changed_digests(&failed, Some(&before)), [DIGEST]);
+        assert_eq!(changed_digests(&failed, None), [DIGEST, sidecar], "the revision before unknown: all");
+        assert!(changed_digests(&before, Some(&before)).is_empty());
     }
 
     #[test]

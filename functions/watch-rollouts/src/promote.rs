@@ -179,7 +179,10 @@ pub fn decide(due: Option<&Due>, upstream: &Upstream, downstream: &Downstream, n
         Ok(found) => found,
         Err(why) => return Promotion::Refuse(why),
     };
-    for digest in &digests {
+    // Only what moves is checked: a sidecar both run unchanged moves nowhere.
+    let moving: Vec<String> =
+        changes.iter().filter_map(|c| c.to.parse::<ImageRef>().ok().and_then(|i| i.digest)).collect();
+    for digest in &moving {
         let short = quarantine::short(digest);
         if quarantine::holds(&downstream.quarantine, digest) {
             return Promotion::Refuse(format!(
@@ -472,6 +475,26 @@ mod tests {
         assert_eq!(
             at(Utc.with_ymd_and_hms(2026, 10, 30, 22, 0, 0).unwrap()),
             Utc.with_ymd_and_hms(2026, 11, 2, 14, 0, 0).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_sidecar_both_run_unchanged_and_quarantined_downstream_does_not_hold_the_promotion() {
+        // Given a sidecar of the shop's registry pinned at one digest on both sides, which an earlier
+        // failure quarantined on qa, and a new app digest upstream
+        const SIDECAR: &str = "sha256:5555555555555555555555555555555555555555555555555555555555555555";
+        let mut u = upstream();
+        u.containers.push(container("proxy", &format!("{ECR}/proxy@{SIDECAR}")));
+        let mut d = downstream(settings(None, None));
+        d.containers.push(container("proxy", &format!("{ECR}/proxy@{SIDECAR}")));
+        d.quarantine = quarantine::short(SIDECAR);
+        // When it is promoted by hand, then the app moves: only what changes is checked
+        let Promotion::Move { changes, .. } = decide(None, &u, &d, utc(27, 12, 0)) else { panic!("it moves") };
+        assert_eq!(changes.iter().map(|c| c.container.as_str()).collect::<Vec<_>>(), ["web"]);
+        // And a quarantined digest that would move still holds it
+        d.quarantine = quarantine::short(GOOD);
+        assert!(
+            matches!(decide(None, &u, &d, utc(27, 12, 0)), Promotion::Refuse(why) if why.contains("quarantined on qa/shop"))
         );
     }
 
