@@ -16,7 +16,10 @@ Patched here to behave as CodeDeploy does:
   refused (`DeploymentConfigDoesNotExistException`); an ECS group without one
   uses `CodeDeployDefault.ECSAllAtOnce`;
 - a group reports its `targetRevision`, `lastAttemptedDeployment` and
-  `lastSuccessfulDeployment`;
+  `lastSuccessfulDeployment`; its target revision is its last successful
+  deployment's (as CodeDeploy's team describes it), not the one in progress,
+  so a deployment under way is seen only through the deployment itself
+  (GetDeployment);
 - `POST /_sandbox/codedeploy/end {"deployment": "d-…", "status": "Succeeded"}`
   ends a deployment as CodeDeploy would after shifting traffic: on success the
   ECS service runs the AppSpec's task definition (the replacement task set is
@@ -118,7 +121,7 @@ def _patch_models() -> None:
 
     def group_dict(self):
         info = original_group_dict(self)
-        info["targetRevision"] = self.last_attempted.revision if self.last_attempted else {}
+        info["targetRevision"] = self.last_successful.revision if self.last_successful else {}
         info["lastAttemptedDeployment"] = last(self.last_attempted)
         info["lastSuccessfulDeployment"] = last(self.last_successful)
         info["alarmConfiguration"] = self.alarm_configuration if isinstance(self.alarm_configuration, dict) else {}

@@ -117,6 +117,12 @@ pub enum Readiness {
     Busy(String),
 }
 
+/// The group's deployment that has not ended, if any: its id.
+pub fn active_deployment(info: &DeploymentGroupInfo) -> Option<&str> {
+    let last = info.last_attempted_deployment()?;
+    last.status().filter(|s| is_active(s)).and(last.deployment_id())
+}
+
 /// CodeDeploy's deployment states that have not ended.
 fn is_active(status: &DeploymentStatus) -> bool {
     matches!(

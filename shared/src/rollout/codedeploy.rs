@@ -69,6 +69,23 @@ pub async fn describe_group(codedeploy: &Client, group: &GroupName) -> Result<Op
     Ok(found.into_iter().find(|g| g.deployment_group_name() == Some(group.deployment_group.as_str())))
 }
 
+/// The task definition a deployment deploys (its AppSpec's), as GetDeployment
+/// says; `None` when its revision names none that nightshift reads.
+pub async fn deployment_task_definition(codedeploy: &Client, id: &str) -> Result<Option<String>, CallError> {
+    let out = codedeploy
+        .get_deployment()
+        .deployment_id(id)
+        .send()
+        .await
+        .map_err(|e| CallError::new("GetDeployment", id, e.into_service_error()))?;
+    Ok(out
+        .deployment_info()
+        .and_then(|i| i.revision())
+        .and_then(|r| r.app_spec_content())
+        .and_then(|a| a.content())
+        .and_then(super::appspec::task_definition))
+}
+
 /// Creates the deployment of `appspec` (JSON) in the group, with automatic
 /// rollback on failure and on alarm; returns its id. `config`: the
 /// deployment configuration, `None` for the group's own.

@@ -353,19 +353,38 @@ impl Deployer {
             Ok(info) => info,
             Err(problem) => return RolloutPlan::Fail(problem),
         };
-        let td = request.task_definition;
-        let old = td.task_definition_arn().or(request.service.task_definition()).unwrap_or_default();
-        let target_is_the_change = match bluegreen::target_task_definition(&info) {
-            Some(target) if target != old => match self.task_definition(&target).await {
-                Ok((target, _)) => bluegreen::carries(&target, td.family(), &request.changes),
-                Err(err) => {
-                    warn!(group = %GroupName::of(&info), error = %err, "the group's target revision cannot be read");
-                    false
-                }
-            },
-            _ => false,
+        let target_is_the_change = match self.target_of(&info).await {
+            Ok(Some(target)) => self.carries(request, &target).await,
+            Ok(None) => false,
+            Err(err) => return RolloutPlan::Fail(format!("CodeDeploy {err}")),
         };
         RolloutPlan::blue_green(request, &info, target_is_the_change)
+    }
+
+    /// The revision the group deploys: the one its deployment under way
+    /// deploys (CodeDeploy's target revision is its last successful one, so a
+    /// deployment under way is seen only in the deployment), else its target.
+    async fn target_of(&self, info: &DeploymentGroupInfo) -> Result<Option<String>, CallError> {
+        match bluegreen::active_deployment(info) {
+            Some(id) => codedeploy::deployment_task_definition(&self.codedeploy, id).await,
+            None => Ok(bluegreen::target_task_definition(info)),
+        }
+    }
+
+    /// Whether the revision `target` already carries the request's change (not the revision it starts from).
+    async fn carries(&self, request: &RolloutRequest<'_>, target: &str) -> bool {
+        let td = request.task_definition;
+        let old = td.task_definition_arn().or(request.service.task_definition()).unwrap_or_default();
+        if target == old {
+            return false;
+        }
+        match self.task_definition(target).await {
+            Ok((target, _)) => bluegreen::carries(&target, td.family(), &request.changes),
+            Err(err) => {
+                warn!(%target, error = %err, "the group's target revision cannot be read");
+                false
+            }
+        }
     }
 
     /// Carries out a prepared rollout; with `DRY_RUN`, reports what it would start.
