@@ -8,8 +8,10 @@ strict.py's X-Amz-Target check does not see it) and never runs one. Here:
   and not in the past; a schedule that exists is a 409 ConflictException and a
   group that does not, a 404 ResourceNotFoundException, as AWS answers them.
 - `POST /_sandbox/time/pass {"minutes": 31}` lets that much time pass for
-  the services and the schedules (every ECS deployment's times and every
-  one-time schedule's `at` move that far into the past), then runs every
+  the services and the schedules (every ECS deployment's times, every
+  one-time schedule's `at`, and every RFC 3339 UTC time a schedule's JSON
+  input carries, such as the completion a promotion soaks from, move that far
+  into the past), then runs every
   one-time schedule now due: answers each one's name, group, expression and
   target (Arn, RoleArn, Input) for the caller to invoke, and deletes those
   whose ActionAfterCompletion is DELETE, as Scheduler does.
@@ -96,8 +98,23 @@ def schedules(account: str, region: str) -> list:
     return found
 
 
+RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
+
+
+def _moved_back(value, minutes: float):
+    """The JSON value with every RFC 3339 UTC time in it `minutes` earlier."""
+    if isinstance(value, dict):
+        return {k: _moved_back(v, minutes) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_moved_back(v, minutes) for v in value]
+    if isinstance(value, str) and RFC3339_UTC.match(value):
+        at = datetime.fromisoformat(value.replace("Z", "+00:00")) - timedelta(minutes=minutes)
+        return at.strftime("%Y-%m-%dT%H:%M:%S") + ("." + value.split(".")[1] if "." in value else "Z")
+    return value
+
+
 def shift(account: str, minutes: float) -> None:
-    """Moves every one-time schedule's `at` `minutes` into the past."""
+    """Moves every one-time schedule's `at`, and the times its input carries, `minutes` into the past."""
     for backend in _backends(account).values():
         for group in backend.schedule_groups.values():
             for schedule in group.schedules.values():
@@ -105,6 +122,13 @@ def shift(account: str, minutes: float) -> None:
                 if at is not None:
                     moved = at - timedelta(minutes=minutes)
                     schedule.schedule_expression = moved.strftime("at(%Y-%m-%dT%H:%M:%S)")
+                target = schedule.target or {}
+                try:
+                    carried = json.loads(target.get("Input") or "null")
+                except ValueError:
+                    continue
+                if carried is not None:
+                    target["Input"] = json.dumps(_moved_back(carried, minutes))
 
 
 def fire(account: str, region: str) -> list:

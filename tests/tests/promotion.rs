@@ -149,6 +149,33 @@ async fn a_push_reaches_staging_then_qa_then_prod_each_after_its_soak_as_the_sam
 }
 
 #[tokio::test]
+async fn a_staging_service_that_scales_more_often_than_its_soak_is_still_promoted_once_it_has_soaked() {
+    // Given 1.3.0 rolled out to staging, completed, and qa's promotion scheduled at the end of its 30-minute soak
+    let sandbox = Sandbox::start();
+    stages(&sandbox, false).await;
+    spawn(&sandbox, "deploy-on-push").invoke(&event("deploy-on-push.ecr-push.json")).response();
+    let completed = end_rollout(&sandbox, "staging", "COMPLETED").remove(0);
+    let mut watch = spawn(&sandbox, "watch-rollouts");
+    watch.invoke(&completed).response();
+    assert_eq!(sandbox.schedules().len(), 1);
+
+    // When staging scales out a minute before the soak ends (ECS moves its deployment's updatedAt),
+    // and the promotion comes due
+    assert!(pass(&sandbox, &mut watch, 29.0).is_empty());
+    sandbox.ecs().update_service().cluster("staging").service("shop").desired_count(3).send().await.unwrap();
+    let due = pass(&sandbox, &mut watch, 2.0);
+
+    // Then qa is promoted: the soak ran from the completion staging's event carried
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0]["promotion"]["result"], "promoted", "{:#}", due[0]);
+    // (the input carries it: the sandbox moved it 31 minutes back, as time passed)
+    let carried: DateTime<Utc> = due[0]["input"]["promotion"]["completed_at"].as_str().unwrap().parse().unwrap();
+    let ended: DateTime<Utc> = completed["detail"]["updatedAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(carried, ended - Duration::minutes(31));
+    assert_eq!(image_of(&sandbox, "qa").await, format!("{}/shop/api@{}", registry(), pushed_digest()));
+}
+
+#[tokio::test]
 async fn a_rollout_that_fails_in_qa_stops_the_chain_there_and_its_digest_never_reaches_prod() {
     // Given 1.3.0 promoted to qa after staging's soak
     let sandbox = Sandbox::start();

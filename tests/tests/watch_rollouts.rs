@@ -190,6 +190,43 @@ async fn a_failed_rollout_quarantines_only_the_digest_it_changed_not_a_sidecar_p
 }
 
 #[tokio::test]
+async fn an_event_forwarded_from_another_account_or_region_leaves_the_local_service_of_that_name_alone() {
+    // Given api's rollout failed and rolled back here, not yet told
+    let sandbox = Sandbox::start();
+    shop(&sandbox).await;
+    spawn(&sandbox, "deploy-on-push", &[]).invoke(&event("deploy-on-push.ecr-push.json")).response();
+    end_rollout(&sandbox, "FAILED");
+    let failed = api(&sandbox).await.deployments()[1].id().unwrap().to_owned();
+    let mut watch = spawn(&sandbox, "watch-rollouts", &[]);
+
+    // When the failure of a service named api in another account, then in another region, arrives
+    let mut reports = Vec::new();
+    for (account, region) in [("210987654321", REGION), (ACCOUNT, "eu-central-1")] {
+        let mut forwarded = deployment_event("watch-rollouts.ecs-deployment-failed.json", &failed, None);
+        forwarded["account"] = json!(account);
+        forwarded["region"] = json!(region);
+        forwarded["resources"] = json!([format!("arn:aws:ecs:{region}:{account}:service/{CLUSTER}/api")]);
+        reports.push(watch.invoke(&forwarded).response());
+    }
+
+    // Then each is ignored with where it came from, and the local api is neither told, quarantined nor recorded
+    for (report, place) in
+        reports.iter().zip(["account 210987654321 in us-east-1", "account 123456789012 in eu-central-1"])
+    {
+        let why = report["ignored"].as_str().unwrap_or_default();
+        assert!(why.starts_with(&format!("the event is about {place}; this function acts in account")), "{report:#}");
+        assert_eq!(report["outcome"], Value::Null);
+    }
+    assert!(sandbox.webhooks("slack").is_empty() && sandbox.webhooks("teams").is_empty());
+    let service = api(&sandbox).await;
+    assert_eq!((tag(&service, "nightshift:quarantine"), tag(&service, "nightshift:told")), (None, None));
+
+    // And the local event itself is still acted on
+    let local = watch.invoke(&deployment_event("watch-rollouts.ecs-deployment-failed.json", &failed, None)).response();
+    assert_eq!(local["outcome"], "rolled back", "{local:#}");
+}
+
+#[tokio::test]
 async fn a_success_is_told_only_when_asked_for_and_a_channel_that_fails_everywhere_gets_the_event_retried() {
     // Given api's rollout of 1.3.0 completing
     let sandbox = Sandbox::start();

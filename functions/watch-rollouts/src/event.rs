@@ -23,6 +23,8 @@ struct DeploymentDetail {
 /// A state change of one service's deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeploymentChange {
+    /// The account and region of the service, as its ARN names them.
+    pub account: String,
     pub region: String,
     pub service_arn: String,
     pub cluster: String,
@@ -46,6 +48,8 @@ struct CodeDeployDetail {
 /// A CodeDeploy deployment's end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeDeployEnd {
+    /// The account and region the deployment ran in, as the event says.
+    pub account: String,
     pub region: String,
     pub deployment_id: String,
     pub application: String,
@@ -64,6 +68,37 @@ pub enum WatchEvent {
     Promote(ServiceId),
     /// Well-formed, but nothing to decide: the reason.
     Ignored(String),
+}
+
+impl WatchEvent {
+    /// The account and region of what a deployment event concerns; `None` for the others.
+    pub fn place(&self) -> Option<(&str, &str)> {
+        match self {
+            Self::Ecs(change) => Some((&change.account, &change.region)),
+            Self::CodeDeploy(end) => Some((&end.account, &end.region)),
+            Self::Promotion(_) | Self::Promote(_) | Self::Ignored(_) => None,
+        }
+    }
+}
+
+/// Why an event about `place` (account, region) is not this function's, which
+/// runs in `own` (from its ARN; empty when unknown, as in tests run in-process):
+/// an event forwarded from another account or region names a service there,
+/// and acting on the local service of the same name would touch the wrong one.
+pub fn elsewhere(place: (&str, &str), own: (&str, &str)) -> Option<String> {
+    let ((account, region), (own_account, own_region)) = (place, own);
+    let differs = |theirs: &str, ours: &str| !ours.is_empty() && theirs != ours;
+    (differs(account, own_account) || differs(region, own_region)).then(|| {
+        format!(
+            "the event is about account {account} in {region}; this function acts in account {own_account} in {own_region}"
+        )
+    })
+}
+
+/// `arn:aws:ecs:<region>:<account>:...`: region and account.
+fn region_and_account(arn: &str) -> (String, String) {
+    let mut parts = arn.split(':').skip(3);
+    (parts.next().unwrap_or_default().to_owned(), parts.next().unwrap_or_default().to_owned())
 }
 
 /// `arn:aws:ecs:<region>:<account>:service/<cluster>/<service>`: cluster and service.
@@ -121,8 +156,10 @@ pub fn parse(payload: &Value) -> Result<WatchEvent, String> {
                 .with_timezone(&Utc),
         ),
     };
+    let (region, account) = region_and_account(&arn);
     Ok(WatchEvent::Ecs(DeploymentChange {
-        region: event.region.unwrap_or_default(),
+        account,
+        region,
         service_arn: arn,
         cluster,
         service,
@@ -143,6 +180,7 @@ fn parse_codedeploy(event: EventBridgeEvent<Value>) -> Result<WatchEvent, String
     let non_empty =
         |v: Option<String>, what: &str| v.filter(|s| !s.trim().is_empty()).ok_or_else(|| format!("{what} is missing"));
     Ok(WatchEvent::CodeDeploy(CodeDeployEnd {
+        account: event.account.unwrap_or_default(),
         region: event.region.unwrap_or_default(),
         deployment_id: non_empty(detail.deployment_id, "detail.deploymentId")?,
         application: non_empty(detail.application, "detail.application")?,
@@ -156,6 +194,17 @@ fn parse_codedeploy(event: EventBridgeEvent<Value>) -> Result<WatchEvent, String
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_event_about_another_account_or_region_is_not_this_functions() {
+        let own = ("123456789012", "eu-west-1");
+        assert_eq!(elsewhere(("123456789012", "eu-west-1"), own), None);
+        assert_eq!(elsewhere(("123456789012", "eu-west-1"), ("", "")), None, "own place unknown: not checked");
+        for place in [("210987654321", "eu-west-1"), ("123456789012", "us-east-1")] {
+            let why = elsewhere(place, own).unwrap();
+            assert!(why.starts_with(&format!("the event is about account {} in {}", place.0, place.1)), "{why}");
+        }
+    }
 
     fn event(name: &str, resources: Value) -> Value {
         json!({

@@ -294,10 +294,14 @@ impl<'n> WatchRollouts<'n> {
     async fn run(&self, event: LambdaEvent<Value>) -> nightshift::Ran<WatchReport, WatchError> {
         let mut report = WatchReport { function: FUNCTION, dry_run: self.config.dry_run, ..WatchReport::default() };
         let function_arn = event.context.invoked_function_arn.clone();
-        // A promotion's region is this function's own (arn:aws:lambda:<region>:...).
-        let region = function_arn.split(':').nth(3).unwrap_or_default().to_owned();
+        // This function's own region and account (arn:aws:lambda:<region>:<account>:...).
+        let mut own = function_arn.split(':').skip(3);
+        let (region, account) = (own.next().unwrap_or_default().to_owned(), own.next().unwrap_or_default().to_owned());
+        let parsed = event::parse(&event.payload).map_err(WatchError::InvalidEvent)?;
+        let foreign = parsed.place().and_then(|place| event::elsewhere(place, (&account, &region)));
+        let parsed = foreign.map_or(parsed, WatchEvent::Ignored);
         let invoked = Invoked { function_arn, region };
-        let result = match event::parse(&event.payload).map_err(WatchError::InvalidEvent)? {
+        let result = match parsed {
             WatchEvent::Ignored(why) => {
                 info!(reason = %why, "event ignored");
                 report.ignored = Some(why);

@@ -198,6 +198,7 @@ fn plan_promotions(input: &OutcomeInput<'_>, task_definition: &str, plan: &mut O
                     from: upstream.to_string(),
                     task_definition: task_definition.to_owned(),
                     deployment: input.ending.rollout.clone(),
+                    completed_at: Some(input.ended),
                 };
                 plan.schedules.push(PlannedSchedule {
                     id: id.clone(),

@@ -70,6 +70,12 @@ pub struct Due {
     pub task_definition: String,
     /// The upstream deployment that rolled it out (ECS `ecs-svc/…` or CodeDeploy `d-…`).
     pub deployment: String,
+    /// When that deployment completed, as its event said: the soak runs from
+    /// here. (ECS moves a deployment's `updatedAt` with every change of the
+    /// desired count, so a service that scales would never soak by it.)
+    /// Absent from schedules made before it was added: then `updatedAt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
 }
 
 /// When the schedule runs: the end of the soak, never in the past (a late
@@ -198,13 +204,14 @@ pub fn decide(due: Option<&Due>, upstream: &Upstream, downstream: &Downstream, n
         let shorts: Vec<String> = digests.iter().map(|d| quarantine::short(d)).collect();
         return Promotion::Already(format!("{} already runs {} from {from}", downstream.id, shorts.join(", ")));
     }
-    if due.is_some() {
-        let soaked = settled.completed_at + downstream.settings.soak;
+    if let Some(due) = due {
+        let completed = due.completed_at.unwrap_or(settled.completed_at);
+        let soaked = completed + downstream.settings.soak;
         if soaked > now {
             let minutes = downstream.settings.soak.num_minutes();
             return Promotion::Wait {
                 until: soaked,
-                why: format!("{from} has run it since {}; the soak is {minutes} minutes", settled.completed_at),
+                why: format!("{from} has run it since {completed}; the soak is {minutes} minutes"),
             };
         }
         if let Some(window) = &downstream.settings.window
@@ -360,6 +367,7 @@ mod tests {
             from: "staging/shop".into(),
             task_definition: TD.into(),
             deployment: "ecs-svc/1".into(),
+            completed_at: None,
         }
     }
 
@@ -476,6 +484,20 @@ mod tests {
             at(Utc.with_ymd_and_hms(2026, 10, 30, 22, 0, 0).unwrap()),
             Utc.with_ymd_and_hms(2026, 11, 2, 14, 0, 0).unwrap()
         );
+    }
+
+    #[test]
+    fn the_soak_runs_from_the_completion_the_event_carried_not_from_the_deployments_last_change() {
+        // Given staging's rollout completed at 10:00 (its event said so), and staging scaled at 11:50,
+        // which moved its deployment's updatedAt
+        let mut u = upstream();
+        u.settled = Ok(Settled { deployment: "ecs-svc/1".into(), completed_at: utc(27, 11, 50) });
+        let d = downstream(settings(None, None));
+        let due = Due { completed_at: Some(utc(27, 10, 0)), ..due() };
+        // When the promotion comes due at 12:00, then 30 minutes have soaked, and it moves
+        assert_eq!(decide(Some(&due), &u, &d, utc(27, 12, 0)), moved());
+        // And a schedule made before the completion was carried soaks from updatedAt, as it did
+        assert!(matches!(decide(Some(&self::due()), &u, &d, utc(27, 12, 0)), Promotion::Wait { .. }));
     }
 
     #[test]
