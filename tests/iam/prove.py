@@ -73,7 +73,7 @@ def parameters(function, settings):
         params.update(ScaleClusters=get("CLUSTERS", ""), ScaleGroup=get("SCALE_GROUP", "dagster"),
                       IngressPrefix=get("INGRESS_PREFIX", ""))
     elif function == "reset-dataspace":
-        params.update(DataspaceManifest=get("DATASPACE_MANIFEST", ""), DataspaceName="mvd")
+        params.update(DataspaceManifest=get("DATASPACE_MANIFEST", ""), DataspaceName=get("DATASPACE_NAME", "mvd"))
     elif function == "watch-rollouts":
         params.update(DeployClusters=get("CLUSTERS", ""), EcsTaskRoleNamePattern="*-*")
     return params

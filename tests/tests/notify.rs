@@ -10,7 +10,7 @@ const FUNCTIONS: [(&str, &[(&str, &str)]); 6] = [
     ("deploy-on-push", &[]),
     ("scale-to-zero", &[("CLUSTERS", "dagster")]),
     ("scale-on-ingress", &[("CLUSTERS", "dagster")]),
-    ("reset-dataspace", &[("DATASPACE_MANIFEST", "s3://dataspace/mvd.json")]),
+    ("reset-dataspace", &[("DATASPACE_MANIFEST", "s3://dataspace/mvd.json"), ("DATASPACE_NAME", "mvd")]),
     ("watch-rollouts", &[]),
 ];
 

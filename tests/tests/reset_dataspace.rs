@@ -34,13 +34,15 @@ impl Dataspace {
 
     fn function(&self, dry_run: bool) -> ResetDataspace {
         let uri = format!("s3://{MANIFEST_BUCKET}/{MANIFEST_KEY}");
-        let sdk = self.sandbox.sdk_config_for("reset-dataspace", &[("DATASPACE_MANIFEST", &uri)]);
+        let sdk =
+            self.sandbox.sdk_config_for("reset-dataspace", &[("DATASPACE_MANIFEST", &uri), ("DATASPACE_NAME", "mvd")]);
         let ecs = aws_sdk_ecs::config::Builder::from(&sdk).interceptor(self.wire.clone()).build();
         let s3 = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).interceptor(self.wire.clone()).build();
         let config = ResetConfig {
             manifest_uri: format!("s3://{MANIFEST_BUCKET}/{MANIFEST_KEY}"),
             manifest_bucket: MANIFEST_BUCKET.into(),
             manifest_key: MANIFEST_KEY.into(),
+            dataspace: "mvd".into(),
             dry_run,
         };
         ResetDataspace::new(
@@ -347,6 +349,52 @@ async fn a_manifest_that_cannot_be_read_or_is_invalid_touches_nothing() {
 }
 
 #[tokio::test]
+async fn a_manifest_naming_another_dataspace_touches_nothing_even_where_that_dataspace_is_tagged() {
+    // Given the whole dataspace tagged nightshift:dataspace=other (as another stack's would be), and a manifest
+    // edited to name that dataspace, while this stack resets mvd (DATASPACE_NAME)
+    let ds = Dataspace::seeded().await;
+    ds.drift().await;
+    let other = |key: &str| aws_sdk_ecs::types::Tag::builder().key(key).value("other").build();
+    for p in mvd_manifest()["participants"].as_array().unwrap() {
+        let cluster = p["cluster"].as_str().unwrap();
+        let names: Vec<String> =
+            p["services"].as_array().unwrap().iter().map(|s| s["service"].as_str().unwrap().to_owned()).collect();
+        let described = ds.ecs.describe_services().cluster(cluster).set_services(Some(names)).send().await.unwrap();
+        for service in described.services() {
+            let arn = service.service_arn().unwrap();
+            ds.ecs.tag_resource().resource_arn(arn).tags(other("nightshift:dataspace")).send().await.unwrap();
+        }
+        let buckets =
+            std::iter::once(&p["did"]["bucket"]).chain(p["purge"].as_array().unwrap().iter().map(|x| &x["bucket"]));
+        for bucket in buckets {
+            let tag = aws_sdk_s3::types::Tag::builder().key("nightshift:dataspace").value("other").build().unwrap();
+            let tagging = aws_sdk_s3::types::Tagging::builder().tag_set(tag).build().unwrap();
+            ds.s3.put_bucket_tagging().bucket(bucket.as_str().unwrap()).tagging(tagging).send().await.unwrap();
+        }
+    }
+    let mut manifest = mvd_manifest();
+    manifest["dataspace"] = json!("other");
+    ds.put(MANIFEST_BUCKET, MANIFEST_KEY, &manifest.to_string()).await;
+    let (services, data) = (ds.services().await, ds.keys("gti-data").await);
+    ds.wire.reset();
+
+    // When midnight comes
+    let err = ds.function(false).handle(midnight()).await.unwrap_err();
+
+    // Then the run is refused with both names, having read the manifest and nothing else
+    assert_eq!(err.error_type(), "ManifestInvalid");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "manifest s3://{MANIFEST_BUCKET}/{MANIFEST_KEY} is invalid: it names the dataspace \"other\", and this stack \
+             resets \"mvd\" (DATASPACE_NAME); nothing was touched"
+        )
+    );
+    assert_eq!(ds.wire.all().into_keys().collect::<Vec<_>>(), ["GetObject"]);
+    assert_eq!((ds.services().await, ds.keys("gti-data").await), (services, data));
+}
+
+#[tokio::test]
 async fn dry_run_reports_the_reset_and_changes_nothing() {
     let ds = Dataspace::seeded().await;
     ds.drift().await;
@@ -366,6 +414,7 @@ async fn the_built_binary_resets_the_dataspace() {
     ds.drift().await;
     let mut env = ds.sandbox.function_env();
     env.push(("DATASPACE_MANIFEST".into(), format!("s3://{MANIFEST_BUCKET}/{MANIFEST_KEY}")));
+    env.push(("DATASPACE_NAME".into(), "mvd".into()));
     let mut process = FunctionProcess::spawn(&binary("reset-dataspace"), &env);
     let report = process.invoke(&midnight_at(chrono::Utc::now())).response();
     assert_eq!(report["dataspace"], "mvd");

@@ -44,6 +44,10 @@ pub struct ResetConfig {
     pub manifest_uri: String,
     pub manifest_bucket: String,
     pub manifest_key: String,
+    /// `DATASPACE_NAME`: the stack's dataspace (its `DataspaceName`), which the
+    /// manifest must name: the function may restart only services tagged
+    /// `nightshift:dataspace=<it>`, so the manifest alone cannot point it elsewhere.
+    pub dataspace: String,
     /// `DRY_RUN`.
     pub dry_run: bool,
 }
@@ -54,7 +58,19 @@ impl ResetConfig {
         let uri = config::required(vars, "DATASPACE_MANIFEST", expected)?;
         let (bucket, key) =
             manifest::parse_s3_uri(&uri).ok_or_else(|| ConfigError::new("DATASPACE_MANIFEST", Some(&uri), expected))?;
-        Ok(Self { manifest_uri: uri, manifest_bucket: bucket, manifest_key: key, dry_run: config::dry_run(vars)? })
+        let named =
+            "the dataspace this stack resets (the template's DataspaceName), as nightshift:dataspace tags name it";
+        let dataspace = config::required(vars, "DATASPACE_NAME", named)?;
+        if nightshift::ecs::tag_problem(DATASPACE_TAG, &dataspace).is_some() {
+            return Err(ConfigError::new("DATASPACE_NAME", Some(&dataspace), named));
+        }
+        Ok(Self {
+            manifest_uri: uri,
+            manifest_bucket: bucket,
+            manifest_key: key,
+            dataspace,
+            dry_run: config::dry_run(vars)?,
+        })
     }
 }
 
@@ -213,6 +229,15 @@ impl ResetDataspace {
             .map_err(|message| ResetError::ManifestUnreadable { uri: uri.clone(), message })?;
         let manifest =
             Manifest::parse(&text).map_err(|message| ResetError::ManifestInvalid { uri: uri.clone(), message })?;
+        // Before anything is read of a participant: the manifest names this stack's dataspace, the only one
+        // whose services it may restart, so a guard that lets a participant through also lets its restart.
+        if manifest.dataspace != self.config.dataspace {
+            let message = format!(
+                "it names the dataspace {:?}, and this stack resets {:?} (DATASPACE_NAME); nothing was touched",
+                manifest.dataspace, self.config.dataspace
+            );
+            return Err(ResetError::ManifestInvalid { uri, message });
+        }
         let chosen = manifest.select(only.as_deref()).map_err(ResetError::InvalidEvent)?;
         info!(dataspace = %manifest.dataspace, participants = chosen.len(), %started, dry_run = self.config.dry_run, "reset");
 
@@ -357,8 +382,17 @@ mod tests {
 
     #[test]
     fn the_manifest_location_must_be_an_s3_uri() {
-        let c = ResetConfig::from_vars(&[("DATASPACE_MANIFEST", "s3://mvd-config/mvd.json")]).unwrap();
-        assert_eq!((c.manifest_bucket.as_str(), c.manifest_key.as_str()), ("mvd-config", "mvd.json"));
+        let c =
+            ResetConfig::from_vars(&[("DATASPACE_MANIFEST", "s3://mvd-config/mvd.json"), ("DATASPACE_NAME", "mvd")])
+                .unwrap();
+        assert_eq!(
+            (c.manifest_bucket.as_str(), c.manifest_key.as_str(), c.dataspace.as_str()),
+            ("mvd-config", "mvd.json", "mvd")
+        );
+        let nameless = ResetConfig::from_vars(&[("DATASPACE_MANIFEST", "s3://mvd-config/mvd.json")]).unwrap_err();
+        assert!(nameless.to_string().starts_with("DATASPACE_NAME is not set"), "{nameless}");
+        let odd = ResetConfig::from_vars(&[("DATASPACE_MANIFEST", "s3://mvd-config/k"), ("DATASPACE_NAME", "a|b")]).unwrap_err();
+        assert!(odd.to_string().starts_with("DATASPACE_NAME is \"a|b\""), "{odd}");
         let err = ResetConfig::from_vars(&[("DATASPACE_MANIFEST", "mvd.json")]).unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -111,7 +111,10 @@ async fn subject(name: &'static str, sandbox: &Sandbox) -> Subject {
         "reset-dataspace" => {
             seed_dataspace(&sandbox.ecs(), &sandbox.s3()).await;
             Subject {
-                env: vars(&[("DATASPACE_MANIFEST", &format!("s3://{MANIFEST_BUCKET}/{MANIFEST_KEY}"))]),
+                env: vars(&[
+                    ("DATASPACE_MANIFEST", &format!("s3://{MANIFEST_BUCKET}/{MANIFEST_KEY}")),
+                    ("DATASPACE_NAME", "mvd"),
+                ]),
                 // A run due now: the first event resets, the repeats are the same run (a retry) and restart nothing.
                 representative: {
                     let mut midnight = event("reset-dataspace.midnight.json");

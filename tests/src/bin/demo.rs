@@ -867,6 +867,7 @@ async fn reset_dataspace(sandbox: &Sandbox) -> bool {
 
     let mut env = sandbox.function_env();
     env.push(("DATASPACE_MANIFEST".to_owned(), format!("s3://{MANIFEST_BUCKET}/{MANIFEST_KEY}")));
+    env.push(("DATASPACE_NAME".to_owned(), "mvd".to_owned()));
     let mut process = FunctionProcess::spawn(&binary("reset-dataspace"), &env);
     println!("\nMidnight: reset-dataspace runs with events/reset-dataspace.midnight.json (due now) ...");
     let mut midnight = event("reset-dataspace.midnight.json");
