@@ -398,7 +398,8 @@ class SandboxApp:
             except (KeyError, ValueError) as err:
                 response = Response(json.dumps({"error": str(err)}), 400, mimetype="application/json")
             return response(environ, start_response)
-        if environ.get("PATH_INFO", "") in (scheduler.PASS_PATH, scheduler.SCHEDULES_PATH):
+        if environ.get("PATH_INFO", "") in (scheduler.PASS_PATH, scheduler.SCHEDULES_PATH, scheduler.FAILED_PATH,
+                                            scheduler.DEAD_LETTERS_PATH):
             return self.scheduler(environ, start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         service = signed_service(environ.get("HTTP_AUTHORIZATION", ""))
@@ -444,6 +445,15 @@ class SandboxApp:
                     answer = {"fired": scheduler.fire(ACCOUNT, body.get("region", region))}
                 elif environ.get("PATH_INFO") == scheduler.SCHEDULES_PATH:
                     answer = {"schedules": scheduler.schedules(ACCOUNT, region)}
+                elif environ.get("PATH_INFO") == scheduler.FAILED_PATH and environ.get("REQUEST_METHOD") == "POST":
+                    body = json.loads(request.get_data() or b"{}")
+                    answer = scheduler.failed(ACCOUNT, body.get("region", region), body["group"], body["name"],
+                                              body.get("error", ""))
+                elif environ.get("PATH_INFO") == scheduler.DEAD_LETTERS_PATH and environ.get("REQUEST_METHOD") == "POST":
+                    body = json.loads(request.get_data() or b"{}")
+                    answer = scheduler.dead_letter_queue(ACCOUNT, body.get("region", region), body["name"])
+                elif environ.get("PATH_INFO") == scheduler.DEAD_LETTERS_PATH:
+                    answer = {"messages": scheduler.dead_letters(request.args["arn"])}
                 else:
                     return Response("{}", 404, mimetype="application/json")(environ, start_response)
             response = Response(json.dumps(answer, default=str), 200, mimetype="application/json")

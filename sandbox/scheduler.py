@@ -15,6 +15,17 @@ strict.py's X-Amz-Target check does not see it) and never runs one. Here:
   one-time schedule now due: answers each one's name, group, expression and
   target (Arn, RoleArn, Input) for the caller to invoke, and deletes those
   whose ActionAfterCompletion is DELETE, as Scheduler does.
+- `POST /_sandbox/scheduler/failed {"group": "g", "name": "n", "error": "…"}`
+  says the invocation of a schedule that fired failed (the caller invokes,
+  so the caller tells): as Scheduler does, it is tried again, due at the next
+  pass, until its target's `RetryPolicy.MaximumRetryAttempts` (185 when
+  none) are spent, then its input goes to the target's `DeadLetterConfig`
+  queue (SQS, the input as the body, with `ERROR_MESSAGE` and
+  `RETRY_ATTEMPTS` attributes) and the schedule is gone; without a
+  dead-letter queue it is dropped. Answers `{"retried": bool, "dead_lettered": bool}`.
+- `POST /_sandbox/scheduler/dead-letters {"name": "q"}` makes an SQS queue
+  and answers its ARN; `GET /_sandbox/scheduler/dead-letters?arn=…` answers
+  the messages it holds (body and attributes), for the tests to read.
 - `GET /_sandbox/scheduler/schedules` answers every schedule, fired or not.
 """
 
@@ -25,6 +36,14 @@ from datetime import datetime, timedelta, timezone
 import strict
 
 PASS_PATH = "/_sandbox/time/pass"
+FAILED_PATH = "/_sandbox/scheduler/failed"
+# A dead-letter queue for the tests (POST {"name": …} creates it and answers its ARN), and what it holds (GET ?arn=…).
+DEAD_LETTERS_PATH = "/_sandbox/scheduler/dead-letters"
+# Scheduler's default retry policy: 185 attempts within 24 hours.
+DEFAULT_RETRIES = 185
+# Schedules that fired and were deleted (ActionAfterCompletion DELETE), kept until their invocation is
+# known to have failed for good: (account, region, group, name) -> [schedule, retries so far].
+_fired: dict = {}
 SCHEDULES_PATH = "/_sandbox/scheduler/schedules"
 SCHEDULE_PATH = re.compile(r"^/schedules/([^/]+)$")
 AT = re.compile(r"^at\((\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\)$")
@@ -141,6 +160,63 @@ def fire(account: str, region: str) -> list:
             if at is None or at > limit:
                 continue
             fired.append(_described(schedule))
+            key = (account, region, group.name, name)
+            _fired[key] = [schedule, _fired.get(key, [None, 0])[1]]
             if schedule.action_after_completion == "DELETE":
                 del group.schedules[name]
     return sorted(fired, key=lambda s: s["expression"])
+
+
+def failed(account: str, region: str, group_name: str, name: str, error: str) -> dict:
+    """The invocation of a fired schedule failed: try it again, or dead-letter it."""
+    key = (account, region, group_name, name)
+    if key not in _fired:
+        raise KeyError(f"no schedule {group_name}/{name} fired")
+    schedule, retries = _fired[key]
+    target = schedule.target or {}
+    limit = (target.get("RetryPolicy") or {}).get("MaximumRetryAttempts", DEFAULT_RETRIES)
+    if retries < limit:
+        _fired[key][1] = retries + 1
+        # Due again at once: the next pass of time runs it.
+        schedule.schedule_expression = (datetime.now(timezone.utc) - timedelta(seconds=1)).strftime(
+            "at(%Y-%m-%dT%H:%M:%S)")
+        _backends(account)[region].schedule_groups[group_name].schedules[name] = schedule
+        return {"retried": True, "dead_lettered": False}
+    del _fired[key]
+    queue_arn = (target.get("DeadLetterConfig") or {}).get("Arn")
+    if not queue_arn:
+        return {"retried": False, "dead_lettered": False}
+    from moto.sqs.models import sqs_backends
+
+    _, _, _, queue_region, queue_account, queue_name = queue_arn.split(":")
+    attributes = {
+        "ERROR_MESSAGE": {"DataType": "String", "StringValue": error[:1000] or "the invocation failed"},
+        "RETRY_ATTEMPTS": {"DataType": "Number", "StringValue": str(retries)},
+        "SCHEDULE_ARN": {"DataType": "String",
+                         "StringValue": f"arn:aws:scheduler:{region}:{account}:schedule/{group_name}/{name}"},
+    }
+    sqs_backends[queue_account][queue_region].send_message(queue_name, target.get("Input") or "",
+                                                           message_attributes=attributes)
+    return {"retried": False, "dead_lettered": True}
+
+
+def _queues(account: str, region: str):
+    from moto.sqs.models import sqs_backends
+
+    return sqs_backends[account][region]
+
+
+def dead_letter_queue(account: str, region: str, name: str) -> dict:
+    """Makes an SQS queue to dead-letter into; answers its ARN."""
+    queue = _queues(account, region).create_queue(name)
+    return {"arn": queue.queue_arn}
+
+
+def dead_letters(arn: str) -> list:
+    """The messages a queue holds, oldest first: body and attributes."""
+    _, _, _, region, account, name = arn.split(":")
+    queue = _queues(account, region).get_queue(name)
+    return [{"body": m.body, "attributes": {k: v.get("string_value") or v.get("StringValue")
+                                            for k, v in (m.message_attributes or {}).items()}}
+            for m in queue.messages]
+

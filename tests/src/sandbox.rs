@@ -197,6 +197,27 @@ impl Sandbox {
         answer["fired"].as_array().cloned().unwrap_or_else(|| panic!("time/pass: {answer}"))
     }
 
+    /// Says the invocation of a schedule that fired (as [`Self::pass_time`] answers it) failed:
+    /// Scheduler tries it again at the next pass, until its retries are spent, then dead-letters it.
+    pub fn schedule_failed(&self, fired: &serde_json::Value, error: &str) -> serde_json::Value {
+        let body =
+            serde_json::json!({"group": fired["group"], "name": fired["name"], "error": error, "region": REGION});
+        self.call("POST", "/_sandbox/scheduler/failed", Some(&body))
+    }
+
+    /// An SQS queue for schedules to dead-letter into: its ARN.
+    pub fn dead_letter_queue(&self, name: &str) -> String {
+        let body = serde_json::json!({"name": name, "region": REGION});
+        let answer = self.call("POST", "/_sandbox/scheduler/dead-letters", Some(&body));
+        answer["arn"].as_str().unwrap_or_else(|| panic!("dead-letter queue: {answer}")).to_owned()
+    }
+
+    /// What the queue holds, oldest first: `{"body": …, "attributes": {…}}` each.
+    pub fn dead_letters(&self, queue_arn: &str) -> Vec<serde_json::Value> {
+        let answer = self.call("GET", &format!("/_sandbox/scheduler/dead-letters?arn={queue_arn}"), None);
+        answer["messages"].as_array().cloned().unwrap_or_else(|| panic!("dead letters: {answer}"))
+    }
+
     pub fn ssm(&self) -> aws_sdk_ssm::Client {
         aws_sdk_ssm::Client::new(&self.sdk_config())
     }

@@ -270,6 +270,76 @@ async fn a_blue_green_prod_gets_its_promotion_as_one_codedeploy_deployment() {
 }
 
 #[tokio::test]
+async fn a_promotion_whose_every_try_fails_is_retried_then_lands_in_the_dead_letter_queue() {
+    // Given 1.3.0 soaked in staging and qa, prod blue/green, and prod's CodeDeploy group busy deploying
+    // something else that never ends; watch-rollouts' schedules dead-letter into the stack's queue
+    let sandbox = Sandbox::start();
+    stages(&sandbox, true).await;
+    let queue = sandbox.dead_letter_queue("nightshift-failed-invocations");
+    let mut env = sandbox.function_env();
+    env.push(("SCHEDULE_GROUP".into(), SCHEDULE_GROUP.into()));
+    env.push(("SCHEDULE_ROLE_ARN".into(), schedule_role()));
+    env.push(("SCHEDULE_DEAD_LETTER_ARN".into(), queue.clone()));
+    let mut watch = FunctionProcess::spawn(&binary("watch-rollouts"), &env);
+    spawn(&sandbox, "deploy-on-push").invoke(&event("deploy-on-push.ecr-push.json")).response();
+    watch.invoke(&end_rollout(&sandbox, "staging", "COMPLETED").remove(0)).response();
+    assert_eq!(pass(&sandbox, &mut watch, 31.0)[0]["promotion"]["result"], "promoted");
+    watch.invoke(&end_rollout(&sandbox, "qa", "COMPLETED").remove(0)).response();
+    let running = sandbox.ecs().describe_services().cluster("prod").services("shop").send().await.unwrap();
+    let prod_revision = running.services()[0].task_definition().unwrap().to_owned();
+    let appspec = json!({"version": 0.0, "Resources": [{"TargetService": {"Type": "AWS::ECS::Service", "Properties": {
+        "TaskDefinition": prod_revision, "LoadBalancerInfo": {"ContainerName": "app", "ContainerPort": 8080}}}}]});
+    let revision = aws_sdk_codedeploy::types::RevisionLocation::builder()
+        .revision_type(aws_sdk_codedeploy::types::RevisionLocationType::AppSpecContent)
+        .app_spec_content(aws_sdk_codedeploy::types::AppSpecContent::builder().content(appspec.to_string()).build())
+        .build();
+    let codedeploy = sandbox.codedeploy();
+    codedeploy
+        .create_deployment()
+        .application_name("shop-prod")
+        .deployment_group_name("prod")
+        .revision(revision)
+        .send()
+        .await
+        .unwrap();
+
+    // When prod's promotion comes due, and each try fails (the group takes no second deployment), as
+    // Scheduler tries it again and again
+    let mut tries = 0;
+    let mut minutes = 61.0;
+    loop {
+        let fired = sandbox.pass_time(minutes);
+        minutes = 0.0;
+        let [fired] = fired.as_slice() else { break };
+        let input: Value = serde_json::from_str(fired["target"]["Input"].as_str().unwrap()).unwrap();
+        let Outcome::Error { error_type, error_message } = watch.invoke(&input) else { panic!("the try should fail") };
+        assert_eq!(error_type, "PromotionFailed", "{error_message}");
+        tries += 1;
+        let answer = sandbox.schedule_failed(fired, &error_message);
+        if answer["dead_lettered"] == true {
+            break;
+        }
+        assert!(tries < 10, "{answer}");
+    }
+
+    // Then it was tried once and retried five times (its RetryPolicy), and its input is in the queue, for the
+    // alarm and a replay; no schedule is left
+    assert_eq!(tries, 6);
+    let letters = sandbox.dead_letters(&queue);
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    let input: Value = serde_json::from_str(letters[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (input["promotion"]["service"].as_str(), input["promotion"]["from"].as_str()),
+        (Some("prod/shop"), Some("qa/shop"))
+    );
+    assert!(
+        letters[0]["attributes"]["ERROR_MESSAGE"].as_str().unwrap().contains("takes no second deployment"),
+        "{letters:#?}"
+    );
+    assert!(sandbox.schedules().is_empty());
+}
+
+#[tokio::test]
 async fn a_promotion_outside_its_window_waits_for_the_window_to_open() {
     // Given qa promoted only on weekdays from 09:00 to 16:00 (UTC), and staging's 1.3.0 completed
     let sandbox = Sandbox::start();

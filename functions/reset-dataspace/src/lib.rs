@@ -391,7 +391,8 @@ mod tests {
         );
         let nameless = ResetConfig::from_vars(&[("DATASPACE_MANIFEST", "s3://mvd-config/mvd.json")]).unwrap_err();
         assert!(nameless.to_string().starts_with("DATASPACE_NAME is not set"), "{nameless}");
-        let odd = ResetConfig::from_vars(&[("DATASPACE_MANIFEST", "s3://mvd-config/k"), ("DATASPACE_NAME", "a|b")]).unwrap_err();
+        let odd = ResetConfig::from_vars(&[("DATASPACE_MANIFEST", "s3://mvd-config/k"), ("DATASPACE_NAME", "a|b")])
+            .unwrap_err();
         assert!(odd.to_string().starts_with("DATASPACE_NAME is \"a|b\""), "{odd}");
         let err = ResetConfig::from_vars(&[("DATASPACE_MANIFEST", "mvd.json")]).unwrap_err();
         assert_eq!(

@@ -71,6 +71,9 @@ pub struct WatchConfig {
     pub schedule_group: String,
     /// `SCHEDULE_ROLE_ARN`: the role EventBridge Scheduler invokes this function with.
     pub schedule_role_arn: Option<String>,
+    /// `SCHEDULE_DEAD_LETTER_ARN`: the SQS queue a promotion's schedule sends its input to once its
+    /// retries are spent; `None`: Scheduler drops it.
+    pub schedule_dead_letter_arn: Option<String>,
     /// `TIMEZONE`: the zone of `nightshift:promote-window`.
     pub timezone: Tz,
 }
@@ -98,11 +101,22 @@ impl WatchConfig {
                 "an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
             ));
         }
+        let schedule_dead_letter_arn = config::optional(vars, "SCHEDULE_DEAD_LETTER_ARN");
+        if let Some(arn) = &schedule_dead_letter_arn
+            && !(arn.starts_with("arn:") && arn.split(':').nth(2) == Some("sqs") && arn.split(':').count() == 6)
+        {
+            return Err(ConfigError::new(
+                "SCHEDULE_DEAD_LETTER_ARN",
+                Some(arn),
+                "an SQS queue ARN (arn:aws:sqs:<region>:<account>:<queue>)",
+            ));
+        }
         Ok(Self {
             dry_run: config::dry_run(vars)?,
             clusters: config::list(vars, "CLUSTERS"),
             schedule_group,
             schedule_role_arn,
+            schedule_dead_letter_arn,
             timezone,
         })
     }
@@ -531,6 +545,7 @@ impl<'n> WatchRollouts<'n> {
             at: planned.at,
             function_arn: &invoked.function_arn,
             role_arn: role,
+            dead_letter_arn: self.config.schedule_dead_letter_arn.as_deref(),
             input: serde_json::json!({ "promotion": due }).to_string(),
             description: format!("nightshift: promote {} to what {} runs ({})", due.service, due.from, due.deployment),
         };

@@ -15,8 +15,10 @@ pub struct OneTime<'a> {
     pub group: &'a str,
     pub at: DateTime<Utc>,
     pub function_arn: &'a str,
-    /// The role Scheduler invokes the function with.
+    /// The role Scheduler invokes the function with (and sends to the dead-letter queue with).
     pub role_arn: &'a str,
+    /// Where the input goes once the retries are spent.
+    pub dead_letter_arn: Option<&'a str>,
     pub input: String,
     pub description: String,
 }
@@ -28,8 +30,26 @@ pub enum Created {
     Existed,
 }
 
+/// How often Scheduler tries again a promotion whose invocation failed (Lambda
+/// throttled, or the function refused), and for how long: as the stack's own
+/// schedules do.
+pub const MAXIMUM_RETRY_ATTEMPTS: u32 = 5;
+pub const MAXIMUM_EVENT_AGE_SECONDS: u32 = 3600;
+
 /// The request's body, as the Scheduler API model names its members.
 pub fn body(schedule: &OneTime) -> String {
+    let mut target = json!({
+        "Arn": schedule.function_arn,
+        "RoleArn": schedule.role_arn,
+        "Input": schedule.input,
+        "RetryPolicy": {
+            "MaximumRetryAttempts": MAXIMUM_RETRY_ATTEMPTS,
+            "MaximumEventAgeInSeconds": MAXIMUM_EVENT_AGE_SECONDS,
+        },
+    });
+    if let Some(queue) = schedule.dead_letter_arn {
+        target["DeadLetterConfig"] = json!({"Arn": queue});
+    }
     json!({
         "ScheduleExpression": format!("at({})", schedule.at.format("%Y-%m-%dT%H:%M:%S")),
         "ScheduleExpressionTimezone": "UTC",
@@ -37,7 +57,7 @@ pub fn body(schedule: &OneTime) -> String {
         "ActionAfterCompletion": "DELETE",
         "GroupName": schedule.group,
         "Description": schedule.description,
-        "Target": {"Arn": schedule.function_arn, "RoleArn": schedule.role_arn, "Input": schedule.input},
+        "Target": target,
     })
     .to_string()
 }
@@ -69,13 +89,14 @@ mod tests {
     use serde_json::Value;
 
     #[test]
-    fn the_body_is_a_one_time_schedule_in_utc_that_deletes_itself() {
+    fn the_body_is_a_one_time_schedule_in_utc_that_deletes_itself_retries_and_dead_letters() {
         let schedule = OneTime {
             name: "promote-shop-0123456789abcdef",
             group: "nightshift",
             at: Utc.with_ymd_and_hms(2026, 11, 27, 12, 30, 0).unwrap(),
             function_arn: "arn:aws:lambda:eu-west-1:123456789012:function:nightshift-watch-rollouts",
             role_arn: "arn:aws:iam::123456789012:role/nightshift-PromotionSchedulerRole-1",
+            dead_letter_arn: Some("arn:aws:sqs:eu-west-1:123456789012:nightshift-FailedInvocationsQueue-1"),
             input: r#"{"promotion":{}}"#.into(),
             description: "nightshift: promote qa/shop".into(),
         };
@@ -88,7 +109,9 @@ mod tests {
                 "Description": "nightshift: promote qa/shop",
                 "Target": {"Arn": "arn:aws:lambda:eu-west-1:123456789012:function:nightshift-watch-rollouts",
                            "RoleArn": "arn:aws:iam::123456789012:role/nightshift-PromotionSchedulerRole-1",
-                           "Input": "{\"promotion\":{}}"}
+                           "Input": "{\"promotion\":{}}",
+                           "RetryPolicy": {"MaximumRetryAttempts": 5, "MaximumEventAgeInSeconds": 3600},
+                           "DeadLetterConfig": {"Arn": "arn:aws:sqs:eu-west-1:123456789012:nightshift-FailedInvocationsQueue-1"}}
             })
         );
     }
