@@ -20,6 +20,12 @@ which holds every answer to that operation (by X-Amz-Target's operation name)
 for that long before moto sees the request, so tests can pin down how two
 functions running at once interleave (0 seconds turns it off), and
 
+    POST /_sandbox/fail  {"operation": "GetParameter", "answers": [{"status": 400, "type": "ThrottlingException"}, {"status": 503}]}
+
+which answers the next requests of that operation (a JSON-protocol one by
+X-Amz-Target, or CreateSchedule) with those errors, in order, then as usual:
+AWS's throttling and 5xx answers, which clients must try again, and
+
     POST /_sandbox/together  {"operation": "BatchGetDeploymentGroups", "count": 2, "seconds": 10}
 
 which holds each request of that operation until `count` of them are waiting
@@ -58,7 +64,12 @@ S3's ListObjectVersions resumes after a KeyMarker whose key is gone, as S3
 does (moto drops the next key's first version); CodeDeploy takes one
 deployment at a time per group and answers BatchGetDeploymentGroups, and ECS
 refuses a new task definition for a CODE_DEPLOY service (codedeploy.py);
-EventBridge Scheduler checks CreateSchedule as AWS does (scheduler.py).
+EventBridge Scheduler checks CreateSchedule as AWS does (scheduler.py); and a
+signed JSON-protocol or Scheduler request whose X-Amz-Date is more than 15
+minutes off the sandbox's clock is refused as AWS refuses it
+(InvalidSignatureException, "Signature expired: …" or "Signature not yet
+current: …"), with the sandbox's time in the answer's Date header (moto checks
+no signature at all), so a client that corrects a skewed clock can be tested.
 
 With NIGHTSHIFT_REQUEST_LOG set to a folder, it writes there what IAM must
 allow for each request a function signed (see iam_requests.py), for the IAM
@@ -237,6 +248,7 @@ BACKDATE_PATH = "/_sandbox/backdate"
 NETWORK_PATH = "/_sandbox/default-network"
 SLOW_PATH = "/_sandbox/slow"
 TOGETHER_PATH = "/_sandbox/together"
+FAIL_PATH = "/_sandbox/fail"
 WEBHOOK_PREFIX = "/_sandbox/webhook/"
 ACCOUNT = "123456789012"
 
@@ -303,6 +315,9 @@ class SandboxApp:
         self.locks: dict[str, threading.Lock] = {}
         self.locks_lock = threading.Lock()
         self.slow: dict[str, float] = {}
+        # operation -> the next answers to give it, in order (POST /_sandbox/fail)
+        self.failures: dict[str, list] = {}
+        self.failures_lock = threading.Lock()
         # operation -> [count wanted, seconds at most, requests arrived]
         self.together: dict[str, list] = {}
         self.together_changed = threading.Condition()
@@ -335,6 +350,42 @@ class SandboxApp:
         with self.webhooks_lock:
             received = list(self.webhooks.get(name, []))
         return Response(json.dumps({"received": received}), 200, mimetype="application/json")(environ, start_response)
+
+    def refused_in_time(self, environ, target: str, service: str):
+        """A signature out of AWS's 15-minute window, or an injected failure: the answer; else None."""
+        rest = service == "scheduler"
+        operation = target.rpartition(".")[2] if target else (
+            "CreateSchedule" if environ.get("REQUEST_METHOD") == "POST" else "")
+        now = datetime.datetime.now(datetime.timezone.utc)
+        date = {"Date": now.strftime("%a, %d %b %Y %H:%M:%S GMT")}
+
+        def answer(status: int, kind: str, message: str):
+            if rest:
+                headers = {**date, "x-amzn-ErrorType": kind}
+                return Response(json.dumps({"Message": message}), status, headers=headers, mimetype="application/json")
+            return Response(json.dumps({"__type": kind, "message": message}), status, headers=date,
+                            mimetype="application/x-amz-json-1.1")
+
+        signed = environ.get("HTTP_X_AMZ_DATE", "")
+        try:
+            at = datetime.datetime.strptime(signed, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+        except ValueError:
+            at = None
+        if at is not None and abs((now - at).total_seconds()) > 15 * 60:
+            stamp = lambda t: t.strftime("%Y%m%dT%H%M%SZ")
+            window = datetime.timedelta(minutes=15)
+            if at < now:
+                message = f"Signature expired: {signed} is now earlier than {stamp(now - window)} ({stamp(now)} - 15 min.)"
+            else:
+                message = f"Signature not yet current: {signed} is still later than {stamp(now + window)} ({stamp(now)} + 15 min.)"
+            return answer(403 if rest else 400, "InvalidSignatureException", message)
+        with self.failures_lock:
+            queued = self.failures.get(operation) or []
+            injected = queued.pop(0) if queued else None
+        if injected is not None:
+            kind = injected.get("type", "ServiceUnavailable" if injected.get("status", 503) >= 500 else "ThrottlingException")
+            return answer(int(injected.get("status", 503)), kind, injected.get("message", "injected by the sandbox"))
+        return None
 
     def wait_together(self, operation: str) -> None:
         """Holds the request until the operation's gathering is complete (see the module's text)."""
@@ -372,6 +423,11 @@ class SandboxApp:
             body = json.loads(Request(environ).get_data() or b"{}")
             self.slow[body["operation"]] = float(body.get("seconds", 0))
             return Response("{}", 200, mimetype="application/json")(environ, start_response)
+        if environ.get("PATH_INFO") == FAIL_PATH and environ.get("REQUEST_METHOD") == "POST":
+            body = json.loads(Request(environ).get_data() or b"{}")
+            with self.failures_lock:
+                self.failures[body["operation"]] = list(body.get("answers", []))
+            return Response("{}", 200, mimetype="application/json")(environ, start_response)
         if environ.get("PATH_INFO") == TOGETHER_PATH and environ.get("REQUEST_METHOD") == "POST":
             body = json.loads(Request(environ).get_data() or b"{}")
             with self.together_changed:
@@ -408,6 +464,10 @@ class SandboxApp:
             environ["wsgi.input"] = io.BytesIO(raw)
             environ["CONTENT_LENGTH"] = str(len(raw))
             iam_requests.record(environ, raw)
+        if target or service == "scheduler":
+            refused = self.refused_in_time(environ, target, service)
+            if refused is not None:
+                return refused(environ, start_response)
         if target:
             refused = strict.refusal(target, raw, ecs_tag_keys)
             if refused:

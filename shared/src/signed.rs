@@ -1,16 +1,17 @@
-//! One SigV4-signed JSON request over an HTTPS connector of the SDK's stack,
+//! SigV4-signed JSON requests over an HTTPS connector of the SDK's stack,
 //! for the single operations whose SDK client would cost a function more than
 //! its code: SSM's GetParameter, which every function sends to read its
 //! channels' webhook URLs (the SSM client made each binary about 0.6 MB
 //! bigger and took three past the 6 MB budget), and EventBridge Scheduler's
 //! CreateSchedule, which watch-rollouts sends (see docs/performance.md).
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::ProvideCredentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
-use aws_smithy_async::rt::sleep::default_async_sleep;
+use aws_smithy_async::rt::sleep::{AsyncSleep, SharedAsyncSleep, default_async_sleep};
 use aws_smithy_http_client::Connector;
 use aws_smithy_runtime_api::client::http::HttpConnectorSettings;
 use aws_smithy_runtime_api::client::identity::Identity;
@@ -18,32 +19,77 @@ use aws_types::SdkConfig;
 use serde_json::{Value, json};
 
 /// Signs and sends requests as the SDK's clients would: the same credentials,
-/// region and `AWS_ENDPOINT_URL`, the same TLS stack (rustls with ring).
+/// region, time source and `AWS_ENDPOINT_URL`, the same TLS stack (rustls
+/// with ring), the endpoint of the region's partition, and the SDK's standard
+/// retries: up to three attempts, with exponential backoff and jitter, for
+/// throttling, 5xx answers and transport failures, and one corrected for a
+/// clock that is off (by the answer's `Date`).
 pub struct SignedHttp {
     sdk: SdkConfig,
     http: Connector,
+    sleep: SharedAsyncSleep,
+    /// How far AWS's clock is ahead of ours (behind: negative), in milliseconds, learned from an answer
+    /// that said the signature's time was off.
+    skew_ms: AtomicI64,
 }
 
 /// An AWS answer: its status, the error type it names (`x-amzn-ErrorType`,
-/// else the body's `__type`), and its body.
+/// else the body's `__type`), its `Date`, and its body.
 pub struct SignedResponse {
     pub status: u16,
     pub error_type: Option<String>,
+    pub date: Option<String>,
     pub body: Vec<u8>,
 }
+
+/// Attempts per request, as the SDK's standard retry mode makes them.
+const MAX_ATTEMPTS: u32 = 3;
+/// The longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(20);
+
+/// What to do with an answer (or its absence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Done: a success, or an error that another try would not change.
+    No,
+    /// Throttled, a 5xx, or not reached: try again after a backoff.
+    Transient,
+    /// The signature's time was off: sign again with AWS's time, at once.
+    ClockSkew,
+}
+
+/// The error codes the SDK retries as throttling.
+const THROTTLING: [&str; 13] = [
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "LimitExceededException",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+];
+
+/// The error codes that say the request's time was off.
+const CLOCK_SKEW: [&str; 6] = [
+    "RequestTimeTooSkewed",
+    "RequestExpired",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "AuthFailure",
+    "RequestInTheFuture",
+];
 
 impl SignedResponse {
     /// The error's words, as the SDK would say them: `<type>: <message>`.
     pub fn error(&self) -> String {
-        let answer: Value = serde_json::from_slice(&self.body).unwrap_or(Value::Null);
-        let kind = self.error_type.clone().or_else(|| answer["__type"].as_str().map(str::to_owned));
-        let kind = kind.map(|k| {
-            // `com.amazonaws.ssm#ParameterNotFound`, `ConflictException:http://internal...`
-            let k = k.rsplit('#').next().unwrap_or(&k).to_owned();
-            k.split(':').next().unwrap_or(&k).to_owned()
-        });
-        let message = answer["message"].as_str().or_else(|| answer["Message"].as_str()).map(str::to_owned);
-        match (kind, message) {
+        let kind = self.code();
+        match (kind, self.message()) {
             (Some(kind), Some(message)) => format!("{kind}: {message}"),
             (Some(kind), None) => kind,
             (None, _) => format!("HTTP {}", self.status),
@@ -55,8 +101,74 @@ impl SignedResponse {
         if (200..300).contains(&self.status) {
             return None;
         }
-        self.error().split(':').next().map(str::to_owned).filter(|k| !k.starts_with("HTTP "))
+        let answer: Value = serde_json::from_slice(&self.body).unwrap_or(Value::Null);
+        let kind = self.error_type.clone().or_else(|| answer["__type"].as_str().map(str::to_owned))?;
+        // `com.amazonaws.ssm#ParameterNotFound`, `ConflictException:http://internal...`
+        let kind = kind.rsplit('#').next().unwrap_or(&kind).to_owned();
+        Some(kind.split(':').next().unwrap_or(&kind).to_owned())
     }
+
+    /// The error's message, as the answer's body says it.
+    pub fn message(&self) -> Option<String> {
+        let answer: Value = serde_json::from_slice(&self.body).unwrap_or(Value::Null);
+        answer["message"].as_str().or_else(|| answer["Message"].as_str()).map(str::to_owned)
+    }
+
+    /// Whether another attempt could answer otherwise.
+    pub fn retry(&self) -> Retry {
+        let code = self.code();
+        match code.as_deref() {
+            Some(code) if CLOCK_SKEW.contains(&code) && self.says_time_is_off() => Retry::ClockSkew,
+            Some(code) if THROTTLING.contains(&code) => Retry::Transient,
+            _ if self.status == 429 || matches!(self.status, 500 | 502 | 503 | 504) => Retry::Transient,
+            _ => Retry::No,
+        }
+    }
+
+    /// An `InvalidSignatureException` is a clock skew only when its message says the time is off
+    /// ("Signature expired", "not yet current"); a wrong key is no skew.
+    fn says_time_is_off(&self) -> bool {
+        let code = self.code().unwrap_or_default();
+        if !matches!(code.as_str(), "InvalidSignatureException" | "SignatureDoesNotMatch" | "AuthFailure") {
+            return true;
+        }
+        self.message().is_some_and(|m| m.contains("Signature expired") || m.contains("not yet current"))
+    }
+}
+
+/// The endpoint of `service` in `region`, in the region's partition: `amazonaws.com`,
+/// `amazonaws.com.cn` for China, and the ISO partitions' own domains.
+pub fn endpoint(service: &str, region: &str) -> String {
+    let domain = match region {
+        r if r.starts_with("cn-") => "amazonaws.com.cn",
+        r if r.starts_with("us-isob-") => "sc2s.sgov.gov",
+        r if r.starts_with("us-iso-") => "c2s.ic.gov",
+        r if r.starts_with("eu-isoe-") => "cloud.adc-e.uk",
+        r if r.starts_with("us-isof-") => "csp.hci.ic.gov",
+        _ => "amazonaws.com",
+    };
+    format!("https://{service}.{region}.{domain}")
+}
+
+/// The `host` header of a base URL, as HTTP reads it: the authority, without user information.
+pub fn host_of(base: &str) -> Result<String, String> {
+    let uri: http::Uri = base.parse().map_err(|e| format!("the endpoint {base:?} is not a URL: {e}"))?;
+    let authority = uri.authority().ok_or_else(|| format!("the endpoint {base:?} names no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("the endpoint {base:?} carries user information"));
+    }
+    Ok(authority.as_str().to_owned())
+}
+
+/// The wait before attempt `attempt` (1 for the first retry): up to 2^attempt seconds, at random, at most 20 s.
+fn backoff(attempt: u32, random: f64) -> Duration {
+    Duration::from_secs_f64(random.clamp(0.0, 1.0) * 2f64.powi(attempt as i32)).min(MAX_BACKOFF)
+}
+
+/// A number in [0, 1) from the clock's nanoseconds: jitter needs no more.
+fn jitter() -> f64 {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    f64::from(nanos % 1_000_000) / 1_000_000.0
 }
 
 impl SignedHttp {
@@ -70,10 +182,10 @@ impl SignedHttp {
             .build();
         let http = Connector::builder()
             .connector_settings(settings)
-            .sleep_impl(sleep)
+            .sleep_impl(sleep.clone())
             .tls_provider(Provider::Rustls(CryptoMode::Ring))
             .build();
-        Self { sdk: sdk.clone(), http }
+        Self { sdk: sdk.clone(), http, sleep, skew_ms: AtomicI64::new(0) }
     }
 
     /// The connector, for requests that are not AWS's (webhooks).
@@ -81,14 +193,69 @@ impl SignedHttp {
         &self.http
     }
 
+    /// Now, as AWS's clock has it: the SDK's time source, corrected by the skew learned.
+    fn aws_now(&self) -> SystemTime {
+        let now = self.sdk.time_source().map_or_else(SystemTime::now, |t| t.now());
+        let skew = self.skew_ms.load(Ordering::Relaxed);
+        let by = Duration::from_millis(skew.unsigned_abs());
+        if skew < 0 { now - by } else { now + by }
+    }
+
+    /// Learns the skew from an answer's `Date` (RFC 1123).
+    fn learn_skew(&self, date: &str, sent_at: SystemTime) {
+        let Ok(theirs) = chrono::DateTime::parse_from_rfc2822(date) else { return };
+        let theirs = SystemTime::from(theirs.with_timezone(&chrono::Utc));
+        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        // Added to what the request was signed with, which already held the skew learned before.
+        let learned = match theirs.duration_since(sent_at) {
+            Ok(ahead) => millis(ahead),
+            Err(behind) => -millis(behind.duration()),
+        };
+        self.skew_ms.fetch_add(learned, Ordering::Relaxed);
+    }
+
     /// POSTs `body` to `service` (its signing name and endpoint prefix) at
-    /// `path`, signed; `Err` when it could not be sent or its answer read.
+    /// `path`, signed, with the SDK's retries; `Err` when it could not be sent
+    /// or its answer read on the last attempt.
     pub async fn post_json(
         &self,
         service: &str,
         path: &str,
         headers: &[(&str, &str)],
         body: String,
+    ) -> Result<SignedResponse, String> {
+        let mut attempt = 1;
+        loop {
+            let sent_at = self.aws_now();
+            let answer = self.post_once(service, path, headers, body.clone(), sent_at).await;
+            let retry = match &answer {
+                Ok(answer) => answer.retry(),
+                // Not reached, or no answer in time: the SDK retries these as transient.
+                Err(_) => Retry::Transient,
+            };
+            if retry == Retry::No || attempt >= MAX_ATTEMPTS {
+                return answer;
+            }
+            match retry {
+                Retry::ClockSkew => {
+                    let date = answer.as_ref().ok().and_then(|a| a.date.clone());
+                    if let Some(date) = date {
+                        self.learn_skew(&date, sent_at);
+                    }
+                }
+                _ => self.sleep.sleep(backoff(attempt, jitter())).await,
+            }
+            attempt += 1;
+        }
+    }
+
+    async fn post_once(
+        &self,
+        service: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: String,
+        at: SystemTime,
     ) -> Result<SignedResponse, String> {
         let region = self.sdk.region().map(ToString::to_string).ok_or("no AWS region is set")?;
         let credentials = self
@@ -99,19 +266,17 @@ impl SignedHttp {
             .await
             .map_err(|e| format!("no AWS credentials: {e}"))?;
         // `AWS_ENDPOINT_URL` when set (as every client honours it), else the service's in the region.
-        let base = self.sdk.endpoint_url().map_or_else(
-            || format!("https://{service}.{region}.amazonaws.com"),
-            |u| u.trim_end_matches('/').to_owned(),
-        );
+        let base =
+            self.sdk.endpoint_url().map_or_else(|| endpoint(service, &region), |u| u.trim_end_matches('/').to_owned());
         let url = format!("{base}{path}");
-        let host = base.split("://").nth(1).unwrap_or_default().to_owned();
+        let host = host_of(&base)?;
         let headers: Vec<(&str, &str)> = headers.iter().copied().chain([("host", host.as_str())]).collect();
         let identity: Identity = credentials.into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
             .region(&region)
             .name(service)
-            .time(SystemTime::now())
+            .time(at)
             .settings(SigningSettings::default())
             .build()
             .map_err(|e| format!("signing: {e}"))?
@@ -124,13 +289,14 @@ impl SignedHttp {
         let response = crate::aws::post(&self.http, &url, signed, body, service).await?;
         let status = response.status().as_u16();
         let error_type = response.headers().get("x-amzn-errortype").map(str::to_owned);
+        let date = response.headers().get("date").map(str::to_owned);
         let body = aws_smithy_types::byte_stream::ByteStream::new(response.into_body())
             .collect()
             .await
             .map_err(|e| format!("{service}'s answer could not be read: {e}"))?
             .into_bytes()
             .to_vec();
-        Ok(SignedResponse { status, error_type, body })
+        Ok(SignedResponse { status, error_type, date, body })
     }
 
     /// SSM's GetParameter, decrypted: the value, and its type (`String`,
@@ -156,7 +322,7 @@ mod tests {
     use super::*;
 
     fn answer(status: u16, error_type: Option<&str>, body: &[u8]) -> SignedResponse {
-        SignedResponse { status, error_type: error_type.map(str::to_owned), body: body.to_vec() }
+        SignedResponse { status, error_type: error_type.map(str::to_owned), date: None, body: body.to_vec() }
     }
 
     #[test]
@@ -179,5 +345,70 @@ mod tests {
         assert_eq!(conflict.code().as_deref(), Some("ConflictException"));
         assert_eq!(answer(200, None, b"{}").code(), None);
         assert_eq!(answer(502, None, b"").code(), None);
+    }
+
+    #[test]
+    fn throttling_5xx_and_a_clock_that_is_off_are_tried_again_and_nothing_else() {
+        let json = |kind: &str, message: &str| format!(r#"{{"__type":"{kind}","message":"{message}"}}"#).into_bytes();
+        let table = [
+            (answer(200, None, b"{}"), Retry::No),
+            (answer(400, None, &json("ThrottlingException", "Rate exceeded")), Retry::Transient),
+            (answer(400, Some("TooManyRequestsException"), b"{}"), Retry::Transient),
+            (answer(429, None, b""), Retry::Transient),
+            (answer(500, None, b""), Retry::Transient),
+            (answer(503, None, b"<html>"), Retry::Transient),
+            (answer(501, None, b""), Retry::No),
+            (answer(400, None, &json("ParameterNotFound", "gone")), Retry::No),
+            (answer(400, None, &json("AccessDeniedException", "no")), Retry::No),
+            (
+                answer(
+                    400,
+                    None,
+                    &json("InvalidSignatureException", "Signature expired: 20261205T080000Z is now earlier"),
+                ),
+                Retry::ClockSkew,
+            ),
+            (
+                answer(403, Some("InvalidSignatureException"), &json("x", "Signature not yet current: y")),
+                Retry::ClockSkew,
+            ),
+            (
+                answer(
+                    400,
+                    None,
+                    &json("InvalidSignatureException", "The request signature we calculated does not match"),
+                ),
+                Retry::No,
+            ),
+            (answer(403, None, &json("RequestTimeTooSkewed", "The difference is too large")), Retry::ClockSkew),
+        ];
+        for (answer, want) in table {
+            assert_eq!(answer.retry(), want, "{} {}", answer.status, String::from_utf8_lossy(&answer.body));
+        }
+    }
+
+    #[test]
+    fn the_backoff_grows_with_each_attempt_at_random_and_never_past_20_seconds() {
+        assert_eq!(backoff(1, 0.0), Duration::ZERO);
+        assert_eq!(backoff(1, 0.5), Duration::from_secs(1));
+        assert_eq!(backoff(2, 0.5), Duration::from_secs(2));
+        assert_eq!(backoff(9, 1.0), MAX_BACKOFF);
+        assert!((0.0..1.0).contains(&jitter()));
+    }
+
+    #[test]
+    fn the_endpoint_is_the_regions_partitions_and_the_host_is_read_as_http_reads_it() {
+        assert_eq!(endpoint("ssm", "eu-west-1"), "https://ssm.eu-west-1.amazonaws.com");
+        assert_eq!(endpoint("ssm", "cn-north-1"), "https://ssm.cn-north-1.amazonaws.com.cn");
+        assert_eq!(endpoint("scheduler", "us-gov-west-1"), "https://scheduler.us-gov-west-1.amazonaws.com");
+        assert_eq!(endpoint("ssm", "us-iso-east-1"), "https://ssm.us-iso-east-1.c2s.ic.gov");
+        assert_eq!(endpoint("ssm", "us-isob-east-1"), "https://ssm.us-isob-east-1.sc2s.sgov.gov");
+        assert_eq!(
+            host_of("https://ssm.cn-north-1.amazonaws.com.cn").as_deref(),
+            Ok("ssm.cn-north-1.amazonaws.com.cn")
+        );
+        assert_eq!(host_of("http://127.0.0.1:4566/some/path").as_deref(), Ok("127.0.0.1:4566"));
+        assert!(host_of("http://user@127.0.0.1:4566").unwrap_err().contains("user information"));
+        assert!(host_of("not a url").is_err());
     }
 }

@@ -197,6 +197,13 @@ impl Sandbox {
         answer["fired"].as_array().cloned().unwrap_or_else(|| panic!("time/pass: {answer}"))
     }
 
+    /// Answers the next requests of `operation` (`GetParameter`, `CreateSchedule`, …) with these errors,
+    /// in order, then as usual: `[{"status": 400, "type": "ThrottlingException"}, {"status": 503}]`.
+    pub fn fail(&self, operation: &str, answers: serde_json::Value) {
+        let body = serde_json::json!({"operation": operation, "answers": answers});
+        self.call("POST", "/_sandbox/fail", Some(&body));
+    }
+
     /// Says the invocation of a schedule that fired (as [`Self::pass_time`] answers it) failed:
     /// Scheduler tries it again at the next pass, until its retries are spent, then dead-letters it.
     pub fn schedule_failed(&self, fired: &serde_json::Value, error: &str) -> serde_json::Value {

@@ -151,3 +151,39 @@ async fn a_webhook_url_in_plain_text_or_naming_another_host_is_never_posted_to()
     );
     assert!(!output.contains("/_sandbox/webhook/"), "the URLs never show: {output}");
 }
+
+#[tokio::test]
+async fn ssm_throttled_or_unavailable_is_tried_again_as_the_sdk_would() {
+    // Given SSM answering a throttle, then a 503, before it answers the channel's webhook URL
+    let sandbox = Sandbox::start();
+    sandbox.channel("slack/data-team", "slack").await;
+    sandbox.fail("GetParameter", json!([{"status": 400, "type": "ThrottlingException"}, {"status": 503}]));
+    let mut process = spawn(&sandbox, "deploy-on-push", &[], "slack/data-team");
+
+    // When a run fails, then the channel is still told: the third try read the URL
+    assert!(matches!(process.invoke(&malformed()), Outcome::Error { .. }));
+    assert_eq!(sandbox.webhooks("slack").len(), 1, "{}", process.output());
+}
+
+#[tokio::test]
+async fn a_signed_request_from_a_clock_twenty_minutes_slow_is_signed_again_with_aws_time() {
+    // Given a function whose clock (the SDK's time source) is 20 minutes slow, which AWS refuses to sign by
+    #[derive(Debug)]
+    struct Slow;
+    impl aws_smithy_async::time::TimeSource for Slow {
+        fn now(&self) -> std::time::SystemTime {
+            std::time::SystemTime::now() - std::time::Duration::from_secs(20 * 60)
+        }
+    }
+    let sandbox = Sandbox::start();
+    sandbox.channel("slack/data-team", "slack").await;
+    let sdk = sandbox.sdk_config_for("deploy-on-push", &[]).to_builder().time_source(Slow).build();
+    let signed = nightshift::signed::SignedHttp::new(&sdk);
+
+    // When it reads a parameter, then AWS's answer (Signature expired, with its Date) corrects the clock, and
+    // the second try is taken; the skew is kept for the next request
+    let (url, kind) = signed.get_parameter("/nightshift/notify/slack/data-team").await.unwrap();
+    assert_eq!((url, kind.as_str()), (sandbox.webhook_url("slack"), "SecureString"));
+    sandbox.fail("GetParameter", json!([{"status": 400, "type": "ThrottlingException"}]));
+    assert!(signed.get_parameter("/nightshift/notify/slack/data-team").await.is_ok());
+}

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use nightshift::aws::CallError;
-use nightshift::signed::SignedHttp;
+use nightshift::signed::{SignedHttp, SignedResponse};
 use serde_json::json;
 
 /// A one-time schedule that invokes a Lambda function with an input, then deletes itself.
@@ -75,16 +75,46 @@ pub async fn create(aws: &SignedHttp, schedule: &OneTime<'_>) -> Result<Created,
         .post_json("scheduler", &path, &[("content-type", "application/json")], body(schedule))
         .await
         .map_err(|why| call_error(None, why))?;
-    match answer.code().as_deref() {
-        _ if (200..300).contains(&answer.status) => Ok(Created::New),
-        Some("ConflictException") => Ok(Created::Existed),
-        code => Err(call_error(code.map(str::to_owned), answer.error())),
+    match created(&answer) {
+        Some(created) => Ok(created),
+        None => Err(call_error(answer.code(), answer.error())),
     }
+}
+
+/// What an answer to CreateSchedule says: made, or a schedule of that name
+/// exists already (a ConflictException saying so, and no other conflict,
+/// such as one about the group); `None` for any other error.
+pub fn created(answer: &SignedResponse) -> Option<Created> {
+    if (200..300).contains(&answer.status) {
+        return Some(Created::New);
+    }
+    let exists = answer.code().as_deref() == Some("ConflictException")
+        && answer.message().is_some_and(|m| m.starts_with("Schedule ") && m.ends_with(" already exists."));
+    exists.then_some(Created::Existed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_conflict_that_says_the_schedule_exists_is_a_schedule_that_exists() {
+        let answer = |status: u16, body: &str| SignedResponse {
+            status,
+            error_type: (status >= 400).then(|| "ConflictException".to_owned()),
+            date: None,
+            body: body.as_bytes().to_vec(),
+        };
+        let table = [
+            (answer(200, r#"{"ScheduleArn": "arn"}"#), Some(Created::New)),
+            (answer(409, r#"{"Message": "Schedule promote-shop-0123 already exists."}"#), Some(Created::Existed)),
+            (answer(409, r#"{"Message": "Schedule group nightshift is being deleted."}"#), None),
+            (answer(409, r#"{}"#), None),
+        ];
+        for (answer, want) in table {
+            assert_eq!(created(&answer), want, "{}", String::from_utf8_lossy(&answer.body));
+        }
+    }
     use chrono::TimeZone;
     use serde_json::Value;
 
