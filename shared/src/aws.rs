@@ -81,6 +81,13 @@ pub async fn post<'a>(
     })
 }
 
+/// The region and account of an ARN (`arn:<partition>:<service>:<region>:<account>:...`);
+/// empty where the ARN does not say.
+pub fn arn_region_and_account(arn: &str) -> (&str, &str) {
+    let mut parts = arn.split(':').skip(3);
+    (parts.next().unwrap_or_default(), parts.next().unwrap_or_default())
+}
+
 /// The SDK's configuration from the process environment: see [`sdk_config_from`].
 pub fn sdk_config() -> SdkConfig {
     sdk_config_from(&ProcessEnv)

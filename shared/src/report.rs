@@ -121,35 +121,23 @@ pub type Ran<R, E> = Result<(R, Option<E>), E>;
 /// before it had a report still logs its line, with the error and `RunFailed`.
 pub fn conclude<R: Serialize + Measured, E: LambdaFailure>(function: &str, ran: Ran<R, E>) -> Result<R, E> {
     match ran {
-        Ok((report, None)) => {
-            log_report(function, Some(&report), None);
-            Ok(report)
-        }
-        Ok((report, Some(error))) => {
-            log_report(function, Some(&report), Some(&error));
-            Err(error)
+        Ok((report, error)) => {
+            let value = serde_json::to_value(&report).unwrap_or_else(|err| {
+                tracing::error!(function, error = %err, "report could not be serialized");
+                Value::Null
+            });
+            log_report(function, Some((value, report.metrics())), error.as_ref());
+            error.map_or(Ok(report), Err)
         }
         Err(error) => {
-            log_report(function, None::<&Value>, Some(&error));
+            log_report(function, None, Some(&error));
             Err(error)
         }
     }
 }
 
-impl Measured for Value {
-    fn metrics(&self) -> Vec<Metric> {
-        Vec::new()
-    }
-}
-
-fn log_report<R: Serialize + Measured>(function: &str, report: Option<&R>, error: Option<&dyn LambdaFailure>) {
-    let value = report.map(|report| {
-        serde_json::to_value(report).unwrap_or_else(|err| {
-            tracing::error!(function, error = %err, "report could not be serialized");
-            Value::Null
-        })
-    });
-    let metrics = report.map(Measured::metrics).unwrap_or_default();
+fn log_report<E: LambdaFailure>(function: &str, report: Option<(Value, Vec<Metric>)>, error: Option<&E>) {
+    let (value, metrics) = report.map_or((None, Vec::new()), |(value, metrics)| (Some(value), metrics));
     let failure = error.map(|e| (e.error_type(), e.to_string()));
     write_line(&report_line(function, stack().as_deref(), value, failure, &metrics, now_ms()));
 }

@@ -356,14 +356,12 @@ impl DeployOnPush {
             }
             ServiceStep::Roll { id, rollout, record_after } => match self.deployer.apply(rollout, invocation).await {
                 Rolled::Deployed { deployed, containers, tags } => {
-                    if let (Some(target), Some(new_arn)) = (record_after, &deployed.new_task_definition) {
-                        let value = RunningRecord::of(new_arn, &containers, &tags, &target.registry).render();
-                        match value {
-                            Some(value) => self.write_record(&RecordWrite { target, value }, report).await,
-                            None => {
-                                info!(service = %target.arn, "what the service runs does not fit in a tag value; not recorded")
-                            }
-                        }
+                    let record = match (record_after, &deployed.new_task_definition) {
+                        (Some(target), Some(new_arn)) => record_write(target, new_arn, &containers, &tags),
+                        _ => None,
+                    };
+                    if let Some(record) = record {
+                        self.write_record(&record, report).await;
                     }
                     report.deployed.push(*deployed);
                 }
@@ -430,14 +428,21 @@ fn running_record(
     tags: &[Tag],
     report: &mut DeployReport,
 ) -> Option<RecordWrite> {
-    let target = record_target(candidate, report)?;
-    match RunningRecord::of(revision, containers, tags, &target.registry).render() {
-        Some(value) => Some(RecordWrite { target, value }),
-        None => {
-            info!(service = %target.arn, "what the service runs does not fit in a tag value; not recorded");
-            None
-        }
-    }
+    record_write(record_target(candidate, report)?, revision, containers, tags)
+}
+
+/// The record of what `revision` runs, for `target`; `None` when it does not fit in a tag value.
+fn record_write(
+    target: RecordTarget,
+    revision: &str,
+    containers: &[ContainerDefinition],
+    tags: &[Tag],
+) -> Option<RecordWrite> {
+    let Some(value) = RunningRecord::of(revision, containers, tags, &target.registry).render() else {
+        info!(service = %target.arn, "what the service runs does not fit in a tag value; not recorded");
+        return None;
+    };
+    Some(RecordWrite { target, value })
 }
 
 pub use nightshift::notify::NOTIFY_TAG;

@@ -79,8 +79,7 @@ pub use nightshift::ecs::revision_of;
 
 /// The ECR registry of the account and region a service lives in, from its ARN.
 pub fn service_registry(service: &Service) -> Option<String> {
-    let mut parts = service.service_arn()?.split(':');
-    let (region, account) = (parts.nth(3)?, parts.next()?);
+    let (region, account) = nightshift::aws::arn_region_and_account(service.service_arn()?);
     (!region.is_empty() && !account.is_empty()).then(|| ecr_registry(account, region))
 }
 

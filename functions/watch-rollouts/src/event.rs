@@ -95,12 +95,6 @@ pub fn elsewhere(place: (&str, &str), own: (&str, &str)) -> Option<String> {
     })
 }
 
-/// `arn:aws:ecs:<region>:<account>:...`: region and account.
-fn region_and_account(arn: &str) -> (String, String) {
-    let mut parts = arn.split(':').skip(3);
-    (parts.next().unwrap_or_default().to_owned(), parts.next().unwrap_or_default().to_owned())
-}
-
 /// `arn:aws:ecs:<region>:<account>:service/<cluster>/<service>`: cluster and service.
 fn service_of(arn: &str) -> Option<(String, String)> {
     let (_, path) = arn.split_once(":service/")?;
@@ -156,10 +150,10 @@ pub fn parse(payload: &Value) -> Result<WatchEvent, String> {
                 .with_timezone(&Utc),
         ),
     };
-    let (region, account) = region_and_account(&arn);
+    let (region, account) = nightshift::aws::arn_region_and_account(&arn);
     Ok(WatchEvent::Ecs(DeploymentChange {
-        account,
-        region,
+        account: account.to_owned(),
+        region: region.to_owned(),
         service_arn: arn,
         cluster,
         service,

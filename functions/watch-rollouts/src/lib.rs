@@ -309,12 +309,11 @@ impl<'n> WatchRollouts<'n> {
         let mut report = WatchReport { function: FUNCTION, dry_run: self.config.dry_run, ..WatchReport::default() };
         let function_arn = event.context.invoked_function_arn.clone();
         // This function's own region and account (arn:aws:lambda:<region>:<account>:...).
-        let mut own = function_arn.split(':').skip(3);
-        let (region, account) = (own.next().unwrap_or_default().to_owned(), own.next().unwrap_or_default().to_owned());
+        let (region, account) = nightshift::aws::arn_region_and_account(&function_arn);
         let parsed = event::parse(&event.payload).map_err(WatchError::InvalidEvent)?;
-        let foreign = parsed.place().and_then(|place| event::elsewhere(place, (&account, &region)));
+        let foreign = parsed.place().and_then(|place| event::elsewhere(place, (account, region)));
         let parsed = foreign.map_or(parsed, WatchEvent::Ignored);
-        let invoked = Invoked { function_arn, region };
+        let invoked = Invoked { region: region.to_owned(), function_arn };
         let result = match parsed {
             WatchEvent::Ignored(why) => {
                 info!(reason = %why, "event ignored");
@@ -591,7 +590,8 @@ impl<'n> WatchRollouts<'n> {
                 &invoked.region,
                 level_all,
             );
-            if let Some(telling) = plan::promotion_telling(&service_now(service), notice, &mut report.warnings) {
+            let telling = notice.and_then(|notice| plan::telling(&service_now(service), notice, &mut report.warnings));
+            if let Some(telling) = telling {
                 self.tell(&telling, report).await;
             }
         }

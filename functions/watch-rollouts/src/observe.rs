@@ -65,7 +65,7 @@ pub fn read(id: &str, state: CodeDeployEndState, info: &DeploymentInfo) -> CodeD
         rolled_back: covers || rollback.and_then(|r| r.rollback_deployment_id()).is_some(),
         rollback_of: rollback.and_then(|r| r.rollback_triggering_deployment_id()).map(str::to_owned),
         message: message.to_owned(),
-        created_at: info.create_time().and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+        created_at: info.create_time().and_then(time),
     }
 }
 
@@ -100,6 +100,7 @@ pub fn service_now(service: &Service) -> ServiceNow {
     }
 }
 
+/// An SDK time (ECS's and CodeDeploy's are the one smithy type) as the decisions read it.
 fn time(t: &aws_sdk_ecs::primitives::DateTime) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
@@ -141,10 +142,7 @@ pub fn last_attempted(info: &DeploymentGroupInfo) -> UpstreamRollout {
     };
     let id = last.deployment_id().unwrap_or_default().to_owned();
     UpstreamRollout::BlueGreen(match last.status() {
-        Some(CodeDeployStatus::Succeeded) => LastDeployment::Succeeded {
-            id,
-            ended: last.end_time().and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
-        },
+        Some(CodeDeployStatus::Succeeded) => LastDeployment::Succeeded { id, ended: last.end_time().and_then(time) },
         status => LastDeployment::Other { id, status: status.map_or("of unknown status", |s| s.as_str()).to_owned() },
     })
 }

@@ -44,7 +44,7 @@ pub struct Telling {
 
 /// Tells the service's channels; a service without channels is told nothing,
 /// one whose tag is wrong gets a warning instead.
-fn telling(service: &ServiceNow, notice: Notice, warnings: &mut Vec<String>) -> Option<Telling> {
+pub fn telling(service: &ServiceNow, notice: Notice, warnings: &mut Vec<String>) -> Option<Telling> {
     match service.channels() {
         Ok(channels) if channels.is_empty() => None,
         Ok(channels) => Some(Telling { channels, notice }),
@@ -339,11 +339,6 @@ pub fn promotion_notice(
         }
         _ => None,
     }
-}
-
-/// The promotion's notice for the service's channels, when it has some.
-pub fn promotion_telling(service: &ServiceNow, notice: Option<Notice>, warnings: &mut Vec<String>) -> Option<Telling> {
-    telling(service, notice?, warnings)
 }
 
 #[cfg(test)]

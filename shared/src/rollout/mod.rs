@@ -251,6 +251,13 @@ impl RolloutPlan {
     }
 }
 
+impl RolloutRequest<'_> {
+    /// The ARN of the revision the service runs, which the rollout starts from.
+    pub fn running_arn(&self) -> &str {
+        self.task_definition.task_definition_arn().or(self.service.task_definition()).unwrap_or_default()
+    }
+}
+
 impl NewRevision {
     /// The new revision's containers and tags, or why ECS would refuse it.
     pub fn of(request: &RolloutRequest<'_>) -> Result<Self, String> {
@@ -262,7 +269,7 @@ impl NewRevision {
         }
         Ok(Self {
             from: td.clone(),
-            old: td.task_definition_arn().or(request.service.task_definition()).unwrap_or_default().to_owned(),
+            old: request.running_arn().to_owned(),
             changes: request.changes.clone(),
             containers,
             tags,
@@ -374,8 +381,7 @@ impl Deployer {
     /// Whether the revision `target` already carries the request's change (not the revision it starts from).
     async fn carries(&self, request: &RolloutRequest<'_>, target: &str) -> bool {
         let td = request.task_definition;
-        let old = td.task_definition_arn().or(request.service.task_definition()).unwrap_or_default();
-        if target == old {
+        if target == request.running_arn() {
             return false;
         }
         match self.task_definition(target).await {
