@@ -180,6 +180,31 @@ def _scheduler(region, method, path, raw):
     return [(f"unknown:scheduler:{method} {path}", "*", {})]
 
 
+def _dynamodb(region, operation, body):
+    """DynamoDB authorizes each table a request reads or writes, with the
+    partition keys it touches as `dynamodb:LeadingKeys` (the state table's `pk`)."""
+    def table_arn(name):
+        return name if name.startswith("arn:") else f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{name}"
+
+    def leading(key):
+        return (key or {}).get("pk", {}).get("S")
+
+    action = f"dynamodb:{operation}"
+    if operation == "BatchGetItem":
+        return [(action, table_arn(name), {"dynamodb:LeadingKeys": sorted({leading(k) for k in spec.get("Keys", [])})})
+                for name, spec in body.get("RequestItems", {}).items()]
+    table = table_arn(body.get("TableName", ""))
+    if operation in ("GetItem", "DeleteItem", "UpdateItem"):
+        return [(action, table, {"dynamodb:LeadingKeys": [leading(body.get("Key"))]})]
+    if operation == "PutItem":
+        return [(action, table, {"dynamodb:LeadingKeys": [leading(body.get("Item"))]})]
+    if operation == "Query":
+        # The partition key's value, as the key condition `#pk = :pk` names it.
+        values = body.get("ExpressionAttributeValues", {})
+        return [(action, table, {"dynamodb:LeadingKeys": [v.get("S") for k, v in values.items() if k == ":pk"]})]
+    return [(f"unknown:dynamodb:{operation}", table, {})]
+
+
 def _s3(method, path, query, raw):
     parts = unquote(path).lstrip("/").split("/", 1)
     bucket, key = parts[0], (parts[1] if len(parts) > 1 else "")
@@ -244,6 +269,8 @@ def authorizations(environ, raw):
         needs = _ssm(region, operation, body)
     elif service == "codedeploy":
         needs = _codedeploy(region, operation, body)
+    elif service == "dynamodb":
+        needs = _dynamodb(region, operation, body)
     elif service == "scheduler":
         needs = _scheduler(region, environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""), raw)
     elif service == "s3":

@@ -71,6 +71,10 @@ minutes off the sandbox's clock is refused as AWS refuses it
 current: …"), with the sandbox's time in the answer's Date header (moto checks
 no signature at all), so a client that corrects a skewed clock can be tested.
 
+It starts with the stack's state table in us-east-1, as the template makes it
+(`StateTable`: key `pk`, sort key `sk`, on demand, deletion protection on):
+moto's DynamoDB, its requests checked against DynamoDB's model as the others.
+
 With NIGHTSHIFT_REQUEST_LOG set to a folder, it writes there what IAM must
 allow for each request a function signed (see iam_requests.py), for the IAM
 proof of `make test`.
@@ -522,12 +526,36 @@ class SandboxApp:
         return response(environ, start_response)
 
 
+STATE_TABLE = "StateTable"
+
+
+def create_state_table(region: str = "us-east-1") -> None:
+    """The template's StateTable, in moto's DynamoDB."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    dynamodb_backends[ACCOUNT][region].create_table(
+        STATE_TABLE,
+        schema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        throughput=None,
+        attr=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+        global_indexes=None,
+        indexes=None,
+        streams=None,
+        billing_mode="PAY_PER_REQUEST",
+        sse_specification={"Enabled": True},
+        tags=[],
+        deletion_protection_enabled=True,
+        warm_throughput=None,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1; 0 picks a free one")
     parser.add_argument("--exit-on-stdin-close", action="store_true")
     args = parser.parse_args()
 
+    create_state_table()
     server = make_server("127.0.0.1", args.port, SandboxApp(), threaded=True)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     signal.signal(signal.SIGINT, lambda *_: threading.Thread(target=server.shutdown).start())

@@ -1,7 +1,7 @@
 """AWS's input rules, which moto does not check, for the sandbox.
 
-Every ECS, Application Auto Scaling, CodeDeploy and SSM request (JSON 1.1
-protocol, the operation in X-Amz-Target) is checked against the service's published API
+Every ECS, Application Auto Scaling, CodeDeploy, SSM and DynamoDB request (JSON
+1.1 and 1.0 protocols, the operation in X-Amz-Target) is checked against the service's published API
 model, as botocore ships it: required members, string lengths, number ranges,
 list and map sizes, enums and patterns. What AWS would refuse is refused with
 AWS's answer: a 400 `ValidationException` whose message has the shape AWS
@@ -22,6 +22,7 @@ TARGETS = {
     "AnyScaleFrontendService": "application-autoscaling",
     "CodeDeploy_20141006": "codedeploy",
     "AmazonSSM": "ssm",
+    "DynamoDB_20120810": "dynamodb",
 }
 
 MAX_TAGS = 50

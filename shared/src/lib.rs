@@ -20,6 +20,8 @@ pub mod s3_sweep;
 #[cfg(feature = "scale")]
 pub mod scale;
 pub mod signed;
+#[cfg(feature = "state")]
+pub mod state;
 pub mod trigger;
 #[cfg(feature = "window")]
 pub mod window;

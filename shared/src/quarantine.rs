@@ -1,14 +1,14 @@
 //! The quarantine: digests whose rollout to a service failed or was rolled
-//! back, kept on the service in the tag `nightshift:quarantine` (short
-//! digests, `sha256:` and the first 16 hex digits, separated by spaces, the
-//! most recent first, within a tag value's 256 characters). `watch-rollouts`
-//! adds to it; `deploy-on-push` never deploys what it holds to that service.
-//! Removing a digest from the tag releases it.
+//! back, one item each in the state table (`state`), with no count limit.
+//! `watch-rollouts` adds to it; `deploy-on-push` and promotions never deploy
+//! what it holds to that service. Deleting the item releases the digest.
+//!
+//! An older release kept it in the service tag `nightshift:quarantine` (short
+//! digests, `sha256:` and the first 16 hex digits, separated by spaces): that
+//! tag is still honoured until `watch-rollouts` carries it into the table.
 
-/// The service tag.
+/// The service tag an older release kept the quarantine in.
 pub const QUARANTINE_TAG: &str = "nightshift:quarantine";
-/// A tag value's limit.
-const MAX_VALUE: usize = 256;
 
 /// `sha256:` and the first 16 hex digits of a digest (the whole digest when shorter).
 pub fn short(digest: &str) -> String {
@@ -19,42 +19,17 @@ pub fn short(digest: &str) -> String {
     }
 }
 
+/// Whether `held` (digests as the state table keeps them: whole, or short as
+/// an older release's tag held them) holds this digest.
+pub fn held_in(held: &[String], digest: &str) -> bool {
+    let wanted = short(digest);
+    held.iter().any(|d| d == digest || *d == wanted)
+}
+
 /// Whether the tag's value holds this digest.
 pub fn holds(value: &str, digest: &str) -> bool {
     let wanted = short(digest);
     value.split_whitespace().any(|d| d == wanted)
-}
-
-/// The value with `digests` added at the front (each once), the oldest
-/// dropped to stay within 256 characters; `None` when nothing changes.
-pub fn with(value: &str, digests: &[String]) -> Option<String> {
-    let mut entries: Vec<String> = Vec::new();
-    for digest in digests.iter().map(|d| short(d)) {
-        if !entries.contains(&digest) {
-            entries.push(digest);
-        }
-    }
-    let fresh: Vec<String> = entries.iter().filter(|d| !holds(value, d)).cloned().collect();
-    if fresh.is_empty() {
-        return None;
-    }
-    for old in value.split_whitespace() {
-        if !entries.iter().any(|e| e == old) {
-            entries.push(old.to_owned());
-        }
-    }
-    let mut kept = String::new();
-    for entry in entries {
-        let needed = if kept.is_empty() { entry.len() } else { kept.len() + 1 + entry.len() };
-        if needed > MAX_VALUE {
-            break;
-        }
-        if !kept.is_empty() {
-            kept.push(' ');
-        }
-        kept.push_str(&entry);
-    }
-    Some(kept)
 }
 
 #[cfg(test)]
@@ -72,21 +47,12 @@ mod tests {
     }
 
     #[test]
-    fn digests_are_kept_short_most_recent_first_within_a_tag_value() {
+    fn a_digest_is_held_whole_or_short_and_the_older_tag_is_read() {
         assert_eq!(short(A), "sha256:aaaaaaaaaaaaaaaa");
-        assert_eq!(with("", &[A.into()]).as_deref(), Some("sha256:aaaaaaaaaaaaaaaa"));
-        assert_eq!(
-            with("sha256:aaaaaaaaaaaaaaaa", &[B.into()]).as_deref(),
-            Some("sha256:bbbbbbbbbbbbbbbb sha256:aaaaaaaaaaaaaaaa")
-        );
-        assert_eq!(with("sha256:aaaaaaaaaaaaaaaa", &[A.into()]), None, "already held: nothing to write");
+        assert!(held_in(&[A.into()], A));
+        assert!(held_in(&["sha256:aaaaaaaaaaaaaaaa".into()], A), "short, as the older tag held it");
+        assert!(!held_in(&[B.into()], A));
         assert!(holds("sha256:bbbbbbbbbbbbbbbb sha256:aaaaaaaaaaaaaaaa", A));
         assert!(!holds("sha256:bbbbbbbbbbbbbbbb", A));
-        let full: Vec<String> = (0..10).map(|n| format!("sha256:{n:016x}")).collect();
-        let value = with("", &full).unwrap();
-        assert_eq!(value.len(), 10 * 23 + 9);
-        let more = with(&value, &[A.into()]).unwrap();
-        assert!(more.len() <= 256 && more.starts_with("sha256:aaaaaaaaaaaaaaaa "), "{more}");
-        assert!(!more.contains(&format!("sha256:{:016x}", 9)), "the oldest (last) entries go");
     }
 }

@@ -155,6 +155,10 @@ class Resolver:
                 return self.value(arg[1])[int(self.value(arg[0]))]
             if key == "Fn::GetAtt":
                 target = arg if isinstance(arg, list) else arg.split(".")
+                kind = self.template.get("Resources", {}).get(target[0], {}).get("Type")
+                if kind == "AWS::DynamoDB::Table" and target[1] == "Arn":
+                    # Its name is its logical id here (as the sandbox's table is named).
+                    return f"arn:aws:dynamodb:us-east-1:123456789012:table/{target[0]}"
                 return f"arn:aws:fake:us-east-1:123456789012:{target[0]}"
             if key == "Fn::Sub":
                 if isinstance(arg, str):

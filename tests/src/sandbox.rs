@@ -16,6 +16,8 @@ use crate::wire::RequestCounter;
 
 pub const REGION: &str = "us-east-1";
 pub const ACCOUNT: &str = "123456789012";
+/// The state table the sandbox starts with, named as the template's logical id (as the IAM proof names it).
+pub const STATE_TABLE: &str = "StateTable";
 
 /// The workspace's root folder.
 pub fn workspace_root() -> PathBuf {
@@ -83,6 +85,8 @@ impl Sandbox {
             ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
             ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
             ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+            // The template's state table, which the sandbox starts with.
+            ("STATE_TABLE", STATE_TABLE.to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -137,6 +141,21 @@ impl Sandbox {
 
     pub fn ecs(&self) -> aws_sdk_ecs::Client {
         self.ecs_counted().0
+    }
+
+    /// The state table, read and written as the tests (not a function).
+    pub fn state(&self) -> nightshift::state::StateTable {
+        nightshift::state::StateTable::new(aws_sdk_dynamodb::Client::new(&self.sdk_config()), STATE_TABLE)
+    }
+
+    /// What the state table remembers of a service.
+    pub async fn memory(&self, service_arn: &str) -> nightshift::state::Memory {
+        self.state().memory(service_arn).await.expect("the state table reads")
+    }
+
+    /// The digests quarantined on a service, as the state table holds them.
+    pub async fn quarantined(&self, service_arn: &str) -> Vec<String> {
+        self.memory(service_arn).await.quarantine.into_iter().map(|q| q.digest).collect()
     }
 
     /// An Application Auto Scaling client, counting its requests.

@@ -8,11 +8,12 @@ use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::TaskDefinitionField;
 use deploy_on_push::{Controller, DeployConfig, DeployOnPush, DeployReport};
 use lambda_runtime::{Context, LambdaEvent};
+use nightshift::state::StateTable;
 use nightshift_tests::platform::{
     CANARY, CLUSTER, CODEDEPLOY_APPLICATION, CODEDEPLOY_GROUP, SHOP, push_image, pushed_digest, registry, seed_shop,
 };
 use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
-use nightshift_tests::sandbox::{ACCOUNT, REGION, Sandbox};
+use nightshift_tests::sandbox::{ACCOUNT, REGION, STATE_TABLE, Sandbox};
 use nightshift_tests::wire::RequestCounter;
 use nightshift_tests::{emf, event};
 use serde_json::{Value, json};
@@ -34,13 +35,15 @@ async fn running_task_definitions(ecs: &Client) -> Vec<(String, String)> {
 /// The function in-process, its ECS, ECR and CodeDeploy requests counted together.
 fn function(sandbox: &Sandbox, dry_run: bool) -> (DeployOnPush, RequestCounter) {
     let wire = RequestCounter::default();
-    let sdk = sandbox.sdk_config_for("deploy-on-push", &[("CLUSTERS", CLUSTER)]);
+    let sdk = sandbox.sdk_config_for("deploy-on-push", &[("CLUSTERS", CLUSTER), ("STATE_TABLE", STATE_TABLE)]);
     let ecs = aws_sdk_ecs::config::Builder::from(&sdk).interceptor(wire.clone()).build();
     let ecr = aws_sdk_ecr::config::Builder::from(&sdk).interceptor(wire.clone()).build();
     let codedeploy = aws_sdk_codedeploy::config::Builder::from(&sdk).interceptor(wire.clone()).build();
-    let config = DeployConfig { clusters: vec![CLUSTER.into()], dry_run };
+    let dynamodb = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(wire.clone()).build();
+    let config = DeployConfig { clusters: vec![CLUSTER.into()], dry_run, state_table: STATE_TABLE.into() };
     let (ecs, ecr) = (Client::from_conf(ecs), aws_sdk_ecr::Client::from_conf(ecr));
-    (DeployOnPush::new(config, ecs, ecr, aws_sdk_codedeploy::Client::from_conf(codedeploy)), wire)
+    let state = StateTable::new(aws_sdk_dynamodb::Client::from_conf(dynamodb), STATE_TABLE);
+    (DeployOnPush::new(config, ecs, ecr, aws_sdk_codedeploy::Client::from_conf(codedeploy), state), wire)
 }
 
 /// The push event of an image already in ECR.
@@ -161,7 +164,13 @@ async fn a_push_rolls_out_to_exactly_the_services_whose_policy_takes_it() {
     assert_eq!(reason("legacy"), "(not reported)");
     assert_eq!(wire.count("RegisterTaskDefinition"), 2, "blue-green shares api's revision and change");
     assert_eq!((wire.count("UpdateService"), wire.count("CreateDeployment")), (2, 1));
-    assert_eq!(wire.count("DescribeServices"), 1, "ten services, one batch");
+    assert_eq!(
+        wire.count("DescribeServices"),
+        3,
+        "ten services, one batch; each rolling update's read again under its lease"
+    );
+    assert_eq!(wire.count("BatchGetItem"), 1, "the quarantine of every follower, one read");
+    assert_eq!((wire.count("PutItem"), wire.count("DeleteItem")), (2, 2), "a lease taken and given back per update");
     assert_eq!(wire.count("DescribeImages"), 1, "one look at ECR for every change");
     // And each follower whose task definition was read now carries what it runs
     assert_eq!(wire.count("TagResource"), 7, "api, worker, api-v2, preview, rc, nightly, pair");
@@ -344,7 +353,7 @@ async fn a_push_no_policy_takes_costs_only_the_service_reads_once_the_followers_
 
     // Then only the services were read
     assert!(report.deployed.is_empty() && report.failed.is_empty());
-    assert_eq!(wire.all().into_keys().collect::<Vec<_>>(), ["DescribeServices", "ListServices"]);
+    assert_eq!(wire.all().into_keys().collect::<Vec<_>>(), ["BatchGetItem", "DescribeServices", "ListServices"]);
 }
 
 #[tokio::test]
@@ -363,7 +372,7 @@ async fn a_revision_read_once_is_not_read_again_even_by_a_fresh_process() {
         let tag = format!("build-{}", n + 2);
         let report = function.handle(push(&sandbox, &tag, &tag).await).await.unwrap();
         assert!(report.deployed.is_empty());
-        assert_eq!(wire.all().into_keys().collect::<Vec<_>>(), ["DescribeServices", "ListServices"]);
+        assert_eq!(wire.all().into_keys().collect::<Vec<_>>(), ["BatchGetItem", "DescribeServices", "ListServices"]);
     }
 }
 

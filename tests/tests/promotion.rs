@@ -381,6 +381,7 @@ async fn a_promotion_outside_its_window_waits_for_the_window_to_open() {
         ecs,
         codedeploy,
         nightshift::signed::SignedHttp::new(&sdk),
+        nightshift::state::StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), &settings["STATE_TABLE"]),
         &notifier,
     )
     .with_clock(Arc::new(FixedClock(saturday)));

@@ -122,15 +122,13 @@ async fn a_rolled_back_rollout_is_told_once_to_each_channel_and_its_digest_never
         (Some("1.4"), Some("Rollout rolled back: shop/api"))
     );
 
-    // And the digest is quarantined on the service, and the outcome recorded there
+    // And the digest is quarantined on the service, and the outcome remembered, in the state table
     let short = nightshift::quarantine::short(&pushed_digest());
+    let memory = sandbox.memory(&api_arn()).await;
+    assert_eq!(sandbox.quarantined(&api_arn()).await, [pushed_digest()]);
+    assert_eq!((memory.mark(&failed), memory.mark(&rollback)), (Some("rolled-back"), Some("rollback")));
     let service = api(&sandbox).await;
-    assert_eq!(tag(&service, "nightshift:quarantine").as_deref(), Some(short.as_str()));
-    let record = tag(&service, "nightshift:told").unwrap();
-    assert!(
-        record.contains(&format!("{failed}=rolled-back")) && record.contains(&format!("{rollback}=rollback")),
-        "{record}"
-    );
+    assert_eq!((tag(&service, "nightshift:quarantine"), tag(&service, "nightshift:told")), (None, None), "no tags");
     assert_eq!(first["quarantined"], json!([short]));
 
     // And deploy-on-push refuses that digest for api, replayed or pushed under another tag
@@ -144,9 +142,7 @@ async fn a_rolled_back_rollout_is_told_once_to_each_channel_and_its_digest_never
         let api = report["skipped"].as_array().unwrap().iter().find(|s| s["service"] == "api").unwrap();
         assert_eq!(
             api["reason"],
-            format!(
-                "{short} is quarantined on this service (nightshift:quarantine): a rollout of it failed or was rolled back"
-            )
+            format!("{short} is quarantined on this service: a rollout of it failed or was rolled back")
         );
         assert!(report["deployed"].as_array().unwrap().iter().all(|d| d["service"] != "api"));
         assert_eq!(report["told"].as_array().map(Vec::len), Some(2), "{report:#}");
@@ -186,7 +182,7 @@ async fn a_failed_rollout_quarantines_only_the_digest_it_changed_not_a_sidecar_p
     // Then only the pushed digest is quarantined; the sidecar, which did not change, is not
     let short = nightshift::quarantine::short(&pushed_digest());
     assert_eq!(told["quarantined"], json!([short]), "{told:#}");
-    assert_eq!(tag(&api(&sandbox).await, "nightshift:quarantine").as_deref(), Some(short.as_str()));
+    assert_eq!(sandbox.quarantined(&api_arn()).await, [pushed_digest()]);
 }
 
 #[tokio::test]
@@ -218,8 +214,7 @@ async fn an_event_forwarded_from_another_account_or_region_leaves_the_local_serv
         assert_eq!(report["outcome"], Value::Null);
     }
     assert!(sandbox.webhooks("slack").is_empty() && sandbox.webhooks("teams").is_empty());
-    let service = api(&sandbox).await;
-    assert_eq!((tag(&service, "nightshift:quarantine"), tag(&service, "nightshift:told")), (None, None));
+    assert_eq!(sandbox.memory(&api_arn()).await, nightshift::state::Memory::default(), "nothing remembered");
 
     // And the local event itself is still acted on
     let local = watch.invoke(&deployment_event("watch-rollouts.ecs-deployment-failed.json", &failed, None)).response();
@@ -268,7 +263,7 @@ async fn a_success_is_told_only_when_asked_for_and_a_channel_that_fails_everywhe
     assert_eq!(slack[0]["blocks"][0]["text"]["text"], "Rollout started: shop/api");
     assert!(slack[0]["text"].as_str().unwrap().contains("shop/api:1.2.0 →"), "old and new image: {}", slack[0]);
     assert_eq!(slack[2]["blocks"][0]["text"]["text"], "Rollout succeeded: shop/api");
-    assert_eq!(tag(&api(&sandbox).await, "nightshift:quarantine"), None, "a success quarantines nothing");
+    assert!(sandbox.quarantined(&api_arn()).await.is_empty(), "a success quarantines nothing");
 }
 
 #[tokio::test]
@@ -310,8 +305,9 @@ async fn a_canary_codedeploy_rolled_back_is_told_once_and_its_digest_is_refused_
         .send()
         .await
         .unwrap();
-    assert_eq!(tag(&out.services()[0], "nightshift:quarantine").as_deref(), Some(short.as_str()));
-    assert_eq!(tag(&out.services()[1], "nightshift:quarantine"), None, "api's rollout is its own");
+    let blue_green = out.services()[0].service_arn().unwrap();
+    assert_eq!(sandbox.quarantined(blue_green).await, [pushed_digest()]);
+    assert!(sandbox.quarantined(&api_arn()).await.is_empty(), "api's rollout is its own");
 
     // And deploy-on-push's replay leaves blue-green alone, saying why
     let replayed = deploy.invoke(&event("deploy-on-push.ecr-push.json")).response();

@@ -10,6 +10,9 @@ pub enum DeployError {
     InvalidEvent(String),
     #[error("ECS {0}")]
     Ecs(CallError),
+    /// The state table could not be read: the quarantine is not known, so nothing is deployed.
+    #[error("DynamoDB {0}")]
+    State(CallError),
     /// Some services failed; the others went ahead. Failing the invocation gets it retried or alarmed.
     #[error("{} of {total} services failed: {}", failures.len(), failures.join("; "))]
     ServicesFailed { total: usize, failures: Vec<String> },
@@ -20,6 +23,7 @@ impl LambdaFailure for DeployError {
         match self {
             Self::InvalidEvent(_) => "InvalidEvent",
             Self::Ecs(_) => "EcsError",
+            Self::State(_) => "StateError",
             Self::ServicesFailed { .. } => "DeployFailed",
         }
     }

@@ -25,6 +25,7 @@ use lambda_runtime::LambdaEvent;
 use nightshift::config::{self, ConfigError, Vars};
 use nightshift::notify::{self, Delivery, Level, Notifier};
 use nightshift::rollout::{Deployer, ImageChange, Invocation, Rolled, RolloutPlan, RolloutRequest, ServiceId};
+use nightshift::state::{DigestSeen, StateTable};
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
@@ -43,13 +44,22 @@ pub struct DeployConfig {
     pub clusters: Vec<String>,
     /// `DRY_RUN`: decide and report, register and update nothing.
     pub dry_run: bool,
+    /// `STATE_TABLE`: the state table (quarantine read, rollout leases).
+    pub state_table: String,
 }
 
 impl DeployConfig {
     pub fn from_vars(vars: &impl Vars) -> Result<Self, ConfigError> {
-        Ok(Self { clusters: config::list(vars, "CLUSTERS"), dry_run: config::dry_run(vars)? })
+        Ok(Self {
+            clusters: config::list(vars, "CLUSTERS"),
+            dry_run: config::dry_run(vars)?,
+            state_table: nightshift::state::table_name(vars)?,
+        })
     }
 }
+
+/// How many times a push is planned again for services another run moved meanwhile.
+const PASSES: usize = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NotDeployed {
@@ -105,6 +115,8 @@ pub struct DeployOnPush {
     deployer: Deployer,
     /// Tells the services' channels (`nightshift:notify`); `None`: no one is told.
     notifier: Option<Arc<Notifier>>,
+    /// The quarantine, and the rollout leases.
+    state: StateTable,
 }
 
 /// A service that may follow the push, with what its decision needs.
@@ -122,9 +134,10 @@ impl DeployOnPush {
         ecs: aws_sdk_ecs::Client,
         ecr: aws_sdk_ecr::Client,
         codedeploy: aws_sdk_codedeploy::Client,
+        state: StateTable,
     ) -> Self {
-        let deployer = Deployer::new(ecs.clone(), codedeploy, config.dry_run);
-        Self { config, ecs, ecr, deployer, notifier: None }
+        let deployer = Deployer::new(ecs.clone(), codedeploy, config.dry_run).with_state(state.clone());
+        Self { config, ecs, ecr, deployer, notifier: None, state }
     }
 
     /// Tells the services' channels through this notifier.
@@ -156,23 +169,24 @@ impl DeployOnPush {
         };
 
         let mut audience = Audience::default();
-        let examined = self.observe_services(&push, &tag, &mut audience, &mut report).await?;
-        let task_definitions = self.describe_task_definitions(&examined, &mut report).await;
-        let decided: Vec<(Examined, ServicePlan)> = examined
-            .into_iter()
-            .filter_map(|candidate| {
-                let (td, td_tags) = task_definitions.get(&candidate.task_definition_arn)?;
-                let plan = plan::plan_service(&candidate.service, td, td_tags, &push, &tag);
-                Some((candidate, plan))
-            })
-            .collect();
-        let decided = self.keep_forward(&push, &tag, decided, &mut report).await;
-        // Services that share a task definition and a change share one new revision.
-        let mut invocation = Invocation::default();
-        let steps = self.prepare(&tag, decided, &task_definitions, &mut invocation, &mut report).await;
-
-        for step in steps {
-            self.apply(step, &mut invocation, &mut report).await;
+        let mut invocation = Invocation::new(&event.context.request_id);
+        // Services another run rolled out between this one's plan and its update are planned again, from what they run now.
+        let mut only: Option<Vec<NotDeployed>> = None;
+        for _ in 0..PASSES {
+            let ids: Option<Vec<ServiceId>> = only.as_ref().map(|m| m.iter().map(|n| n.id.clone()).collect());
+            // Boxed: inline, the run's state machine went past the compiler's layout depth limit.
+            let pass = self.pass(&push, &tag, ids.as_deref(), &mut audience, &mut invocation, &mut report);
+            let moved = Box::pin(pass).await?;
+            if moved.is_empty() {
+                only = None;
+                break;
+            }
+            only = Some(moved);
+        }
+        // Moved under every pass: failed, so the push is retried.
+        for moved in only.unwrap_or_default() {
+            warn!(cluster = %moved.id.cluster, service = %moved.id.service, reason = %moved.reason, "failed");
+            report.failed.push(moved);
         }
         self.tell(&push, &audience, &mut report).await;
         let error = (!report.failed.is_empty()).then(|| DeployError::ServicesFailed {
@@ -186,18 +200,63 @@ impl DeployOnPush {
         Ok((report, error))
     }
 
-    /// Every service in the clusters, described with tags; returns the ones
-    /// whose task definition must be read, and reports the ones skipped already.
+    /// One pass of observe, plan, apply over the services (or `only` those);
+    /// returns the services another run moved meanwhile, to plan again.
+    async fn pass(
+        &self,
+        push: &Push,
+        tag: &str,
+        only: Option<&[ServiceId]>,
+        audience: &mut Audience,
+        invocation: &mut Invocation,
+        report: &mut DeployReport,
+    ) -> Result<Vec<NotDeployed>, DeployError> {
+        let examined = self.observe_services(push, tag, only, audience, report).await?;
+        let task_definitions = self.describe_task_definitions(&examined, report).await;
+        let decided: Vec<(Examined, ServicePlan)> = examined
+            .into_iter()
+            .filter_map(|candidate| {
+                let (td, td_tags) = task_definitions.get(&candidate.task_definition_arn)?;
+                let plan = plan::plan_service(&candidate.service, td, td_tags, push, tag);
+                Some((candidate, plan))
+            })
+            .collect();
+        let decided = self.keep_forward(push, tag, decided, report).await;
+        // Services that share a task definition and a change share one new revision.
+        let steps = self.prepare(tag, decided, &task_definitions, invocation, report).await;
+        let mut moved = Vec::new();
+        for step in steps {
+            moved.extend(self.apply(step, invocation, report).await);
+        }
+        Ok(moved)
+    }
+
+    /// Every service in the clusters (or `only` those), described with tags,
+    /// and whether the pushed digest is quarantined on those that follow
+    /// pushes; returns the ones whose task definition must be read, and
+    /// reports the ones skipped already.
     async fn observe_services(
         &self,
         push: &Push,
         tag: &str,
+        only: Option<&[ServiceId]>,
         audience: &mut Audience,
         report: &mut DeployReport,
     ) -> Result<Vec<Examined>, DeployError> {
+        let mut services =
+            nightshift::ecs::services_in(&self.ecs, &self.config.clusters).await.map_err(DeployError::Ecs)?;
+        if let Some(only) = only {
+            services.retain(|s| only.contains(&ServiceId::of(s)));
+        }
+        let following: Vec<&str> =
+            services.iter().filter(|s| plan::follows_pushes(s)).filter_map(|s| s.service_arn()).collect();
+        let seen = self.state.digest_on(&following, &push.digest).await.map_err(DeployError::State)?;
+        let seen: HashMap<String, DigestSeen> = following.iter().map(|arn| (*arn).to_owned()).zip(seen).collect();
         let mut examined = Vec::new();
-        for service in nightshift::ecs::services_in(&self.ecs, &self.config.clusters).await.map_err(DeployError::Ecs)? {
+        for service in services {
             let id = ServiceId::of(&service);
+            let seen = service.service_arn().and_then(|arn| seen.get(arn)).copied().unwrap_or_default();
+            let quarantined = plan::is_quarantined(&service, push, seen);
             if let Some(channels) = nightshift::ecs::tag_value(service.tags(), NOTIFY_TAG) {
                 match notify::parse_channels(channels) {
                     Ok(channels) => {
@@ -206,8 +265,8 @@ impl DeployOnPush {
                     Err(why) => report.warnings.push(format!("{}/{}: {NOTIFY_TAG}: {why}", id.cluster, id.service)),
                 }
             }
-            let candidate = plan::triage(&service, push, tag);
-            if matches!(candidate, Candidate::Skip(_)) && plan::is_quarantined(&service, push) {
+            let candidate = plan::triage(&service, push, tag, quarantined);
+            if matches!(candidate, Candidate::Skip(_)) && quarantined {
                 audience.refused.push(id.clone());
             }
             match candidate {
@@ -344,8 +403,14 @@ impl DeployOnPush {
         steps
     }
 
-    /// Carries out one service's step; with `DRY_RUN`, reports what it would do and writes nothing.
-    async fn apply(&self, step: ServiceStep, invocation: &mut Invocation, report: &mut DeployReport) {
+    /// Carries out one service's step; with `DRY_RUN`, reports what it would
+    /// do and writes nothing. `Some`: the service moved meanwhile, and is planned again.
+    async fn apply(
+        &self,
+        step: ServiceStep,
+        invocation: &mut Invocation,
+        report: &mut DeployReport,
+    ) -> Option<NotDeployed> {
         match step {
             ServiceStep::Skip { id, reason, record } => {
                 info!(cluster = %id.cluster, service = %id.service, %reason, "skipped");
@@ -367,8 +432,10 @@ impl DeployOnPush {
                 }
                 Rolled::Skipped(reason) => report.skipped.push(NotDeployed { id, reason }),
                 Rolled::Failed(reason) => report.failed.push(NotDeployed { id, reason }),
+                Rolled::Moved(reason) => return Some(NotDeployed { id, reason }),
             },
         }
+        None
     }
 
     /// Records on the service what its revision runs (`nightshift:running`),
@@ -512,8 +579,12 @@ mod tests {
         // Given two services on one task definition, and ECS refusing to update the first
         let list = mock!(Client::list_services)
             .then_output(|| ListServicesOutput::builder().service_arns("arn:a").service_arns("arn:b").build());
+        // Read once to plan, and again under each service's rollout lease
         let describe = mock!(Client::describe_services)
-            .then_output(|| DescribeServicesOutput::builder().services(service("a")).services(service("b")).build());
+            .sequence()
+            .output(|| DescribeServicesOutput::builder().services(service("a")).services(service("b")).build())
+            .repeatedly()
+            .build();
         let task_definition = mock!(Client::describe_task_definition).then_output(|| {
             let app = ContainerDefinition::builder()
                 .name("app")
@@ -574,8 +645,24 @@ mod tests {
         });
         let ecr = mock_client!(aws_sdk_ecr, RuleMode::MatchAny, [&images]);
         let codedeploy = mock_client!(aws_sdk_codedeploy, RuleMode::MatchAny, []);
-        let config = DeployConfig { clusters: vec!["shop".into()], dry_run: false };
-        let function = DeployOnPush::new(config, ecs, ecr, codedeploy);
+        // And a state table holding no quarantine, and no lease held by another run
+        let nothing_held = mock!(aws_sdk_dynamodb::Client::batch_get_item)
+            .then_output(|| aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput::builder().build());
+        let lease = mock!(aws_sdk_dynamodb::Client::put_item)
+            .sequence()
+            .output(|| aws_sdk_dynamodb::operation::put_item::PutItemOutput::builder().build())
+            .repeatedly()
+            .build();
+        let release = mock!(aws_sdk_dynamodb::Client::delete_item)
+            .sequence()
+            .output(|| aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput::builder().build())
+            .repeatedly()
+            .build();
+        let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&nothing_held, &lease, &release]);
+        let state = StateTable::new(dynamodb, "nightshift-state");
+        let config =
+            DeployConfig { clusters: vec!["shop".into()], dry_run: false, state_table: "nightshift-state".into() };
+        let function = DeployOnPush::new(config, ecs, ecr, codedeploy, state);
         let event = json!({
             "version": "0", "id": "1", "detail-type": "ECR Image Action", "source": "aws.ecr",
             "account": "123456789012", "time": "2026-11-26T01:54:34Z", "region": "eu-west-1", "resources": [],
@@ -588,6 +675,7 @@ mod tests {
 
         // Then b was still updated, to the one revision both share, and the invocation fails naming a
         assert_eq!((register.num_calls(), accept_b.num_calls(), refuse_a.num_calls()), (1, 1, 1));
+        assert_eq!((lease.num_calls(), release.num_calls()), (2, 2), "each update under its lease, given back");
         assert_eq!(images.num_calls(), 1, "one DescribeImages for every change");
         assert_eq!(nightshift::LambdaFailure::error_type(&err), "DeployFailed");
         assert_eq!(

@@ -1,6 +1,7 @@
 use deploy_on_push::{DeployConfig, DeployOnPush};
 use lambda_runtime::{Error, run, service_fn};
 use nightshift::notify::{self, Notifier, NotifyConfig};
+use nightshift::state::StateTable;
 use nightshift::{aws, config::ProcessEnv};
 
 #[tokio::main(flavor = "current_thread")]
@@ -15,6 +16,8 @@ async fn main() -> Result<(), Error> {
     let sdk = aws::sdk_config();
     let notifier = std::sync::Arc::new(Notifier::new(notify, &sdk));
     let (ecr, codedeploy) = (aws_sdk_ecr::Client::new(&sdk), aws_sdk_codedeploy::Client::new(&sdk));
-    let function = DeployOnPush::new(config, aws::ecs_client(&sdk), ecr, codedeploy).with_notifier(notifier.clone());
+    let state = StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), &config.state_table);
+    let function =
+        DeployOnPush::new(config, aws::ecs_client(&sdk), ecr, codedeploy, state).with_notifier(notifier.clone());
     run(service_fn(|event| notify::with_alerts(&notifier, deploy_on_push::FUNCTION, function.handle(event)))).await
 }

@@ -8,6 +8,7 @@ use aws_sdk_ecs::types::{DeploymentControllerType, Service, Tag, TaskDefinition}
 use chrono::{DateTime, Utc};
 use nightshift::ecs::{PROMOTE_FROM_TAG, tag_value};
 use nightshift::quarantine::{self, QUARANTINE_TAG};
+use nightshift::state::DigestSeen;
 
 use crate::event::Push;
 use crate::policy::{DeployPolicy, Running, ServicePolicy, Verdict, decide};
@@ -48,10 +49,17 @@ fn container_policy(service: &ServicePolicy, label: Option<&str>) -> Result<Opti
     }
 }
 
-/// Decides from the service alone: its tag, its controller, and, when the
-/// service carries a record of the revision it runs (`nightshift:running`),
-/// what its containers run and which policy each follows.
-pub fn triage(service: &Service, push: &Push, tag: &str) -> Candidate {
+/// Whether a service follows pushes at all (before anything is read for it):
+/// tagged `nightshift:deploy`, and not promoted from another service.
+pub fn follows_pushes(service: &Service) -> bool {
+    tag_value(service.tags(), PROMOTE_FROM_TAG).is_none() && tag_value(service.tags(), DEPLOY_TAG).is_some()
+}
+
+/// Decides from the service alone: its tag, its controller, whether the
+/// pushed digest is quarantined on it (`quarantined`, from the state table),
+/// and, when the service carries a record of the revision it runs
+/// (`nightshift:running`), what its containers run and which policy each follows.
+pub fn triage(service: &Service, push: &Push, tag: &str, quarantined: bool) -> Candidate {
     // A service promoted from another follows that one's rollouts (watch-rollouts), not pushes.
     if tag_value(service.tags(), PROMOTE_FROM_TAG).is_some() {
         return Candidate::NotFollowing;
@@ -73,9 +81,9 @@ pub fn triage(service: &Service, push: &Push, tag: &str) -> Candidate {
     if service.task_definition().is_none() {
         return Candidate::Skip("the service names no task definition".into());
     }
-    if is_quarantined(service, push) {
+    if quarantined {
         return Candidate::Skip(format!(
-            "{} is quarantined on this service ({QUARANTINE_TAG}): a rollout of it failed or was rolled back",
+            "{} is quarantined on this service: a rollout of it failed or was rolled back",
             quarantine::short(&push.digest)
         ));
     }
@@ -89,9 +97,13 @@ pub fn triage(service: &Service, push: &Push, tag: &str) -> Candidate {
     }
 }
 
-/// Whether the pushed digest is in the service's quarantine.
-pub fn is_quarantined(service: &Service, push: &Push) -> bool {
-    tag_value(service.tags(), QUARANTINE_TAG).is_some_and(|held| quarantine::holds(held, &push.digest))
+/// Whether the pushed digest is quarantined on the service: held in the state
+/// table, or, until the service's records are carried over, in the tag
+/// `nightshift:quarantine` an older release kept.
+pub fn is_quarantined(service: &Service, push: &Push, seen: DigestSeen) -> bool {
+    seen.quarantined
+        || (!seen.carried
+            && tag_value(service.tags(), QUARANTINE_TAG).is_some_and(|held| quarantine::holds(held, &push.digest)))
 }
 
 /// The decision of [`plan_service`], from the record: a container that could
@@ -368,7 +380,7 @@ mod tests {
                 vec![(DEPLOY_TAG, "semver"), (QUARANTINE_TAG, held.as_str())],
                 None,
                 Candidate::Skip(format!(
-                    "{} is quarantined on this service (nightshift:quarantine): a rollout of it failed or was rolled back",
+                    "{} is quarantined on this service: a rollout of it failed or was rolled back",
                     quarantine::short(NEW)
                 )),
             ),
@@ -378,18 +390,36 @@ mod tests {
         ];
         let mut draining = service(&[(DEPLOY_TAG, "semver")], None);
         draining.status = Some("DRAINING".into());
-        assert_eq!(triage(&draining, &push(), "1.3.0"), Candidate::Skip("the service is DRAINING".into()));
+        assert_eq!(triage(&draining, &push(), "1.3.0", false), Candidate::Skip("the service is DRAINING".into()));
         for (pairs, controller, want) in table {
-            assert_eq!(triage(&service(&pairs, controller), &push(), "1.3.0"), want, "{pairs:?}");
+            // Nothing held in the table: an older release's tag still counts, until carried over.
+            let s = service(&pairs, controller);
+            let quarantined = is_quarantined(&s, &push(), DigestSeen::default());
+            assert_eq!(triage(&s, &push(), "1.3.0", quarantined), want, "{pairs:?}");
         }
-        let Candidate::Skip(why) = triage(&service(&[(DEPLOY_TAG, "sometimes")], None), &push(), "1.3.0") else {
+        let Candidate::Skip(why) = triage(&service(&[(DEPLOY_TAG, "sometimes")], None), &push(), "1.3.0", false) else {
             panic!()
         };
         assert!(why.starts_with("policy not understood: \"sometimes\" is not a policy"), "{why}");
-        let Candidate::Skip(why) = triage(&service(&[(DEPLOY_TAG, "glob:RC_")], None), &push(), "1.3.0") else {
+        let Candidate::Skip(why) = triage(&service(&[(DEPLOY_TAG, "glob:RC_")], None), &push(), "1.3.0", false) else {
             panic!()
         };
         assert!(why.contains("docker label nightshift.deploy"), "{why}");
+    }
+
+    #[test]
+    fn the_quarantine_is_the_tables_and_an_older_releases_tag_counts_until_carried_over() {
+        let tagged = service(&[(DEPLOY_TAG, "semver"), (QUARANTINE_TAG, &quarantine::short(NEW))], None);
+        let plain = service(&[(DEPLOY_TAG, "semver")], None);
+        let seen = |quarantined, carried| DigestSeen { quarantined, carried };
+        assert!(is_quarantined(&plain, &push(), seen(true, false)));
+        assert!(is_quarantined(&plain, &push(), seen(true, true)));
+        assert!(!is_quarantined(&plain, &push(), seen(false, false)));
+        assert!(is_quarantined(&tagged, &push(), seen(false, false)), "not carried over yet: the tag is read");
+        assert!(!is_quarantined(&tagged, &push(), seen(false, true)), "carried over (and released since): not read");
+        assert!(follows_pushes(&plain));
+        assert!(!follows_pushes(&service(&[(DEPLOY_TAG, "semver"), (PROMOTE_FROM_TAG, "staging/shop")], None)));
+        assert!(!follows_pushes(&service(&[], None)));
     }
 
     #[test]
@@ -460,7 +490,7 @@ mod tests {
         ];
         for (policy, record, extra, account, want) in table {
             assert_eq!(
-                triage(&with_record(policy, record, extra, account), &push(), "1.3.0"),
+                triage(&with_record(policy, record, extra, account), &push(), "1.3.0", false),
                 want,
                 "{policy} {record} {extra:?}"
             );

@@ -35,10 +35,11 @@ use nightshift::aws::CallError;
 use nightshift::config::{self, ConfigError, Vars};
 use nightshift::ecs::{IMAGE_TAG_PREFIX, tag_value};
 use nightshift::notify::{self, Delivery, Level, Notifier};
-use nightshift::quarantine::{self, QUARANTINE_TAG};
+use nightshift::quarantine;
 use nightshift::rollout::bluegreen::{self, GroupName};
 use nightshift::rollout::{Deployed, Deployer, Invocation, Rolled, RolloutRequest, ServiceId};
 use nightshift::signed::SignedHttp;
+use nightshift::state::StateTable;
 use nightshift::window::Tz;
 use nightshift::{Clock, SystemClock};
 use nightshift::{LambdaFailure, Measured, Metric};
@@ -48,7 +49,7 @@ use tracing::{info, warn};
 
 use event::{CodeDeployEnd, DeploymentChange, WatchEvent};
 use message::Image;
-use observe::service_now;
+use observe::{Remembered, service_now};
 use outcome::{Outcome, RolloutEnding, ToldRecord};
 use plan::{
     Follower, OutcomeInput, OutcomePlan, PlannedSchedule, PromotionResult, PromotionStep, Scheduled, Telling,
@@ -76,6 +77,8 @@ pub struct WatchConfig {
     pub schedule_dead_letter_arn: Option<String>,
     /// `TIMEZONE`: the zone of `nightshift:promote-window`.
     pub timezone: Tz,
+    /// `STATE_TABLE`: the state table (quarantine, told marks, rollout leases).
+    pub state_table: String,
 }
 
 impl WatchConfig {
@@ -118,6 +121,7 @@ impl WatchConfig {
             schedule_role_arn,
             schedule_dead_letter_arn,
             timezone,
+            state_table: nightshift::state::table_name(vars)?,
         })
     }
 }
@@ -130,6 +134,9 @@ pub enum WatchError {
     Ecs(CallError),
     #[error("CodeDeploy {0}")]
     CodeDeploy(CallError),
+    /// The state table could not be read or written: the run fails, to be retried.
+    #[error("DynamoDB {0}")]
+    State(CallError),
     #[error("no channel of {service} could be told: {}", failures.join("; "))]
     NotTold { service: String, failures: Vec<String> },
     #[error("EventBridge Scheduler {0}")]
@@ -146,6 +153,7 @@ impl LambdaFailure for WatchError {
             Self::InvalidEvent(_) => "InvalidEvent",
             Self::Ecs(_) => "EcsError",
             Self::CodeDeploy(_) => "CodeDeployError",
+            Self::State(_) => "StateError",
             Self::NotTold { .. } => "NotTold",
             Self::Scheduler(_) => "SchedulerError",
             Self::NotScheduled { .. } => "NotScheduled",
@@ -246,6 +254,8 @@ pub struct WatchRollouts<'n> {
     scheduler: SignedHttp,
     /// Clone-and-deploy, for promotions.
     deployer: Deployer,
+    /// What nightshift remembers: quarantine, told marks.
+    state: StateTable,
     notifier: &'n Notifier,
     clock: Arc<dyn Clock>,
 }
@@ -254,12 +264,14 @@ pub struct WatchRollouts<'n> {
 struct Invoked {
     function_arn: String,
     region: String,
+    /// The Lambda request id: who holds a rollout lease this invocation takes.
+    request_id: String,
 }
 
 /// A service whose rollout ended, as observed, and when and where it ended.
 struct Ended {
     service: Service,
-    record: ToldRecord,
+    remembered: Remembered,
     /// When the rollout ended, as the event says (else now).
     at: DateTime<Utc>,
     region: String,
@@ -289,10 +301,11 @@ impl<'n> WatchRollouts<'n> {
         ecs: aws_sdk_ecs::Client,
         codedeploy: aws_sdk_codedeploy::Client,
         scheduler: SignedHttp,
+        state: StateTable,
         notifier: &'n Notifier,
     ) -> Self {
-        let deployer = Deployer::new(ecs.clone(), codedeploy.clone(), config.dry_run);
-        Self { config, ecs, codedeploy, scheduler, deployer, notifier, clock: Arc::new(SystemClock) }
+        let deployer = Deployer::new(ecs.clone(), codedeploy.clone(), config.dry_run).with_state(state.clone());
+        Self { config, ecs, codedeploy, scheduler, deployer, state, notifier, clock: Arc::new(SystemClock) }
     }
 
     /// Decides soaks and windows by this clock (tests fix it).
@@ -313,7 +326,7 @@ impl<'n> WatchRollouts<'n> {
         let parsed = event::parse(&event.payload).map_err(WatchError::InvalidEvent)?;
         let foreign = parsed.place().and_then(|place| event::elsewhere(place, (account, region)));
         let parsed = foreign.map_or(parsed, WatchEvent::Ignored);
-        let invoked = Invoked { region: region.to_owned(), function_arn };
+        let invoked = Invoked { region: region.to_owned(), function_arn, request_id: event.context.request_id.clone() };
         let result = match parsed {
             WatchEvent::Ignored(why) => {
                 info!(reason = %why, "event ignored");
@@ -347,13 +360,14 @@ impl<'n> WatchRollouts<'n> {
         let Some(service) = self.following(&id, report).await? else {
             return Ok(());
         };
-        let record = observe::told_record(&service);
+        let remembered = self.remembered(&service).await?;
         let deployments = observe::deployments(&service);
         let rolls_back = observe::rolls_back(&service);
+        let record = &remembered.record;
         let ending =
-            outcome::decide(change.event, &change.deployment_id, &change.reason, &deployments, rolls_back, &record);
+            outcome::decide(change.event, &change.deployment_id, &change.reason, &deployments, rolls_back, record);
         let at = change.updated_at.unwrap_or_else(|| self.clock.now());
-        let ended = Ended { service, record, at, region: change.region.clone() };
+        let ended = Ended { service, remembered, at, region: change.region.clone() };
         self.outcome(ended, ending, invoked, report).await
     }
 
@@ -380,10 +394,10 @@ impl<'n> WatchRollouts<'n> {
         let Some(service) = self.following(&id, report).await? else {
             return Ok(());
         };
-        let record = observe::told_record(&service);
-        let ending = outcome::decide_codedeploy(end.state, &deployment, &record);
+        let remembered = self.remembered(&service).await?;
+        let ending = outcome::decide_codedeploy(end.state, &deployment, &remembered.record);
         let at = end.time.unwrap_or_else(|| self.clock.now());
-        self.outcome(Ended { service, record, at, region: end.region.clone() }, ending, invoked, report).await
+        self.outcome(Ended { service, remembered, at, region: end.region.clone() }, ending, invoked, report).await
     }
 
     /// Observes what the outcome's plan needs, plans, applies.
@@ -416,7 +430,7 @@ impl<'n> WatchRollouts<'n> {
         let plan = plan::plan_outcome(&OutcomeInput {
             ending: &ending,
             service: &service,
-            record: &ended.record,
+            remembered: &ended.remembered,
             images: &images,
             previous_images: previous_images.as_deref(),
             followers: &followers,
@@ -437,8 +451,9 @@ impl<'n> WatchRollouts<'n> {
         self.apply_outcome(plan, &service.id, invoked, report).await
     }
 
-    /// Schedules, tells, then writes the service's tags; the only place an
-    /// outcome writes, and (with the other apply steps) knows `DRY_RUN`.
+    /// Schedules, tells, then writes what it remembers; the only place an
+    /// outcome writes, and (with the other apply steps) knows `DRY_RUN`. A
+    /// write that fails fails the run (Lambda retries it; every write is idempotent).
     async fn apply_outcome(
         &self,
         plan: OutcomePlan,
@@ -460,15 +475,14 @@ impl<'n> WatchRollouts<'n> {
             self.tell(telling, report).await;
         }
         let nobody_told = notify::all_failed(&report.told);
-        if let Some(tags) = plan.tags
-            && !self.config.dry_run
-        {
-            let mut writes = tags.always;
+        if !self.config.dry_run {
+            let mut writes = plan.state.always;
             if !nobody_told {
-                writes.extend(tags.once_told);
+                writes.extend(plan.state.once_told);
             }
-            if !writes.is_empty() {
-                nightshift::ecs::tag_resource(&self.ecs, &tags.arn, &writes).await.map_err(WatchError::Ecs)?;
+            let now = self.clock.now();
+            for write in &writes {
+                self.state.write(write, now).await.map_err(WatchError::State)?;
             }
         }
         if !nobody_told {
@@ -479,6 +493,12 @@ impl<'n> WatchRollouts<'n> {
         let err = WatchError::NotTold { service: id.to_string(), failures };
         warn!(error = %err, "told no one");
         Err(err)
+    }
+
+    /// What nightshift remembers of a service: the state table's, with an older release's tags until carried over.
+    async fn remembered(&self, service: &Service) -> Result<Remembered, WatchError> {
+        let memory = observe::memory(&self.state, service).await.map_err(WatchError::State)?;
+        Ok(observe::remembered(service, memory))
     }
 
     /// The service, when it still exists and follows pushes or another service; else `None`, with the reason reported.
@@ -561,7 +581,7 @@ impl<'n> WatchRollouts<'n> {
         report: &mut WatchReport,
     ) -> Result<(), WatchError> {
         let mut result = PromotionReport { service: id.to_string(), by_hand: due.is_none(), ..Default::default() };
-        let mut invocation = Invocation::default();
+        let mut invocation = Invocation::new(&invoked.request_id);
         let outcome = match self.observe_promotion(&id, &mut invocation, &mut result).await {
             Err(err) => Err(err),
             Ok(PromotionSeen::Gone(why)) => {
@@ -624,7 +644,9 @@ impl<'n> WatchRollouts<'n> {
             let why = format!("ECS has no service {from}, which {id} follows ({PROMOTE_FROM_TAG})");
             return Ok(PromotionSeen::Refused { service: Box::new(service), why });
         };
-        let rollout = self.upstream_rollout(&upstream_service, &from, invocation).await;
+        let upstream_remembered = self.remembered(&upstream_service).await?;
+        let downstream_remembered = self.remembered(&service).await?;
+        let rollout = self.upstream_rollout(&upstream_service, &from, upstream_remembered.record, invocation).await;
         let upstream_arn = upstream_service.task_definition().unwrap_or_default().to_owned();
         let (upstream_td, upstream_tags) =
             self.deployer.task_definition(&upstream_arn).await.map_err(WatchError::Ecs)?;
@@ -634,7 +656,7 @@ impl<'n> WatchRollouts<'n> {
         let upstream = Upstream {
             task_definition: upstream_arn,
             settled: plan::settled(&rollout, self.clock.now()),
-            quarantine: tag_value(upstream_service.tags(), QUARANTINE_TAG).unwrap_or_default().to_owned(),
+            quarantine: upstream_remembered.quarantine,
             containers: upstream_td.container_definitions().to_vec(),
             image_tags: upstream_tags
                 .iter()
@@ -644,7 +666,7 @@ impl<'n> WatchRollouts<'n> {
         let downstream = Downstream {
             id: id.clone(),
             settings,
-            quarantine: tag_value(service.tags(), QUARANTINE_TAG).unwrap_or_default().to_owned(),
+            quarantine: downstream_remembered.quarantine,
             containers: task_definition.container_definitions().to_vec(),
         };
         Ok(PromotionSeen::Ready(Box::new(PromotionReady { service, task_definition, td_tags, upstream, downstream })))
@@ -655,10 +677,10 @@ impl<'n> WatchRollouts<'n> {
         &self,
         service: &Service,
         id: &ServiceId,
+        record: ToldRecord,
         invocation: &mut Invocation,
     ) -> UpstreamRollout {
         if !bluegreen::is_blue_green(service) {
-            let record = observe::told_record(service);
             return UpstreamRollout::Ecs { deployments: observe::deployments(service), record };
         }
         match self.deployer.group_for(service, id, invocation).await {
@@ -713,7 +735,8 @@ impl<'n> WatchRollouts<'n> {
                         result.deployed = Some(*deployed);
                     }
                     Rolled::Skipped(why) => (result.result, result.why) = (PromotionResult::Already, why),
-                    Rolled::Failed(why) => {
+                    // Another run rolled the service out meanwhile: the promotion is retried, decided again.
+                    Rolled::Failed(why) | Rolled::Moved(why) => {
                         (result.result, result.why) = (PromotionResult::Failed, why.clone());
                         return Err(WatchError::PromotionFailed { service: id.to_string(), why });
                     }

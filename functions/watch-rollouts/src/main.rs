@@ -1,5 +1,6 @@
 use lambda_runtime::{Error, run, service_fn};
 use nightshift::notify::{self, Notifier, NotifyConfig};
+use nightshift::state::StateTable;
 use nightshift::{aws, config::ProcessEnv};
 use watch_rollouts::{WatchConfig, WatchRollouts};
 
@@ -16,6 +17,7 @@ async fn main() -> Result<(), Error> {
     let notifier = Notifier::new(notify, &sdk);
     let codedeploy = aws_sdk_codedeploy::Client::new(&sdk);
     let scheduler = nightshift::signed::SignedHttp::new(&sdk);
-    let function = WatchRollouts::new(config, aws::ecs_client(&sdk), codedeploy, scheduler, &notifier);
+    let state = StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), &config.state_table);
+    let function = WatchRollouts::new(config, aws::ecs_client(&sdk), codedeploy, scheduler, state, &notifier);
     run(service_fn(|event| notify::with_alerts(&notifier, watch_rollouts::FUNCTION, function.handle(event)))).await
 }

@@ -106,7 +106,10 @@ pub fn notice(told: &Told) -> Notice {
     if !told.quarantined.is_empty() {
         facts.push((
             "Quarantined".into(),
-            format!("{} (never deployed to this service again; see nightshift:quarantine)", told.quarantined.join(" ")),
+            format!(
+                "{} (never deployed to this service again: quarantined in the state table)",
+                told.quarantined.join(" ")
+            ),
         ));
     }
     let region = told.region;
@@ -225,7 +228,7 @@ mod tests {
                 ("Took", "6 min 12 s"),
                 (
                     "Quarantined",
-                    "sha256:7f5b0c0e0d7a6a4b (never deployed to this service again; see nightshift:quarantine)"
+                    "sha256:7f5b0c0e0d7a6a4b (never deployed to this service again: quarantined in the state table)"
                 ),
             ]
         );

@@ -13,8 +13,11 @@ use nightshift::ecs::tag_value;
 use nightshift::rollout::ServiceId;
 use nightshift::rollout::bluegreen::GroupName;
 
+use nightshift::quarantine::QUARANTINE_TAG;
+use nightshift::state::{Memory, StateTable};
+
 use crate::outcome::{
-    CodeDeployEndState, CodeDeployNow, Deployment, DeploymentStatus, RolloutState, TOLD_TAG, ToldRecord,
+    CodeDeployEndState, CodeDeployNow, Deployment, DeploymentStatus, Mark, RolloutState, TOLD_TAG, ToldRecord,
 };
 use crate::plan::{LastDeployment, ServiceNow, UpstreamRollout};
 
@@ -122,9 +125,58 @@ pub fn deployments(service: &Service) -> Vec<Deployment> {
         .collect()
 }
 
-/// The told record (`nightshift:told`) on a service.
-pub fn told_record(service: &Service) -> ToldRecord {
-    ToldRecord::parse(tag_value(service.tags(), TOLD_TAG).unwrap_or_default())
+/// What nightshift remembers of a service: the state table's items, and,
+/// until they are carried over, the tags an older release kept them in.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Remembered {
+    /// The told marks, the table's first.
+    pub record: ToldRecord,
+    /// The digests held on it: whole, or short as the older tag held them.
+    pub quarantine: Vec<String>,
+    /// The older release's tag records, not yet carried into the table.
+    pub to_carry: Option<TagRecords>,
+}
+
+/// What an older release kept in the tags `nightshift:quarantine` and `nightshift:told`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TagRecords {
+    /// Short digests.
+    pub quarantine: Vec<String>,
+    pub record: ToldRecord,
+}
+
+/// Reads the service's memory: the table's, with the older tags' until carried over.
+pub fn remembered(service: &Service, memory: Memory) -> Remembered {
+    let mut record = ToldRecord {
+        entries: memory.marks.iter().filter_map(|(id, code)| Some((id.clone(), Mark::parse(code)?))).collect(),
+    };
+    let mut quarantine: Vec<String> = memory.quarantine.into_iter().map(|q| q.digest).collect();
+    let tags = TagRecords {
+        quarantine: tag_value(service.tags(), QUARANTINE_TAG)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        record: ToldRecord::parse(tag_value(service.tags(), TOLD_TAG).unwrap_or_default()),
+    };
+    if memory.carried || (tags.quarantine.is_empty() && tags.record.entries.is_empty()) {
+        return Remembered { record, quarantine, to_carry: None };
+    }
+    for (id, mark) in &tags.record.entries {
+        if record.mark(id).is_none() {
+            record.entries.push((id.clone(), *mark));
+        }
+    }
+    quarantine.extend(tags.quarantine.iter().filter(|d| !quarantine.contains(d)).cloned().collect::<Vec<_>>());
+    Remembered { record, quarantine, to_carry: Some(tags) }
+}
+
+/// What the table remembers of the service (an empty memory for a service without an ARN).
+pub async fn memory(state: &StateTable, service: &Service) -> Result<Memory, CallError> {
+    match service.service_arn() {
+        Some(arn) => state.memory(arn).await,
+        None => Ok(Memory::default()),
+    }
 }
 
 /// Whether the service's circuit breaker rolls a failed rollout back.

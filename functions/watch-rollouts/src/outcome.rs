@@ -10,9 +10,9 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-/// The service tag recording which deployments' outcomes were told.
+/// The service tag in which an older release recorded which deployments'
+/// outcomes were told (read until carried into the state table).
 pub const TOLD_TAG: &str = "nightshift:told";
-const MAX_VALUE: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Outcome {
@@ -66,14 +66,15 @@ pub enum Mark {
 }
 
 impl Mark {
-    fn code(self) -> &'static str {
+    /// As the state table (and an older release's tag) writes it.
+    pub fn code(self) -> &'static str {
         match self {
             Self::Told(outcome) => outcome.code(),
             Self::Rollback => "rollback",
         }
     }
 
-    fn parse(code: &str) -> Option<Self> {
+    pub fn parse(code: &str) -> Option<Self> {
         Some(match code {
             "succeeded" => Self::Told(Outcome::Succeeded),
             "failed" => Self::Told(Outcome::Failed),
@@ -85,7 +86,8 @@ impl Mark {
     }
 }
 
-/// The record: `<deployment id>=<mark>` entries, the most recent first.
+/// The told marks of a service: the state table's, else an older release's
+/// tag (`<deployment id>=<mark>` entries, the most recent first).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ToldRecord {
     pub entries: Vec<(String, Mark)>,
@@ -111,23 +113,11 @@ impl ToldRecord {
         matches!(self.mark(id), Some(Mark::Told(_)))
     }
 
-    /// The value with `marks` put first (replacing those deployments' earlier
-    /// marks), the oldest dropped to stay within a tag value.
-    pub fn with(&self, marks: &[(String, Mark)]) -> String {
+    /// The record with `marks` put first, replacing those deployments' earlier marks.
+    pub fn with(&self, marks: &[(String, Mark)]) -> Self {
         let mut entries: Vec<(String, Mark)> = marks.to_vec();
         entries.extend(self.entries.iter().filter(|(id, _)| !marks.iter().any(|(m, _)| m == id)).cloned());
-        let mut value = String::new();
-        for (id, mark) in entries {
-            let entry = format!("{id}={}", mark.code());
-            if value.len() + entry.len() + usize::from(!value.is_empty()) > MAX_VALUE {
-                break;
-            }
-            if !value.is_empty() {
-                value.push(' ');
-            }
-            value.push_str(&entry);
-        }
-        value
+        Self { entries }
     }
 }
 
@@ -474,7 +464,7 @@ mod tests {
         for (event, id, reason, deployments) in events {
             let decision = decide(*event, id, reason, deployments, rolls_back, &record);
             if !decision.marks.is_empty() {
-                record = ToldRecord::parse(&record.with(&decision.marks));
+                record = record.with(&decision.marks);
             }
             if decision.outcome.is_some() {
                 told.push((decision.outcome, decision.rollout));
@@ -571,7 +561,7 @@ mod tests {
                 let state = CodeDeployEndState::parse(state).unwrap();
                 let decision = decide_codedeploy(state, d, &record);
                 if !decision.marks.is_empty() {
-                    record = ToldRecord::parse(&record.with(&decision.marks));
+                    record = record.with(&decision.marks);
                 }
                 told.extend(decision.outcome.map(|o| (o, decision.rollout)));
             }
@@ -595,19 +585,15 @@ mod tests {
     }
 
     #[test]
-    fn an_in_progress_rollout_tells_nothing_and_the_record_keeps_to_a_tag_value() {
+    fn an_in_progress_rollout_tells_nothing_and_an_older_releases_tag_record_is_read() {
         let started = vec![d("ecs-svc/2", "PRIMARY", "IN_PROGRESS", "in progress", NEW, 0)];
         assert_eq!(
             play(&[(EcsEvent::InProgress, "ecs-svc/2", "ECS deployment ecs-svc/2 in progress.", started)], true),
             []
         );
-        let record = ToldRecord::default();
-        let many: Vec<(String, Mark)> =
-            (0..20).map(|n| (format!("ecs-svc/{:019}", n), Mark::Told(Outcome::Succeeded))).collect();
-        let value = record.with(&many);
-        assert!(value.len() <= 256 && value.starts_with("ecs-svc/0000000000000000000=succeeded"), "{value}");
-        let parsed = ToldRecord::parse(&value);
-        assert_eq!(parsed.entries.len(), 6);
+        let rollback =
+            ToldRecord::parse("ecs-svc/1=rollback").with(&[("ecs-svc/1".into(), Mark::Told(Outcome::Failed))]);
+        assert_eq!(rollback.mark("ecs-svc/1"), Some(Mark::Told(Outcome::Failed)), "a told outcome replaces the mark");
         assert_eq!(
             ToldRecord::parse("junk ecs-svc/1=rollback x=y").entries,
             [("ecs-svc/1".to_owned(), Mark::Rollback)]

@@ -3,16 +3,16 @@
 
 use aws_sdk_ecs::types::Tag;
 use chrono::{DateTime, Utc};
-use nightshift::ecs::{tag_count_problem, tag_problem, tag_value};
+use nightshift::ecs::tag_value;
 use nightshift::notify::{self, Channel, Notice};
 use nightshift::quarantine::{self, QUARANTINE_TAG};
 use nightshift::rollout::{Deployed, RolloutPlan, ServiceId};
+use nightshift::state::StateWrite;
 use serde::Serialize;
 
 use crate::message::{self, Image};
-use crate::outcome::{
-    DeploymentStatus, Mark, Outcome, RolloutEnding, RolloutState, TOLD_TAG, ToldRecord, is_rollback_reason,
-};
+use crate::observe::{Remembered, TagRecords};
+use crate::outcome::{DeploymentStatus, Mark, Outcome, RolloutEnding, RolloutState, ToldRecord, is_rollback_reason};
 use crate::promote::{self, Due, Settings, Settled};
 
 /// A service as the plans read it: where it is, and its tags now.
@@ -79,25 +79,24 @@ pub struct Scheduled {
     pub already: bool,
 }
 
-/// The service tags a run writes, in one TagResource.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct TagWrite {
-    pub arn: String,
-    /// Written whatever telling does (the quarantine).
-    pub always: Vec<(String, String)>,
+/// The state table writes a run makes, each a conditional write of one item.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StateWrites {
+    /// Written whatever telling does (the quarantine, the carried-over records).
+    pub always: Vec<StateWrite>,
     /// Written only when someone was told, or no one had to be (the told marks):
     /// a run that told no one fails and is retried, and tells again.
-    pub once_told: Vec<(String, String)>,
+    pub once_told: Vec<StateWrite>,
 }
 
 /// What a rollout's outcome makes the run do, in this order: schedule the
 /// promotions that follow it (a run that cannot is retried whole, before
-/// anyone is told), tell, then write the service's tags.
+/// anyone is told), tell, then write what it remembers.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct OutcomePlan {
     pub schedules: Vec<PlannedSchedule>,
     pub tellings: Vec<Telling>,
-    pub tags: Option<TagWrite>,
+    pub state: StateWrites,
     /// Short digests the quarantine gains.
     pub quarantined: Vec<String>,
     pub warnings: Vec<String>,
@@ -113,7 +112,8 @@ pub struct Follower {
 pub struct OutcomeInput<'a> {
     pub ending: &'a RolloutEnding,
     pub service: &'a ServiceNow,
-    pub record: &'a ToldRecord,
+    /// What nightshift remembers of the service.
+    pub remembered: &'a Remembered,
     pub images: &'a [Image],
     /// The images of the revision the service ran before it (or, rolled back, runs again), when known:
     /// a failure quarantines only the digests that changed from them.
@@ -133,14 +133,21 @@ pub fn plan_outcome(input: &OutcomeInput<'_>) -> OutcomePlan {
     let Some(outcome) = input.ending.outcome else {
         return plan;
     };
-    let mut always = Vec::new();
+    let service = &input.service.arn;
+    let mut always = carry_over(service, input.remembered.to_carry.as_ref());
     if outcome.quarantines() {
-        let digests = changed_digests(input.images, input.previous_images);
-        let current = input.service.tag(QUARANTINE_TAG).unwrap_or_default();
-        if let Some(value) = quarantine::with(current, &digests) {
-            plan.quarantined =
-                digests.iter().map(|d| quarantine::short(d)).filter(|d| !quarantine::holds(current, d)).collect();
-            always.push((QUARANTINE_TAG.to_owned(), value));
+        let mut digests = changed_digests(input.images, input.previous_images);
+        let mut seen = Vec::new();
+        digests.retain(|d| {
+            !seen.contains(d) && !quarantine::held_in(&input.remembered.quarantine, d) && {
+                seen.push(d.clone());
+                true
+            }
+        });
+        for digest in &digests {
+            plan.quarantined.push(quarantine::short(digest));
+            let reason = format!("{} in deployment {}", outcome.words(), input.ending.rollout);
+            always.push(StateWrite::Quarantine { service: service.clone(), digest: digest.clone(), reason });
         }
     }
     if outcome == Outcome::Succeeded
@@ -163,13 +170,50 @@ pub fn plan_outcome(input: &OutcomeInput<'_>) -> OutcomePlan {
         };
         plan.tellings.extend(telling(input.service, message::notice(&told), &mut plan.warnings));
     }
-    let once_told = if input.ending.marks.is_empty() {
-        Vec::new()
-    } else {
-        vec![(TOLD_TAG.to_owned(), input.record.with(&input.ending.marks))]
-    };
-    plan.tags = tag_write(input.service, always, once_told, &mut plan.warnings);
+    let once_told =
+        input.ending.marks.iter().map(|(deployment, mark)| mark_write(service, deployment, *mark)).collect();
+    plan.state = StateWrites { always, once_told };
     plan
+}
+
+/// A told mark's write: a told outcome replaces a rollback's own mark, never another told one.
+fn mark_write(service: &str, deployment: &str, mark: Mark) -> StateWrite {
+    let replaces = match mark {
+        Mark::Told(_) => vec![Mark::Rollback.code().to_owned()],
+        Mark::Rollback => Vec::new(),
+    };
+    StateWrite::Mark {
+        service: service.to_owned(),
+        deployment: deployment.to_owned(),
+        mark: mark.code().to_owned(),
+        replaces,
+    }
+}
+
+/// The writes that carry an older release's tag records into the table, the
+/// `carried#tags` item last (once it is there, the tags are not read again).
+fn carry_over(service: &str, tags: Option<&TagRecords>) -> Vec<StateWrite> {
+    let Some(tags) = tags else {
+        return Vec::new();
+    };
+    let reason = format!("carried over from the tag {QUARANTINE_TAG}");
+    let mut writes: Vec<StateWrite> = tags
+        .quarantine
+        .iter()
+        .map(|digest| StateWrite::Quarantine {
+            service: service.to_owned(),
+            digest: digest.clone(),
+            reason: reason.clone(),
+        })
+        .collect();
+    writes.extend(tags.record.entries.iter().map(|(deployment, mark)| StateWrite::Mark {
+        service: service.to_owned(),
+        deployment: deployment.clone(),
+        mark: mark.code().to_owned(),
+        replaces: Vec::new(),
+    }));
+    writes.push(StateWrite::Carried { service: service.to_owned() });
+    writes
 }
 
 /// The digests a rollout changed: those of its images the revision before did
@@ -214,26 +258,6 @@ fn plan_promotions(input: &OutcomeInput<'_>, task_definition: &str, plan: &mut O
             }
         }
     }
-}
-
-/// The tags to write, unless ECS would refuse one of them (then none, with a warning).
-fn tag_write(
-    service: &ServiceNow,
-    always: Vec<(String, String)>,
-    once_told: Vec<(String, String)>,
-    warnings: &mut Vec<String>,
-) -> Option<TagWrite> {
-    let all: Vec<&(String, String)> = always.iter().chain(&once_told).collect();
-    if all.is_empty() {
-        return None;
-    }
-    let keys: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
-    let problem = all.iter().find_map(|(k, v)| tag_problem(k, v)).or_else(|| tag_count_problem(&service.tags, &keys));
-    if let Some(problem) = problem {
-        warnings.push(format!("not written: {problem}"));
-        return None;
-    }
-    Some(TagWrite { arn: service.arn.clone(), always, once_told })
 }
 
 /// A CodeDeploy group's last attempted deployment.
@@ -431,6 +455,16 @@ mod tests {
     const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 
     fn plan(ending: &RolloutEnding, service: &ServiceNow, followers: &[Follower], tell_successes: bool) -> OutcomePlan {
+        plan_remembering(ending, service, followers, tell_successes, &Remembered::default())
+    }
+
+    fn plan_remembering(
+        ending: &RolloutEnding,
+        service: &ServiceNow,
+        followers: &[Follower],
+        tell_successes: bool,
+        remembered: &Remembered,
+    ) -> OutcomePlan {
         let images = [Image {
             container: "app".into(),
             image: format!("r/shop@{DIGEST}"),
@@ -440,7 +474,7 @@ mod tests {
         plan_outcome(&OutcomeInput {
             ending,
             service,
-            record: &ToldRecord::default(),
+            remembered,
             images: &images,
             previous_images: None,
             followers,
@@ -458,13 +492,34 @@ mod tests {
         let failed = plan(&ending(Some(Outcome::RolledBack)), &told, &[], false);
         assert_eq!(failed.quarantined, ["sha256:1111111111111111"]);
         assert_eq!(failed.tellings.len(), 1);
-        let tags = failed.tags.unwrap();
-        assert_eq!(tags.always[0].0, QUARANTINE_TAG);
-        assert_eq!(tags.once_told, [(TOLD_TAG.to_owned(), "ecs-svc/2=rolled-back".to_owned())]);
+        assert_eq!(
+            failed.state.always,
+            [StateWrite::Quarantine {
+                service: told.arn.clone(),
+                digest: DIGEST.into(),
+                reason: "rolled back in deployment ecs-svc/2".into()
+            }]
+        );
+        assert_eq!(
+            failed.state.once_told,
+            [StateWrite::Mark {
+                service: told.arn.clone(),
+                deployment: "ecs-svc/2".into(),
+                mark: "rolled-back".into(),
+                replaces: vec!["rollback".into()]
+            }]
+        );
+        // Held already (whole, or short as an older release's tag held it): not written again
+        for held in [DIGEST.to_owned(), quarantine::short(DIGEST)] {
+            let remembered = Remembered { quarantine: vec![held], ..Remembered::default() };
+            let again = plan_remembering(&ending(Some(Outcome::Failed)), &told, &[], false, &remembered);
+            assert!(again.state.always.is_empty() && again.quarantined.is_empty());
+        }
         // A success at NOTIFY_LEVEL=failures: no notice, no quarantine, the mark only
         let quiet = plan(&ending(Some(Outcome::Succeeded)), &told, &[], false);
         assert!(quiet.tellings.is_empty() && quiet.quarantined.is_empty());
-        assert_eq!(quiet.tags.unwrap().always, []);
+        assert_eq!(quiet.state.always, []);
+        assert_eq!(quiet.state.once_told.len(), 1);
         // Nothing to tell: nothing planned
         assert_eq!(plan(&ending(None), &told, &[], true), OutcomePlan::default());
         // A success with a follower whose soak is 10 minutes, and one whose tags are wrong
@@ -483,6 +538,42 @@ mod tests {
         assert_eq!(chained.schedules[0].due.deployment, "ecs-svc/2");
         assert_eq!(chained.warnings, ["qa/bad: promotion not scheduled: nightshift:soak-minutes is \"x\""]);
         assert_eq!(chained.tellings.len(), 1, "the follower with wrong tags is told");
+    }
+
+    #[test]
+    fn an_older_releases_tag_records_are_carried_over_once_the_carried_mark_last() {
+        let told = service(&[("nightshift:deploy", "semver")]);
+        let tags = TagRecords {
+            quarantine: vec!["sha256:aaaaaaaaaaaaaaaa".into()],
+            record: ToldRecord::parse("ecs-svc/1=failed ecs-svc/0=rollback"),
+        };
+        let remembered =
+            Remembered { quarantine: tags.quarantine.clone(), record: tags.record.clone(), to_carry: Some(tags) };
+        let carried = plan_remembering(&ending(Some(Outcome::Succeeded)), &told, &[], false, &remembered);
+        let arn = told.arn.clone();
+        assert_eq!(
+            carried.state.always,
+            [
+                StateWrite::Quarantine {
+                    service: arn.clone(),
+                    digest: "sha256:aaaaaaaaaaaaaaaa".into(),
+                    reason: "carried over from the tag nightshift:quarantine".into()
+                },
+                StateWrite::Mark {
+                    service: arn.clone(),
+                    deployment: "ecs-svc/1".into(),
+                    mark: "failed".into(),
+                    replaces: vec![]
+                },
+                StateWrite::Mark {
+                    service: arn.clone(),
+                    deployment: "ecs-svc/0".into(),
+                    mark: "rollback".into(),
+                    replaces: vec![]
+                },
+                StateWrite::Carried { service: arn }
+            ]
+        );
     }
 
     #[test]
@@ -505,11 +596,12 @@ mod tests {
     }
 
     #[test]
-    fn tags_ecs_would_refuse_are_not_planned_and_say_why() {
+    fn a_service_with_no_room_for_another_tag_still_keeps_its_quarantine_and_marks() {
         let many: Vec<(String, String)> = (0..50).map(|i| (format!("k{i}"), "v".to_owned())).collect();
         let full: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let planned = plan(&ending(Some(Outcome::Failed)), &service(&full), &[], false);
-        assert_eq!(planned.tags, None);
-        assert!(planned.warnings[0].starts_with("not written: it carries 50 tags"), "{:?}", planned.warnings);
+        assert_eq!((planned.state.always.len(), planned.state.once_told.len()), (1, 1));
+        assert_eq!(planned.quarantined, ["sha256:1111111111111111"]);
+        assert!(planned.warnings.is_empty(), "{:?}", planned.warnings);
     }
 }

@@ -116,8 +116,8 @@ pub struct Upstream {
     /// The deployment that put it there, when it completed; else why the
     /// service is not settled (a rollout in progress, a rollback).
     pub settled: Result<Settled, String>,
-    /// Its `nightshift:quarantine`.
-    pub quarantine: String,
+    /// The digests quarantined on it (whole, or short as an older release's tag held them).
+    pub quarantine: Vec<String>,
     /// Its revision's containers and the tag each was deployed from.
     pub containers: Vec<ContainerDefinition>,
     pub image_tags: Vec<(String, String)>,
@@ -134,7 +134,8 @@ pub struct Settled {
 pub struct Downstream {
     pub id: ServiceId,
     pub settings: Settings,
-    pub quarantine: String,
+    /// The digests quarantined on it.
+    pub quarantine: Vec<String>,
     pub containers: Vec<ContainerDefinition>,
 }
 
@@ -190,13 +191,13 @@ pub fn decide(due: Option<&Due>, upstream: &Upstream, downstream: &Downstream, n
         changes.iter().filter_map(|c| c.to.parse::<ImageRef>().ok().and_then(|i| i.digest)).collect();
     for digest in &moving {
         let short = quarantine::short(digest);
-        if quarantine::holds(&downstream.quarantine, digest) {
+        if quarantine::held_in(&downstream.quarantine, digest) {
             return Promotion::Refuse(format!(
                 "{short} is quarantined on {}: a rollout of it failed there",
                 downstream.id
             ));
         }
-        if quarantine::holds(&upstream.quarantine, digest) {
+        if quarantine::held_in(&upstream.quarantine, digest) {
             return Promotion::Refuse(format!("{short} is quarantined on {from}: a rollout of it failed there"));
         }
     }
@@ -346,7 +347,7 @@ mod tests {
         Upstream {
             task_definition: TD.into(),
             settled: Ok(Settled { deployment: "ecs-svc/1".into(), completed_at: utc(27, 10, 0) }),
-            quarantine: String::new(),
+            quarantine: Vec::new(),
             containers: vec![container("app", &format!("{ECR}/shop@{GOOD}")), container("log", "fluent/fluent-bit:3")],
             image_tags: vec![("app".into(), "1.4.0".into())],
         }
@@ -356,7 +357,7 @@ mod tests {
         Downstream {
             id: ServiceId::parse("qa/shop").unwrap(),
             settings,
-            quarantine: String::new(),
+            quarantine: Vec::new(),
             containers: vec![container("web", &format!("{ECR}/shop@{OLD}")), container("log", "fluent/fluent-bit:3")],
         }
     }
@@ -509,12 +510,12 @@ mod tests {
         u.containers.push(container("proxy", &format!("{ECR}/proxy@{SIDECAR}")));
         let mut d = downstream(settings(None, None));
         d.containers.push(container("proxy", &format!("{ECR}/proxy@{SIDECAR}")));
-        d.quarantine = quarantine::short(SIDECAR);
+        d.quarantine = vec![quarantine::short(SIDECAR)];
         // When it is promoted by hand, then the app moves: only what changes is checked
         let Promotion::Move { changes, .. } = decide(None, &u, &d, utc(27, 12, 0)) else { panic!("it moves") };
         assert_eq!(changes.iter().map(|c| c.container.as_str()).collect::<Vec<_>>(), ["web"]);
         // And a quarantined digest that would move still holds it
-        d.quarantine = quarantine::short(GOOD);
+        d.quarantine = vec![quarantine::short(GOOD)];
         assert!(
             matches!(decide(None, &u, &d, utc(27, 12, 0)), Promotion::Refuse(why) if why.contains("quarantined on qa/shop"))
         );
@@ -544,13 +545,13 @@ mod tests {
         assert_eq!(refused(&busy, &d, None), "staging/shop is not settled: its rollout ecs-svc/3 is IN_PROGRESS");
         // Quarantined downstream (it failed there before), or upstream.
         let mut held = d.clone();
-        held.quarantine = "sha256:1111111111111111".into();
+        held.quarantine = vec!["sha256:1111111111111111".into()];
         assert_eq!(
             refused(&upstream(), &held, None),
             "sha256:1111111111111111 is quarantined on qa/shop: a rollout of it failed there"
         );
         let mut held_up = upstream();
-        held_up.quarantine = "sha256:9999999999999999 sha256:1111111111111111".into();
+        held_up.quarantine = vec!["sha256:9999999999999999".into(), "sha256:1111111111111111".into()];
         assert!(refused(&held_up, &d, Some(&due())).contains("quarantined on staging/shop"));
         // The downstream now follows another service.
         let mut other = d.clone();

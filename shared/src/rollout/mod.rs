@@ -28,6 +28,7 @@ use tracing::{info, warn};
 
 use crate::aws::CallError;
 use crate::ecs::{IMAGE_TAG_PREFIX, MAX_TAGS, tag_problem};
+use crate::state::StateTable;
 use bluegreen::{AppSpec, GroupName, Readiness};
 
 /// A service and its cluster, as the reports name them.
@@ -202,8 +203,9 @@ pub struct BlueGreenDeployment {
 /// left is the writes (register, then UpdateService or CreateDeployment).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RolloutPlan {
-    /// Register the revision, then UpdateService with the circuit breaker's rollback.
-    Update { id: ServiceId, revision: Box<NewRevision>, config: Box<DeploymentConfiguration> },
+    /// Register the revision, then UpdateService with the circuit breaker's rollback,
+    /// under the service's rollout lease (`arn`: the service's ARN, the lease's key).
+    Update { id: ServiceId, arn: String, revision: Box<NewRevision>, config: Box<DeploymentConfiguration> },
     /// Register the revision, then a CodeDeploy deployment of it.
     BlueGreen { id: ServiceId, revision: Box<NewRevision>, deployment: Box<BlueGreenDeployment> },
     /// Nothing to do: the blue/green group already deploys this change.
@@ -218,6 +220,7 @@ impl RolloutPlan {
         match NewRevision::of(request) {
             Ok(revision) => Self::Update {
                 id: request.id.clone(),
+                arn: request.service.service_arn().unwrap_or_default().to_owned(),
                 revision: Box::new(revision),
                 config: Box::new(with_circuit_breaker(request.service.deployment_configuration())),
             },
@@ -286,16 +289,41 @@ pub enum Rolled {
     Skipped(String),
     /// Why it could not start.
     Failed(String),
+    /// Not started: the service moved off the revision the plan was made from
+    /// (another run rolled it out meanwhile). Plan again from what it runs now.
+    Moved(String),
 }
 
 /// What one invocation learned on the way, shared by its rollouts.
 #[derive(Default)]
 pub struct Invocation {
+    /// Who holds a rollout lease this invocation takes (its request id).
+    owner: String,
     /// New revisions registered, by the revision they were cloned from and the change.
     registered: HashMap<(String, Vec<ImageChange>), String>,
     /// Every CodeDeploy group of the account, when this invocation had to look them all up.
     groups: Option<HashMap<ServiceId, DeploymentGroupInfo>>,
 }
+
+impl Invocation {
+    /// An invocation whose rollout leases are held in the name of `request` (the
+    /// Lambda request id, which an asynchronous retry keeps) in this process.
+    pub fn new(request: &str) -> Self {
+        static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let process = PROCESS.get_or_init(|| {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            format!("{}-{}", std::process::id(), nanos.as_nanos())
+        });
+        Self { owner: format!("{request}@{process}"), ..Self::default() }
+    }
+}
+
+/// How long a rollout lease lasts: far longer than a lease is held (a describe,
+/// a register, an update), so only a run that died loses it to another.
+const LEASE_SECONDS: i64 = 30;
+/// How long a run waits for another's lease before it fails (and is retried):
+/// past `LEASE_SECONDS`, so a dead holder's lease runs out while it waits.
+const LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(40);
 
 /// Revisions a warm process keeps at the most; beyond it the memory starts afresh.
 const KNOWN_REVISIONS: usize = 512;
@@ -308,6 +336,8 @@ pub struct Deployer {
     ecs: aws_sdk_ecs::Client,
     codedeploy: aws_sdk_codedeploy::Client,
     dry_run: bool,
+    /// The state table, where rollout leases are taken; `None`: rollouts take none.
+    state: Option<StateTable>,
     groups: Mutex<HashMap<ServiceId, GroupName>>,
     known: Mutex<HashMap<String, (TaskDefinition, Vec<Tag>)>>,
 }
@@ -319,7 +349,22 @@ fn empty_answer(operation: &'static str, target: &str, what: &str) -> CallError 
 impl Deployer {
     /// `dry_run`: prepare and read; register and deploy nothing.
     pub fn new(ecs: aws_sdk_ecs::Client, codedeploy: aws_sdk_codedeploy::Client, dry_run: bool) -> Self {
-        Self { ecs, codedeploy, dry_run, groups: Mutex::new(HashMap::new()), known: Mutex::new(HashMap::new()) }
+        Self {
+            ecs,
+            codedeploy,
+            dry_run,
+            state: None,
+            groups: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Rolls a service out only under its lease in this table, and only from
+    /// the revision its plan was made from: two runs at once never move a
+    /// service backwards (the second plans again from what the first deployed).
+    pub fn with_state(mut self, state: StateTable) -> Self {
+        self.state = Some(state);
+        self
     }
 
     /// A revision with its tags, from this process's memory, else read (and remembered).
@@ -398,11 +443,78 @@ impl Deployer {
         match plan {
             RolloutPlan::Skip(reason) => Rolled::Skipped(reason),
             RolloutPlan::Fail(reason) => Rolled::Failed(reason),
-            RolloutPlan::Update { id, revision, config } => self.update(id, *revision, *config, invocation).await,
+            RolloutPlan::Update { id, arn, revision, config } => {
+                if self.dry_run {
+                    info!(cluster = %id.cluster, service = %id.service, changes = ?revision.changes, "would deploy");
+                    return deployed(id, Controller::Ecs, *revision, None, None);
+                }
+                let Some(state) = &self.state else {
+                    return self.update(id, *revision, *config, invocation).await;
+                };
+                let owner = invocation.owner.clone();
+                match self.take_lease(state, &arn, &owner).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return failed(
+                            &id,
+                            format!("another run has been rolling the service out for over {}s", LEASE_WAIT.as_secs()),
+                        );
+                    }
+                    Err(err) => return failed(&id, format!("DynamoDB {err}")),
+                }
+                // Read again under the lease: the plan's revision must still be the one running.
+                let rolled = match self.running_revision(&id).await {
+                    Ok(now) if now == revision.old => self.update(id.clone(), *revision, *config, invocation).await,
+                    Ok(now) => {
+                        info!(cluster = %id.cluster, service = %id.service, planned_from = %revision.old, now = %now, "moved");
+                        Rolled::Moved(format!("the service moved from {} to {} meanwhile", revision.old, now))
+                    }
+                    Err(err) => failed(&id, format!("ECS {err}")),
+                };
+                if let Err(err) = state.release(&arn, &owner).await {
+                    // A lease not given back runs out: the rollout stands.
+                    warn!(service = %arn, error = %err, "rollout lease not released");
+                }
+                rolled
+            }
             RolloutPlan::BlueGreen { id, revision, deployment } => {
                 self.deploy_blue_green(id, *revision, *deployment, invocation).await
             }
         }
+    }
+
+    /// Takes the service's rollout lease, waiting (with backoff) while another run holds it.
+    async fn take_lease(&self, state: &StateTable, service: &str, owner: &str) -> Result<bool, CallError> {
+        use aws_smithy_async::rt::sleep::AsyncSleep;
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            if state.lease(service, owner, chrono::Utc::now(), LEASE_SECONDS).await? {
+                return Ok(true);
+            }
+            if started.elapsed() >= LEASE_WAIT {
+                return Ok(false);
+            }
+            aws_smithy_async::rt::sleep::TokioSleep::new().sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(2));
+        }
+    }
+
+    /// The revision the service runs now, read again under its lease.
+    async fn running_revision(&self, id: &ServiceId) -> Result<String, CallError> {
+        let out = self
+            .ecs
+            .describe_services()
+            .cluster(&id.cluster)
+            .services(&id.service)
+            .send()
+            .await
+            .map_err(|e| CallError::new("DescribeServices", &id.to_string(), e.into_service_error()))?;
+        out.services()
+            .first()
+            .and_then(|s| s.task_definition())
+            .map(str::to_owned)
+            .ok_or_else(|| empty_answer("DescribeServices", &id.to_string(), "service"))
     }
 
     /// Registers the revision, then UpdateService with the circuit breaker's rollback on.
@@ -413,10 +525,6 @@ impl Deployer {
         config: DeploymentConfiguration,
         invocation: &mut Invocation,
     ) -> Rolled {
-        if self.dry_run {
-            info!(cluster = %id.cluster, service = %id.service, changes = ?revision.changes, "would deploy");
-            return deployed(id, Controller::Ecs, revision, None, None);
-        }
         let new_arn = match self.register(&revision, invocation).await {
             Ok(new_arn) => new_arn,
             Err(err) => return failed(&id, format!("ECS {err}")),

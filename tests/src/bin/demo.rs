@@ -459,17 +459,9 @@ async fn watch_rollouts() -> bool {
             card["body"][1]["text"].as_str().unwrap_or_default()
         );
     }
-    let tags = ecs
-        .describe_services()
-        .cluster(CLUSTER)
-        .services("api")
-        .include(aws_sdk_ecs::types::ServiceField::Tags)
-        .send()
-        .await
-        .expect("describe api");
-    let quarantine =
-        nightshift::ecs::tag_value(tags.services()[0].tags(), "nightshift:quarantine").unwrap_or_default().to_owned();
-    println!("\napi's nightshift:quarantine is now {quarantine:?}.");
+    let quarantine: Vec<String> =
+        sandbox.quarantined(&api).await.iter().map(|d| nightshift::quarantine::short(d)).collect();
+    println!("\nThe state table quarantines on api: {}.", quarantine.join(" "));
 
     println!("\nThe same image is pushed again as shop/api:1.3.1:");
     let digest = push_image(&ecr, "shop/api", "1.3.1", "shop/api 1.3.0").await;
