@@ -19,6 +19,18 @@ PRIMARY deployment in place (at most with a new id). ECS instead:
 ends the service's IN_PROGRESS rollout so (outcome COMPLETED or FAILED) and
 answers the deployments as they now are. `age` moves every deployment's
 times into the past, for time passing (see scheduler.py's `/_sandbox/time/pass`).
+
+ECS also keeps a service's history, which outlives the deployments it lists
+(moto has none of it): each rollout is a service deployment
+(`service-deployment/<cluster>/<service>/<id>`) from the service revisions it
+replaces to a new one (`service-revision/<cluster>/<service>/<id>`, the task
+definition and its images). It is IN_PROGRESS, then SUCCESSFUL, or, failed by
+the circuit breaker, ROLLBACK_IN_PROGRESS and ROLLBACK_SUCCESSFUL or
+ROLLBACK_FAILED (`rollback` names the revision rolled back to; ECS makes no new
+service deployment or revision for a rollback), or STOPPED without rollback or
+when a newer rollout replaces it. ListServiceDeployments (newest first,
+filtered by status and createdAt), DescribeServiceDeployments and
+DescribeServiceRevisions answer it (`answer`).
 """
 
 import datetime
@@ -61,6 +73,68 @@ def _deployment(service, task_definition: str, reason: str | None = None) -> dic
     }
 
 
+# (account, region, service ARN) -> its service deployments, newest first; revision ARN -> revision.
+_history: dict[tuple, list] = {}
+_revisions: dict[str, dict] = {}
+HISTORY_OPERATIONS = ("ListServiceDeployments", "DescribeServiceDeployments", "DescribeServiceRevisions")
+
+
+def _place(service) -> tuple[str, str, str, str]:
+    """(account, region, cluster name, service name) of a moto service."""
+    parts = service.arn.split(":")
+    cluster, name = parts[5].split("/")[1:3]
+    return parts[4], parts[3], cluster, name
+
+
+def _record_rollout(service, started: dict, source: str | None) -> None:
+    """A new service deployment to a new service revision (for a rollout, not a rollback)."""
+    from moto.ecs.models import ecs_backends
+
+    account, region, cluster, name = _place(service)
+    backend = ecs_backends[account][region]
+    prefix = f"arn:aws:ecs:{region}:{account}"
+    revision_arn = f"{prefix}:service-revision/{cluster}/{name}/{started['id'].rsplit('/', 1)[-1]}"
+    td = backend.describe_task_definition(started["taskDefinition"])
+    images = []
+    for container in td.container_definitions:
+        image = container.get("image", "")
+        images.append({"containerName": container.get("name"), "image": image,
+                       "imageDigest": image.split("@", 1)[1] if "@" in image else None})
+    _revisions[revision_arn] = {
+        "serviceRevisionArn": revision_arn, "serviceArn": service.arn, "clusterArn": service.cluster_arn,
+        "taskDefinition": started["taskDefinition"], "containerImages": images, "createdAt": started["createdAt"],
+    }
+    history = _history.setdefault((account, region, service.arn), [])
+    for older in history:
+        if older["status"] in ("IN_PROGRESS", "PENDING"):
+            older["status"], older["finishedAt"] = "STOPPED", started["createdAt"]
+            older["statusReason"] = "a newer service deployment replaced it"
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    deployment_id = "".join(random.choice(letters) for _ in range(21))
+    history.insert(0, {
+        "serviceDeploymentArn": f"{prefix}:service-deployment/{cluster}/{name}/{deployment_id}",
+        "serviceArn": service.arn, "clusterArn": service.cluster_arn,
+        "createdAt": started["createdAt"], "startedAt": started["createdAt"], "updatedAt": started["createdAt"],
+        "sourceServiceRevisions": [{"arn": source}] if source else [],
+        "targetServiceRevision": {"arn": revision_arn},
+        "status": "IN_PROGRESS",
+        "ecsDeploymentId": started["id"],
+    })
+
+
+def _history_of(service) -> list:
+    account, region, _, _ = _place(service)
+    return _history.get((account, region, service.arn), [])
+
+
+def _revision_of(service, deployment: dict) -> str | None:
+    """The service revision a listed deployment runs."""
+    for past in _history_of(service):
+        if past.get("ecsDeploymentId") == deployment["id"]:
+            return past["targetServiceRevision"]["arn"]
+    return None
+
+
 def _start(service, task_definition: str, reason: str | None = None) -> dict:
     for deployment in service.deployments:
         if deployment["status"] == "PRIMARY":
@@ -91,13 +165,30 @@ def _patch() -> None:
         if forced or service.task_definition != previous or primary is None:
             # moto renamed the PRIMARY in place for a forced deployment; ECS keeps it, as ACTIVE.
             service.deployments = kept
-            _start(service, service.task_definition)
+            running = next((d for d in kept if d["status"] == "PRIMARY"), None)
+            source = _revision_of(service, running) if running else None
+            _record_rollout(service, _start(service, service.task_definition), source)
         elif primary is not None:
             primary["desiredCount"] = service.desired_count
             primary["updatedAt"] = _now()
         return service
 
     models.EC2ContainerServiceBackend.update_service = update_service
+
+    original_create = models.EC2ContainerServiceBackend.create_service
+
+    def create_service(self, *args, **kwargs):
+        # Creating a service is its first service deployment, to its first revision.
+        service = original_create(self, *args, **kwargs)
+        primary = next((d for d in service.deployments if d.get("status") == "PRIMARY"), None)
+        if service.deployment_controller.get("type") == "ECS" and primary is not None:
+            _record_rollout(service, primary, None)
+            if primary.get("rolloutState") == "COMPLETED":
+                first = _history_of(service)[0]
+                first["status"], first["finishedAt"] = "SUCCESSFUL", primary["createdAt"]
+        return service
+
+    models.EC2ContainerServiceBackend.create_service = create_service
 
 
 def end_rollout(account: str, region: str, cluster: str, name: str, outcome: str) -> list:
@@ -112,6 +203,18 @@ def end_rollout(account: str, region: str, cluster: str, name: str, outcome: str
         raise ValueError(f"{cluster}/{name} has no rollout in progress")
     rolling["rolloutState"] = outcome
     rolling["updatedAt"] = _now()
+    # The service deployment: the rollout's own, or, for a rollback, the one it rolls back.
+    past = next((p for p in _history_of(service) if p["status"] in ("IN_PROGRESS", "ROLLBACK_IN_PROGRESS")), None)
+    if past is not None:
+        past["updatedAt"] = rolling["updatedAt"]
+        if past["status"] == "ROLLBACK_IN_PROGRESS":
+            past["status"] = "ROLLBACK_SUCCESSFUL" if outcome == "COMPLETED" else "ROLLBACK_FAILED"
+            past["finishedAt"] = rolling["updatedAt"]
+        elif outcome == "COMPLETED":
+            past["status"], past["finishedAt"] = "SUCCESSFUL", rolling["updatedAt"]
+        else:
+            past["status"], past["finishedAt"] = "STOPPED", rolling["updatedAt"]
+            past["statusReason"] = "ECS deployment circuit breaker: tasks failed to start."
     if outcome == "COMPLETED":
         rolling["rolloutStateReason"] = f"ECS deployment {rolling['id']} completed."
         rolling["runningCount"], rolling["pendingCount"] = service.desired_count, 0
@@ -122,8 +225,13 @@ def end_rollout(account: str, region: str, cluster: str, name: str, outcome: str
     breaker = (getattr(service, "deployment_configuration", None) or {}).get("deploymentCircuitBreaker") or {}
     last_good = next((d for d in service.deployments if d is not rolling), None)
     if breaker.get("enable") and breaker.get("rollback") and last_good is not None:
-        _start(service, last_good["taskDefinition"],
-               f"ECS deployment circuit breaker: rolling back to deploymentId {last_good['id']}.")
+        rollback = _start(service, last_good["taskDefinition"],
+                          f"ECS deployment circuit breaker: rolling back to deploymentId {last_good['id']}.")
+        if past is not None:
+            past["status"], past["finishedAt"] = "ROLLBACK_IN_PROGRESS", None
+            past["statusReason"] = "ECS deployment circuit breaker: tasks failed to start."
+            past["rollback"] = {"reason": rollback["rolloutStateReason"], "startedAt": rollback["createdAt"],
+                                "serviceRevisionArn": _revision_of(service, last_good)}
     return service.deployments
 
 
@@ -137,6 +245,79 @@ def age(account: str, minutes: float) -> None:
                 for field in ("createdAt", "updatedAt"):
                     if isinstance(deployment.get(field), datetime.datetime):
                         deployment[field] -= datetime.timedelta(minutes=minutes)
+    for (owner, _, _), history in _history.items():
+        if owner != account:
+            continue
+        for past in history:
+            for field in ("createdAt", "startedAt", "updatedAt", "finishedAt"):
+                if isinstance(past.get(field), datetime.datetime):
+                    past[field] -= datetime.timedelta(minutes=minutes)
+
+
+def _epoch(value):
+    if isinstance(value, datetime.datetime):
+        return value.replace(tzinfo=datetime.timezone.utc).timestamp()
+    return value
+
+
+def json_default(value):
+    """Times in the answers' JSON: epoch seconds, as ECS sends them."""
+    if isinstance(value, datetime.datetime):
+        return _epoch(value)
+    raise TypeError(f"{type(value)} is not JSON")
+
+
+def _shown(item: dict, keys) -> dict:
+    return {k: _epoch(v) for k, v in item.items() if k in keys and v is not None}
+
+
+BRIEF = ("serviceDeploymentArn", "serviceArn", "clusterArn", "startedAt", "createdAt", "finishedAt",
+         "status", "statusReason")
+WHOLE = BRIEF + ("updatedAt", "sourceServiceRevisions", "targetServiceRevision", "rollback")
+
+
+def answer(account: str, region: str, operation: str, body: dict) -> tuple[int, dict]:
+    """ECS's answer to a service-history operation: (HTTP status, JSON)."""
+    from moto.ecs.models import ecs_backends
+
+    backend = ecs_backends[account][region]
+    if operation == "ListServiceDeployments":
+        try:
+            service = backend._get_service(body.get("cluster", "default"), body["service"].split("/")[-1])
+        except Exception:
+            return 400, {"__type": "ServiceNotFoundException", "message": "Service not found."}
+        wanted = set(body.get("status") or [])
+        created = body.get("createdAt") or {}
+        found = []
+        for past in _history_of(service):
+            at = _epoch(past["createdAt"])
+            if wanted and past["status"] not in wanted:
+                continue
+            if "before" in created and at > created["before"]:
+                continue
+            if "after" in created and at < created["after"]:
+                continue
+            brief = _shown(past, BRIEF)
+            brief["targetServiceRevisionArn"] = past["targetServiceRevision"]["arn"]
+            found.append(brief)
+        start = int(body.get("nextToken") or 0)
+        size = int(body.get("maxResults") or 20)
+        page = {"serviceDeployments": found[start:start + size]}
+        if start + size < len(found):
+            page["nextToken"] = str(start + size)
+        return 200, page
+    if operation == "DescribeServiceDeployments":
+        everything = {p["serviceDeploymentArn"]: p for history in _history.values() for p in history}
+        arns = body.get("serviceDeploymentArns", [])
+        return 200, {
+            "serviceDeployments": [_shown(everything[a], WHOLE) for a in arns if a in everything],
+            "failures": [{"arn": a, "reason": "MISSING"} for a in arns if a not in everything],
+        }
+    arns = body.get("serviceRevisionArns", [])
+    return 200, {
+        "serviceRevisions": [{k: _epoch(v) for k, v in _revisions[a].items()} for a in arns if a in _revisions],
+        "failures": [{"arn": a, "reason": "MISSING"} for a in arns if a not in _revisions],
+    }
 
 
 _patch()

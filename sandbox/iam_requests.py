@@ -70,6 +70,12 @@ def _ecs(region, operation, body):
         return [(action, "*", {})]
     if operation in ("ListServices", "ListTasks"):
         return [(action, "*", cluster_ctx)]
+    if operation == "ListServiceDeployments":
+        return [(action, _service_arn(region, cluster, body.get("service", "")), dict(cluster_ctx))]
+    if operation in ("DescribeServiceDeployments", "DescribeServiceRevisions"):
+        key = "serviceDeploymentArns" if operation == "DescribeServiceDeployments" else "serviceRevisionArns"
+        return [(action, arn, {"ecs:cluster": _cluster_arn(region, arn.split(":")[-1].split("/")[1])})
+                for arn in body.get(key, [])]
     if operation == "DescribeServices":
         return [(action, _service_arn(region, cluster, s), dict(cluster_ctx)) for s in body.get("services", [])]
     if operation == "DescribeTasks":

@@ -63,7 +63,9 @@ as ECR does; an image's digest is the SHA-256 of its manifest, as ECR's is;
 S3's ListObjectVersions resumes after a KeyMarker whose key is gone, as S3
 does (moto drops the next key's first version); CodeDeploy takes one
 deployment at a time per group and answers BatchGetDeploymentGroups, and ECS
-refuses a new task definition for a CODE_DEPLOY service (codedeploy.py);
+refuses a new task definition for a CODE_DEPLOY service (codedeploy.py); ECS
+keeps a service's deployment history (ListServiceDeployments,
+DescribeServiceDeployments, DescribeServiceRevisions: ecs_rollouts.py);
 EventBridge Scheduler checks CreateSchedule as AWS does (scheduler.py); and a
 signed JSON-protocol or Scheduler request whose X-Amz-Date is more than 15
 minutes off the sandbox's clock is refused as AWS refuses it
@@ -483,6 +485,13 @@ class SandboxApp:
             if delay > 0:
                 time.sleep(delay)
             self.wait_together(operation)
+            if service == "ecs" and operation in ecs_rollouts.HISTORY_OPERATIONS:
+                region = signed_region(environ.get("HTTP_AUTHORIZATION", ""))
+                with self.lock_for("ecs"):
+                    status, answer = ecs_rollouts.answer(ACCOUNT, region, operation, json.loads(raw or b"{}"))
+                body = json.dumps(answer, default=ecs_rollouts.json_default)
+                return Response(body, status, mimetype="application/x-amz-json-1.1")(
+                    environ, start_response)
         with self.lock_for(service):
             if service == "scheduler":
                 region = signed_region(environ.get("HTTP_AUTHORIZATION", ""))

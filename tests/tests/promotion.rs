@@ -230,6 +230,44 @@ async fn a_rollout_that_fails_in_qa_stops_the_chain_there_and_its_digest_never_r
 }
 
 #[tokio::test]
+async fn a_rollbacks_completion_arriving_after_ecs_forgot_the_failed_rollout_is_no_success() {
+    // Given 1.3.0 promoted to qa, and qa's rollout failed and rolled back before any of its events arrived
+    let sandbox = Sandbox::start();
+    stages(&sandbox, false).await;
+    spawn(&sandbox, "deploy-on-push").invoke(&event("deploy-on-push.ecr-push.json")).response();
+    let mut watch = spawn(&sandbox, "watch-rollouts");
+    watch.invoke(&end_rollout(&sandbox, "staging", "COMPLETED").remove(0)).response();
+    assert_eq!(pass(&sandbox, &mut watch, 31.0)[0]["promotion"]["result"], "promoted");
+    let failure_events = end_rollout(&sandbox, "qa", "FAILED");
+    let rollback_done = end_rollout(&sandbox, "qa", "COMPLETED").remove(0);
+    assert_eq!(
+        sandbox.ecs().describe_services().cluster("qa").services("shop").send().await.unwrap().services()[0]
+            .deployments()
+            .len(),
+        1,
+        "ECS lists the rollback alone"
+    );
+
+    // When the rollback's completion arrives first
+    let done = watch.invoke(&rollback_done).response();
+
+    // Then it is told as the rollout rolled back, from ECS's service deployment history: the digest
+    // is quarantined on qa and nothing is scheduled for prod
+    assert_eq!(done["outcome"], "rolled back", "{done:#}");
+    let short = nightshift::quarantine::short(&pushed_digest());
+    assert_eq!(done["quarantined"], json!([short]));
+    assert!(done.get("scheduled").is_none() && sandbox.schedules().is_empty(), "{done:#}");
+
+    // And the failure's own events, late, tell nothing again; time passing moves nothing to prod
+    for late in &failure_events {
+        assert_eq!(watch.invoke(late).response()["outcome"], Value::Null);
+    }
+    assert!(pass(&sandbox, &mut watch, 120.0).is_empty());
+    assert_eq!(image_of(&sandbox, "prod").await, format!("{}/shop/api:1.2.0", registry()));
+    assert_eq!(sandbox.webhooks("releases").len(), 0, "prod was told nothing");
+}
+
+#[tokio::test]
 async fn a_blue_green_prod_gets_its_promotion_as_one_codedeploy_deployment() {
     // Given prod deployed by CodeDeploy (blue/green), and 1.3.0 soaked in staging, then in qa
     let sandbox = Sandbox::start();

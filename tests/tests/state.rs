@@ -56,6 +56,8 @@ async fn fail_rollout(sandbox: &Sandbox) -> Value {
     let failed = api(sandbox).await.deployments()[1].id().unwrap().to_owned();
     let mut failure = event("watch-rollouts.ecs-deployment-failed.json");
     failure["detail"]["deploymentId"] = json!(failed);
+    // When it failed: now (ECS's history is read as it stood then).
+    failure["detail"]["updatedAt"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     failure
 }
 
@@ -155,6 +157,29 @@ async fn an_older_releases_tag_quarantine_is_honoured_then_carried_over_once() {
     dynamodb.delete_item().table_name("StateTable").set_key(Some(key)).send().await.unwrap();
     let taken = deploy.invoke(&push_event("1.3.0", &pushed_digest())).response();
     assert_eq!(api_skip(&taken), None, "{taken:#}");
+}
+
+#[tokio::test]
+async fn a_failure_whose_event_arrives_after_ecs_stopped_listing_it_still_quarantines_its_digest() {
+    // Given api's rollout failed, and its rollback completed, before the FAILED event arrives
+    let sandbox = Sandbox::start();
+    shop(&sandbox).await;
+    spawn(&sandbox, "deploy-on-push").invoke(&event("deploy-on-push.ecr-push.json")).response();
+    let failure = fail_rollout(&sandbox).await;
+    rolled_back(&sandbox);
+    assert_eq!(api(&sandbox).await.deployments().len(), 1, "ECS lists the rollback alone");
+
+    // When it arrives, twice
+    let mut watch = spawn(&sandbox, "watch-rollouts");
+    let told = watch.invoke(&failure).response();
+    let again = watch.invoke(&failure).response();
+
+    // Then the failed revision is read from ECS's service deployment history: its digest is quarantined
+    assert_eq!(told["outcome"], "rolled back", "{told:#}");
+    assert!(told["task_definition"].as_str().unwrap().ends_with("task-definition/api:2"), "{told:#}");
+    assert!(told["previous_task_definition"].as_str().unwrap().ends_with("task-definition/api:1"), "{told:#}");
+    assert_eq!(sandbox.quarantined(&api_arn()).await, [pushed_digest()]);
+    assert_eq!(again["outcome"], Value::Null, "{again:#}");
 }
 
 #[tokio::test]

@@ -367,6 +367,13 @@ impl<'n> WatchRollouts<'n> {
         let ending =
             outcome::decide(change.event, &change.deployment_id, &change.reason, &deployments, rolls_back, record);
         let at = change.updated_at.unwrap_or_else(|| self.clock.now());
+        // What DescribeServices no longer lists, ECS's history of the service still says.
+        let ending = if outcome::needs_history(change.event, &ending) {
+            let past = observe::last_rollout(&self.ecs, &id, at).await.map_err(WatchError::Ecs)?;
+            outcome::with_history(change.event, ending, past.as_ref(), record)
+        } else {
+            ending
+        };
         let ended = Ended { service, remembered, at, region: change.region.clone() };
         self.outcome(ended, ending, invoked, report).await
     }

@@ -17,7 +17,8 @@ use nightshift::quarantine::QUARANTINE_TAG;
 use nightshift::state::{Memory, StateTable};
 
 use crate::outcome::{
-    CodeDeployEndState, CodeDeployNow, Deployment, DeploymentStatus, Mark, RolloutState, TOLD_TAG, ToldRecord,
+    CodeDeployEndState, CodeDeployNow, Deployment, DeploymentStatus, Mark, PastRollout, PastStatus, RolloutState,
+    TOLD_TAG, ToldRecord,
 };
 use crate::plan::{LastDeployment, ServiceNow, UpstreamRollout};
 
@@ -92,6 +93,95 @@ pub async fn describe(ecs: &aws_sdk_ecs::Client, id: &ServiceId) -> Result<Optio
         .await
         .map_err(|e| CallError::new("DescribeServices", &id.to_string(), e.into_service_error()))?;
     Ok(out.services.unwrap_or_default().into_iter().find(|s| s.status() != Some("INACTIVE")))
+}
+
+/// The service's newest service deployment created no later than `before`
+/// (ECS's history, which outlives the deployments DescribeServices lists),
+/// with the revisions it deployed and replaced when it did not succeed; `None`
+/// when ECS keeps no history of the service (or not in this region).
+pub async fn last_rollout(
+    ecs: &aws_sdk_ecs::Client,
+    id: &ServiceId,
+    before: DateTime<Utc>,
+) -> Result<Option<PastRollout>, CallError> {
+    use aws_sdk_ecs::types::{CreatedAt, ServiceDeploymentStatus as Sd};
+    let target = id.to_string();
+    let until = aws_sdk_ecs::primitives::DateTime::from_secs(before.timestamp() + 1);
+    let listed = ecs
+        .list_service_deployments()
+        .cluster(&id.cluster)
+        .service(&id.service)
+        .created_at(CreatedAt::builder().before(until).build())
+        .max_results(20)
+        .send()
+        .await;
+    let out = match listed {
+        Ok(out) => out,
+        Err(e) => {
+            let err = e.into_service_error();
+            if err.is_unsupported_feature_exception() || err.is_service_not_found_exception() {
+                return Ok(None);
+            }
+            return Err(CallError::new("ListServiceDeployments", &target, err));
+        }
+    };
+    let Some(newest) = out.service_deployments().iter().max_by_key(|d| d.created_at().map(|t| t.as_nanos())) else {
+        return Ok(None);
+    };
+    let status = match newest.status() {
+        Some(Sd::Successful) => PastStatus::Successful,
+        Some(Sd::RollbackRequested | Sd::RollbackInProgress | Sd::RollbackSuccessful) => PastStatus::RolledBack,
+        Some(Sd::RollbackFailed) => PastStatus::RollbackFailed,
+        Some(Sd::Stopped | Sd::StopRequested) => PastStatus::Stopped,
+        _ => PastStatus::Running,
+    };
+    let mut past = PastRollout {
+        arn: newest.service_deployment_arn().unwrap_or_default().to_owned(),
+        status,
+        task_definition: None,
+        previous: None,
+        created_at: newest.created_at().and_then(time),
+    };
+    if matches!(status, PastStatus::Successful | PastStatus::Running) {
+        return Ok(Some(past));
+    }
+    let described = ecs
+        .describe_service_deployments()
+        .service_deployment_arns(&past.arn)
+        .send()
+        .await
+        .map_err(|e| CallError::new("DescribeServiceDeployments", &past.arn, e.into_service_error()))?;
+    let Some(deployment) = described.service_deployments().first() else {
+        return Ok(Some(past));
+    };
+    let revision = deployment.target_service_revision().and_then(|r| r.arn()).map(str::to_owned);
+    // What it rolled back to, else what it replaced.
+    let before = deployment
+        .rollback()
+        .and_then(|r| r.service_revision_arn())
+        .or_else(|| deployment.source_service_revisions().first().and_then(|r| r.arn()))
+        .map(str::to_owned);
+    let arns: Vec<String> = revision.iter().chain(before.iter()).cloned().collect();
+    if arns.is_empty() {
+        return Ok(Some(past));
+    }
+    let revisions = ecs
+        .describe_service_revisions()
+        .set_service_revision_arns(Some(arns))
+        .send()
+        .await
+        .map_err(|e| CallError::new("DescribeServiceRevisions", &past.arn, e.into_service_error()))?;
+    let task_definition_of = |arn: &Option<String>| {
+        revisions
+            .service_revisions()
+            .iter()
+            .find(|r| r.service_revision_arn() == arn.as_deref())
+            .and_then(|r| r.task_definition())
+            .map(str::to_owned)
+    };
+    past.task_definition = task_definition_of(&revision);
+    past.previous = task_definition_of(&before);
+    Ok(Some(past))
 }
 
 /// The service as the plans read it.

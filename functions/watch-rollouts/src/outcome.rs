@@ -356,6 +356,97 @@ pub fn decide(
     }
 }
 
+/// How a service deployment (ECS's history of a service, which outlives the
+/// deployments DescribeServices lists) stands, as ListServiceDeployments says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PastStatus {
+    /// PENDING or IN_PROGRESS.
+    Running,
+    Successful,
+    /// ROLLBACK_REQUESTED, ROLLBACK_IN_PROGRESS or ROLLBACK_SUCCESSFUL: the circuit breaker failed it and rolls back.
+    RolledBack,
+    RollbackFailed,
+    /// STOPPED or STOP_REQUESTED: failed without a rollback, or replaced by a newer one.
+    Stopped,
+}
+
+/// The service's newest service deployment created no later than the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastRollout {
+    /// Its ARN, which the told marks also key it by (its `ecs-svc/` id is not in the history).
+    pub arn: String,
+    pub status: PastStatus,
+    /// The revision it deployed, and the one it replaced (or rolled back to), when read.
+    pub task_definition: Option<String>,
+    pub previous: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// Whether the decision needs the service's history: a rollout that failed
+/// (ECS may no longer list it, and its service deployment is marked told too,
+/// so that its rollback's completion, whenever it comes, is known for one), or a
+/// completion taken for a success (it may be a rollback's whose failed rollout is gone).
+pub fn needs_history(event: EcsEvent, ending: &RolloutEnding) -> bool {
+    match event {
+        EcsEvent::Failed => matches!(ending.outcome, Some(Outcome::Failed | Outcome::RolledBack)),
+        EcsEvent::Completed => ending.outcome == Some(Outcome::Succeeded),
+        EcsEvent::InProgress => false,
+    }
+}
+
+/// Completes a decision from the service's history (see [`needs_history`]).
+pub fn with_history(
+    event: EcsEvent,
+    ending: RolloutEnding,
+    past: Option<&PastRollout>,
+    record: &ToldRecord,
+) -> RolloutEnding {
+    let Some(past) = past else {
+        return ending;
+    };
+    let told_already =
+        |why: String, marks: Vec<(String, Mark)>| RolloutEnding { outcome: None, marks, why, ..ending.clone() };
+    match event {
+        EcsEvent::Failed
+            if matches!(past.status, PastStatus::RolledBack | PastStatus::RollbackFailed | PastStatus::Stopped) =>
+        {
+            if let Some(Mark::Told(told)) = record.mark(&past.arn) {
+                return told_already(format!("{}: {} was told already", past.arn, told.words()), Vec::new());
+            }
+            let outcome = ending.outcome.unwrap_or(Outcome::Failed);
+            let mut marks = ending.marks.clone();
+            marks.push((past.arn.clone(), Mark::Told(outcome)));
+            RolloutEnding {
+                task_definition: ending.task_definition.clone().or_else(|| past.task_definition.clone()),
+                previous: ending.previous.clone().or_else(|| past.previous.clone()),
+                started: ending.started.or(past.created_at),
+                marks,
+                ..ending
+            }
+        }
+        // ECS makes no service deployment for a rollback: its completion leaves the failed one ROLLBACK_SUCCESSFUL.
+        EcsEvent::Completed if past.status == PastStatus::RolledBack => {
+            let rollback = (ending.rollout.clone(), Mark::Rollback);
+            if record.told(&past.arn) {
+                return told_already(
+                    format!("{} rolled {} back; told already", ending.rollout, past.arn),
+                    vec![rollback],
+                );
+            }
+            RolloutEnding {
+                outcome: Some(Outcome::RolledBack),
+                rollout: past.arn.clone(),
+                task_definition: past.task_definition.clone(),
+                previous: past.previous.clone().or(ending.task_definition.clone()),
+                started: past.created_at,
+                marks: vec![rollback, (past.arn.clone(), Mark::Told(Outcome::RolledBack))],
+                why: format!("ECS rolled back {} and {} completed", past.arn, ending.rollout),
+            }
+        }
+        _ => ending,
+    }
+}
+
 /// A CodeDeploy deployment as GetDeployment describes it now.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CodeDeployNow {
@@ -598,5 +689,50 @@ mod tests {
             ToldRecord::parse("junk ecs-svc/1=rollback x=y").entries,
             [("ecs-svc/1".to_owned(), Mark::Rollback)]
         );
+    }
+
+    #[test]
+    fn the_service_deployment_history_tells_what_ecs_no_longer_lists() {
+        const SD: &str = "arn:aws:ecs:eu-west-1:123456789012:service-deployment/shop/api/abc";
+        let past = |status| PastRollout {
+            arn: SD.into(),
+            status,
+            task_definition: Some(NEW.into()),
+            previous: Some(OLD.into()),
+            created_at: None,
+        };
+        let rollback_listed =
+            vec![d("ecs-svc/3", "PRIMARY", "COMPLETED", "ECS deployment ecs-svc/3 completed.", OLD, 5)];
+        let none = ToldRecord::default();
+
+        // A FAILED rollout ECS no longer lists: its revision from the history, its service deployment marked too
+        let failed = decide(EcsEvent::Failed, "ecs-svc/2", "circuit breaker", &rollback_listed, true, &none);
+        assert!(needs_history(EcsEvent::Failed, &failed) && failed.task_definition.is_none());
+        let told = with_history(EcsEvent::Failed, failed.clone(), Some(&past(PastStatus::RolledBack)), &none);
+        assert_eq!((told.outcome, told.task_definition.as_deref()), (Some(Outcome::RolledBack), Some(NEW)));
+        assert!(told.marks.contains(&(SD.to_owned(), Mark::Told(Outcome::RolledBack))));
+        // ... once: the service deployment told already (its rollback's completion came first)
+        let marked = ToldRecord::parse(&format!("{SD}=rolled-back"));
+        assert_eq!(
+            with_history(EcsEvent::Failed, failed.clone(), Some(&past(PastStatus::RolledBack)), &marked).outcome,
+            None
+        );
+        // ... and a history that shows no failure changes nothing
+        assert_eq!(with_history(EcsEvent::Failed, failed.clone(), Some(&past(PastStatus::Successful)), &none), failed);
+
+        // A completion taken for a success is a rollback's when the newest service deployment rolled back
+        let completed = decide(EcsEvent::Completed, "ecs-svc/3", "completed", &rollback_listed, true, &none);
+        assert_eq!(completed.outcome, Some(Outcome::Succeeded));
+        assert!(needs_history(EcsEvent::Completed, &completed));
+        let rolled = with_history(EcsEvent::Completed, completed.clone(), Some(&past(PastStatus::RolledBack)), &none);
+        assert_eq!((rolled.outcome, rolled.rollout.as_str()), (Some(Outcome::RolledBack), SD));
+        assert_eq!(rolled.task_definition.as_deref(), Some(NEW));
+        assert!(rolled.marks.contains(&("ecs-svc/3".to_owned(), Mark::Rollback)));
+        let quiet = with_history(EcsEvent::Completed, completed.clone(), Some(&past(PastStatus::RolledBack)), &marked);
+        assert_eq!((quiet.outcome, quiet.marks), (None, vec![("ecs-svc/3".to_owned(), Mark::Rollback)]));
+        // ... and stays a success when the newest one succeeded, or ECS keeps no history
+        for history in [Some(past(PastStatus::Successful)), None] {
+            assert_eq!(with_history(EcsEvent::Completed, completed.clone(), history.as_ref(), &none), completed);
+        }
     }
 }
