@@ -13,7 +13,8 @@ use nightshift::FixedClock;
 use nightshift::window::{WeeklyWindows, zone};
 use nightshift_tests::event;
 use nightshift_tests::platform::{
-    SCHEDULE_GROUP, STAGES, end_stage_rollout, pushed_digest, registry, schedule_role, seed_stages, stage_image,
+    SCHEDULE_GROUP, STAGES, end_stage_rollout, push_image, pushed_digest, registry, schedule_role, seed_stages,
+    stage_image,
 };
 use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
 use nightshift_tests::sandbox::Sandbox;
@@ -265,6 +266,42 @@ async fn a_rollbacks_completion_arriving_after_ecs_forgot_the_failed_rollout_is_
     assert!(pass(&sandbox, &mut watch, 120.0).is_empty());
     assert_eq!(image_of(&sandbox, "prod").await, format!("{}/shop/api:1.2.0", registry()));
     assert_eq!(sandbox.webhooks("releases").len(), 0, "prod was told nothing");
+}
+
+#[tokio::test]
+async fn a_later_push_failing_upstream_does_not_cancel_the_due_promotion_of_the_good_one() {
+    // Given 1.3.0 completed on staging, its promotion to qa due in 30 minutes
+    let sandbox = Sandbox::start();
+    stages(&sandbox, false).await;
+    let mut deploy = spawn(&sandbox, "deploy-on-push");
+    deploy.invoke(&event("deploy-on-push.ecr-push.json")).response();
+    let mut watch = spawn(&sandbox, "watch-rollouts");
+    watch.invoke(&end_rollout(&sandbox, "staging", "COMPLETED").remove(0)).response();
+    assert!(pass(&sandbox, &mut watch, 10.0).is_empty());
+
+    // When 1.4.0 is pushed, reaches staging and fails there; the promotion falls due during the rollback
+    let digest = push_image(&sandbox.ecr(), "shop/api", "1.4.0", "shop/api 1.4.0").await;
+    let mut push = event("deploy-on-push.ecr-push.json");
+    push["detail"]["image-tag"] = json!("1.4.0");
+    push["detail"]["image-digest"] = json!(digest);
+    assert_eq!(deploy.invoke(&push).response()["deployed"][0]["cluster"], "staging");
+    for failure in end_rollout(&sandbox, "staging", "FAILED") {
+        watch.invoke(&failure).response();
+    }
+    let during = pass(&sandbox, &mut watch, 21.0);
+
+    // Then it waits for staging to settle instead of being dropped
+    assert_eq!(during.len(), 1);
+    assert_eq!(during[0]["promotion"]["result"], "waiting", "{:#}", during[0]);
+    assert_eq!(image_of(&sandbox, "qa").await, format!("{}/shop/api:1.2.0", registry()));
+
+    // And once the rollback restored 1.3.0 on staging, 1.3.0 is promoted to qa
+    let done = watch.invoke(&end_rollout(&sandbox, "staging", "COMPLETED").remove(0)).response();
+    assert_eq!(done["outcome"], Value::Null, "{done:#}");
+    let after = pass(&sandbox, &mut watch, 11.0);
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0]["promotion"]["result"], "promoted", "{:#}", after[0]);
+    assert_eq!(image_of(&sandbox, "qa").await, format!("{}/shop/api@{}", registry(), pushed_digest()));
 }
 
 #[tokio::test]

@@ -663,6 +663,8 @@ impl<'n> WatchRollouts<'n> {
         let upstream = Upstream {
             task_definition: upstream_arn,
             settled: plan::settled(&rollout, self.clock.now()),
+            moving: plan::moving(&rollout),
+            restored: plan::restored(&rollout),
             quarantine: upstream_remembered.quarantine,
             containers: upstream_td.container_definitions().to_vec(),
             image_tags: upstream_tags

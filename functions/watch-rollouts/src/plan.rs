@@ -288,6 +288,35 @@ pub enum UpstreamRollout {
 }
 
 /// The upstream's last rollout, when it completed; else why it is not settled.
+/// Whether a rollout or a rollback is under way upstream: it may settle soon.
+pub fn moving(rollout: &UpstreamRollout) -> bool {
+    match rollout {
+        UpstreamRollout::Ecs { deployments, .. } => {
+            deployments.len() > 1 || deployments.iter().any(|d| d.rollout_state == Some(RolloutState::InProgress))
+        }
+        UpstreamRollout::BlueGreen(LastDeployment::Other { status, .. }) => {
+            matches!(status.as_str(), "Created" | "Queued" | "InProgress" | "Baking" | "Ready")
+        }
+        _ => false,
+    }
+}
+
+/// Whether the upstream's last rollout failed and its rollback completed: it
+/// runs again, alone, the revision it ran before that rollout.
+pub fn restored(rollout: &UpstreamRollout) -> bool {
+    let UpstreamRollout::Ecs { deployments, record } = rollout else {
+        return false;
+    };
+    match deployments.as_slice() {
+        [only] => {
+            only.status == DeploymentStatus::Primary
+                && only.rollout_state == Some(RolloutState::Completed)
+                && (record.mark(&only.id) == Some(Mark::Rollback) || is_rollback_reason(&only.rollout_reason))
+        }
+        _ => false,
+    }
+}
+
 pub fn settled(rollout: &UpstreamRollout, now: DateTime<Utc>) -> Result<Settled, String> {
     match rollout {
         UpstreamRollout::Unknown(why) => Err(why.clone()),
@@ -430,6 +459,15 @@ mod tests {
         for (rollout, want) in table {
             assert_eq!(settled(&rollout, at(30)), want, "{rollout:?}");
         }
+        // Under way, a rollout may settle soon; a completed rollback runs again what ran before it
+        let in_progress = ecs(vec![deployment("ecs-svc/2", "PRIMARY", "IN_PROGRESS", ""), done.clone()], "");
+        assert!(moving(&in_progress) && !restored(&in_progress));
+        let rolled_back = ecs(vec![done.clone()], "ecs-svc/1=rollback");
+        assert!(restored(&rolled_back) && !moving(&rolled_back));
+        assert!(!restored(&ecs(vec![done.clone()], "")) && !moving(&ecs(vec![done.clone()], "")));
+        let busy = blue_green(LastDeployment::Other { id: "d-2".into(), status: "InProgress".into() });
+        assert!(moving(&busy));
+        assert!(!moving(&blue_green(LastDeployment::Other { id: "d-2".into(), status: "Failed".into() })));
     }
 
     fn service(tags: &[(&str, &str)]) -> ServiceNow {

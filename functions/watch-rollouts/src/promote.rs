@@ -116,6 +116,10 @@ pub struct Upstream {
     /// The deployment that put it there, when it completed; else why the
     /// service is not settled (a rollout in progress, a rollback).
     pub settled: Result<Settled, String>,
+    /// A rollout or rollback is under way: it may settle soon.
+    pub moving: bool,
+    /// Its last rollout failed and the rollback completed: it runs again what it ran before.
+    pub restored: bool,
     /// The digests quarantined on it (whole, or short as an older release's tag held them).
     pub quarantine: Vec<String>,
     /// Its revision's containers and the tag each was deployed from.
@@ -152,6 +156,11 @@ pub enum Promotion {
     Refuse(String),
 }
 
+/// How soon a due promotion whose upstream is moving is tried again.
+pub const MOVING_RETRY: chrono::Duration = chrono::Duration::minutes(10);
+/// How long after the upstream's completion a due promotion waits for it to settle again.
+pub const MOVING_WAIT_LIMIT: chrono::Duration = chrono::Duration::days(1);
+
 /// Decides a promotion: `due` is the schedule's (soak and window checked), `None` a promotion by hand.
 pub fn decide(due: Option<&Due>, upstream: &Upstream, downstream: &Downstream, now: DateTime<Utc>) -> Promotion {
     let from = &downstream.settings.from;
@@ -163,9 +172,15 @@ pub fn decide(due: Option<&Due>, upstream: &Upstream, downstream: &Downstream, n
             downstream.id, due.from
         ));
     }
-    let settled = match &upstream.settled {
-        Ok(settled) => settled,
-        Err(why) => return Promotion::Refuse(format!("{from} is not settled: {why}")),
+    let settled = match (&upstream.settled, due) {
+        (Ok(settled), _) => Some(settled),
+        // A later rollout failed and was rolled back: the revision that was due runs again, and is due again.
+        (Err(_), Some(due)) if upstream.restored && upstream.task_definition == due.task_definition => None,
+        // A rollout under way may fail and be rolled back: the due promotion waits for it (a day at most).
+        (Err(why), Some(due)) if upstream.moving && due.completed_at.is_none_or(|at| now < at + MOVING_WAIT_LIMIT) => {
+            return Promotion::Wait { until: now + MOVING_RETRY, why: format!("{from} is not settled yet: {why}") };
+        }
+        (Err(why), _) => return Promotion::Refuse(format!("{from} is not settled: {why}")),
     };
     if let Some(due) = due {
         if upstream.task_definition != due.task_definition {
@@ -175,7 +190,9 @@ pub fn decide(due: Option<&Due>, upstream: &Upstream, downstream: &Downstream, n
                 nightshift::ecs::revision_of(&due.task_definition)
             ));
         }
-        if settled.deployment != due.deployment {
+        if let Some(settled) = settled
+            && settled.deployment != due.deployment
+        {
             return Promotion::Refuse(format!(
                 "{from} was deployed again since {} (now {}): a failure or rollback may have come between",
                 due.deployment, settled.deployment
@@ -206,7 +223,7 @@ pub fn decide(due: Option<&Due>, upstream: &Upstream, downstream: &Downstream, n
         return Promotion::Already(format!("{} already runs {} from {from}", downstream.id, shorts.join(", ")));
     }
     if let Some(due) = due {
-        let completed = due.completed_at.unwrap_or(settled.completed_at);
+        let completed = due.completed_at.or(settled.map(|s| s.completed_at)).unwrap_or(now);
         let soaked = completed + downstream.settings.soak;
         if soaked > now {
             let minutes = downstream.settings.soak.num_minutes();
@@ -347,6 +364,8 @@ mod tests {
         Upstream {
             task_definition: TD.into(),
             settled: Ok(Settled { deployment: "ecs-svc/1".into(), completed_at: utc(27, 10, 0) }),
+            moving: false,
+            restored: false,
             quarantine: Vec::new(),
             containers: vec![container("app", &format!("{ECR}/shop@{GOOD}")), container("log", "fluent/fluent-bit:3")],
             image_tags: vec![("app".into(), "1.4.0".into())],
@@ -522,6 +541,38 @@ mod tests {
     }
 
     #[test]
+    fn a_due_promotion_waits_for_a_moving_upstream_and_is_due_again_once_a_later_rollout_is_rolled_back() {
+        let d = downstream(settings(None, None));
+        let now = utc(27, 12, 0);
+        // A later rollout under way upstream: try again in ten minutes, for a day at most
+        let mut moving = upstream();
+        moving.settled = Err("its rollout ecs-svc/3 is IN_PROGRESS".into());
+        moving.moving = true;
+        assert_eq!(
+            decide(Some(&due()), &moving, &d, now),
+            Promotion::Wait {
+                until: now + MOVING_RETRY,
+                why: "staging/shop is not settled yet: its rollout ecs-svc/3 is IN_PROGRESS".into()
+            }
+        );
+        let mut stale = due();
+        stale.completed_at = Some(now - MOVING_WAIT_LIMIT);
+        assert!(matches!(decide(Some(&stale), &moving, &d, now), Promotion::Refuse(_)));
+        assert!(matches!(decide(None, &moving, &d, now), Promotion::Refuse(_)), "by hand: refused, as before");
+        // That rollout failed and was rolled back to the revision that was due: it moves
+        let mut restored = upstream();
+        restored.settled = Err("its last rollout failed and ecs-svc/4 rolled it back".into());
+        restored.restored = true;
+        let mut soaked = due();
+        soaked.completed_at = Some(utc(27, 10, 0));
+        assert!(matches!(decide(Some(&soaked), &restored, &d, now), Promotion::Move { .. }));
+        // ... but not when the rollback restored another revision
+        let mut elsewhere = restored.clone();
+        elsewhere.task_definition = TD.replace(":3", ":2");
+        assert!(matches!(decide(Some(&due()), &elsewhere, &d, now), Promotion::Refuse(_)));
+    }
+
+    #[test]
     fn nothing_moves_when_the_upstream_changed_failed_or_is_quarantined() {
         let d = downstream(settings(None, None));
         let now = utc(27, 12, 0);
@@ -543,6 +594,7 @@ mod tests {
         let mut busy = upstream();
         busy.settled = Err("its rollout ecs-svc/3 is IN_PROGRESS".into());
         assert_eq!(refused(&busy, &d, None), "staging/shop is not settled: its rollout ecs-svc/3 is IN_PROGRESS");
+        assert!(refused(&busy, &d, Some(&due())).starts_with("staging/shop is not settled"), "due, not moving");
         // Quarantined downstream (it failed there before), or upstream.
         let mut held = d.clone();
         held.quarantine = vec!["sha256:1111111111111111".into()];
