@@ -112,7 +112,9 @@ def _aas(region, operation, body):
         return [(action, "*", {})]
     if operation == "RegisterScalableTarget":
         # The target's ARN has an id AWS makes; any target of the account and region.
-        return [(action, f"arn:aws:application-autoscaling:{region}:{ACCOUNT}:scalable-target/0123abcd", {})]
+        context = {"application-autoscaling:service-namespace": body.get("ServiceNamespace", ""),
+                   "application-autoscaling:scalable-dimension": body.get("ScalableDimension", "")}
+        return [(action, f"arn:aws:application-autoscaling:{region}:{ACCOUNT}:scalable-target/0123abcd", context)]
     return [(f"unknown:{action}", "*", {})]
 
 
@@ -123,6 +125,17 @@ def _ecr(region, operation, body):
         account = body.get("registryId", ACCOUNT)
         return [(action, f"arn:aws:ecr:{region}:{account}:repository/{repository}", {})]
     return [(f"unknown:{action}", "*", {})]
+
+
+def _codedeploy_tags(region, arn):
+    """A CodeDeploy application's or deployment group's tags, as aws:ResourceTag/* keys."""
+    from moto.codedeploy.models import codedeploy_backends
+
+    try:
+        tags = codedeploy_backends[ACCOUNT][region].list_tags_for_resource(arn).get("Tags", [])
+    except Exception:
+        return {}
+    return {f"aws:ResourceTag/{t['Key']}": t["Value"] for t in tags}
 
 
 def _codedeploy(region, operation, body):
@@ -153,9 +166,10 @@ def _codedeploy(region, operation, body):
         if not config:
             group = codedeploy_backends[ACCOUNT][region].deployment_groups.get(application, {}).get(name)
             config = str(group.deployment_config_name) if group else "unknown"
-        return [(action, f"{arn}:deploymentgroup:{application}/{name}", {}),
+        group_arn, application_arn = f"{arn}:deploymentgroup:{application}/{name}", f"{arn}:application:{application}"
+        return [(action, group_arn, _codedeploy_tags(region, group_arn)),
                 ("codedeploy:GetDeploymentConfig", f"{arn}:deploymentconfig:{config}", {}),
-                ("codedeploy:RegisterApplicationRevision", f"{arn}:application:{application}", {})]
+                ("codedeploy:RegisterApplicationRevision", application_arn, _codedeploy_tags(region, application_arn))]
     return [(f"unknown:{action}", "*", {})]
 
 

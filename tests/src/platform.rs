@@ -177,6 +177,11 @@ pub const CODEDEPLOY_APPLICATION: &str = "shop";
 pub const CODEDEPLOY_GROUP: &str = "blue-green";
 pub const CANARY: &str = "CodeDeployDefault.ECSCanary10Percent5Minutes";
 
+/// The tag that lets nightshift deploy through a CodeDeploy application or deployment group.
+pub fn opted_in() -> aws_sdk_codedeploy::types::Tag {
+    aws_sdk_codedeploy::types::Tag::builder().key("nightshift:deploys").value("ecs").build()
+}
+
 /// The CodeDeploy side of the shop's blue/green service: an ECS application
 /// whose one group deploys `shop/blue-green` by canary, and an EC2/on-premises
 /// application beside it (which nightshift must pass over).
@@ -196,6 +201,7 @@ pub async fn seed_codedeploy(codedeploy: &aws_sdk_codedeploy::Client) {
         .create_application()
         .application_name(CODEDEPLOY_APPLICATION)
         .compute_platform(ComputePlatform::Ecs)
+        .tags(opted_in())
         .send()
         .await
         .unwrap();
@@ -203,6 +209,7 @@ pub async fn seed_codedeploy(codedeploy: &aws_sdk_codedeploy::Client) {
         .create_deployment_group()
         .application_name(CODEDEPLOY_APPLICATION)
         .deployment_group_name(CODEDEPLOY_GROUP)
+        .tags(opted_in())
         .service_role_arn(format!("arn:aws:iam::{ACCOUNT}:role/codedeploy-ecs"))
         .deployment_config_name(CANARY)
         .deployment_style(
@@ -346,12 +353,13 @@ pub async fn seed_stages(
     }
     if blue_green_prod {
         use aws_sdk_codedeploy::types::{ComputePlatform, DeploymentStyle, DeploymentType, EcsService};
-        let application = codedeploy.create_application().application_name("shop-prod");
+        let application = codedeploy.create_application().application_name("shop-prod").tags(opted_in());
         application.compute_platform(ComputePlatform::Ecs).send().await.unwrap();
         codedeploy
             .create_deployment_group()
             .application_name("shop-prod")
             .deployment_group_name("prod")
+            .tags(opted_in())
             .service_role_arn(format!("arn:aws:iam::{ACCOUNT}:role/codedeploy-ecs"))
             .deployment_config_name(CANARY)
             .deployment_style(DeploymentStyle::builder().deployment_type(DeploymentType::BlueGreen).build())

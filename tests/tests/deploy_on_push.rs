@@ -491,6 +491,26 @@ async fn a_group_that_does_not_deploy_the_service_fails_only_that_service() {
 }
 
 #[tokio::test]
+async fn a_group_not_tagged_for_nightshift_is_refused_by_iam_and_the_failure_says_which_tag_to_add() {
+    // Given IAM refusing CreateDeployment, as it does for a group not tagged nightshift:deploys
+    let sandbox = Sandbox::start();
+    seed(&sandbox).await;
+    let denied = json!({"status": 400, "type": "AccessDeniedException",
+                        "message": "User is not authorized to perform: codedeploy:CreateDeployment"});
+    sandbox.fail("CreateDeployment", json!([denied]));
+
+    // When a push reaches the blue/green service
+    let (function, _) = function(&sandbox, false);
+    let err = function.handle(push_1_3_0()).await.unwrap_err();
+
+    // Then only that service fails, naming the tag its group and application need
+    let message = err.to_string();
+    assert!(message.contains("shop/blue-green: CodeDeploy CreateDeployment"), "{message}");
+    assert!(message.contains("tagged nightshift:deploys: tag shop/blue-green and its application"), "{message}");
+    assert!(running_task_definitions(&sandbox.ecs()).await[0].1.ends_with("api:2"), "api went ahead");
+}
+
+#[tokio::test]
 async fn two_pushes_at_once_make_one_deployment_and_codedeploy_refuses_the_other() {
     // Given two processes that both find the group free (each one's read of it waits for the other's)
     let sandbox = Sandbox::start();

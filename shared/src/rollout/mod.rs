@@ -318,6 +318,9 @@ impl Invocation {
     }
 }
 
+/// The tag a CodeDeploy deployment group and its application carry when nightshift may deploy through them.
+pub const OPT_IN_TAG: &str = "nightshift:deploys";
+
 /// How long a rollout lease lasts: far longer than a lease is held (a describe,
 /// a register, an update), so only a run that died loses it to another.
 const LEASE_SECONDS: i64 = 30;
@@ -584,6 +587,13 @@ impl Deployer {
                 started.deployment_id = Some(deployment_id);
                 deployed(id, Controller::CodeDeploy, revision, Some(new_arn), Some(started))
             }
+            Err(err) if err.code.as_deref() == Some("AccessDeniedException") => failed(
+                &id,
+                format!(
+                    "CodeDeploy {err} (nightshift deploys only through a deployment group and application \
+                     tagged {OPT_IN_TAG}: tag {group} and its application)"
+                ),
+            ),
             Err(err) => failed(&id, format!("CodeDeploy {err}")),
         }
     }
