@@ -9,6 +9,8 @@ PRIMARY deployment in place (at most with a new id). ECS instead:
   definition or sets forceNewDeployment, and keeps the one before as ACTIVE
   until the new one ends;
 - ends the rollout COMPLETED (the ACTIVE ones are drained and go) or FAILED;
+  a service at desired count 0 completes it at once, no task ever started
+  (`runningCount` 0), as ECS does;
   a FAILED rollout whose service has the circuit breaker with rollback on
   starts a rollback: a new PRIMARY deployment of the last COMPLETED revision,
   IN_PROGRESS, with the reason "ECS deployment circuit breaker: rolling back to
@@ -171,6 +173,11 @@ def _patch() -> None:
         elif primary is not None:
             primary["desiredCount"] = service.desired_count
             primary["updatedAt"] = _now()
+        rolling = next((d for d in service.deployments if d["status"] == "PRIMARY"), None)
+        if service.desired_count == 0 and rolling is not None and rolling["rolloutState"] == "IN_PROGRESS":
+            # No task to start: ECS reaches steady state, and completes the rollout, at once.
+            account, region, cluster, name = _place(service)
+            end_rollout(account, region, cluster, name, "COMPLETED")
         return service
 
     models.EC2ContainerServiceBackend.update_service = update_service

@@ -314,3 +314,27 @@ async fn a_canary_codedeploy_rolled_back_is_told_once_and_its_digest_is_refused_
     let skipped = replayed["skipped"].as_array().unwrap().iter().find(|s| s["service"] == "blue-green").unwrap();
     assert!(skipped["reason"].as_str().unwrap().starts_with(&format!("{short} is quarantined")), "{skipped}");
 }
+
+#[tokio::test]
+async fn a_rollout_to_a_service_asleep_at_zero_tasks_completes_at_once_as_ecs_completes_it() {
+    // Given api asleep: desired count 0
+    let sandbox = Sandbox::start();
+    shop(&sandbox).await;
+    sandbox.ecs().update_service().cluster(CLUSTER).service("api").desired_count(0).send().await.unwrap();
+
+    // When 1.3.0 is pushed to it
+    let pushed = spawn(&sandbox, "deploy-on-push", &[]).invoke(&event("deploy-on-push.ecr-push.json")).response();
+    assert_eq!(pushed["deployed"][0]["service"], "api");
+
+    // Then ECS completes the rollout at once, no task ever started, and watch-rollouts takes it for a
+    // success (which is why a promotion must gate on checks that ran, not on ECS's word alone)
+    let service = api(&sandbox).await;
+    let deployments = service.deployments();
+    assert_eq!(deployments.len(), 1, "the one before is drained");
+    assert_eq!(deployments[0].rollout_state().map(|s| s.as_str()), Some("COMPLETED"));
+    assert_eq!((deployments[0].running_count(), deployments[0].desired_count()), (0, 0));
+    let id = deployments[0].id().unwrap().to_owned();
+    let done = deployment_event("watch-rollouts.ecs-deployment-completed.json", &id, None);
+    let told = spawn(&sandbox, "watch-rollouts", &[]).invoke(&done).response();
+    assert_eq!(told["outcome"], "succeeded", "{told:#}");
+}
