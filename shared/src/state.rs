@@ -22,6 +22,7 @@
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use chrono::{DateTime, Utc};
 
@@ -134,9 +135,17 @@ fn key(service: &str, sort: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([(PK.to_owned(), s(service)), (SK.to_owned(), s(sort))])
 }
 
-/// Whether a write was refused by its condition (the state it guards is not there).
-fn refused_by_condition(code: Option<&str>) -> bool {
-    code == Some("ConditionalCheckFailedException")
+/// A conditional write's outcome: `Ok(true)` written, `Ok(false)` refused by its
+/// condition (the state it guards is otherwise), else the call's error.
+fn conditional<O, E>(sent: Result<O, E>, operation: &'static str, target: &str) -> Result<bool, CallError>
+where
+    E: ProvideErrorMetadata + std::error::Error,
+{
+    match sent {
+        Ok(_) => Ok(true),
+        Err(err) if err.code() == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(err) => Err(CallError::new(operation, target, err)),
+    }
 }
 
 impl StateTable {
@@ -284,16 +293,7 @@ impl StateTable {
                 .condition_expression("attribute_not_exists(#pk)")
                 .expression_attribute_names("#pk", PK),
         };
-        match put.send().await {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let err = e.into_service_error();
-                if refused_by_condition(aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&err)) {
-                    return Ok(false);
-                }
-                Err(CallError::new("PutItem", service, err))
-            }
-        }
+        conditional(put.send().await.map_err(|e| e.into_service_error()), "PutItem", service)
     }
 
     /// Takes the service's rollout lease for `seconds`, when nobody holds it
@@ -313,17 +313,9 @@ impl StateTable {
             .expression_attribute_names("#expires", "expires")
             .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
             .send()
-            .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let err = e.into_service_error();
-                if refused_by_condition(aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&err)) {
-                    return Ok(false);
-                }
-                Err(CallError::new("PutItem", service, err))
-            }
-        }
+            .await
+            .map_err(|e| e.into_service_error());
+        conditional(put, "PutItem", service)
     }
 
     /// Gives the lease back, when this owner still holds it.
@@ -337,17 +329,10 @@ impl StateTable {
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":owner", s(owner))
             .send()
-            .await;
-        match deleted {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let err = e.into_service_error();
-                if refused_by_condition(aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&err)) {
-                    return Ok(());
-                }
-                Err(CallError::new("DeleteItem", service, err))
-            }
-        }
+            .await
+            .map_err(|e| e.into_service_error());
+        // Refused by its condition: another run holds the lease now (this one's ran out); nothing to give back.
+        conditional(deleted, "DeleteItem", service).map(drop)
     }
 }
 

@@ -177,6 +177,19 @@ pub const CODEDEPLOY_APPLICATION: &str = "shop";
 pub const CODEDEPLOY_GROUP: &str = "blue-green";
 pub const CANARY: &str = "CodeDeployDefault.ECSCanary10Percent5Minutes";
 
+/// A service as ECS describes it now, with its tags.
+pub async fn described(ecs: &Client, cluster: &str, name: &str) -> aws_sdk_ecs::types::Service {
+    let out = ecs
+        .describe_services()
+        .cluster(cluster)
+        .services(name)
+        .include(aws_sdk_ecs::types::ServiceField::Tags)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("describe {cluster}/{name}: {e:?}"));
+    out.services().first().cloned().unwrap_or_else(|| panic!("ECS has no service {cluster}/{name}"))
+}
+
 /// The tag that lets nightshift deploy through a CodeDeploy application or deployment group.
 pub fn opted_in() -> aws_sdk_codedeploy::types::Tag {
     aws_sdk_codedeploy::types::Tag::builder().key("nightshift:deploys").value("ecs").build()

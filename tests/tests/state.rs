@@ -37,16 +37,7 @@ fn push_event(tag: &str, digest: &str) -> Value {
 }
 
 async fn api(sandbox: &Sandbox) -> aws_sdk_ecs::types::Service {
-    let out = sandbox
-        .ecs()
-        .describe_services()
-        .cluster(CLUSTER)
-        .services("api")
-        .include(aws_sdk_ecs::types::ServiceField::Tags)
-        .send()
-        .await
-        .unwrap();
-    out.services()[0].clone()
+    nightshift_tests::platform::described(&sandbox.ecs(), CLUSTER, "api").await
 }
 
 /// ECS's FAILED event of api's rollout now under way, after the circuit breaker

@@ -36,16 +36,7 @@ fn end_rollout(sandbox: &Sandbox, outcome: &str) {
 }
 
 async fn api(sandbox: &Sandbox) -> aws_sdk_ecs::types::Service {
-    let out = sandbox
-        .ecs()
-        .describe_services()
-        .cluster(CLUSTER)
-        .services("api")
-        .include(ServiceField::Tags)
-        .send()
-        .await
-        .unwrap();
-    out.services()[0].clone()
+    nightshift_tests::platform::described(&sandbox.ecs(), CLUSTER, "api").await
 }
 
 fn tag(service: &aws_sdk_ecs::types::Service, key: &str) -> Option<String> {
