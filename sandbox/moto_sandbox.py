@@ -73,6 +73,15 @@ minutes off the sandbox's clock is refused as AWS refuses it
 current: …"), with the sandbox's time in the answer's Date header (moto checks
 no signature at all), so a client that corrects a skewed clock can be tested.
 
+Another account is one step away, as in AWS, by assuming a role in it:
+
+    POST /_sandbox/assume-role  {"role_arn": "arn:aws:iam::210987654321:role/x"}
+
+answers STS AssumeRole's credentials ({"access_key_id", "secret_access_key",
+"session_token"}); moto acts in the role's account for requests signed with
+them (it checks no trust policy). Regions are moto's own: a request acts in
+the region its signature names.
+
 It starts with the stack's state table in us-east-1, as the template makes it
 (`StateTable`: key `pk`, sort key `sk`, on demand, deletion protection on):
 moto's DynamoDB, its requests checked against DynamoDB's model as the others.
@@ -255,6 +264,7 @@ NETWORK_PATH = "/_sandbox/default-network"
 SLOW_PATH = "/_sandbox/slow"
 TOGETHER_PATH = "/_sandbox/together"
 FAIL_PATH = "/_sandbox/fail"
+ASSUME_PATH = "/_sandbox/assume-role"
 WEBHOOK_PREFIX = "/_sandbox/webhook/"
 ACCOUNT = "123456789012"
 
@@ -429,6 +439,16 @@ class SandboxApp:
             body = json.loads(Request(environ).get_data() or b"{}")
             self.slow[body["operation"]] = float(body.get("seconds", 0))
             return Response("{}", 200, mimetype="application/json")(environ, start_response)
+        if environ.get("PATH_INFO") == ASSUME_PATH and environ.get("REQUEST_METHOD") == "POST":
+            from moto.sts.models import sts_backends
+
+            body = json.loads(Request(environ).get_data() or b"{}")
+            role = sts_backends[ACCOUNT]["global"].assume_role(
+                region_name="us-east-1", role_session_name="sandbox", role_arn=body["role_arn"],
+                policy="", duration=3600, external_id="")
+            answer = {"access_key_id": role.access_key_id, "secret_access_key": role.secret_access_key,
+                      "session_token": role.session_token}
+            return Response(json.dumps(answer), 200, mimetype="application/json")(environ, start_response)
         if environ.get("PATH_INFO") == FAIL_PATH and environ.get("REQUEST_METHOD") == "POST":
             body = json.loads(Request(environ).get_data() or b"{}")
             with self.failures_lock:

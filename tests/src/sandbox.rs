@@ -106,6 +106,25 @@ impl Sandbox {
         self.config_signed_as(function, Some(settings_token(&settings)))
     }
 
+    /// The tests' own config in another account (through an assumed role, as in AWS) and region.
+    pub fn config_in(&self, account: &str, region: &str) -> SdkConfig {
+        let (key, secret, token) = if account == ACCOUNT {
+            ("testing".to_owned(), "testing".to_owned(), None)
+        } else {
+            let body = serde_json::json!({"role_arn": format!("arn:aws:iam::{account}:role/nightshift-tests")});
+            let creds = self.call("POST", "/_sandbox/assume-role", Some(&body));
+            let field = |name: &str| creds[name].as_str().unwrap_or_default().to_owned();
+            (field("access_key_id"), field("secret_access_key"), Some(field("session_token")))
+        };
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_owned()))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(key, secret, token, None, "sandbox")))
+            .http_client(nightshift::aws::http_client())
+            .build()
+    }
+
     fn config_signed_as(&self, key: &str, token: Option<String>) -> SdkConfig {
         SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())

@@ -185,10 +185,35 @@ async fn an_event_forwarded_from_another_account_or_region_leaves_the_local_serv
     end_rollout(&sandbox, "FAILED");
     let failed = api(&sandbox).await.deployments()[1].id().unwrap().to_owned();
     let mut watch = spawn(&sandbox, "watch-rollouts", &[]);
+    // And a service shop/api in another account (reached through an assumed role) and in another region
+    let elsewhere = [("210987654321", REGION), (ACCOUNT, "eu-central-1")];
+    let mut foreign = Vec::new();
+    for (account, region) in elsewhere {
+        let ecs = aws_sdk_ecs::Client::new(&sandbox.config_in(account, region));
+        ecs.create_cluster().cluster_name(CLUSTER).send().await.unwrap();
+        let container =
+            aws_sdk_ecs::types::ContainerDefinition::builder().name("app").image("nginx:1.27").memory(256).build();
+        let td = ecs.register_task_definition().family("api").container_definitions(container).send().await.unwrap();
+        let td = td.task_definition().and_then(|t| t.task_definition_arn()).unwrap().to_owned();
+        ecs.create_service()
+            .cluster(CLUSTER)
+            .service_name("api")
+            .task_definition(&td)
+            .desired_count(1)
+            .send()
+            .await
+            .unwrap();
+        let service = nightshift_tests::platform::described(&ecs, CLUSTER, "api").await;
+        assert_eq!(
+            service.service_arn(),
+            Some(format!("arn:aws:ecs:{region}:{account}:service/{CLUSTER}/api").as_str())
+        );
+        foreign.push((ecs, service));
+    }
 
-    // When the failure of a service named api in another account, then in another region, arrives
+    // When the failure of that service in another account, then in another region, arrives
     let mut reports = Vec::new();
-    for (account, region) in [("210987654321", REGION), (ACCOUNT, "eu-central-1")] {
+    for (account, region) in elsewhere {
         let mut forwarded = deployment_event("watch-rollouts.ecs-deployment-failed.json", &failed, None);
         forwarded["account"] = json!(account);
         forwarded["region"] = json!(region);
@@ -206,6 +231,15 @@ async fn an_event_forwarded_from_another_account_or_region_leaves_the_local_serv
     }
     assert!(sandbox.webhooks("slack").is_empty() && sandbox.webhooks("teams").is_empty());
     assert_eq!(sandbox.memory(&api_arn()).await, nightshift::state::Memory::default(), "nothing remembered");
+    // And the services it was about are left as they were (nightshift acts in its own account and region only)
+    for (ecs, before) in &foreign {
+        let now = nightshift_tests::platform::described(ecs, CLUSTER, "api").await;
+        assert_eq!(
+            (now.task_definition(), now.deployments().len()),
+            (before.task_definition(), before.deployments().len())
+        );
+        assert_eq!(sandbox.memory(now.service_arn().unwrap()).await, nightshift::state::Memory::default());
+    }
 
     // And the local event itself is still acted on
     let local = watch.invoke(&deployment_event("watch-rollouts.ecs-deployment-failed.json", &failed, None)).response();
