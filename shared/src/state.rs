@@ -85,12 +85,6 @@ pub struct Memory {
 }
 
 impl Memory {
-    /// Whether `digest` is held: by its whole value or by the short form an older release kept.
-    pub fn holds(&self, digest: &str) -> bool {
-        let short = quarantine::short(digest);
-        self.quarantine.iter().any(|q| q.digest == digest || q.digest == short)
-    }
-
     pub fn mark(&self, deployment: &str) -> Option<&str> {
         self.marks.iter().find(|(d, _)| d == deployment).map(|(_, m)| m.as_str())
     }
@@ -350,13 +344,17 @@ mod tests {
     #[test]
     fn a_digest_is_held_whole_or_by_the_short_form_an_older_release_kept() {
         let whole = "sha256:aaaaaaaaaaaaaaaa1111111111111111111111111111111111111111111111";
-        let memory = |digest: &str| Memory {
-            quarantine: vec![Quarantined { digest: digest.into(), reason: String::new() }],
-            ..Memory::default()
+        // A quarantine item's digest, as the quarantine reads it (quarantine::held_in).
+        let held = |digest: &str| {
+            let memory = Memory {
+                quarantine: vec![Quarantined { digest: digest.into(), reason: String::new() }],
+                ..Memory::default()
+            };
+            memory.quarantine.into_iter().map(|q| q.digest).collect::<Vec<_>>()
         };
-        assert!(memory(whole).holds(whole));
-        assert!(memory("sha256:aaaaaaaaaaaaaaaa").holds(whole));
-        assert!(!memory("sha256:aaaaaaaaaaaaaaab").holds(whole));
+        assert!(quarantine::held_in(&held(whole), whole));
+        assert!(quarantine::held_in(&held("sha256:aaaaaaaaaaaaaaaa"), whole));
+        assert!(!quarantine::held_in(&held("sha256:aaaaaaaaaaaaaaab"), whole));
         assert_eq!(quarantine_key(whole), format!("quarantine#{whole}"));
         assert_eq!(mark_key("ecs-svc/1"), "told#ecs-svc/1");
     }

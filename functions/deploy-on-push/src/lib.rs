@@ -171,20 +171,18 @@ impl DeployOnPush {
         let mut audience = Audience::default();
         let mut invocation = Invocation::new(&event.context.request_id);
         // Services another run rolled out between this one's plan and its update are planned again, from what they run now.
-        let mut only: Option<Vec<NotDeployed>> = None;
-        for _ in 0..PASSES {
-            let ids: Option<Vec<ServiceId>> = only.as_ref().map(|m| m.iter().map(|n| n.id.clone()).collect());
+        let mut moved: Vec<NotDeployed> = Vec::new();
+        for round in 0..PASSES {
+            let only: Option<Vec<ServiceId>> = (round > 0).then(|| moved.iter().map(|m| m.id.clone()).collect());
             // Boxed: inline, the run's state machine went past the compiler's layout depth limit.
-            let pass = self.pass(&push, &tag, ids.as_deref(), &mut audience, &mut invocation, &mut report);
-            let moved = Box::pin(pass).await?;
+            let pass = self.pass(&push, &tag, only.as_deref(), &mut audience, &mut invocation, &mut report);
+            moved = Box::pin(pass).await?;
             if moved.is_empty() {
-                only = None;
                 break;
             }
-            only = Some(moved);
         }
         // Moved under every pass: failed, so the push is retried.
-        for moved in only.unwrap_or_default() {
+        for moved in moved {
             warn!(cluster = %moved.id.cluster, service = %moved.id.service, reason = %moved.reason, "failed");
             report.failed.push(moved);
         }
@@ -257,7 +255,9 @@ impl DeployOnPush {
             let id = ServiceId::of(&service);
             let seen = service.service_arn().and_then(|arn| seen.get(arn)).copied().unwrap_or_default();
             let quarantined = plan::is_quarantined(&service, push, seen);
-            if let Some(channels) = nightshift::ecs::tag_value(service.tags(), NOTIFY_TAG) {
+            // A service planned again was heard already: its channels are known, its warnings given.
+            let first_pass = only.is_none();
+            if let Some(channels) = nightshift::ecs::tag_value(service.tags(), NOTIFY_TAG).filter(|_| first_pass) {
                 match notify::parse_channels(channels) {
                     Ok(channels) => {
                         audience.channels.insert(id.clone(), channels);

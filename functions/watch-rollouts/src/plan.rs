@@ -136,14 +136,12 @@ pub fn plan_outcome(input: &OutcomeInput<'_>) -> OutcomePlan {
     let service = &input.service.arn;
     let mut always = carry_over(service, input.remembered.to_carry.as_ref());
     if outcome.quarantines() {
-        let mut digests = changed_digests(input.images, input.previous_images);
-        let mut seen = Vec::new();
-        digests.retain(|d| {
-            !seen.contains(d) && !quarantine::held_in(&input.remembered.quarantine, d) && {
-                seen.push(d.clone());
-                true
+        let mut digests: Vec<String> = Vec::new();
+        for digest in changed_digests(input.images, input.previous_images) {
+            if !digests.contains(&digest) && !quarantine::held_in(&input.remembered.quarantine, &digest) {
+                digests.push(digest);
             }
-        });
+        }
         for digest in &digests {
             plan.quarantined.push(quarantine::short(digest));
             let reason = format!("{} in deployment {}", outcome.words(), input.ending.rollout);
