@@ -19,15 +19,15 @@
 //! item, and a lease is taken only when nobody holds it. A write that fails
 //! is an error for the caller to fail its run with, never a warning.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::sync::Arc;
 
-use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
 
 use crate::aws::CallError;
 use crate::quarantine;
+use crate::signed::SignedHttp;
 
 /// The setting naming the table.
 pub const STATE_TABLE_VAR: &str = "STATE_TABLE";
@@ -35,6 +35,8 @@ pub const STATE_TABLE_VAR: &str = "STATE_TABLE";
 pub const MARK_DAYS: i64 = 90;
 /// BatchGetItem's limit of keys in one request.
 const BATCH_KEYS: usize = 100;
+/// Requests for one batch of keys, the first included, before keys still unprocessed fail the read.
+const BATCH_TRIES: usize = 5;
 
 const PK: &str = "pk";
 const SK: &str = "sk";
@@ -88,6 +90,19 @@ impl Memory {
     pub fn mark(&self, deployment: &str) -> Option<&str> {
         self.marks.iter().find(|(d, _)| d == deployment).map(|(_, m)| m.as_str())
     }
+
+    /// Adds one item of a service's partition, as a Query returns it (DynamoDB's JSON); other items are not memory.
+    fn learn(&mut self, item: &Value) {
+        let sort = text(item, SK).unwrap_or_default();
+        if let Some(digest) = sort.strip_prefix("quarantine#") {
+            let reason = text(item, "reason").unwrap_or_default();
+            self.quarantine.push(Quarantined { digest: digest.to_owned(), reason });
+        } else if let Some(deployment) = sort.strip_prefix("told#") {
+            self.marks.push((deployment.to_owned(), text(item, "mark").unwrap_or_default()));
+        } else if sort == CARRIED {
+            self.carried = true;
+        }
+    }
 }
 
 /// One write of a run's plan, applied as a conditional write of one item.
@@ -110,77 +125,135 @@ impl StateWrite {
     }
 }
 
-/// The table, and the client that reads and writes it.
-#[derive(Debug, Clone)]
+/// The table, read and written with SigV4-signed requests of DynamoDB's JSON
+/// protocol (`nightshift::signed`): the SDK's DynamoDB client, for these four
+/// operations, took watch-rollouts past the 6 MB budget (docs/performance.md).
+#[derive(Clone)]
 pub struct StateTable {
-    client: Client,
+    aws: Arc<SignedHttp>,
     table: String,
 }
 
-fn s(value: &str) -> AttributeValue {
-    AttributeValue::S(value.to_owned())
+/// A string attribute, in DynamoDB's JSON.
+fn s(value: &str) -> Value {
+    json!({ "S": value })
 }
 
-fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
-    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+/// A number attribute, in DynamoDB's JSON.
+fn n(value: i64) -> Value {
+    json!({ "N": value.to_string() })
 }
 
-fn key(service: &str, sort: &str) -> HashMap<String, AttributeValue> {
-    HashMap::from([(PK.to_owned(), s(service)), (SK.to_owned(), s(sort))])
+/// A string attribute of an item in DynamoDB's JSON.
+fn text(item: &Value, name: &str) -> Option<String> {
+    item[name]["S"].as_str().map(str::to_owned)
+}
+
+fn key(service: &str, sort: &str) -> Value {
+    json!({ PK: s(service), SK: s(sort) })
+}
+
+/// One item's attributes: every one a string but `expires`, a number.
+fn item(pk: &str, sk: &str, strings: &[(&str, &str)], expires: Option<i64>) -> Value {
+    let mut item = Map::new();
+    item.insert(PK.into(), s(pk));
+    item.insert(SK.into(), s(sk));
+    for (name, value) in strings {
+        item.insert((*name).into(), s(value));
+    }
+    if let Some(expires) = expires {
+        item.insert("expires".into(), n(expires));
+    }
+    Value::Object(item)
 }
 
 /// A conditional write's outcome: `Ok(true)` written, `Ok(false)` refused by its
 /// condition (the state it guards is otherwise), else the call's error.
-fn conditional<O, E>(sent: Result<O, E>, operation: &'static str, target: &str) -> Result<bool, CallError>
-where
-    E: ProvideErrorMetadata + std::error::Error,
-{
+fn conditional(sent: Result<Value, CallError>) -> Result<bool, CallError> {
     match sent {
         Ok(_) => Ok(true),
-        Err(err) if err.code() == Some("ConditionalCheckFailedException") => Ok(false),
-        Err(err) => Err(CallError::new(operation, target, err)),
+        Err(err) if err.code.as_deref() == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(err) => Err(err),
     }
 }
 
+/// The PutItem request of one write, at `now`.
+fn put_request(table: &str, write: &StateWrite, now: DateTime<Utc>) -> Value {
+    let at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let service = write.service();
+    let mut request = json!({
+        "TableName": table,
+        "ConditionExpression": "attribute_not_exists(#pk)",
+        "ExpressionAttributeNames": {"#pk": PK},
+    });
+    request["Item"] = match write {
+        StateWrite::Quarantine { digest, reason, .. } => {
+            item(service, &quarantine_key(digest), &[("at", &at), ("digest", digest), ("reason", reason)], None)
+        }
+        StateWrite::Mark { deployment, mark, replaces, .. } => {
+            if !replaces.is_empty() {
+                let names: Vec<String> = (0..replaces.len()).map(|i| format!(":r{i}")).collect();
+                request["ExpressionAttributeNames"]["#mark"] = json!("mark");
+                request["ExpressionAttributeValues"] =
+                    names.iter().zip(replaces).map(|(name, replaced)| (name.clone(), s(replaced))).collect();
+                request["ConditionExpression"] =
+                    json!(format!("attribute_not_exists(#pk) OR #mark IN ({})", names.join(", ")));
+            }
+            let expires = now.timestamp() + MARK_DAYS * 86_400;
+            item(service, &mark_key(deployment), &[("at", &at), ("mark", mark)], Some(expires))
+        }
+        StateWrite::Carried { .. } => item(service, CARRIED, &[("at", &at)], None),
+    };
+    request
+}
+
 impl StateTable {
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+    /// `table`: its name or ARN. The requests go out over `aws`, which may be shared with other signed calls.
+    pub fn new(aws: Arc<SignedHttp>, table: impl Into<String>) -> Self {
+        Self { aws, table: table.into() }
     }
 
     pub fn name(&self) -> &str {
         &self.table
     }
 
+    /// Sends one operation of DynamoDB's JSON protocol (1.0), with the retries
+    /// of [`SignedHttp`]; its answer, or the error naming the operation and `target`.
+    async fn call(&self, operation: &'static str, target: &str, request: Value) -> Result<Value, CallError> {
+        let error =
+            |code: Option<String>, message: String| CallError { operation, target: target.to_owned(), code, message };
+        let header = format!("DynamoDB_20120810.{operation}");
+        let headers = [("content-type", "application/x-amz-json-1.0"), ("x-amz-target", header.as_str())];
+        let answer =
+            self.aws.post_json("dynamodb", "/", &headers, request.to_string()).await.map_err(|why| error(None, why))?;
+        if !(200..300).contains(&answer.status) {
+            let message = answer.message().unwrap_or_else(|| answer.error());
+            return Err(error(answer.code(), message));
+        }
+        serde_json::from_slice(&answer.body).map_err(|e| error(None, format!("DynamoDB's answer is not JSON: {e}")))
+    }
+
     /// Everything the table remembers of a service, read consistently (one Query, paged).
     pub async fn memory(&self, service: &str) -> Result<Memory, CallError> {
         let mut memory = Memory::default();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        let mut start: Option<Value> = None;
         loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_values(":pk", s(service))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| CallError::new("Query", service, e.into_service_error()))?;
-            for item in page.items() {
-                let sort = text(item, SK).unwrap_or_default();
-                if let Some(digest) = sort.strip_prefix("quarantine#") {
-                    let reason = text(item, "reason").unwrap_or_default();
-                    memory.quarantine.push(Quarantined { digest: digest.to_owned(), reason });
-                } else if let Some(deployment) = sort.strip_prefix("told#") {
-                    memory.marks.push((deployment.to_owned(), text(item, "mark").unwrap_or_default()));
-                } else if sort == CARRIED {
-                    memory.carried = true;
-                }
+            let mut request = json!({
+                "TableName": self.table,
+                "ConsistentRead": true,
+                "KeyConditionExpression": "#pk = :pk",
+                "ExpressionAttributeNames": {"#pk": PK},
+                "ExpressionAttributeValues": {":pk": s(service)},
+            });
+            if let Some(start) = start.take() {
+                request["ExclusiveStartKey"] = start;
             }
-            match page.last_evaluated_key() {
-                Some(last) if !last.is_empty() => start = Some(last.clone()),
+            let page = self.call("Query", service, request).await?;
+            for item in page["Items"].as_array().into_iter().flatten() {
+                memory.learn(item);
+            }
+            match &page["LastEvaluatedKey"] {
+                Value::Object(last) if !last.is_empty() => start = Some(page["LastEvaluatedKey"].clone()),
                 _ => return Ok(memory),
             }
         }
@@ -195,47 +268,42 @@ impl StateTable {
         if short != digest {
             sorts.push(quarantine_key(&short));
         }
-        let keys: Vec<HashMap<String, AttributeValue>> =
+        let keys: Vec<Value> =
             services.iter().flat_map(|service| sorts.iter().map(|sort| key(service, sort))).collect();
         let mut found: HashSet<(String, String)> = HashSet::new();
         for chunk in keys.chunks(BATCH_KEYS) {
             let mut pending = chunk.to_vec();
-            for _ in 0..5 {
+            for _ in 0..BATCH_TRIES {
                 if pending.is_empty() {
                     break;
                 }
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut pending)))
-                    .consistent_read(true)
-                    .projection_expression("#pk, #sk")
-                    .expression_attribute_names("#pk", PK)
-                    .expression_attribute_names("#sk", SK)
-                    .build()
-                    .expect("keys are set");
-                let answer = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| CallError::new("BatchGetItem", &self.table, e.into_service_error()))?;
-                for item in answer.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
+                let mut tables = Map::new();
+                tables.insert(
+                    self.table.clone(),
+                    json!({
+                        "Keys": std::mem::take(&mut pending),
+                        "ConsistentRead": true,
+                        "ProjectionExpression": "#pk, #sk",
+                        "ExpressionAttributeNames": {"#pk": PK, "#sk": SK},
+                    }),
+                );
+                let answer = self.call("BatchGetItem", &self.table, json!({ "RequestItems": tables })).await?;
+                // One table was asked for: its answers are all there are, however DynamoDB names it (name or ARN).
+                let items = answer["Responses"].as_object().into_iter().flat_map(|r| r.values());
+                for item in items.filter_map(Value::as_array).flatten() {
                     if let (Some(pk), Some(sk)) = (text(item, PK), text(item, SK)) {
                         found.insert((pk, sk));
                     }
                 }
-                pending = answer
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .map(|k| k.keys().to_vec())
-                    .unwrap_or_default();
+                let unprocessed = answer["UnprocessedKeys"].as_object().into_iter().flat_map(|u| u.values());
+                pending = unprocessed.filter_map(|t| t["Keys"].as_array()).flatten().cloned().collect();
             }
             if !pending.is_empty() {
                 return Err(CallError {
                     operation: "BatchGetItem",
                     target: self.table.clone(),
                     code: Some("ProvisionedThroughputExceededException".into()),
-                    message: format!("{} keys still unprocessed after 5 requests", pending.len()),
+                    message: format!("{} keys still unprocessed after {BATCH_TRIES} requests", pending.len()),
                 });
             }
         }
@@ -254,79 +322,34 @@ impl StateTable {
     /// Applies one write; `Ok(false)` when its condition found the state there
     /// already (a digest held, a deployment told), so nothing changed.
     pub async fn write(&self, write: &StateWrite, now: DateTime<Utc>) -> Result<bool, CallError> {
-        let at = s(&now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-        let service = write.service();
-        let put = self.client.put_item().table_name(&self.table).item(PK, s(service)).item("at", at);
-        let put = match write {
-            StateWrite::Quarantine { digest, reason, .. } => put
-                .item(SK, s(&quarantine_key(digest)))
-                .item("digest", s(digest))
-                .item("reason", s(reason))
-                .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", PK),
-            StateWrite::Mark { deployment, mark, replaces, .. } => {
-                let expires = now.timestamp() + MARK_DAYS * 86_400;
-                let mut put = put
-                    .item(SK, s(&mark_key(deployment)))
-                    .item("mark", s(mark))
-                    .item("expires", AttributeValue::N(expires.to_string()))
-                    .expression_attribute_names("#pk", PK);
-                let mut condition = "attribute_not_exists(#pk)".to_owned();
-                if !replaces.is_empty() {
-                    put = put.expression_attribute_names("#mark", "mark");
-                    let names: Vec<String> = (0..replaces.len()).map(|i| format!(":r{i}")).collect();
-                    for (name, replaced) in names.iter().zip(replaces) {
-                        put = put.expression_attribute_values(name, s(replaced));
-                    }
-                    condition.push_str(&format!(" OR #mark IN ({})", names.join(", ")));
-                }
-                put.condition_expression(condition)
-            }
-            StateWrite::Carried { .. } => put
-                .item(SK, s(CARRIED))
-                .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", PK),
-        };
-        conditional(put.send().await.map_err(|e| e.into_service_error()), "PutItem", service)
+        conditional(self.call("PutItem", write.service(), put_request(&self.table, write, now)).await)
     }
 
     /// Takes the service's rollout lease for `seconds`, when nobody holds it
     /// (or the holder's ran out: a run that died holds it no longer). `Ok(false)`: held by another.
     pub async fn lease(&self, service: &str, owner: &str, now: DateTime<Utc>, seconds: i64) -> Result<bool, CallError> {
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item(PK, s(&lease_key(service)))
-            .item(SK, s(LEASE))
-            .item("owner", s(owner))
-            .item("at", s(&now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
-            .item("expires", AttributeValue::N((now.timestamp() + seconds).to_string()))
-            .condition_expression("attribute_not_exists(#pk) OR #expires < :now")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#expires", "expires")
-            .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
-            .send()
-            .await
-            .map_err(|e| e.into_service_error());
-        conditional(put, "PutItem", service)
+        let at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let request = json!({
+            "TableName": self.table,
+            "Item": item(&lease_key(service), LEASE, &[("owner", owner), ("at", &at)], Some(now.timestamp() + seconds)),
+            "ConditionExpression": "attribute_not_exists(#pk) OR #expires < :now",
+            "ExpressionAttributeNames": {"#pk": PK, "#expires": "expires"},
+            "ExpressionAttributeValues": {":now": n(now.timestamp())},
+        });
+        conditional(self.call("PutItem", service, request).await)
     }
 
     /// Gives the lease back, when this owner still holds it.
     pub async fn release(&self, service: &str, owner: &str) -> Result<(), CallError> {
-        let deleted = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(&lease_key(service), LEASE)))
-            .condition_expression("#owner = :owner")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":owner", s(owner))
-            .send()
-            .await
-            .map_err(|e| e.into_service_error());
+        let request = json!({
+            "TableName": self.table,
+            "Key": key(&lease_key(service), LEASE),
+            "ConditionExpression": "#owner = :owner",
+            "ExpressionAttributeNames": {"#owner": "owner"},
+            "ExpressionAttributeValues": {":owner": s(owner)},
+        });
         // Refused by its condition: another run holds the lease now (this one's ran out); nothing to give back.
-        conditional(deleted, "DeleteItem", service).map(drop)
+        conditional(self.call("DeleteItem", service, request).await).map(drop)
     }
 }
 
@@ -357,6 +380,80 @@ mod tests {
         assert!(!quarantine::held_in(&held("sha256:aaaaaaaaaaaaaaab"), whole));
         assert_eq!(quarantine_key(whole), format!("quarantine#{whole}"));
         assert_eq!(mark_key("ecs-svc/1"), "told#ecs-svc/1");
+    }
+
+    #[test]
+    fn each_write_is_one_conditional_put_of_one_item_and_a_told_mark_replaces_only_a_rollbacks_own() {
+        let now = DateTime::parse_from_rfc3339("2026-12-05T10:00:00Z").unwrap().with_timezone(&Utc);
+        let service = "arn:aws:ecs:eu-west-1:123456789012:service/shop/api";
+        let expires = (now.timestamp() + 90 * 86_400).to_string();
+        let table = [
+            (
+                StateWrite::Quarantine { service: service.into(), digest: "sha256:ab".into(), reason: "failed".into() },
+                json!({"TableName": "t", "ConditionExpression": "attribute_not_exists(#pk)",
+                       "ExpressionAttributeNames": {"#pk": "pk"},
+                       "Item": {"pk": {"S": service}, "sk": {"S": "quarantine#sha256:ab"}, "at": {"S": "2026-12-05T10:00:00Z"},
+                                "digest": {"S": "sha256:ab"}, "reason": {"S": "failed"}}}),
+            ),
+            (
+                StateWrite::Mark {
+                    service: service.into(),
+                    deployment: "ecs-svc/1".into(),
+                    mark: "failed".into(),
+                    replaces: vec![],
+                },
+                json!({"TableName": "t", "ConditionExpression": "attribute_not_exists(#pk)",
+                       "ExpressionAttributeNames": {"#pk": "pk"},
+                       "Item": {"pk": {"S": service}, "sk": {"S": "told#ecs-svc/1"}, "at": {"S": "2026-12-05T10:00:00Z"},
+                                "mark": {"S": "failed"}, "expires": {"N": expires}}}),
+            ),
+            (
+                StateWrite::Mark {
+                    service: service.into(),
+                    deployment: "ecs-svc/2".into(),
+                    mark: "rolled-back".into(),
+                    replaces: vec!["rollback".into()],
+                },
+                json!({"TableName": "t", "ConditionExpression": "attribute_not_exists(#pk) OR #mark IN (:r0)",
+                       "ExpressionAttributeNames": {"#pk": "pk", "#mark": "mark"},
+                       "ExpressionAttributeValues": {":r0": {"S": "rollback"}},
+                       "Item": {"pk": {"S": service}, "sk": {"S": "told#ecs-svc/2"}, "at": {"S": "2026-12-05T10:00:00Z"},
+                                "mark": {"S": "rolled-back"}, "expires": {"N": expires}}}),
+            ),
+            (
+                StateWrite::Carried { service: service.into() },
+                json!({"TableName": "t", "ConditionExpression": "attribute_not_exists(#pk)",
+                       "ExpressionAttributeNames": {"#pk": "pk"},
+                       "Item": {"pk": {"S": service}, "sk": {"S": "carried#tags"}, "at": {"S": "2026-12-05T10:00:00Z"}}}),
+            ),
+        ];
+        for (write, want) in table {
+            assert_eq!(put_request("t", &write, now), want, "{write:?}");
+        }
+    }
+
+    #[test]
+    fn a_partition_read_back_is_the_services_memory_and_nothing_else() {
+        let items = json!([
+            {"pk": {"S": "svc"}, "sk": {"S": "quarantine#sha256:ab"}, "digest": {"S": "sha256:ab"}, "reason": {"S": "failed"}},
+            {"pk": {"S": "svc"}, "sk": {"S": "told#ecs-svc/1"}, "mark": {"S": "failed"}, "expires": {"N": "1"}},
+            {"pk": {"S": "svc"}, "sk": {"S": "carried#tags"}, "at": {"S": "2026-12-05T10:00:00Z"}},
+            {"pk": {"S": "svc"}, "sk": {"S": "something#else"}},
+            {"pk": {"S": "svc"}, "sk": {"N": "7"}},
+        ]);
+        let mut memory = Memory::default();
+        for item in items.as_array().unwrap() {
+            memory.learn(item);
+        }
+        assert_eq!(
+            memory,
+            Memory {
+                quarantine: vec![Quarantined { digest: "sha256:ab".into(), reason: "failed".into() }],
+                marks: vec![("ecs-svc/1".into(), "failed".into())],
+                carried: true,
+            }
+        );
+        assert_eq!(memory.mark("ecs-svc/1"), Some("failed"));
     }
 
     #[test]

@@ -74,6 +74,24 @@ impl RecordingProxy {
         take(&self.counts)
     }
 
+    /// Requests of `operation` so far (since the last `take` or `reset`).
+    pub fn count(&self, operation: &str) -> u64 {
+        self.all().get(operation).copied().unwrap_or(0)
+    }
+
+    /// Requests by operation so far, without forgetting them.
+    pub fn all(&self) -> BTreeMap<String, u64> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.all().values().sum()
+    }
+
+    pub fn reset(&self) {
+        self.take();
+    }
+
     /// Of those, the ones answered with an error status, by operation and
     /// status (`"ListObjectVersions 500"`), since the last `take_failed`:
     /// an SDK retries some of them, and every retry is a request.

@@ -164,7 +164,8 @@ impl Sandbox {
 
     /// The state table, read and written as the tests (not a function).
     pub fn state(&self) -> nightshift::state::StateTable {
-        nightshift::state::StateTable::new(aws_sdk_dynamodb::Client::new(&self.sdk_config()), STATE_TABLE)
+        let signed = nightshift::signed::SignedHttp::new(&self.sdk_config());
+        nightshift::state::StateTable::new(std::sync::Arc::new(signed), STATE_TABLE)
     }
 
     /// What the state table remembers of a service.

@@ -8,15 +8,17 @@ use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::TaskDefinitionField;
 use deploy_on_push::{Controller, DeployConfig, DeployOnPush, DeployReport};
 use lambda_runtime::{Context, LambdaEvent};
+use nightshift::signed::SignedHttp;
 use nightshift::state::StateTable;
 use nightshift_tests::platform::{
     CANARY, CLUSTER, CODEDEPLOY_APPLICATION, CODEDEPLOY_GROUP, SHOP, push_image, pushed_digest, registry, seed_shop,
 };
+use nightshift_tests::proxy::RecordingProxy;
 use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
 use nightshift_tests::sandbox::{ACCOUNT, REGION, STATE_TABLE, Sandbox};
-use nightshift_tests::wire::RequestCounter;
 use nightshift_tests::{emf, event};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 async fn running_task_definitions(ecs: &Client) -> Vec<(String, String)> {
     let out = ecs
@@ -32,18 +34,17 @@ async fn running_task_definitions(ecs: &Client) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The function in-process, its ECS, ECR and CodeDeploy requests counted together.
-fn function(sandbox: &Sandbox, dry_run: bool) -> (DeployOnPush, RequestCounter) {
-    let wire = RequestCounter::default();
+/// The function in-process, its ECS, ECR, CodeDeploy and DynamoDB requests
+/// counted together on the wire (the state table's are signed requests, not a client's).
+fn function(sandbox: &Sandbox, dry_run: bool) -> (DeployOnPush, RecordingProxy) {
+    let wire = RecordingProxy::start(sandbox.endpoint().trim_start_matches("http://"));
     let sdk = sandbox.sdk_config_for("deploy-on-push", &[("CLUSTERS", CLUSTER), ("STATE_TABLE", STATE_TABLE)]);
-    let ecs = aws_sdk_ecs::config::Builder::from(&sdk).interceptor(wire.clone()).build();
-    let ecr = aws_sdk_ecr::config::Builder::from(&sdk).interceptor(wire.clone()).build();
-    let codedeploy = aws_sdk_codedeploy::config::Builder::from(&sdk).interceptor(wire.clone()).build();
-    let dynamodb = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(wire.clone()).build();
+    let sdk = sdk.into_builder().endpoint_url(wire.endpoint()).build();
     let config = DeployConfig { clusters: vec![CLUSTER.into()], dry_run, state_table: STATE_TABLE.into() };
-    let (ecs, ecr) = (Client::from_conf(ecs), aws_sdk_ecr::Client::from_conf(ecr));
-    let state = StateTable::new(aws_sdk_dynamodb::Client::from_conf(dynamodb), STATE_TABLE);
-    (DeployOnPush::new(config, ecs, ecr, aws_sdk_codedeploy::Client::from_conf(codedeploy), state), wire)
+    let (ecs, ecr, codedeploy) =
+        (Client::new(&sdk), aws_sdk_ecr::Client::new(&sdk), aws_sdk_codedeploy::Client::new(&sdk));
+    let state = StateTable::new(Arc::new(SignedHttp::new(&sdk)), STATE_TABLE);
+    (DeployOnPush::new(config, ecs, ecr, codedeploy, state), wire)
 }
 
 /// The push event of an image already in ECR.
@@ -210,7 +211,7 @@ async fn a_push_rolls_out_to_exactly_the_services_whose_policy_takes_it() {
 async fn a_tracked_tag_moves_when_its_digest_changes() {
     let sandbox = Sandbox::start();
     seed(&sandbox).await;
-    let (function, _) = function(&sandbox, false);
+    let (function, _wire) = function(&sandbox, false);
     let latest = push(&sandbox, "latest", "shop/api latest 2").await;
     let report = function.handle(replay(&latest)).await.unwrap();
     let moved: Vec<_> = report.deployed.iter().map(|d| d.id.service.as_str()).collect();
@@ -237,7 +238,7 @@ async fn docker_labels_carry_glob_and_regex_policies_that_ecs_tags_cannot() {
     // tag semver, overridden by its container's label regex:nightly-[0-9]+)
     let sandbox = Sandbox::start();
     seed(&sandbox).await;
-    let (function, _) = function(&sandbox, false);
+    let (function, _wire) = function(&sandbox, false);
 
     // When RC_1.3.0 and then nightly-42 are pushed
     let rc = function.handle(push(&sandbox, "RC_1.3.0", "rc 1.3.0").await).await.unwrap();
@@ -500,7 +501,7 @@ async fn a_group_not_tagged_for_nightshift_is_refused_by_iam_and_the_failure_say
     sandbox.fail("CreateDeployment", json!([denied]));
 
     // When a push reaches the blue/green service
-    let (function, _) = function(&sandbox, false);
+    let (function, _wire) = function(&sandbox, false);
     let err = function.handle(push_1_3_0()).await.unwrap_err();
 
     // Then only that service fails, naming the tag its group and application need
@@ -517,7 +518,7 @@ async fn two_pushes_at_once_make_one_deployment_and_codedeploy_refuses_the_other
     seed(&sandbox).await;
     let next = push(&sandbox, "1.3.1", "shop/api 1.3.1").await;
     sandbox.together("BatchGetDeploymentGroups", 2);
-    let ((one, _), (other, _)) = (function(&sandbox, false), function(&sandbox, false));
+    let ((one, _one_wire), (other, _other_wire)) = (function(&sandbox, false), function(&sandbox, false));
 
     // When 1.3.0 and 1.3.1 are handled at the same time
     let (a, b) = tokio::join!(one.handle(push_1_3_0()), other.handle(next));

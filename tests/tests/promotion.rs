@@ -451,12 +451,13 @@ async fn a_promotion_outside_its_window_waits_for_the_window_to_open() {
         nightshift::notify::Notifier::new(nightshift::notify::NotifyConfig::from_vars(&settings).unwrap(), &sdk);
     let ecs = nightshift::aws::ecs_client(&sdk);
     let codedeploy = aws_sdk_codedeploy::Client::new(&sdk);
+    let signed = Arc::new(nightshift::signed::SignedHttp::new(&sdk));
     let function = watch_rollouts::WatchRollouts::new(
         config,
         ecs,
         codedeploy,
-        nightshift::signed::SignedHttp::new(&sdk),
-        nightshift::state::StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), &settings["STATE_TABLE"]),
+        signed.clone(),
+        nightshift::state::StateTable::new(signed, &settings["STATE_TABLE"]),
         &notifier,
     )
     .with_clock(Arc::new(FixedClock(saturday)));

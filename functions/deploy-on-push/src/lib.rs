@@ -564,9 +564,44 @@ mod tests {
     const TD: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/api:1";
     const NEW_TD: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/api:2";
 
+    /// A DynamoDB on a loopback port that holds nothing and grants every
+    /// conditional write: it answers `{}` to each request, one connection at a
+    /// time; its URL, and the operations it was sent, in order.
+    fn empty_dynamodb() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("its address"));
+        let operations = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = operations.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().expect("the stream"));
+                let (mut length, mut operation) = (0, String::new());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|read| read > 2) {
+                    if let Some((name, value)) = line.trim_end().split_once(':') {
+                        match name.to_ascii_lowercase().as_str() {
+                            "content-length" => length = value.trim().parse().unwrap_or(0),
+                            "x-amz-target" => operation = value.trim().rsplit('.').next().unwrap_or("").to_owned(),
+                            _ => {}
+                        }
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                log.lock().unwrap().push(operation);
+                let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}";
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        (url, operations)
+    }
+
     fn service(name: &str) -> Service {
         Service::builder()
             .service_name(name)
+            .service_arn(format!("arn:aws:ecs:eu-west-1:123456789012:service/shop/{name}"))
             .cluster_arn("arn:aws:ecs:eu-west-1:123456789012:cluster/shop")
             .status("ACTIVE")
             .task_definition(TD)
@@ -617,10 +652,13 @@ mod tests {
         let accept_b = mock!(Client::update_service)
             .match_requests(|r| r.service() == Some("b") && r.task_definition() == Some(NEW_TD))
             .then_output(|| UpdateServiceOutput::builder().build());
+        let tag_b = mock!(Client::tag_resource)
+            .match_requests(|r| r.resource_arn().is_some_and(|arn| arn.ends_with("/shop/b")))
+            .then_output(|| aws_sdk_ecs::operation::tag_resource::TagResourceOutput::builder().build());
         let ecs = mock_client!(
             aws_sdk_ecs,
             RuleMode::MatchAny,
-            [&list, &describe, &task_definition, &register, &refuse_a, &accept_b]
+            [&list, &describe, &task_definition, &register, &refuse_a, &accept_b, &tag_b]
         );
         // And ECR holding the pushed image, pushed after the running one
         let images = mock!(aws_sdk_ecr::Client::describe_images).then_output(|| {
@@ -646,20 +684,14 @@ mod tests {
         let ecr = mock_client!(aws_sdk_ecr, RuleMode::MatchAny, [&images]);
         let codedeploy = mock_client!(aws_sdk_codedeploy, RuleMode::MatchAny, []);
         // And a state table holding no quarantine, and no lease held by another run
-        let nothing_held = mock!(aws_sdk_dynamodb::Client::batch_get_item)
-            .then_output(|| aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput::builder().build());
-        let lease = mock!(aws_sdk_dynamodb::Client::put_item)
-            .sequence()
-            .output(|| aws_sdk_dynamodb::operation::put_item::PutItemOutput::builder().build())
-            .repeatedly()
-            .build();
-        let release = mock!(aws_sdk_dynamodb::Client::delete_item)
-            .sequence()
-            .output(|| aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput::builder().build())
-            .repeatedly()
-            .build();
-        let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&nothing_held, &lease, &release]);
-        let state = StateTable::new(dynamodb, "nightshift-state");
+        let (endpoint, dynamodb) = empty_dynamodb();
+        let sdk = nightshift::aws::sdk_config_from(&[
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ]);
+        let state = StateTable::new(Arc::new(nightshift::signed::SignedHttp::new(&sdk)), "nightshift-state");
         let config =
             DeployConfig { clusters: vec!["shop".into()], dry_run: false, state_table: "nightshift-state".into() };
         let function = DeployOnPush::new(config, ecs, ecr, codedeploy, state);
@@ -675,7 +707,10 @@ mod tests {
 
         // Then b was still updated, to the one revision both share, and the invocation fails naming a
         assert_eq!((register.num_calls(), accept_b.num_calls(), refuse_a.num_calls()), (1, 1, 1));
-        assert_eq!((lease.num_calls(), release.num_calls()), (2, 2), "each update under its lease, given back");
+        assert_eq!(tag_b.num_calls(), 1, "what b runs now is recorded on b alone");
+        let calls = |operation: &str| dynamodb.lock().unwrap().iter().filter(|o| *o == operation).count();
+        assert_eq!(calls("BatchGetItem"), 1, "the quarantine of both, one read");
+        assert_eq!((calls("PutItem"), calls("DeleteItem")), (2, 2), "each update under its lease, given back");
         assert_eq!(images.num_calls(), 1, "one DescribeImages for every change");
         assert_eq!(nightshift::LambdaFailure::error_type(&err), "DeployFailed");
         assert_eq!(

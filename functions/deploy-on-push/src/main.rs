@@ -1,8 +1,10 @@
 use deploy_on_push::{DeployConfig, DeployOnPush};
 use lambda_runtime::{Error, run, service_fn};
 use nightshift::notify::{self, Notifier, NotifyConfig};
+use nightshift::signed::SignedHttp;
 use nightshift::state::StateTable;
 use nightshift::{aws, config::ProcessEnv};
+use std::sync::Arc;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
@@ -14,9 +16,9 @@ async fn main() -> Result<(), Error> {
         tracing::error!(error = %err, "deploy-on-push cannot start");
     })?;
     let sdk = aws::sdk_config();
-    let notifier = std::sync::Arc::new(Notifier::new(notify, &sdk));
+    let notifier = Arc::new(Notifier::new(notify, &sdk));
     let (ecr, codedeploy) = (aws_sdk_ecr::Client::new(&sdk), aws_sdk_codedeploy::Client::new(&sdk));
-    let state = StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), &config.state_table);
+    let state = StateTable::new(Arc::new(SignedHttp::new(&sdk)), &config.state_table);
     let function =
         DeployOnPush::new(config, aws::ecs_client(&sdk), ecr, codedeploy, state).with_notifier(notifier.clone());
     run(service_fn(|event| notify::with_alerts(&notifier, deploy_on_push::FUNCTION, function.handle(event)))).await

@@ -251,7 +251,7 @@ pub struct WatchRollouts<'n> {
     ecs: aws_sdk_ecs::Client,
     codedeploy: aws_sdk_codedeploy::Client,
     /// EventBridge Scheduler, by signed request (`scheduler`).
-    scheduler: SignedHttp,
+    scheduler: Arc<SignedHttp>,
     /// Clone-and-deploy, for promotions.
     deployer: Deployer,
     /// What nightshift remembers: quarantine, told marks.
@@ -300,7 +300,7 @@ impl<'n> WatchRollouts<'n> {
         config: WatchConfig,
         ecs: aws_sdk_ecs::Client,
         codedeploy: aws_sdk_codedeploy::Client,
-        scheduler: SignedHttp,
+        scheduler: Arc<SignedHttp>,
         state: StateTable,
         notifier: &'n Notifier,
     ) -> Self {

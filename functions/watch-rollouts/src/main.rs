@@ -1,7 +1,9 @@
 use lambda_runtime::{Error, run, service_fn};
 use nightshift::notify::{self, Notifier, NotifyConfig};
+use nightshift::signed::SignedHttp;
 use nightshift::state::StateTable;
 use nightshift::{aws, config::ProcessEnv};
+use std::sync::Arc;
 use watch_rollouts::{WatchConfig, WatchRollouts};
 
 #[tokio::main(flavor = "current_thread")]
@@ -16,8 +18,9 @@ async fn main() -> Result<(), Error> {
     let sdk = aws::sdk_config();
     let notifier = Notifier::new(notify, &sdk);
     let codedeploy = aws_sdk_codedeploy::Client::new(&sdk);
-    let scheduler = nightshift::signed::SignedHttp::new(&sdk);
-    let state = StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), &config.state_table);
-    let function = WatchRollouts::new(config, aws::ecs_client(&sdk), codedeploy, scheduler, state, &notifier);
+    // Scheduler's and DynamoDB's signed requests, over one connector.
+    let signed = Arc::new(SignedHttp::new(&sdk));
+    let state = StateTable::new(signed.clone(), &config.state_table);
+    let function = WatchRollouts::new(config, aws::ecs_client(&sdk), codedeploy, signed, state, &notifier);
     run(service_fn(|event| notify::with_alerts(&notifier, watch_rollouts::FUNCTION, function.handle(event)))).await
 }
