@@ -2,8 +2,9 @@
 //! for the single operations whose SDK client would cost a function more than
 //! its code: SSM's GetParameter, which every function sends to read its
 //! channels' webhook URLs (the SSM client made each binary about 0.6 MB
-//! bigger and took three past the 6 MB budget), and EventBridge Scheduler's
-//! CreateSchedule, which watch-rollouts sends (see docs/performance.md).
+//! bigger and took three past the 6 MB budget), EventBridge Scheduler's
+//! CreateSchedule, which watch-rollouts sends, and the state table's four
+//! DynamoDB operations (`crate::state`; see docs/performance.md).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
