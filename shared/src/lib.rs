@@ -9,6 +9,8 @@ pub mod ecs;
 pub mod hash;
 pub mod image;
 pub mod logging;
+#[cfg(any(test, feature = "test-util"))]
+pub mod loopback;
 pub mod notify;
 pub mod percent;
 pub mod quarantine;

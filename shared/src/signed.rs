@@ -189,6 +189,13 @@ impl SignedHttp {
         Self { sdk: sdk.clone(), http, sleep, skew_ms: AtomicI64::new(0) }
     }
 
+    /// Waits as the retries wait before their attempt `attempt` + 1 (up to
+    /// 2^attempt seconds, at random): for work a caller asks for again itself,
+    /// such as the keys BatchGetItem left unprocessed.
+    pub async fn back_off(&self, attempt: u32) {
+        self.sleep.sleep(backoff(attempt, jitter())).await;
+    }
+
     /// The connector, for requests that are not AWS's (webhooks).
     pub fn connector(&self) -> &Connector {
         &self.http

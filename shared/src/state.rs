@@ -36,7 +36,7 @@ pub const MARK_DAYS: i64 = 90;
 /// BatchGetItem's limit of keys in one request.
 const BATCH_KEYS: usize = 100;
 /// Requests for one batch of keys, the first included, before keys still unprocessed fail the read.
-const BATCH_TRIES: usize = 5;
+const BATCH_TRIES: u32 = 5;
 
 const PK: &str = "pk";
 const SK: &str = "sk";
@@ -253,7 +253,7 @@ impl StateTable {
                 memory.learn(item);
             }
             match &page["LastEvaluatedKey"] {
-                Value::Object(last) if !last.is_empty() => start = Some(page["LastEvaluatedKey"].clone()),
+                Value::Object(last) if !last.is_empty() => start = Some(Value::Object(last.clone())),
                 _ => return Ok(memory),
             }
         }
@@ -261,7 +261,7 @@ impl StateTable {
 
     /// For each service, whether `digest` is held on it (whole or short), and
     /// whether its tag records were carried over: BatchGetItem, consistent,
-    /// 100 keys a request, unprocessed keys asked again.
+    /// 100 keys a request, unprocessed keys asked again after a backoff.
     pub async fn digest_on(&self, services: &[&str], digest: &str) -> Result<Vec<DigestSeen>, CallError> {
         let short = quarantine::short(digest);
         let mut sorts = vec![quarantine_key(digest), CARRIED.to_owned()];
@@ -273,9 +273,13 @@ impl StateTable {
         let mut found: HashSet<(String, String)> = HashSet::new();
         for chunk in keys.chunks(BATCH_KEYS) {
             let mut pending = chunk.to_vec();
-            for _ in 0..BATCH_TRIES {
+            for attempt in 0..BATCH_TRIES {
                 if pending.is_empty() {
                     break;
+                }
+                if attempt > 0 {
+                    // Keys left unprocessed: DynamoDB asks for them again after an exponential backoff.
+                    self.aws.back_off(attempt).await;
                 }
                 let mut tables = Map::new();
                 tables.insert(
@@ -454,6 +458,77 @@ mod tests {
             }
         );
         assert_eq!(memory.mark("ecs-svc/1"), Some("failed"));
+    }
+
+    /// A table over a stand-in DynamoDB answering with `answer`.
+    fn table_at(answer: impl Fn(&str, &str) -> (u16, String) + Send + 'static) -> (StateTable, crate::loopback::Sent) {
+        let (url, sent) = crate::loopback::serve(answer);
+        (StateTable::new(Arc::new(SignedHttp::new(&crate::loopback::sdk_config(&url))), "t"), sent)
+    }
+
+    #[tokio::test]
+    async fn keys_left_unprocessed_are_asked_for_again_and_what_comes_back_is_read() {
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        let (table, sent) = table_at(move |_, body| {
+            let request: Value = serde_json::from_str(body).unwrap();
+            let keys = &request["RequestItems"]["t"]["Keys"];
+            if asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                // Throttled: nothing read, every key unprocessed.
+                return (200, json!({"Responses": {"t": []}, "UnprocessedKeys": {"t": {"Keys": keys}}}).to_string());
+            }
+            let held =
+                keys.as_array().unwrap().iter().filter(|k| k["pk"]["S"] == "a" && k["sk"]["S"] != "carried#tags");
+            (200, json!({"Responses": {"t": held.collect::<Vec<_>>()}, "UnprocessedKeys": {}}).to_string())
+        });
+        let digest = "sha256:aaaaaaaaaaaaaaaa1111111111111111111111111111111111111111111111";
+        let seen = table.digest_on(&["a", "b"], digest).await.unwrap();
+        assert_eq!(
+            seen,
+            [DigestSeen { quarantined: true, carried: false }, DigestSeen { quarantined: false, carried: false }]
+        );
+        assert_eq!(*sent.lock().unwrap(), ["BatchGetItem", "BatchGetItem"]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_condition_is_no_error_another_error_names_its_code_and_a_query_reads_every_page() {
+        let (table, sent) = table_at(|operation, body| {
+            let request: Value = serde_json::from_str(body).unwrap();
+            let error = |kind: &str, message: &str| {
+                (
+                    400,
+                    json!({"__type": format!("com.amazonaws.dynamodb.v20120810#{kind}"), "message": message})
+                        .to_string(),
+                )
+            };
+            match (operation, request["Item"]["sk"]["S"].as_str()) {
+                ("PutItem", Some("carried#tags")) => {
+                    error("ConditionalCheckFailedException", "The conditional request failed")
+                }
+                ("PutItem", _) => error("AccessDeniedException", "not authorized to perform: dynamodb:PutItem"),
+                ("Query", _) if request["ExclusiveStartKey"].is_null() => (
+                    200,
+                    json!({
+                    "Items": [{"pk": {"S": "a"}, "sk": {"S": "carried#tags"}}],
+                    "LastEvaluatedKey": {"pk": {"S": "a"}, "sk": {"S": "carried#tags"}}})
+                    .to_string(),
+                ),
+                _ => (
+                    200,
+                    json!({"Items": [{"pk": {"S": "a"}, "sk": {"S": "told#ecs-svc/1"}, "mark": {"S": "failed"}}]})
+                        .to_string(),
+                ),
+            }
+        });
+        let now = DateTime::parse_from_rfc3339("2026-12-05T10:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(table.write(&StateWrite::Carried { service: "a".into() }, now).await, Ok(false));
+        let quarantine = StateWrite::Quarantine { service: "a".into(), digest: "sha256:ab".into(), reason: "x".into() };
+        let err = table.write(&quarantine, now).await.unwrap_err();
+        assert_eq!(err.code.as_deref(), Some("AccessDeniedException"));
+        assert_eq!(err.to_string(), "PutItem on a failed: not authorized to perform: dynamodb:PutItem");
+        let memory = table.memory("a").await.unwrap();
+        assert!(memory.carried);
+        assert_eq!(memory.mark("ecs-svc/1"), Some("failed"));
+        assert_eq!(*sent.lock().unwrap(), ["PutItem", "PutItem", "Query", "Query"]);
     }
 
     #[test]

@@ -564,40 +564,6 @@ mod tests {
     const TD: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/api:1";
     const NEW_TD: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/api:2";
 
-    /// A DynamoDB on a loopback port that holds nothing and grants every
-    /// conditional write: it answers `{}` to each request, one connection at a
-    /// time; its URL, and the operations it was sent, in order.
-    fn empty_dynamodb() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
-        use std::io::{BufRead, BufReader, Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
-        let url = format!("http://{}", listener.local_addr().expect("its address"));
-        let operations = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let log = operations.clone();
-        std::thread::spawn(move || {
-            for mut stream in listener.incoming().flatten() {
-                let mut reader = BufReader::new(stream.try_clone().expect("the stream"));
-                let (mut length, mut operation) = (0, String::new());
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|read| read > 2) {
-                    if let Some((name, value)) = line.trim_end().split_once(':') {
-                        match name.to_ascii_lowercase().as_str() {
-                            "content-length" => length = value.trim().parse().unwrap_or(0),
-                            "x-amz-target" => operation = value.trim().rsplit('.').next().unwrap_or("").to_owned(),
-                            _ => {}
-                        }
-                    }
-                    line.clear();
-                }
-                let mut body = vec![0; length];
-                let _ = reader.read_exact(&mut body);
-                log.lock().unwrap().push(operation);
-                let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}";
-                let _ = stream.write_all(answer.as_bytes());
-            }
-        });
-        (url, operations)
-    }
-
     fn service(name: &str) -> Service {
         Service::builder()
             .service_name(name)
@@ -684,13 +650,9 @@ mod tests {
         let ecr = mock_client!(aws_sdk_ecr, RuleMode::MatchAny, [&images]);
         let codedeploy = mock_client!(aws_sdk_codedeploy, RuleMode::MatchAny, []);
         // And a state table holding no quarantine, and no lease held by another run
-        let (endpoint, dynamodb) = empty_dynamodb();
-        let sdk = nightshift::aws::sdk_config_from(&[
-            ("AWS_REGION", "eu-west-1"),
-            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-            ("AWS_SECRET_ACCESS_KEY", "secret"),
-            ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ]);
+        // (a DynamoDB that answers `{}` to every request: nothing held, every conditional write granted)
+        let (endpoint, dynamodb) = nightshift::loopback::serve(|_, _| (200, "{}".to_owned()));
+        let sdk = nightshift::loopback::sdk_config(&endpoint);
         let state = StateTable::new(Arc::new(nightshift::signed::SignedHttp::new(&sdk)), "nightshift-state");
         let config =
             DeployConfig { clusters: vec!["shop".into()], dry_run: false, state_table: "nightshift-state".into() };
