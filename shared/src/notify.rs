@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_smithy_async::rt::sleep::{AsyncSleep, SharedAsyncSleep, default_async_sleep};
@@ -321,15 +321,21 @@ pub fn webhook_outcome(status: u16, retry_after: Option<&str>) -> WebhookOutcome
 pub struct Notifier {
     config: NotifyConfig,
     /// SSM's GetParameter, and the connector the webhooks are posted over.
-    aws: SignedHttp,
+    aws: Arc<SignedHttp>,
     sleep: SharedAsyncSleep,
     urls: Mutex<HashMap<Channel, (String, Instant)>>,
 }
 
 impl Notifier {
     pub fn new(config: NotifyConfig, sdk: &SdkConfig) -> Self {
+        Self::over(config, Arc::new(SignedHttp::new(sdk)))
+    }
+
+    /// Over the signed connector a function's other signed requests use, so
+    /// that a process builds one (each reads the platform's root certificates).
+    pub fn over(config: NotifyConfig, aws: Arc<SignedHttp>) -> Self {
         let sleep = default_async_sleep().expect("a Tokio runtime's sleep");
-        Self { config, aws: SignedHttp::new(sdk), sleep, urls: Mutex::new(HashMap::new()) }
+        Self { config, aws, sleep, urls: Mutex::new(HashMap::new()) }
     }
 
     pub fn config(&self) -> &NotifyConfig {

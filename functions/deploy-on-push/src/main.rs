@@ -16,9 +16,11 @@ async fn main() -> Result<(), Error> {
         tracing::error!(error = %err, "deploy-on-push cannot start");
     })?;
     let sdk = aws::sdk_config();
-    let notifier = Arc::new(Notifier::new(notify, &sdk));
+    // SSM's, the webhooks' and DynamoDB's requests, over one connector.
+    let signed = Arc::new(SignedHttp::new(&sdk));
+    let notifier = Arc::new(Notifier::over(notify, signed.clone()));
     let (ecr, codedeploy) = (aws_sdk_ecr::Client::new(&sdk), aws_sdk_codedeploy::Client::new(&sdk));
-    let state = StateTable::new(Arc::new(SignedHttp::new(&sdk)), &config.state_table);
+    let state = StateTable::new(signed, &config.state_table);
     let function =
         DeployOnPush::new(config, aws::ecs_client(&sdk), ecr, codedeploy, state).with_notifier(notifier.clone());
     run(service_fn(|event| notify::with_alerts(&notifier, deploy_on_push::FUNCTION, function.handle(event)))).await

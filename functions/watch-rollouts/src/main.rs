@@ -16,10 +16,10 @@ async fn main() -> Result<(), Error> {
         tracing::error!(error = %err, "watch-rollouts cannot start");
     })?;
     let sdk = aws::sdk_config();
-    let notifier = Notifier::new(notify, &sdk);
-    let codedeploy = aws_sdk_codedeploy::Client::new(&sdk);
-    // Scheduler's and DynamoDB's signed requests, over one connector.
+    // SSM's, the webhooks', Scheduler's and DynamoDB's requests, over one connector.
     let signed = Arc::new(SignedHttp::new(&sdk));
+    let notifier = Notifier::over(notify, signed.clone());
+    let codedeploy = aws_sdk_codedeploy::Client::new(&sdk);
     let state = StateTable::new(signed.clone(), &config.state_table);
     let function = WatchRollouts::new(config, aws::ecs_client(&sdk), codedeploy, signed, state, &notifier);
     run(service_fn(|event| notify::with_alerts(&notifier, watch_rollouts::FUNCTION, function.handle(event)))).await
