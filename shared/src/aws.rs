@@ -67,15 +67,29 @@ pub async fn post<'a>(
     body: String,
     who: &str,
 ) -> Result<aws_smithy_runtime_api::http::Response<aws_smithy_types::body::SdkBody>, String> {
+    send(http, "POST", url, headers, body, who).await
+}
+
+/// Sends one request of any method; `Err` says, naming `who`, that it could not be sent or was not answered in time.
+pub async fn send<'a>(
+    http: &aws_smithy_http_client::Connector,
+    method: &str,
+    url: &str,
+    headers: impl Iterator<Item = (&'a str, &'a str)>,
+    body: String,
+    who: &str,
+) -> Result<aws_smithy_runtime_api::http::Response<aws_smithy_types::body::SdkBody>, String> {
     use aws_smithy_runtime_api::client::http::HttpConnector;
     let length = body.len().to_string();
     let mut request = aws_smithy_runtime_api::http::Request::new(aws_smithy_types::body::SdkBody::from(body));
-    request.set_method("POST").map_err(|e| e.to_string())?;
+    request.set_method(method).map_err(|e| e.to_string())?;
     request.set_uri(url).map_err(|_| format!("the URL of {who} is not valid"))?;
     for (key, value) in headers {
         request.headers_mut().insert(key.to_owned(), value.to_owned());
     }
-    request.headers_mut().insert("content-length", length);
+    if method != "GET" && method != "HEAD" {
+        request.headers_mut().insert("content-length", length);
+    }
     http.call(request).await.map_err(|err| {
         if err.is_timeout() { format!("{who} did not answer in time") } else { format!("{who} could not be reached") }
     })

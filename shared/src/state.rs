@@ -11,6 +11,7 @@
 //! |---|---|---|---|
 //! | service ARN | `quarantine#<digest>` | digest whose rollout to the service failed or was rolled back | `digest`, `reason`, `at` |
 //! | service ARN | `told#<deployment id>` | deployment whose outcome was told, or a rollback's own deployment | `mark`, `at`, `expires` (TTL, 90 days) |
+//! | service ARN | `verdict#<task definition ARN>` | revision whose checks ran on the service (verify-rollout) | `verdict` (`passed` / `failed`), `why`, `deployment`, `at` |
 //! | service ARN | `carried#tags` | service whose tag records of an older release were carried over | `at` |
 //! | `lease#<service ARN>` | `lease` | service being rolled out now | `owner`, `at`, `expires` (epoch seconds; TTL) |
 //!
@@ -42,6 +43,8 @@ const PK: &str = "pk";
 const SK: &str = "sk";
 const LEASE: &str = "lease";
 const CARRIED: &str = "carried#tags";
+const VERDICT_PASSED: &str = "passed";
+const VERDICT_FAILED: &str = "failed";
 
 /// `STATE_TABLE`: a DynamoDB table name (3-255 of `A-Za-z0-9_.-`) or a table ARN.
 pub fn table_name(vars: &impl crate::config::Vars) -> Result<String, crate::config::ConfigError> {
@@ -63,6 +66,11 @@ pub fn quarantine_key(digest: &str) -> String {
     format!("quarantine#{digest}")
 }
 
+/// The sort key of a revision's verdict.
+pub fn verdict_key(task_definition: &str) -> String {
+    format!("verdict#{task_definition}")
+}
+
 /// The sort key of a deployment's told mark.
 pub fn mark_key(deployment: &str) -> String {
     format!("told#{deployment}")
@@ -76,10 +84,21 @@ pub struct Quarantined {
     pub reason: String,
 }
 
+/// How a revision's checks ended on a service (verify-rollout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerdictSeen {
+    pub task_definition: String,
+    pub passed: bool,
+    /// The deployment verified: CodeDeploy's `d-…`, ECS's `ecs-svc/…`, or a service revision's ARN.
+    pub deployment: String,
+    pub why: String,
+}
+
 /// What the table remembers of one service.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Memory {
     pub quarantine: Vec<Quarantined>,
+    pub verdicts: Vec<VerdictSeen>,
     /// (deployment id, mark) for each told mark.
     pub marks: Vec<(String, String)>,
     /// The tag records of an older release were carried over: the tags are not read any more.
@@ -87,6 +106,11 @@ pub struct Memory {
 }
 
 impl Memory {
+    /// The verdict of a revision's checks on the service, when they ran.
+    pub fn verdict(&self, task_definition: &str) -> Option<&VerdictSeen> {
+        self.verdicts.iter().find(|v| v.task_definition == task_definition)
+    }
+
     pub fn mark(&self, deployment: &str) -> Option<&str> {
         self.marks.iter().find(|(d, _)| d == deployment).map(|(_, m)| m.as_str())
     }
@@ -99,6 +123,13 @@ impl Memory {
             self.quarantine.push(Quarantined { digest: digest.to_owned(), reason });
         } else if let Some(deployment) = sort.strip_prefix("told#") {
             self.marks.push((deployment.to_owned(), text(item, "mark").unwrap_or_default()));
+        } else if let Some(task_definition) = sort.strip_prefix("verdict#") {
+            self.verdicts.push(VerdictSeen {
+                task_definition: task_definition.to_owned(),
+                passed: text(item, "verdict").as_deref() == Some(VERDICT_PASSED),
+                deployment: text(item, "deployment").unwrap_or_default(),
+                why: text(item, "why").unwrap_or_default(),
+            });
         } else if sort == CARRIED {
             self.carried = true;
         }
@@ -113,6 +144,9 @@ pub enum StateWrite {
     /// Marks what was told of `deployment`; replaces only a mark in `replaces`
     /// (a rollback's own mark gives way to its outcome), never a told one.
     Mark { service: String, deployment: String, mark: String, replaces: Vec<String> },
+    /// Records how a revision's checks ended on `service`; the same verdict of
+    /// the same deployment is written once, another replaces it (checks run again).
+    Verdict { service: String, task_definition: String, passed: bool, deployment: String, why: String },
     /// Records that the service's tag records were carried over.
     Carried { service: String },
 }
@@ -120,7 +154,10 @@ pub enum StateWrite {
 impl StateWrite {
     pub fn service(&self) -> &str {
         match self {
-            Self::Quarantine { service, .. } | Self::Mark { service, .. } | Self::Carried { service } => service,
+            Self::Quarantine { service, .. }
+            | Self::Mark { service, .. }
+            | Self::Verdict { service, .. }
+            | Self::Carried { service } => service,
         }
     }
 }
@@ -201,6 +238,16 @@ fn put_request(table: &str, write: &StateWrite, now: DateTime<Utc>) -> Value {
             }
             let expires = now.timestamp() + MARK_DAYS * 86_400;
             item(service, &mark_key(deployment), &[("at", &at), ("mark", mark)], Some(expires))
+        }
+        StateWrite::Verdict { task_definition, passed, deployment, why, .. } => {
+            let verdict = if *passed { VERDICT_PASSED } else { VERDICT_FAILED };
+            request["ConditionExpression"] =
+                json!("attribute_not_exists(#pk) OR #verdict <> :verdict OR #deployment <> :deployment");
+            request["ExpressionAttributeNames"]["#verdict"] = json!("verdict");
+            request["ExpressionAttributeNames"]["#deployment"] = json!("deployment");
+            request["ExpressionAttributeValues"] = json!({":verdict": s(verdict), ":deployment": s(deployment)});
+            let strings = [("at", at.as_str()), ("verdict", verdict), ("deployment", deployment), ("why", why)];
+            item(service, &verdict_key(task_definition), &strings, None)
         }
         StateWrite::Carried { .. } => item(service, CARRIED, &[("at", &at)], None),
     };
@@ -430,6 +477,22 @@ mod tests {
                        "ExpressionAttributeNames": {"#pk": "pk"},
                        "Item": {"pk": {"S": service}, "sk": {"S": "carried#tags"}, "at": {"S": "2026-12-05T10:00:00Z"}}}),
             ),
+            (
+                // The same verdict of the same deployment is written once; checks run again replace it.
+                StateWrite::Verdict {
+                    service: service.into(),
+                    task_definition: "arn:td/api:8".into(),
+                    passed: true,
+                    deployment: "d-1".into(),
+                    why: "2 requests passed".into(),
+                },
+                json!({"TableName": "t",
+                       "ConditionExpression": "attribute_not_exists(#pk) OR #verdict <> :verdict OR #deployment <> :deployment",
+                       "ExpressionAttributeNames": {"#pk": "pk", "#verdict": "verdict", "#deployment": "deployment"},
+                       "ExpressionAttributeValues": {":verdict": {"S": "passed"}, ":deployment": {"S": "d-1"}},
+                       "Item": {"pk": {"S": service}, "sk": {"S": "verdict#arn:td/api:8"}, "at": {"S": "2026-12-05T10:00:00Z"},
+                                "verdict": {"S": "passed"}, "deployment": {"S": "d-1"}, "why": {"S": "2 requests passed"}}}),
+            ),
         ];
         for (write, want) in table {
             assert_eq!(put_request("t", &write, now), want, "{write:?}");
@@ -442,6 +505,8 @@ mod tests {
             {"pk": {"S": "svc"}, "sk": {"S": "quarantine#sha256:ab"}, "digest": {"S": "sha256:ab"}, "reason": {"S": "failed"}},
             {"pk": {"S": "svc"}, "sk": {"S": "told#ecs-svc/1"}, "mark": {"S": "failed"}, "expires": {"N": "1"}},
             {"pk": {"S": "svc"}, "sk": {"S": "carried#tags"}, "at": {"S": "2026-12-05T10:00:00Z"}},
+            {"pk": {"S": "svc"}, "sk": {"S": "verdict#arn:td/api:8"}, "verdict": {"S": "failed"},
+             "deployment": {"S": "d-1"}, "why": {"S": "h: passed 0 of 3"}},
             {"pk": {"S": "svc"}, "sk": {"S": "something#else"}},
             {"pk": {"S": "svc"}, "sk": {"N": "7"}},
         ]);
@@ -453,10 +518,17 @@ mod tests {
             memory,
             Memory {
                 quarantine: vec![Quarantined { digest: "sha256:ab".into(), reason: "failed".into() }],
+                verdicts: vec![VerdictSeen {
+                    task_definition: "arn:td/api:8".into(),
+                    passed: false,
+                    deployment: "d-1".into(),
+                    why: "h: passed 0 of 3".into(),
+                }],
                 marks: vec![("ecs-svc/1".into(), "failed".into())],
                 carried: true,
             }
         );
+        assert!(memory.verdict("arn:td/api:8").is_some_and(|v| !v.passed));
         assert_eq!(memory.mark("ecs-svc/1"), Some("failed"));
     }
 

@@ -1,0 +1,26 @@
+use lambda_runtime::{Error, run, service_fn};
+use nightshift::notify::{self, Notifier, NotifyConfig};
+use nightshift::signed::SignedHttp;
+use nightshift::state::StateTable;
+use nightshift::{aws, config::ProcessEnv};
+use std::sync::Arc;
+use verify_rollout::{VerifyConfig, VerifyRollout};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    nightshift::logging::init(&ProcessEnv);
+    let config = VerifyConfig::from_vars(&ProcessEnv).inspect_err(|err| {
+        tracing::error!(error = %err, "verify-rollout cannot start");
+    })?;
+    let notify = NotifyConfig::from_vars(&ProcessEnv).inspect_err(|err| {
+        tracing::error!(error = %err, "verify-rollout cannot start");
+    })?;
+    let sdk = aws::sdk_config();
+    // SSM's, CloudWatch's, DynamoDB's, the webhooks' and the checks' requests, over one connector.
+    let signed = Arc::new(SignedHttp::new(&sdk));
+    let notifier = Notifier::over(notify, signed.clone());
+    let state = StateTable::new(signed.clone(), &config.state_table);
+    let codedeploy = aws_sdk_codedeploy::Client::new(&sdk);
+    let function = VerifyRollout::new(config, aws::ecs_client(&sdk), codedeploy, signed, state, &notifier);
+    run(service_fn(|event| notify::with_alerts(&notifier, verify_rollout::FUNCTION, function.handle(event)))).await
+}
