@@ -36,6 +36,9 @@ import time
 
 import yaml
 from moto.codedeploy import models, responses
+
+import ecs_tasks
+import hooks
 from moto.core.exceptions import JsonRESTError
 
 ACTIVE = ("Created", "Queued", "InProgress", "Baking", "Ready")
@@ -184,6 +187,13 @@ def _patch_models() -> None:
         deployment = next(d for d in self.deployments.values() if d.deployment_id == created)
         if group is not None:
             group.last_attempted = deployment
+        content = ((revision or {}).get("appSpecContent") or {}).get("content", "")
+        try:
+            spec = json.loads(content)
+        except ValueError:
+            spec = yaml.safe_load(content)
+        if isinstance(spec, dict):
+            hooks.codedeploy_deployment_created(created, spec)
         return created
 
     models.CodeDeployBackend.create_deployment = create_deployment
@@ -239,6 +249,11 @@ def _patch_ecs() -> None:
     ecs_models.EC2ContainerServiceBackend.update_service = update_service
 
 
+def exists(account: str, deployment: str) -> bool:
+    return any(d.deployment_id == deployment for backend in models.codedeploy_backends[account].values()
+               for d in backend.deployments.values())
+
+
 def end(account: str, deployment: str, status: str) -> dict:
     """Ends a deployment (see the module's text); returns what it now says."""
     if status not in ENDED:
@@ -259,6 +274,8 @@ def end(account: str, deployment: str, status: str) -> dict:
             for pair in group.ecs_services:
                 service = ecs._get_service(pair["clusterName"], pair["serviceName"])
                 service.task_definition = ecs.describe_task_definition(target["TaskDefinition"]).arn
+                # The replacement task set takes the traffic; the original one is stopped.
+                ecs_tasks.settle(ecs, service, service.task_definition, deployment)
         else:
             found.error = {"code": "HEALTH_CONSTRAINTS" if status == "Failed" else "MANUAL_STOP",
                            "message": f"The deployment {status.lower()} (ended by the sandbox)."}

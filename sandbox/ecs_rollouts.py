@@ -40,6 +40,9 @@ import datetime
 import copy
 import random
 
+import ecs_tasks
+import hooks
+
 from moto.core.utils import utcnow
 
 ROLLOUT_PATH = "/_sandbox/ecs/rollout"
@@ -169,10 +172,16 @@ def _patch() -> None:
             service.deployments = kept
             running = next((d for d in kept if d["status"] == "PRIMARY"), None)
             source = _revision_of(service, running) if running else None
-            _record_rollout(service, _start(service, service.task_definition), source)
+            started = _start(service, service.task_definition)
+            _record_rollout(service, started, source)
+            account, region, _, _ = _place(service)
+            # ECS's BLUE_GREEN, CANARY and LINEAR strategies run the service's lifecycle hooks (hooks.py).
+            hooks.ecs_rollout_started(account, region, service, started, source, _revision_of(service, started))
         elif primary is not None:
             primary["desiredCount"] = service.desired_count
             primary["updatedAt"] = _now()
+            if primary.get("rolloutState") == "COMPLETED":
+                ecs_tasks.settle(self, service, primary["taskDefinition"], primary["id"])
         rolling = next((d for d in service.deployments if d["status"] == "PRIMARY"), None)
         if service.desired_count == 0 and rolling is not None and rolling["rolloutState"] == "IN_PROGRESS":
             # No task to start: ECS reaches steady state, and completes the rollout, at once.
@@ -193,13 +202,34 @@ def _patch() -> None:
             if primary.get("rolloutState") == "COMPLETED":
                 first = _history_of(service)[0]
                 first["status"], first["finishedAt"] = "SUCCESSFUL", primary["createdAt"]
+                ecs_tasks.settle(self, service, primary["taskDefinition"], primary["id"])
         return service
 
     models.EC2ContainerServiceBackend.create_service = create_service
 
 
-def end_rollout(account: str, region: str, cluster: str, name: str, outcome: str) -> list:
-    """Ends the service's IN_PROGRESS rollout; returns its deployments."""
+def end_by_hook(key: tuple, outcome: str) -> None:
+    """A lifecycle hook's last word on a rollout (hooks.py): COMPLETED, or FAILED and rolled back at once,
+    as ECS does for its BLUE_GREEN, CANARY and LINEAR strategies (the old revision still has the traffic)."""
+    from moto.ecs.models import ecs_backends
+
+    account, region, cluster, name, deployment = key
+    service = ecs_backends[account][region]._get_service(cluster, name)
+    primary = next((d for d in service.deployments if d["status"] == "PRIMARY"), None)
+    if primary is None or primary["id"] != deployment or primary["rolloutState"] != "IN_PROGRESS":
+        return  # A newer rollout replaced it.
+    if outcome == "COMPLETED":
+        end_rollout(account, region, cluster, name, "COMPLETED")
+        return
+    end_rollout(account, region, cluster, name, "FAILED", rollback=True,
+                reason="ECS deployment lifecycle hook failed.")
+    end_rollout(account, region, cluster, name, "COMPLETED")
+
+
+def end_rollout(account: str, region: str, cluster: str, name: str, outcome: str, rollback: bool | None = None,
+                reason: str = "ECS deployment circuit breaker: tasks failed to start.") -> list:
+    """Ends the service's IN_PROGRESS rollout; returns its deployments. A FAILED one rolls back when
+    `rollback` says so, else when the service's circuit breaker does."""
     from moto.ecs.models import ecs_backends
 
     if outcome not in ("COMPLETED", "FAILED"):
@@ -221,23 +251,27 @@ def end_rollout(account: str, region: str, cluster: str, name: str, outcome: str
             past["status"], past["finishedAt"] = "SUCCESSFUL", rolling["updatedAt"]
         else:
             past["status"], past["finishedAt"] = "STOPPED", rolling["updatedAt"]
-            past["statusReason"] = "ECS deployment circuit breaker: tasks failed to start."
+            past["statusReason"] = reason
     if outcome == "COMPLETED":
         rolling["rolloutStateReason"] = f"ECS deployment {rolling['id']} completed."
         rolling["runningCount"], rolling["pendingCount"] = service.desired_count, 0
         service.deployments = [rolling]
+        ecs_tasks.settle(ecs_backends[account][region], service, rolling["taskDefinition"], rolling["id"])
         return service.deployments
-    rolling["rolloutStateReason"] = "ECS deployment circuit breaker: tasks failed to start."
+    rolling["rolloutStateReason"] = reason
     rolling["failedTasks"] = max(1, service.desired_count)
     breaker = (getattr(service, "deployment_configuration", None) or {}).get("deploymentCircuitBreaker") or {}
+    if rollback is None:
+        rollback = bool(breaker.get("enable") and breaker.get("rollback"))
+    who = reason.split(":")[0].rstrip(".")
     last_good = next((d for d in service.deployments if d is not rolling), None)
-    if breaker.get("enable") and breaker.get("rollback") and last_good is not None:
-        rollback = _start(service, last_good["taskDefinition"],
-                          f"ECS deployment circuit breaker: rolling back to deploymentId {last_good['id']}.")
+    if rollback and last_good is not None:
+        started = _start(service, last_good["taskDefinition"],
+                         f"{who}: rolling back to deploymentId {last_good['id']}.")
         if past is not None:
             past["status"], past["finishedAt"] = "ROLLBACK_IN_PROGRESS", None
-            past["statusReason"] = "ECS deployment circuit breaker: tasks failed to start."
-            past["rollback"] = {"reason": rollback["rolloutStateReason"], "startedAt": rollback["createdAt"],
+            past["statusReason"] = reason
+            past["rollback"] = {"reason": started["rolloutStateReason"], "startedAt": started["createdAt"],
                                 "serviceRevisionArn": _revision_of(service, last_good)}
     return service.deployments
 
@@ -247,6 +281,7 @@ def age(account: str, minutes: float) -> None:
     from moto.ecs.models import ecs_backends
 
     for backend in ecs_backends[account].values():
+        ecs_tasks.age(backend, minutes)
         for service in backend.services.values():
             for deployment in service.deployments:
                 for field in ("createdAt", "updatedAt"):

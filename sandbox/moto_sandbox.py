@@ -44,9 +44,17 @@ breaker's rollback when the service has it) as ECS would (see ecs_rollouts.py), 
     POST /_sandbox/time/pass  {"minutes": 31}
     GET  /_sandbox/scheduler/schedules
 
-which let time pass for ECS deployments and EventBridge Scheduler schedules,
+which let time pass for ECS deployments (and the services' tasks: ecs_tasks.py) and EventBridge Scheduler schedules,
 then run the one-time schedules due and answer their targets for the caller
 to invoke; and list the schedules (see scheduler.py).
+
+    GET  /_sandbox/hooks
+    POST /_sandbox/hooks/answer  {"id": "...", "result": {...}}
+
+which hand the lifecycle hooks of ECS's BLUE_GREEN, CANARY and LINEAR rollouts
+and of CodeDeploy's AppSpecs to the caller to invoke, and take back what the
+function returned (see hooks.py); CodeDeploy's PutLifecycleEventHookExecutionStatus
+and CloudWatch's DescribeAlarmHistory (cloudwatch.py) are answered here.
 
 It is also the webhook receiver of Slack and Teams channels:
 
@@ -119,8 +127,10 @@ from moto.s3.models import s3_backends
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+import cloudwatch
 import codedeploy
 import ecs_rollouts
+import hooks
 import iam_requests
 import scheduler
 import strict
@@ -480,6 +490,19 @@ class SandboxApp:
             except (KeyError, ValueError) as err:
                 response = Response(json.dumps({"error": str(err)}), 400, mimetype="application/json")
             return response(environ, start_response)
+        if environ.get("PATH_INFO") == hooks.PENDING_PATH:
+            return Response(json.dumps({"hooks": hooks.pending()}), 200, mimetype="application/json")(
+                environ, start_response)
+        if environ.get("PATH_INFO") == hooks.ANSWER_PATH and environ.get("REQUEST_METHOD") == "POST":
+            body = json.loads(Request(environ).get_data() or b"{}")
+            try:
+                with self.lock_for("codedeploy"), self.lock_for("ecs"):
+                    answered = hooks.answer(body, ecs_rollouts.end_by_hook,
+                                            lambda d, status: codedeploy.end(ACCOUNT, d, status))
+                response = Response(json.dumps(answered), 200, mimetype="application/json")
+            except (KeyError, ValueError) as err:
+                response = Response(json.dumps({"error": str(err)}), 400, mimetype="application/json")
+            return response(environ, start_response)
         if environ.get("PATH_INFO", "") in (scheduler.PASS_PATH, scheduler.SCHEDULES_PATH, scheduler.FAILED_PATH,
                                             scheduler.DEAD_LETTERS_PATH):
             return self.scheduler(environ, start_response)
@@ -505,6 +528,19 @@ class SandboxApp:
             if delay > 0:
                 time.sleep(delay)
             self.wait_together(operation)
+            if operation == "PutLifecycleEventHookExecutionStatus":
+                with self.lock_for("codedeploy"), self.lock_for("ecs"):
+                    status, answer = hooks.put_status(
+                        json.loads(raw or b"{}"), lambda d, s: codedeploy.end(ACCOUNT, d, s),
+                        lambda d: codedeploy.exists(ACCOUNT, d))
+                return Response(json.dumps(answer), status, mimetype="application/x-amz-json-1.1")(
+                    environ, start_response)
+            if operation == "DescribeAlarmHistory":
+                region = signed_region(environ.get("HTTP_AUTHORIZATION", ""))
+                with self.lock_for("monitoring"):
+                    status, answer = cloudwatch.answer(ACCOUNT, region, json.loads(raw or b"{}"))
+                return Response(json.dumps(answer), status, mimetype="application/x-amz-json-1.0")(
+                    environ, start_response)
             if service == "ecs" and operation in ecs_rollouts.HISTORY_OPERATIONS:
                 region = signed_region(environ.get("HTTP_AUTHORIZATION", ""))
                 with self.lock_for("ecs"):

@@ -1,6 +1,6 @@
 """AWS's input rules, which moto does not check, for the sandbox.
 
-Every ECS, Application Auto Scaling, CodeDeploy, SSM and DynamoDB request (JSON
+Every ECS, Application Auto Scaling, CodeDeploy, SSM, DynamoDB and CloudWatch request (JSON
 1.1 and 1.0 protocols, the operation in X-Amz-Target) is checked against the service's published API
 model, as botocore ships it: required members, string lengths, number ranges,
 list and map sizes, enums and patterns. What AWS would refuse is refused with
@@ -23,6 +23,7 @@ TARGETS = {
     "CodeDeploy_20141006": "codedeploy",
     "AmazonSSM": "ssm",
     "DynamoDB_20120810": "dynamodb",
+    "GraniteServiceVersion20100801": "cloudwatch",
 }
 
 MAX_TAGS = 50

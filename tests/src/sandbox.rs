@@ -328,6 +328,47 @@ impl Sandbox {
         (field("subnet"), field("security_group"))
     }
 
+    /// The lifecycle hooks waiting to be invoked (ECS strategies', CodeDeploy's AppSpecs): see sandbox/hooks.py.
+    pub fn hooks(&self) -> Vec<serde_json::Value> {
+        let answer = self.call("GET", "/_sandbox/hooks", None);
+        answer["hooks"].as_array().cloned().unwrap_or_else(|| panic!("hooks: {answer}"))
+    }
+
+    /// Hands a hook invocation's outcome back: the function's result, or its error.
+    pub fn answer_hook(&self, id: &str, outcome: &crate::runtime::Outcome) -> serde_json::Value {
+        let body = match outcome {
+            crate::runtime::Outcome::Response(result) => serde_json::json!({"id": id, "result": result}),
+            other => serde_json::json!({"id": id, "error": format!("{other:?}")}),
+        };
+        self.call("POST", "/_sandbox/hooks/answer", Some(&body))
+    }
+
+    /// Invokes every waiting hook with `function` through the Runtime API, as
+    /// ECS and CodeDeploy would, until none waits (waiting out each callback
+    /// delay); each hook's payload, the function's outcome and what the sandbox made of it.
+    pub fn run_hooks(
+        &self,
+        function: &mut crate::runtime::FunctionProcess,
+    ) -> Vec<(serde_json::Value, crate::runtime::Outcome, serde_json::Value)> {
+        let mut ran = Vec::new();
+        loop {
+            let waiting = self.hooks();
+            let Some(next) = waiting
+                .iter()
+                .min_by(|a, b| a["due_in"].as_f64().unwrap_or(0.0).total_cmp(&b["due_in"].as_f64().unwrap_or(0.0)))
+            else {
+                return ran;
+            };
+            let due_in = next["due_in"].as_f64().unwrap_or(0.0);
+            if due_in > 0.0 {
+                std::thread::sleep(Duration::from_secs_f64(due_in));
+            }
+            let outcome = function.invoke(&next["payload"]);
+            let answered = self.answer_hook(next["id"].as_str().unwrap_or_default(), &outcome);
+            ran.push((next["payload"].clone(), outcome, answered));
+        }
+    }
+
     /// Keeps every ECS task in the state it is put in (moto advances a task's
     /// state each time it is described, unless told otherwise).
     pub fn pin_task_states(&self) {

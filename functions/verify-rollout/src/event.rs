@@ -21,6 +21,8 @@ pub struct EcsHook {
     pub service_arn: String,
     pub service: ServiceId,
     pub target_revision_arn: String,
+    /// Service revision ARN -> share of production traffic, as ECS passes it.
+    pub production_weights: Map<String, Value>,
     /// As ECS passes them: the service's own `hookDetails`, and what this hook returned last time.
     pub hook_details: Map<String, Value>,
 }
@@ -92,7 +94,15 @@ pub fn parse(payload: &Value) -> Result<VerifyEvent, String> {
             Some(Value::Object(details)) => details.clone(),
             Some(other) => return Err(format!("hookDetails is {other}, not a JSON object")),
         };
-        return Ok(VerifyEvent::Ecs(EcsHook { service_arn, service, target_revision_arn, hook_details }));
+        let production_weights =
+            fields.get("productionTrafficWeights").and_then(Value::as_object).cloned().unwrap_or_default();
+        return Ok(VerifyEvent::Ecs(EcsHook {
+            service_arn,
+            service,
+            target_revision_arn,
+            production_weights,
+            hook_details,
+        }));
     }
     let event: EventBridgeEvent<Value> = serde_json::from_value(payload.clone())
         .map_err(|e| format!("neither a CodeDeploy hook, an ECS lifecycle hook nor an EventBridge event: {e}"))?;

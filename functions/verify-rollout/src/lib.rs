@@ -44,7 +44,10 @@ pub const DEFAULT_CHECKS_PREFIX: &str = "/nightshift/checks/";
 /// The key of `hookDetails` this function keeps its progress under, between an ECS hook's invocations.
 pub const PROGRESS_KEY: &str = "nightshiftChecks";
 /// How long one invocation of an ECS hook checks before it hands back `IN_PROGRESS`.
-const ECS_INVOCATION_SECONDS: u64 = 60;
+const ECS_INVOCATION_SECONDS: u64 = 30;
+/// The longest an ECS hook's invocation waits for its next round: longer, and
+/// ECS is asked to call back then (`callBackDelay`), which costs nothing meanwhile.
+const ECS_LONGEST_WAIT: u64 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyConfig {
@@ -380,7 +383,7 @@ impl<'n> VerifyRollout<'n> {
             match step {
                 Next::Judge => break,
                 Next::Round { after } | Next::Wait { after }
-                    if *way == Way::Ecs && (spent + after > ECS_INVOCATION_SECONDS) =>
+                    if *way == Way::Ecs && (after > ECS_LONGEST_WAIT || spent + after > ECS_INVOCATION_SECONDS) =>
                 {
                     return None;
                 }

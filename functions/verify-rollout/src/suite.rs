@@ -468,7 +468,7 @@ impl Verdict {
     /// A suite that could not be read or run: failed, never passed.
     pub fn failed(why: impl Into<String>) -> Self {
         let why = why.into();
-        Self { passed: false, failures: vec![why.clone()], why, excerpt: None }
+        Self { passed: false, why: format!("failed: {why}"), failures: vec![why], excerpt: None }
     }
 }
 

@@ -49,13 +49,14 @@ use tracing::{info, warn};
 
 use event::{CodeDeployEnd, DeploymentChange, WatchEvent};
 use message::Image;
+use nightshift::state::VerdictSeen;
 use observe::{Remembered, service_now};
 use outcome::{Outcome, RolloutEnding, ToldRecord};
 use plan::{
     Follower, OutcomeInput, OutcomePlan, PlannedSchedule, PromotionResult, PromotionStep, Scheduled, Telling,
     UpstreamRollout,
 };
-use promote::{Downstream, Due, Promotion, Settings, Upstream};
+use promote::{Checks, Downstream, Due, Promotion, Settings, Upstream};
 
 pub const FUNCTION: &str = "watch-rollouts";
 pub use nightshift::ecs::DEPLOY_TAG;
@@ -79,6 +80,8 @@ pub struct WatchConfig {
     pub timezone: Tz,
     /// `STATE_TABLE`: the state table (quarantine, told marks, rollout leases).
     pub state_table: String,
+    /// `CHECKS_PARAMETER_PREFIX`: where verify-rollout's suites are; an upstream with one promotes only what passed.
+    pub checks_prefix: String,
 }
 
 impl WatchConfig {
@@ -122,7 +125,24 @@ impl WatchConfig {
             schedule_dead_letter_arn,
             timezone,
             state_table: nightshift::state::table_name(vars)?,
+            checks_prefix: checks_prefix(vars)?,
         })
+    }
+}
+
+/// The default `CHECKS_PARAMETER_PREFIX`, verify-rollout's.
+pub const DEFAULT_CHECKS_PREFIX: &str = "/nightshift/checks/";
+
+fn checks_prefix(vars: &impl Vars) -> Result<String, ConfigError> {
+    let prefix = config::optional(vars, "CHECKS_PARAMETER_PREFIX").unwrap_or_else(|| DEFAULT_CHECKS_PREFIX.into());
+    let ok = prefix.starts_with('/')
+        && prefix.ends_with('/')
+        && prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '.' | '-'));
+    if ok {
+        Ok(prefix)
+    } else {
+        let expected = "an SSM parameter path that starts and ends with / (default /nightshift/checks/)";
+        Err(ConfigError::new("CHECKS_PARAMETER_PREFIX", Some(&prefix), expected))
     }
 }
 
@@ -141,6 +161,8 @@ pub enum WatchError {
     NotTold { service: String, failures: Vec<String> },
     #[error("EventBridge Scheduler {0}")]
     Scheduler(CallError),
+    #[error("SSM {0}")]
+    Ssm(String),
     #[error("the promotion of {service} was not scheduled: {why}")]
     NotScheduled { service: String, why: String },
     #[error("the promotion of {service} failed: {why}")]
@@ -156,6 +178,7 @@ impl LambdaFailure for WatchError {
             Self::State(_) => "StateError",
             Self::NotTold { .. } => "NotTold",
             Self::Scheduler(_) => "SchedulerError",
+            Self::Ssm(_) => "SsmError",
             Self::NotScheduled { .. } => "NotScheduled",
             Self::PromotionFailed { .. } => "PromotionFailed",
         }
@@ -660,7 +683,11 @@ impl<'n> WatchRollouts<'n> {
         let downstream_arn = service.task_definition().unwrap_or_default().to_owned();
         let (task_definition, td_tags) =
             self.deployer.task_definition(&downstream_arn).await.map_err(WatchError::Ecs)?;
+        let tasks = observe::running_tasks(&self.ecs, &from).await.map_err(WatchError::Ecs)?;
+        let checks = self.checks_of(&from, &upstream_arn, &upstream_remembered.verdicts).await?;
         let upstream = Upstream {
+            tasks,
+            checks,
             task_definition: upstream_arn,
             settled: plan::settled(&rollout, self.clock.now()),
             moving: plan::moving(&rollout),
@@ -761,6 +788,27 @@ impl<'n> WatchRollouts<'n> {
             PromotionStep::Stay { result: stays, why } => (result.result, result.why) = (stays, why),
         }
         Ok(())
+    }
+
+    /// The upstream's checks of `task_definition`: none when it has no suite
+    /// (`<CHECKS_PARAMETER_PREFIX><cluster>/<service>` does not exist), else its verdict, or pending.
+    async fn checks_of(
+        &self,
+        id: &ServiceId,
+        task_definition: &str,
+        verdicts: &[VerdictSeen],
+    ) -> Result<Checks, WatchError> {
+        let parameter = format!("{}{}/{}", self.config.checks_prefix, id.cluster, id.service);
+        match self.scheduler.get_parameter(&parameter).await {
+            Ok(_) => {}
+            Err(why) if why.starts_with("ParameterNotFound") => return Ok(Checks::None),
+            Err(why) => return Err(WatchError::Ssm(format!("GetParameter on {parameter} failed: {why}"))),
+        }
+        Ok(match verdicts.iter().find(|v| v.task_definition == task_definition) {
+            Some(v) if v.passed => Checks::Passed,
+            Some(v) => Checks::Failed(v.why.clone()),
+            None => Checks::Pending,
+        })
     }
 
     /// The service with its tags, when it is ACTIVE.

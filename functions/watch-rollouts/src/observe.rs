@@ -14,13 +14,14 @@ use nightshift::rollout::ServiceId;
 use nightshift::rollout::bluegreen::GroupName;
 
 use nightshift::quarantine::QUARANTINE_TAG;
-use nightshift::state::{Memory, StateTable};
+use nightshift::state::{Memory, StateTable, VerdictSeen};
 
 use crate::outcome::{
     CodeDeployEndState, CodeDeployNow, Deployment, DeploymentStatus, Mark, PastRollout, PastStatus, RolloutState,
     TOLD_TAG, ToldRecord,
 };
 use crate::plan::{LastDeployment, ServiceNow, UpstreamRollout};
+use crate::promote::RunningTask;
 
 /// The deployment as the decision reads it; `None` when CodeDeploy has no such deployment.
 pub async fn deployment(
@@ -184,6 +185,41 @@ pub async fn last_rollout(
     Ok(Some(past))
 }
 
+/// The service's tasks RUNNING now: when each started and the digests its
+/// containers run (as ECS reports them, `imageDigest`), as promotions read them.
+pub async fn running_tasks(ecs: &aws_sdk_ecs::Client, id: &ServiceId) -> Result<Vec<RunningTask>, CallError> {
+    use aws_sdk_ecs::types::DesiredStatus;
+    let target = id.to_string();
+    let mut arns = Vec::new();
+    let mut pages = ecs
+        .list_tasks()
+        .cluster(&id.cluster)
+        .service_name(&id.service)
+        .desired_status(DesiredStatus::Running)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| CallError::new("ListTasks", &target, e.into_service_error()))?;
+        arns.extend(page.task_arns().iter().cloned());
+    }
+    let mut tasks = Vec::new();
+    for batch in arns.chunks(100) {
+        let out = ecs
+            .describe_tasks()
+            .cluster(&id.cluster)
+            .set_tasks(Some(batch.to_vec()))
+            .send()
+            .await
+            .map_err(|e| CallError::new("DescribeTasks", &target, e.into_service_error()))?;
+        for task in out.tasks().iter().filter(|t| t.last_status() == Some("RUNNING")) {
+            let Some(started_at) = task.started_at().and_then(time) else { continue };
+            let digests = task.containers().iter().filter_map(|c| c.image_digest()).map(str::to_owned).collect();
+            tasks.push(RunningTask { started_at, digests });
+        }
+    }
+    Ok(tasks)
+}
+
 /// The service as the plans read it.
 pub fn service_now(service: &Service) -> ServiceNow {
     ServiceNow {
@@ -225,6 +261,8 @@ pub struct Remembered {
     pub quarantine: Vec<String>,
     /// The older release's tag records, not yet carried into the table.
     pub to_carry: Option<TagRecords>,
+    /// The verdicts of its revisions' checks (verify-rollout).
+    pub verdicts: Vec<VerdictSeen>,
 }
 
 /// What an older release kept in the tags `nightshift:quarantine` and `nightshift:told`.
@@ -240,6 +278,7 @@ pub fn remembered(service: &Service, memory: Memory) -> Remembered {
     let mut record = ToldRecord {
         entries: memory.marks.iter().filter_map(|(id, code)| Some((id.clone(), Mark::parse(code)?))).collect(),
     };
+    let verdicts = memory.verdicts;
     let mut quarantine: Vec<String> = memory.quarantine.into_iter().map(|q| q.digest).collect();
     let tags = TagRecords {
         quarantine: tag_value(service.tags(), QUARANTINE_TAG)
@@ -250,7 +289,7 @@ pub fn remembered(service: &Service, memory: Memory) -> Remembered {
         record: ToldRecord::parse(tag_value(service.tags(), TOLD_TAG).unwrap_or_default()),
     };
     if memory.carried || (tags.quarantine.is_empty() && tags.record.entries.is_empty()) {
-        return Remembered { record, quarantine, to_carry: None };
+        return Remembered { record, quarantine, to_carry: None, verdicts };
     }
     for (id, mark) in &tags.record.entries {
         if record.mark(id).is_none() {
@@ -258,7 +297,7 @@ pub fn remembered(service: &Service, memory: Memory) -> Remembered {
         }
     }
     quarantine.extend(tags.quarantine.iter().filter(|d| !quarantine.contains(d)).cloned().collect::<Vec<_>>());
-    Remembered { record, quarantine, to_carry: Some(tags) }
+    Remembered { record, quarantine, to_carry: Some(tags), verdicts }
 }
 
 /// What the table remembers of the service (an empty memory for a service without an ARN).

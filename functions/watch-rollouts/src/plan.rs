@@ -583,8 +583,12 @@ mod tests {
             quarantine: vec!["sha256:aaaaaaaaaaaaaaaa".into()],
             record: ToldRecord::parse("ecs-svc/1=failed ecs-svc/0=rollback"),
         };
-        let remembered =
-            Remembered { quarantine: tags.quarantine.clone(), record: tags.record.clone(), to_carry: Some(tags) };
+        let remembered = Remembered {
+            quarantine: tags.quarantine.clone(),
+            record: tags.record.clone(),
+            to_carry: Some(tags),
+            verdicts: vec![],
+        };
         let carried = plan_remembering(&ending(Some(Outcome::Succeeded)), &told, &[], false, &remembered);
         let arn = told.arn.clone();
         assert_eq!(

@@ -125,6 +125,29 @@ pub struct Upstream {
     /// Its revision's containers and the tag each was deployed from.
     pub containers: Vec<ContainerDefinition>,
     pub image_tags: Vec<(String, String)>,
+    /// Its tasks RUNNING now, as ECS describes them.
+    pub tasks: Vec<RunningTask>,
+    /// Whether it has checks, and how its revision's went.
+    pub checks: Checks,
+}
+
+/// A task RUNNING now: when it started, and the digests its containers run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunningTask {
+    pub started_at: DateTime<Utc>,
+    pub digests: Vec<String>,
+}
+
+/// The upstream's checks (verify-rollout) of the revision it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checks {
+    /// It has no check suite: nothing to wait for.
+    None,
+    Passed,
+    /// Failed: why.
+    Failed(String),
+    /// It has a suite, and no verdict on this revision yet.
+    Pending,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -155,6 +178,11 @@ pub enum Promotion {
     /// Nothing moves, for this reason.
     Refuse(String),
 }
+
+/// How long a due promotion waits for its image to run upstream (and pass its checks) before it gives up.
+pub const RUN_WAIT_LIMIT: chrono::Duration = chrono::Duration::days(7);
+/// How soon a promotion whose image has not run upstream is checked again, when the soak is shorter.
+pub const RUN_RETRY_MIN: chrono::Duration = chrono::Duration::minutes(10);
 
 /// How soon a due promotion whose upstream is moving is tried again.
 pub const MOVING_RETRY: chrono::Duration = chrono::Duration::minutes(10);
@@ -222,6 +250,9 @@ pub fn decide(due: Option<&Due>, upstream: &Upstream, downstream: &Downstream, n
         let shorts: Vec<String> = digests.iter().map(|d| quarantine::short(d)).collect();
         return Promotion::Already(format!("{} already runs {} from {from}", downstream.id, shorts.join(", ")));
     }
+    if let Some(held) = ran_and_passed(due, upstream, downstream, &moving, now) {
+        return held;
+    }
     if let Some(due) = due {
         let completed = due.completed_at.or(settled.map(|s| s.completed_at)).unwrap_or(now);
         let soaked = completed + downstream.settings.soak;
@@ -244,6 +275,59 @@ pub fn decide(due: Option<&Due>, upstream: &Upstream, downstream: &Downstream, n
         }
     }
     Promotion::Move { changes, image_tags, digests }
+}
+
+/// Only what ran and passed moves: the upstream's checks of its revision
+/// passed (where it has checks), and its oldest task RUNNING every moving
+/// digest started at least the soak ago. `None` when both hold; else a due
+/// promotion waits (checked again every soak, for seven days after the
+/// upstream's rollout) and one by hand is refused, saying why.
+fn ran_and_passed(
+    due: Option<&Due>,
+    upstream: &Upstream,
+    downstream: &Downstream,
+    moving: &[String],
+    now: DateTime<Utc>,
+) -> Option<Promotion> {
+    let from = &downstream.settings.from;
+    let revision = nightshift::ecs::revision_of(&upstream.task_definition);
+    let soak = downstream.settings.soak;
+    let not_yet = |why: String| {
+        let since = due.and_then(|d| d.completed_at).or(upstream.settled.as_ref().ok().map(|s| s.completed_at));
+        if due.is_some() && since.is_some_and(|at| now >= at + RUN_WAIT_LIMIT) {
+            return Promotion::Refuse(format!("{why}; given up after waiting {} days", RUN_WAIT_LIMIT.num_days()));
+        }
+        Promotion::Wait { until: now + soak.max(RUN_RETRY_MIN), why }
+    };
+    match &upstream.checks {
+        Checks::Failed(why) => {
+            return Some(Promotion::Refuse(format!("{revision} failed its checks on {from}: {why}")));
+        }
+        Checks::Pending => return Some(not_yet(format!("{revision} has not passed its checks on {from} yet"))),
+        Checks::None | Checks::Passed => {}
+    }
+    let oldest = upstream
+        .tasks
+        .iter()
+        .filter(|task| moving.iter().all(|digest| task.digests.contains(digest)))
+        .map(|task| task.started_at)
+        .min();
+    let shorts: Vec<String> = moving.iter().map(|d| quarantine::short(d)).collect();
+    match oldest {
+        None => Some(not_yet(format!(
+            "no task of {from} runs {}: it is asleep, scaled to 0 or never started one, and only what ran moves on",
+            shorts.join(", ")
+        ))),
+        Some(started) if started + soak > now => {
+            let why = format!(
+                "{from}'s oldest task running {} started at {started}; the soak is {} minutes",
+                shorts.join(", "),
+                soak.num_minutes()
+            );
+            Some(Promotion::Wait { until: started + soak, why })
+        }
+        Some(_) => None,
+    }
 }
 
 /// What a promotion moves into the downstream.
@@ -369,6 +453,9 @@ mod tests {
             quarantine: Vec::new(),
             containers: vec![container("app", &format!("{ECR}/shop@{GOOD}")), container("log", "fluent/fluent-bit:3")],
             image_tags: vec![("app".into(), "1.4.0".into())],
+            // A task has run the digest since the upstream's rollout completed.
+            tasks: vec![RunningTask { started_at: utc(27, 10, 0), digests: vec![GOOD.into()] }],
+            checks: Checks::None,
         }
     }
 
@@ -449,8 +536,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        // By hand, the soak is not checked.
-        assert_eq!(decide(None, &upstream(), &d, utc(27, 10, 1)), moved());
+        // By hand, the deployment's soak is not checked, but what ran is: its oldest task started at 10:00.
+        assert!(matches!(decide(None, &upstream(), &d, utc(27, 10, 1)), Promotion::Wait { why, .. }
+            if why.contains("oldest task running")));
+        assert_eq!(decide(None, &upstream(), &d, utc(27, 10, 30)), moved());
         // Already there: nothing to do.
         let mut there = d.clone();
         there.containers[0] = container("web", &format!("{ECR}/shop@{GOOD}"));
@@ -492,6 +581,7 @@ mod tests {
             deployment: "ecs-svc/1".into(),
             completed_at: Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap(),
         });
+        early.tasks[0].started_at = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap();
         let at = |now| match decide(Some(&due()), &early, &downstream(s.clone()), now) {
             Promotion::Wait { until, .. } => until,
             other => panic!("{other:?}"),
@@ -628,6 +718,85 @@ mod tests {
         let mut two = upstream();
         two.containers.push(container("worker", &format!("{ECR}/shop@{OLD}")));
         assert!(refused(&two, &d, None).contains("runs two images of shop"));
+    }
+
+    #[test]
+    fn only_what_ran_for_the_whole_soak_and_passed_its_checks_moves() {
+        let now = utc(27, 12, 0);
+        let due = Due { completed_at: Some(utc(27, 10, 0)), ..due() };
+        let task =
+            |started: DateTime<Utc>, digest: &str| RunningTask { started_at: started, digests: vec![digest.into()] };
+        let with = |tasks: Vec<RunningTask>, checks: Checks| Upstream { tasks, checks, ..upstream() };
+        let soak = settings(Some("30"), None);
+        let later = |minutes: i64| now + Duration::minutes(minutes);
+        let table: Vec<(&str, Upstream, Option<&Due>, DateTime<Utc>, Result<(), String>)> = vec![
+            ("a task ran it for the soak", with(vec![task(utc(27, 10, 5), GOOD)], Checks::Passed), Some(&due), now, Ok(())),
+            ("no checks, and ran", with(vec![task(utc(27, 10, 5), GOOD)], Checks::None), Some(&due), now, Ok(())),
+            (
+                "asleep: no task at all",
+                with(vec![], Checks::None),
+                Some(&due),
+                now,
+                Err(format!("wait until {}: no task of staging/shop runs sha256:1111111111111111", later(30))),
+            ),
+            (
+                "only tasks of the revision before",
+                with(vec![task(utc(20, 0, 0), OLD)], Checks::None),
+                Some(&due),
+                now,
+                Err(format!("wait until {}: no task of staging/shop runs", later(30))),
+            ),
+            (
+                "woken ten minutes ago",
+                with(vec![task(utc(27, 11, 50), GOOD)], Checks::None),
+                Some(&due),
+                now,
+                Err(format!("wait until {}: staging/shop's oldest task running sha256:1111111111111111 started at", utc(27, 12, 20))),
+            ),
+            (
+                "seven days without a task",
+                with(vec![], Checks::None),
+                Some(&due),
+                utc(27, 10, 0) + Duration::days(7),
+                Err("refuse: no task of staging/shop runs sha256:1111111111111111: it is asleep, scaled to 0 or never started one, and only what ran moves on; given up after waiting 7 days".into()),
+            ),
+            (
+                "checks still to come",
+                with(vec![task(utc(27, 10, 5), GOOD)], Checks::Pending),
+                Some(&due),
+                now,
+                Err(format!("wait until {}: shop-staging:3 has not passed its checks on staging/shop yet", later(30))),
+            ),
+            (
+                "checks failed",
+                with(vec![task(utc(27, 10, 5), GOOD)], Checks::Failed("health: passed 0 of 3".into())),
+                Some(&due),
+                now,
+                Err("refuse: shop-staging:3 failed its checks on staging/shop: health: passed 0 of 3".into()),
+            ),
+            (
+                "by hand, asleep",
+                with(vec![], Checks::None),
+                None,
+                now,
+                Err(format!("wait until {}: no task of staging/shop runs", later(30))),
+            ),
+        ];
+        for (case, upstream, due, now, want) in table {
+            let got = match decide(due, &upstream, &downstream(soak.clone()), now) {
+                Promotion::Move { .. } => Ok(()),
+                Promotion::Wait { until, why } => Err(format!("wait until {until}: {why}")),
+                Promotion::Refuse(why) => Err(format!("refuse: {why}")),
+                Promotion::Already(why) => Err(format!("already: {why}")),
+            };
+            match (&got, &want) {
+                (Err(got), Err(want)) => assert!(got.starts_with(want.as_str()), "{case}: {got}"),
+                _ => assert_eq!(got, want, "{case}"),
+            }
+        }
+        // By hand, a promotion that must wait is refused with the reason.
+        let step = reschedule(None, &ServiceId::parse("qa/shop").unwrap(), now, "no task".into());
+        assert_eq!(step, PromotionStep::Stay { result: PromotionResult::Refused, why: "no task".into() });
     }
 
     #[test]
