@@ -208,22 +208,23 @@ def _patch() -> None:
     models.EC2ContainerServiceBackend.create_service = create_service
 
 
-def end_by_hook(key: tuple, outcome: str) -> None:
+def end_by_hook(key: tuple, outcome: str) -> list:
     """A lifecycle hook's last word on a rollout (hooks.py): COMPLETED, or FAILED and rolled back at once,
-    as ECS does for its BLUE_GREEN, CANARY and LINEAR strategies (the old revision still has the traffic)."""
+    as ECS does for its BLUE_GREEN, CANARY and LINEAR strategies (the old revision still has the traffic).
+    The deployments as the rollout ended (before the rollback's own completion)."""
     from moto.ecs.models import ecs_backends
 
     account, region, cluster, name, deployment = key
     service = ecs_backends[account][region]._get_service(cluster, name)
     primary = next((d for d in service.deployments if d["status"] == "PRIMARY"), None)
     if primary is None or primary["id"] != deployment or primary["rolloutState"] != "IN_PROGRESS":
-        return  # A newer rollout replaced it.
+        return []  # A newer rollout replaced it.
     if outcome == "COMPLETED":
-        end_rollout(account, region, cluster, name, "COMPLETED")
-        return
-    end_rollout(account, region, cluster, name, "FAILED", rollback=True,
-                reason="ECS deployment lifecycle hook failed.")
+        return copy.deepcopy(end_rollout(account, region, cluster, name, "COMPLETED"))
+    failed = copy.deepcopy(end_rollout(account, region, cluster, name, "FAILED", rollback=True,
+                                       reason="ECS deployment lifecycle hook failed."))
     end_rollout(account, region, cluster, name, "COMPLETED")
+    return failed
 
 
 def end_rollout(account: str, region: str, cluster: str, name: str, outcome: str, rollback: bool | None = None,

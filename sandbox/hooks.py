@@ -158,10 +158,10 @@ def answer(body: dict, end_ecs, end_codedeploy) -> dict:
             if state["index"] < len(state["hooks"]):
                 _queue_ecs(state)
                 return {"hookStatus": status, "next": state["hooks"][state["index"]][0]}
-            end_ecs(state["key"], "COMPLETED")
-            return {"hookStatus": status, "rollout": "COMPLETED"}
-        end_ecs(state["key"], "FAILED")
-        return {"hookStatus": status or "FAILED", "rollout": "ROLLED_BACK"}
+            ended = end_ecs(state["key"], "COMPLETED")
+            return {"hookStatus": status, "rollout": "COMPLETED", "deployments": ended}
+        ended = end_ecs(state["key"], "FAILED")
+        return {"hookStatus": status or "FAILED", "rollout": "ROLLED_BACK", "deployments": ended}
 
 
 def put_status(body: dict, end_codedeploy, deployment_exists) -> tuple[int, dict]:

@@ -151,10 +151,12 @@ def _codedeploy(region, operation, body):
     if operation == "BatchGetDeploymentGroups":
         return [(action, f"{arn}:deploymentgroup:{application}/{name}", {})
                 for name in body.get("deploymentGroupNames", [])]
-    if operation == "GetDeployment":
+    if operation in ("GetDeployment", "PutLifecycleEventHookExecutionStatus"):
         from moto.codedeploy.models import codedeploy_backends
 
-        found = codedeploy_backends[ACCOUNT][region].deployments.get(body.get("deploymentId", ""))
+        wanted = body.get("deploymentId", "")
+        found = next((d for d in codedeploy_backends[ACCOUNT][region].deployments.values()
+                      if d.deployment_id == wanted), None)
         group = f"{found.application_name}/{found.deployment_group_name}" if found else "unknown"
         return [(action, f"{arn}:deploymentgroup:{group}", {})]
     if operation == "CreateDeployment":
@@ -170,6 +172,17 @@ def _codedeploy(region, operation, body):
         return [(action, group_arn, _codedeploy_tags(region, group_arn)),
                 ("codedeploy:GetDeploymentConfig", f"{arn}:deploymentconfig:{config}", {}),
                 ("codedeploy:RegisterApplicationRevision", application_arn, _codedeploy_tags(region, application_arn))]
+    return [(f"unknown:{action}", "*", {})]
+
+
+def _cloudwatch(region, operation, body):
+    action = f"cloudwatch:{operation}"
+    alarm = f"arn:aws:cloudwatch:{region}:{ACCOUNT}:alarm:"
+    if operation == "DescribeAlarms":
+        names = body.get("AlarmNames") or []
+        return [(action, f"{alarm}{name}", {}) for name in names] or [(action, f"{alarm}*", {})]
+    if operation == "DescribeAlarmHistory":
+        return [(action, f"{alarm}{body.get('AlarmName') or '*'}", {})]
     return [(f"unknown:{action}", "*", {})]
 
 
@@ -291,6 +304,8 @@ def authorizations(environ, raw):
         needs = _codedeploy(region, operation, body)
     elif service == "dynamodb":
         needs = _dynamodb(region, operation, body)
+    elif service == "monitoring":
+        needs = _cloudwatch(region, operation, body)
     elif service == "scheduler":
         needs = _scheduler(region, environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""), raw)
     elif service == "s3":

@@ -499,7 +499,7 @@ class SandboxApp:
                 with self.lock_for("codedeploy"), self.lock_for("ecs"):
                     answered = hooks.answer(body, ecs_rollouts.end_by_hook,
                                             lambda d, status: codedeploy.end(ACCOUNT, d, status))
-                response = Response(json.dumps(answered), 200, mimetype="application/json")
+                response = Response(json.dumps(answered, default=str), 200, mimetype="application/json")
             except (KeyError, ValueError) as err:
                 response = Response(json.dumps({"error": str(err)}), 400, mimetype="application/json")
             return response(environ, start_response)

@@ -48,6 +48,7 @@ FUNCTIONS = {
     "scale-on-ingress": "ScaleOnIngressFunction",
     "reset-dataspace": "ResetDataspaceFunction",
     "watch-rollouts": "WatchRolloutsFunction",
+    "verify-rollout": "VerifyRolloutFunction",
 }
 
 
@@ -65,6 +66,7 @@ def parameters(function, settings):
     }
     get = settings.get
     params["NotifyParameterPrefix"] = get("NOTIFY_PARAMETER_PREFIX", "/nightshift/notify/")
+    params["ChecksParameterPrefix"] = get("CHECKS_PARAMETER_PREFIX", "/nightshift/checks/")
     if function == "expire-logs":
         params.update(LogBucketName=get("LOG_BUCKET", ""), LogPrefix=get("LOG_PREFIX", ""))
     elif function == "deploy-on-push":

@@ -377,6 +377,27 @@ impl Sandbox {
         self.call("POST", "/moto-api/state-manager/set-transition", Some(&body));
     }
 
+    /// One CloudWatch operation (its JSON protocol), as the tests' own account: alarms for check suites.
+    pub fn cloudwatch(&self, operation: &str, body: &serde_json::Value) -> serde_json::Value {
+        let body = body.to_string();
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to sandbox");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+        write!(
+            stream,
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.0\r\n\
+             X-Amz-Target: GraniteServiceVersion20100801.{operation}\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=testing/20261205/{REGION}/monitoring/aws4_request, SignedHeaders=host, Signature=0\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write to sandbox");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read from sandbox");
+        let (head, json) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        assert!(head.split_whitespace().nth(1).is_some_and(|s| s.starts_with('2')), "{operation}: {response}");
+        serde_json::from_str(json).unwrap_or(serde_json::Value::Null)
+    }
+
     /// One plain HTTP/1.1 request to the sandbox's own routes; the JSON answer.
     fn call(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> serde_json::Value {
         let body = body.map(ToString::to_string).unwrap_or_default();

@@ -10,7 +10,8 @@ import sys
 
 from samtemplate import load, transformed
 
-FUNCTIONS = ["ExpireLogs", "DeployOnPush", "ScaleToZero", "ScaleOnIngress", "ResetDataspace", "WatchRollouts"]
+FUNCTIONS = ["ExpireLogs", "DeployOnPush", "ScaleToZero", "ScaleOnIngress", "ResetDataspace", "WatchRollouts",
+             "VerifyRollout"]
 
 
 def value(expr, params):
@@ -73,6 +74,7 @@ CASES = [
     ("reset-dataspace alone, without its bucket pattern",
      only("ResetDataspace", DataspaceManifest="s3://mvd-config/m.json"), ["reset-dataspace needs DataspaceBucketPattern"]),
     ("watch-rollouts alone, nothing else", only("WatchRollouts"), []),
+    ("verify-rollout alone, nothing else", only("VerifyRollout"), []),
     ("nothing enabled", only("None"), []),
 ]
 

@@ -170,6 +170,73 @@ async fn a_bad_image_fails_its_checks_is_rolled_back_quarantined_told_and_never_
     assert_eq!(stage_image(&sandbox.ecs(), "qa").await, format!("{}/shop/api:1.2.0", registry()));
 }
 
+/// The alarm `api-5xx`, in `state`.
+fn alarm(sandbox: &Sandbox, state: &str) {
+    let alarm = json!({"AlarmName": "api-5xx", "Namespace": "shop", "MetricName": "5xx", "Statistic": "Sum",
+        "Period": 60, "EvaluationPeriods": 1, "Threshold": 1.0, "ComparisonOperator": "GreaterThanThreshold"});
+    sandbox.cloudwatch("PutMetricAlarm", &alarm);
+    sandbox.cloudwatch("SetAlarmState", &json!({"AlarmName": "api-5xx", "StateValue": state, "StateReason": "test"}));
+}
+
+fn with_alarm(app: &CanaryApp, name: &str) -> String {
+    let mut suite: Value = serde_json::from_str(&suite(app)).unwrap();
+    suite["alarms"] = json!([name]);
+    suite.to_string()
+}
+
+#[tokio::test]
+async fn a_named_alarm_that_stayed_ok_lets_the_checks_pass() {
+    let sandbox = Sandbox::start();
+    let app = CanaryApp::start();
+    app.serve(&pushed_digest());
+    let completed = staging_rolled_out(&sandbox, &app).await;
+    alarm(&sandbox, "OK");
+    declare(&sandbox, "staging/shop", &with_alarm(&app, "api-5xx")).await;
+
+    let report = spawn(&sandbox, "verify-rollout").invoke(&completed).response();
+
+    assert_eq!(report["verdict"]["passed"], true, "{report:#}");
+    assert_eq!(report["verdict"]["why"], "2 requests passed (4 samples), no alarm of 1 in ALARM");
+}
+
+#[tokio::test]
+async fn a_named_alarm_in_alarm_fails_the_checks() {
+    // Given healthy answers, but the suite's alarm in ALARM
+    let sandbox = Sandbox::start();
+    let app = CanaryApp::start();
+    app.serve(&pushed_digest());
+    let completed = staging_rolled_out(&sandbox, &app).await;
+    alarm(&sandbox, "ALARM");
+    declare(&sandbox, "staging/shop", &with_alarm(&app, "api-5xx")).await;
+
+    let report = spawn(&sandbox, "verify-rollout").invoke(&completed).response();
+
+    assert_eq!(report["verdict"]["passed"], false, "{report:#}");
+    assert_eq!(report["verdict"]["why"], "failed: alarm api-5xx was in ALARM");
+    assert!(report["rolled_back_to"].is_string());
+}
+
+#[tokio::test]
+async fn a_suite_naming_an_alarm_cloudwatch_does_not_have_fails_closed() {
+    // Given an ECS BLUE_GREEN service whose suite names an alarm with a typo
+    let sandbox = Sandbox::start();
+    let app = CanaryApp::start();
+    app.serve(&pushed_digest());
+    ecs_blue_green(&sandbox).await;
+    alarm(&sandbox, "OK");
+    declare(&sandbox, "shop/api", &with_alarm(&app, "api-5xx-typo")).await;
+
+    // When 1.3.0 is pushed and the hook runs
+    spawn(&sandbox, "deploy-on-push").invoke(&event("deploy-on-push.ecr-push.json")).response();
+    let ran = sandbox.run_hooks(&mut spawn(&sandbox, "verify-rollout"));
+
+    // Then it failed, saying which alarm, and ECS rolled back
+    let outcome = ran[0].1.clone().response();
+    assert_eq!(outcome["hookStatus"], "FAILED");
+    assert_eq!(outcome["verdict"]["why"], "failed: CloudWatch has no alarm named \"api-5xx-typo\"");
+    assert_eq!(ran[0].2["rollout"], "ROLLED_BACK");
+}
+
 #[tokio::test]
 async fn a_malformed_suite_fails_closed_with_its_parameter_and_the_reason() {
     // Given staging rolled out 1.3.0, with a suite that has no requests
@@ -313,7 +380,19 @@ async fn an_ecs_blue_green_service_is_checked_by_its_lifecycle_hook_good_moves_b
     assert_eq!(last.2["rollout"], "ROLLED_BACK");
     let service = sandbox.ecs().describe_services().cluster("shop").services("api").send().await.unwrap();
     assert_eq!(service.services()[0].task_definition(), Some(td));
-    assert_eq!(sandbox.quarantined(&service_arn("shop", "api")).await, [bad.clone()]);
+    assert_eq!(sandbox.quarantined(&service_arn("shop", "api")).await, std::slice::from_ref(&bad));
+
+    // And watch-rollouts tells ECS's own rollback as rolled back, the digest already held
+    let failed = last.2["deployments"].as_array().unwrap().iter().find(|d| d["rolloutState"] == "FAILED").unwrap();
+    let mut event = event("watch-rollouts.ecs-deployment-failed.json");
+    event["resources"] = json!([service_arn("shop", "api")]);
+    event["detail"]["deploymentId"] = failed["id"].clone();
+    event["detail"]["reason"] = failed["rolloutStateReason"].clone();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    (event["time"], event["detail"]["updatedAt"]) = (json!(now), json!(now));
+    let watched = spawn(&sandbox, "watch-rollouts").invoke(&event).response();
+    assert_eq!(watched["outcome"], "rolled back", "{watched:#}");
+    assert_eq!(sandbox.quarantined(&service_arn("shop", "api")).await, std::slice::from_ref(&bad));
 
     // And the same push again is refused: the digest is quarantined
     let again = spawn(&sandbox, "deploy-on-push").invoke(&push("1.4.0", &bad)).response();

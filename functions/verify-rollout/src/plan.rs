@@ -316,7 +316,8 @@ mod tests {
         };
         let hook = Way::CodeDeploy { deployment_id: "d-1".into(), execution_id: "e".into() };
         let long = Suite { bake_minutes: 20, ..suite() };
-        let table: Vec<(&str, Way, Option<Result<Suite, String>>, &Memory, Option<u64>, &str)> = vec![
+        type Case<'a> = (&'a str, Way, Option<Result<Suite, String>>, &'a Memory, Option<u64>, &'a str);
+        let table: Vec<Case> = vec![
             ("rolling without a suite", Way::Rolling, None, &memory, None, "skip: shop/api has no checks"),
             ("a hook without a suite", hook.clone(), None, &memory, None, "fail: shop/api has no check suite at /p"),
             ("a malformed suite", Way::Ecs, Some(Err("refused".into())), &memory, None, "fail: refused"),

@@ -729,7 +729,8 @@ mod tests {
         let with = |tasks: Vec<RunningTask>, checks: Checks| Upstream { tasks, checks, ..upstream() };
         let soak = settings(Some("30"), None);
         let later = |minutes: i64| now + Duration::minutes(minutes);
-        let table: Vec<(&str, Upstream, Option<&Due>, DateTime<Utc>, Result<(), String>)> = vec![
+        type Case<'a> = (&'a str, Upstream, Option<&'a Due>, DateTime<Utc>, Result<(), String>);
+        let table: Vec<Case> = vec![
             ("a task ran it for the soak", with(vec![task(utc(27, 10, 5), GOOD)], Checks::Passed), Some(&due), now, Ok(())),
             ("no checks, and ran", with(vec![task(utc(27, 10, 5), GOOD)], Checks::None), Some(&due), now, Ok(())),
             (
