@@ -23,7 +23,8 @@ use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
 use nightshift_tests::sandbox::Sandbox;
 use serde_json::Value;
 
-const SCENES: [&str; 6] = ["expire-logs", "deploy-on-push", "watch-rollouts", "promote", "scale", "reset-dataspace"];
+const SCENES: [&str; 7] =
+    ["expire-logs", "deploy-on-push", "watch-rollouts", "promote", "verify-rollout", "scale", "reset-dataspace"];
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -50,6 +51,9 @@ async fn main() -> ExitCode {
     }
     if wants("promote") {
         ok &= promote().await;
+    }
+    if wants("verify-rollout") {
+        ok &= verify_rollout().await;
     }
     if wants("scale") {
         ok &= scale(&sandbox).await;
@@ -606,6 +610,59 @@ The chain stopped at qa:"
 }
 
 /// Pushes `shop/api:<tag>` to the sandbox's ECR; its ECR Image Action event.
+async fn verify_rollout() -> bool {
+    heading("verify-rollout: checks declared in SSM; only what passed moves on");
+    let sandbox = Sandbox::start();
+    let (ecr, ecs) = (sandbox.ecr(), sandbox.ecs());
+    seed_stages(&ecs, &ecr, &sandbox.scheduler(), &sandbox.codedeploy(), false).await;
+    end_stage_rollout(&sandbox, "staging", "COMPLETED");
+    // A small app standing in for staging's traffic: it answers as the image it serves.
+    let app = nightshift_tests::canary::CanaryApp::start();
+    let suite = serde_json::json!({"target": app.url(), "samples": 3, "interval_seconds": 1, "requests": [
+        {"name": "health", "path": "/health", "status": 200},
+        {"name": "version", "path": "/version", "json": {"/image": "${digest}"}}]});
+    let put = sandbox.ssm().put_parameter().name("/nightshift/checks/staging/shop").value(suite.to_string());
+    put.r#type(aws_sdk_ssm::types::ParameterType::String).send().await.expect("put the suite");
+    println!("staging/shop's suite, /nightshift/checks/staging/shop:\n  {suite}");
+    let mut env = sandbox.function_env();
+    env.push(("SCHEDULE_GROUP".to_owned(), SCHEDULE_GROUP.to_owned()));
+    env.push(("SCHEDULE_ROLE_ARN".to_owned(), schedule_role()));
+    let mut deploy = FunctionProcess::spawn(&binary("deploy-on-push"), &env);
+    let mut verify = FunctionProcess::spawn(&binary("verify-rollout"), &env);
+    let mut watch = FunctionProcess::spawn(&binary("watch-rollouts"), &env);
+    let mut ok = true;
+    for (tag, broken) in [("1.3.0", false), ("1.4.0", true)] {
+        let push = if tag == "1.3.0" { event("deploy-on-push.ecr-push.json") } else { push_event(&ecr, tag).await };
+        let digest = push["detail"]["image-digest"].as_str().unwrap_or_default().to_owned();
+        app.serve(&digest);
+        if broken {
+            app.breaks_on(&digest);
+        }
+        println!("\nshop/api:{tag} is pushed{}:", if broken { " (a broken build)" } else { "" });
+        let Some(_) = invoke(&mut deploy, &push) else { return false };
+        let completed = end_stage_rollout(&sandbox, "staging", "COMPLETED").remove(0);
+        let Some(report) = invoke(&mut verify, &completed) else { return false };
+        let verdict = &report["verdict"];
+        println!("  staging's rollout completed; verify-rollout: {}", verdict["why"].as_str().unwrap_or_default());
+        if let Some(excerpt) = verdict["excerpt"].as_str() {
+            println!("  the answer: {excerpt}");
+        }
+        if let Some(to) = report["rolled_back_to"].as_str() {
+            println!("  rolled back to {to}; quarantined: {}", report["quarantined"]);
+            end_stage_rollout(&sandbox, "staging", "COMPLETED");
+        }
+        let Some(_) = invoke(&mut watch, &completed) else { return false };
+        println!("  ... 31 minutes pass (in the sandbox) ...");
+        let reports = pass(&sandbox, &mut watch, 31.0);
+        let promoted = reports.iter().any(|r| r["promotion"]["result"] == "promoted");
+        ok &= promoted != broken && verdict["passed"] == !broken;
+    }
+    println!("\nWhat each stage runs now:");
+    print_stages(&ecs).await;
+    println!();
+    ok
+}
+
 async fn push_event(ecr: &aws_sdk_ecr::Client, tag: &str) -> Value {
     let digest = push_image(ecr, "shop/api", tag, &format!("shop/api {tag}")).await;
     let mut push = event("deploy-on-push.ecr-push.json");
