@@ -460,3 +460,29 @@ async fn a_hook_without_a_suite_fails_closed() {
     assert!(outcome["verdict"]["why"].as_str().unwrap().contains("no check suite at /nightshift/checks/shop/api"));
     assert!(matches!(ran[0].1, Outcome::Response(_)));
 }
+
+#[tokio::test]
+async fn with_dry_run_the_checks_run_and_nothing_is_recorded_quarantined_rolled_back_or_told() {
+    // Given staging rolled out a broken 1.3.0
+    let sandbox = Sandbox::start();
+    let app = CanaryApp::start();
+    app.serve(&pushed_digest());
+    app.breaks_on(&pushed_digest());
+    let completed = staging_rolled_out(&sandbox, &app).await;
+    let before = sandbox.ecs().describe_services().cluster("staging").services("shop").send().await.unwrap();
+    let running = before.services()[0].task_definition().unwrap().to_owned();
+
+    // When verify-rollout runs with DRY_RUN=true
+    let mut env = sandbox.function_env();
+    env.push(("DRY_RUN".into(), "true".into()));
+    let report = FunctionProcess::spawn(&binary("verify-rollout"), &env).invoke(&completed).response();
+
+    // Then the verdict is reported, and nothing changed
+    assert_eq!((report["dry_run"].as_bool(), report["verdict"]["passed"].as_bool()), (Some(true), Some(false)));
+    let after = sandbox.ecs().describe_services().cluster("staging").services("shop").send().await.unwrap();
+    assert_eq!(after.services()[0].task_definition(), Some(running.as_str()));
+    assert_eq!(after.services()[0].deployments().len(), 1, "no rollback started");
+    let memory = sandbox.memory(&service_arn("staging", "shop")).await;
+    assert!(memory.verdicts.is_empty() && memory.quarantine.is_empty(), "{memory:?}");
+    assert!(sandbox.webhooks("releases").is_empty());
+}

@@ -18,7 +18,7 @@ pub mod suite;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_ecs::types::{Service, ServiceField, TaskDefinition, TaskDefinitionField};
+use aws_sdk_ecs::types::{Service, TaskDefinition};
 use aws_smithy_async::rt::sleep::{AsyncSleep, SharedAsyncSleep, default_async_sleep};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use nightshift::aws::CallError;
@@ -667,37 +667,12 @@ impl<'n> VerifyRollout<'n> {
 
     /// The service, with its tags; `NotFound` when ECS no longer has it.
     async fn service(&self, id: &ServiceId) -> Result<Service, VerifyError> {
-        let out = self
-            .ecs
-            .describe_services()
-            .cluster(&id.cluster)
-            .services(&id.service)
-            .include(ServiceField::Tags)
-            .send()
-            .await
-            .map_err(|e| {
-                VerifyError::Ecs(CallError::new("DescribeServices", &id.to_string(), e.into_service_error()))
-            })?;
-        out.services
-            .unwrap_or_default()
-            .into_iter()
-            .find(|s| s.status() != Some("INACTIVE"))
-            .ok_or_else(|| VerifyError::NotFound(format!("ECS has no service {id}")))
+        let found = nightshift::rollout::describe_service(&self.ecs, id).await.map_err(VerifyError::Ecs)?;
+        found.ok_or_else(|| VerifyError::NotFound(format!("ECS has no service {id}")))
     }
 
     async fn task_definition(&self, arn: &str) -> Result<(TaskDefinition, Vec<aws_sdk_ecs::types::Tag>), VerifyError> {
-        let out = self
-            .ecs
-            .describe_task_definition()
-            .task_definition(arn)
-            .include(TaskDefinitionField::Tags)
-            .send()
-            .await
-            .map_err(|e| VerifyError::Ecs(CallError::new("DescribeTaskDefinition", arn, e.into_service_error())))?;
-        let tags = out.tags().to_vec();
-        let td =
-            out.task_definition.ok_or_else(|| VerifyError::NotFound(format!("ECS has no task definition {arn}")))?;
-        Ok((td, tags))
+        nightshift::rollout::describe_task_definition(&self.ecs, arn).await.map_err(VerifyError::Ecs)
     }
 
     /// The subject: the revision's digests and values, and the digests of the one before.

@@ -533,7 +533,7 @@ impl<'n> WatchRollouts<'n> {
 
     /// The service, when it still exists and follows pushes or another service; else `None`, with the reason reported.
     async fn following(&self, id: &ServiceId, report: &mut WatchReport) -> Result<Option<Service>, WatchError> {
-        match observe::describe(&self.ecs, id).await.map_err(WatchError::Ecs)? {
+        match nightshift::rollout::describe_service(&self.ecs, id).await.map_err(WatchError::Ecs)? {
             None => report.ignored = Some("ECS no longer has the service".into()),
             Some(s) if tag_value(s.tags(), DEPLOY_TAG).is_none() && tag_value(s.tags(), PROMOTE_FROM_TAG).is_none() => {
                 report.ignored = Some(format!("the service is tagged neither {DEPLOY_TAG} nor {PROMOTE_FROM_TAG}"));
@@ -813,7 +813,7 @@ impl<'n> WatchRollouts<'n> {
 
     /// The service with its tags, when it is ACTIVE.
     async fn active(&self, id: &ServiceId) -> Result<Option<Service>, WatchError> {
-        let found = observe::describe(&self.ecs, id).await.map_err(WatchError::Ecs)?;
+        let found = nightshift::rollout::describe_service(&self.ecs, id).await.map_err(WatchError::Ecs)?;
         Ok(found.filter(|s| s.status() == Some("ACTIVE")))
     }
 }

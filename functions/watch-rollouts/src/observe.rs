@@ -6,7 +6,7 @@ use aws_sdk_codedeploy::Client;
 use aws_sdk_codedeploy::types::{
     AutoRollbackEvent, DeploymentCreator, DeploymentGroupInfo, DeploymentInfo, DeploymentStatus as CodeDeployStatus,
 };
-use aws_sdk_ecs::types::{Service, ServiceField};
+use aws_sdk_ecs::types::Service;
 use chrono::{DateTime, Utc};
 use nightshift::aws::CallError;
 use nightshift::ecs::tag_value;
@@ -81,19 +81,6 @@ pub async fn group_service(codedeploy: &Client, group: &GroupName) -> Result<Opt
         .iter()
         .flat_map(|g| g.ecs_services())
         .find_map(|s| Some(ServiceId { cluster: s.cluster_name()?.to_owned(), service: s.service_name()?.to_owned() })))
-}
-
-/// The service with its tags, unless ECS no longer has it (INACTIVE).
-pub async fn describe(ecs: &aws_sdk_ecs::Client, id: &ServiceId) -> Result<Option<Service>, CallError> {
-    let out = ecs
-        .describe_services()
-        .cluster(&id.cluster)
-        .services(&id.service)
-        .include(ServiceField::Tags)
-        .send()
-        .await
-        .map_err(|e| CallError::new("DescribeServices", &id.to_string(), e.into_service_error()))?;
-    Ok(out.services.unwrap_or_default().into_iter().find(|s| s.status() != Some("INACTIVE")))
 }
 
 /// The service's newest service deployment created no later than `before`
@@ -191,16 +178,22 @@ pub async fn running_tasks(ecs: &aws_sdk_ecs::Client, id: &ServiceId) -> Result<
     use aws_sdk_ecs::types::DesiredStatus;
     let target = id.to_string();
     let mut arns = Vec::new();
-    let mut pages = ecs
-        .list_tasks()
-        .cluster(&id.cluster)
-        .service_name(&id.service)
-        .desired_status(DesiredStatus::Running)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| CallError::new("ListTasks", &target, e.into_service_error()))?;
+    let mut token: Option<String> = None;
+    loop {
+        let page = ecs
+            .list_tasks()
+            .cluster(&id.cluster)
+            .service_name(&id.service)
+            .desired_status(DesiredStatus::Running)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| CallError::new("ListTasks", &target, e.into_service_error()))?;
         arns.extend(page.task_arns().iter().cloned());
+        match page.next_token {
+            Some(next) if !next.is_empty() => token = Some(next),
+            _ => break,
+        }
     }
     let mut tasks = Vec::new();
     for batch in arns.chunks(100) {

@@ -349,6 +349,36 @@ fn empty_answer(operation: &'static str, target: &str, what: &str) -> CallError 
     CallError { operation, target: target.to_owned(), code: None, message: format!("the answer holds no {what}") }
 }
 
+/// A revision with its tags, as ECS describes it now.
+pub async fn describe_task_definition(
+    ecs: &aws_sdk_ecs::Client,
+    arn: &str,
+) -> Result<(TaskDefinition, Vec<Tag>), CallError> {
+    let out = ecs
+        .describe_task_definition()
+        .task_definition(arn)
+        .include(TaskDefinitionField::Tags)
+        .send()
+        .await
+        .map_err(|e| CallError::new("DescribeTaskDefinition", arn, e.into_service_error()))?;
+    let task_definition =
+        out.task_definition.ok_or_else(|| empty_answer("DescribeTaskDefinition", arn, "task definition"))?;
+    Ok((task_definition, out.tags.unwrap_or_default()))
+}
+
+/// The service with its tags, unless ECS no longer has it (INACTIVE).
+pub async fn describe_service(ecs: &aws_sdk_ecs::Client, id: &ServiceId) -> Result<Option<Service>, CallError> {
+    let out = ecs
+        .describe_services()
+        .cluster(&id.cluster)
+        .services(&id.service)
+        .include(aws_sdk_ecs::types::ServiceField::Tags)
+        .send()
+        .await
+        .map_err(|e| CallError::new("DescribeServices", &id.to_string(), e.into_service_error()))?;
+    Ok(out.services.unwrap_or_default().into_iter().find(|s| s.status() != Some("INACTIVE")))
+}
+
 impl Deployer {
     /// `dry_run`: prepare and read; register and deploy nothing.
     pub fn new(ecs: aws_sdk_ecs::Client, codedeploy: aws_sdk_codedeploy::Client, dry_run: bool) -> Self {
@@ -375,17 +405,7 @@ impl Deployer {
         if let Some(found) = self.known.lock().unwrap_or_else(|p| p.into_inner()).get(arn).cloned() {
             return Ok(found);
         }
-        let out = self
-            .ecs
-            .describe_task_definition()
-            .task_definition(arn)
-            .include(TaskDefinitionField::Tags)
-            .send()
-            .await
-            .map_err(|e| CallError::new("DescribeTaskDefinition", arn, e.into_service_error()))?;
-        let task_definition =
-            out.task_definition.ok_or_else(|| empty_answer("DescribeTaskDefinition", arn, "task definition"))?;
-        let found = (task_definition, out.tags.unwrap_or_default());
+        let found = describe_task_definition(&self.ecs, arn).await?;
         // Only a named revision is immutable; `family` alone moves with each registration.
         let is_revision = arn.rsplit_once(':').is_some_and(|(_, r)| r.parse::<u32>().is_ok());
         if is_revision {
