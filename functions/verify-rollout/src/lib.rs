@@ -288,8 +288,8 @@ impl<'n> VerifyRollout<'n> {
         Ok((report, result.err()))
     }
 
-    /// An ECS lifecycle hook: the progress ECS handed back, then the checks; a
-    /// failure to observe answers FAILED (ECS rolls back), as a hook that cannot check must.
+    /// An ECS lifecycle hook: the progress ECS handed back, then the checks. A
+    /// run that cannot observe fails (ECS then rolls back, as it does for a hook that answers FAILED).
     async fn ecs_hook(
         &self,
         hook: EcsHook,
@@ -701,6 +701,8 @@ impl<'n> VerifyRollout<'n> {
             digests,
             previous,
             previous_digests,
+            follows: tag_value(service.tags(), nightshift::ecs::DEPLOY_TAG).is_some()
+                || tag_value(service.tags(), nightshift::ecs::PROMOTE_FROM_TAG).is_some(),
         };
         Ok(Observed { subject, values, service })
     }

@@ -38,6 +38,8 @@ pub struct Subject {
     pub previous: Option<String>,
     /// The digests of the revision before: only what changed from them is quarantined.
     pub previous_digests: Vec<String>,
+    /// Tagged `nightshift:deploy` or `nightshift:promote-from`: a service nightshift rolls out, and may roll back.
+    pub follows: bool,
 }
 
 /// Before the checks: run them, or not, and why.
@@ -201,6 +203,13 @@ fn changed(subject: &Subject) -> Vec<String> {
 /// Where a failed rolling service goes: `Ok(None)` when it runs that already
 /// (a second delivery, after the rollback); `Err` why it stays.
 fn rollback_to(subject: &Subject, memory: &Memory, held: &[String], running: &str) -> Result<Option<String>, String> {
+    if !subject.follows {
+        return Err(format!(
+            "{} is tagged neither nightshift:deploy nor nightshift:promote-from: nightshift rolls back only the \
+             services it rolls out (its digests are quarantined)",
+            subject.id
+        ));
+    }
     let Some(previous) = &subject.previous else {
         return Err(format!(
             "no revision ran on {} before {}: nothing to roll back to (its digests are quarantined)",
@@ -287,6 +296,7 @@ mod tests {
             digests: vec![NEW.into(), SIDECAR.into()],
             previous: Some(TD7.into()),
             previous_digests: vec![OLD.into(), SIDECAR.into()],
+            follows: true,
         }
     }
 
@@ -397,7 +407,9 @@ mod tests {
         let held_before =
             Memory { quarantine: vec![Quarantined { digest: OLD.into(), reason: "x".into() }], ..Memory::default() };
         let first = Subject { previous: None, previous_digests: vec![], ..subject() };
+        let untagged = Subject { follows: false, ..subject() };
         let table = [
+            (untagged, &Memory::default(), TD8, "nightshift rolls back only the services it rolls out"),
             (subject(), &failed_before, TD8, "failed its checks too"),
             (subject(), &held_before, TD8, "which is quarantined"),
             (
