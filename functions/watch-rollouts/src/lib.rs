@@ -273,8 +273,8 @@ pub struct WatchRollouts<'n> {
     config: WatchConfig,
     ecs: aws_sdk_ecs::Client,
     codedeploy: aws_sdk_codedeploy::Client,
-    /// EventBridge Scheduler, by signed request (`scheduler`).
-    scheduler: Arc<SignedHttp>,
+    /// By signed request: EventBridge Scheduler (`scheduler`), SSM, and the upstream's tasks (`observe::running_tasks`).
+    signed: Arc<SignedHttp>,
     /// Clone-and-deploy, for promotions.
     deployer: Deployer,
     /// What nightshift remembers: quarantine, told marks.
@@ -323,12 +323,12 @@ impl<'n> WatchRollouts<'n> {
         config: WatchConfig,
         ecs: aws_sdk_ecs::Client,
         codedeploy: aws_sdk_codedeploy::Client,
-        scheduler: Arc<SignedHttp>,
+        signed: Arc<SignedHttp>,
         state: StateTable,
         notifier: &'n Notifier,
     ) -> Self {
         let deployer = Deployer::new(ecs.clone(), codedeploy.clone(), config.dry_run).with_state(state.clone());
-        Self { config, ecs, codedeploy, scheduler, deployer, state, notifier, clock: Arc::new(SystemClock) }
+        Self { config, ecs, codedeploy, signed, deployer, state, notifier, clock: Arc::new(SystemClock) }
     }
 
     /// Decides soaks and windows by this clock (tests fix it).
@@ -598,7 +598,7 @@ impl<'n> WatchRollouts<'n> {
             input: serde_json::json!({ "promotion": due }).to_string(),
             description: format!("nightshift: promote {} to what {} runs ({})", due.service, due.from, due.deployment),
         };
-        let created = scheduler::create(&self.scheduler, &schedule).await.map_err(WatchError::Scheduler)?;
+        let created = scheduler::create(&self.signed, &schedule).await.map_err(WatchError::Scheduler)?;
         Ok(created == scheduler::Created::Existed)
     }
 
@@ -683,7 +683,7 @@ impl<'n> WatchRollouts<'n> {
         let downstream_arn = service.task_definition().unwrap_or_default().to_owned();
         let (task_definition, td_tags) =
             self.deployer.task_definition(&downstream_arn).await.map_err(WatchError::Ecs)?;
-        let tasks = observe::running_tasks(&self.ecs, &from).await.map_err(WatchError::Ecs)?;
+        let tasks = observe::running_tasks(&self.signed, &from).await.map_err(WatchError::Ecs)?;
         let checks = self.checks_of(&from, &upstream_arn, &upstream_remembered.verdicts).await?;
         let upstream = Upstream {
             tasks,
@@ -799,7 +799,7 @@ impl<'n> WatchRollouts<'n> {
         verdicts: &[VerdictSeen],
     ) -> Result<Checks, WatchError> {
         let parameter = format!("{}{}/{}", self.config.checks_prefix, id.cluster, id.service);
-        match self.scheduler.get_parameter(&parameter).await {
+        match self.signed.get_parameter(&parameter).await {
             Ok(_) => {}
             Err(why) if why.starts_with("ParameterNotFound") => return Ok(Checks::None),
             Err(why) => return Err(WatchError::Ssm(format!("GetParameter on {parameter} failed: {why}"))),

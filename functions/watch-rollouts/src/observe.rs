@@ -14,7 +14,9 @@ use nightshift::rollout::ServiceId;
 use nightshift::rollout::bluegreen::GroupName;
 
 use nightshift::quarantine::QUARANTINE_TAG;
+use nightshift::signed::SignedHttp;
 use nightshift::state::{Memory, StateTable, VerdictSeen};
+use serde_json::{Value, json};
 
 use crate::outcome::{
     CodeDeployEndState, CodeDeployNow, Deployment, DeploymentStatus, Mark, PastRollout, PastStatus, RolloutState,
@@ -173,44 +175,59 @@ pub async fn last_rollout(
 }
 
 /// The service's tasks RUNNING now: when each started and the digests its
-/// containers run (as ECS reports them, `imageDigest`), as promotions read them.
-pub async fn running_tasks(ecs: &aws_sdk_ecs::Client, id: &ServiceId) -> Result<Vec<RunningTask>, CallError> {
-    use aws_sdk_ecs::types::DesiredStatus;
+/// containers run (as ECS reports them, `imageDigest`), as promotions read
+/// them. ListTasks and DescribeTasks go as signed requests of ECS's JSON
+/// protocol over the function's signed connector: the SDK's DescribeTasks (its
+/// whole `Task` shape) took watch-rollouts past the 6 MB budget (docs/performance.md).
+pub async fn running_tasks(aws: &SignedHttp, id: &ServiceId) -> Result<Vec<RunningTask>, CallError> {
     let target = id.to_string();
-    let mut arns = Vec::new();
+    let mut arns: Vec<Value> = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let page = ecs
-            .list_tasks()
-            .cluster(&id.cluster)
-            .service_name(&id.service)
-            .desired_status(DesiredStatus::Running)
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| CallError::new("ListTasks", &target, e.into_service_error()))?;
-        arns.extend(page.task_arns().iter().cloned());
-        match page.next_token {
-            Some(next) if !next.is_empty() => token = Some(next),
+        let mut request = json!({"cluster": id.cluster, "serviceName": id.service, "desiredStatus": "RUNNING"});
+        if let Some(token) = token.take() {
+            request["nextToken"] = json!(token);
+        }
+        let page = ecs_call(aws, "ListTasks", &target, request).await?;
+        arns.extend(page["taskArns"].as_array().into_iter().flatten().cloned());
+        match page["nextToken"].as_str() {
+            Some(next) if !next.is_empty() => token = Some(next.to_owned()),
             _ => break,
         }
     }
     let mut tasks = Vec::new();
     for batch in arns.chunks(100) {
-        let out = ecs
-            .describe_tasks()
-            .cluster(&id.cluster)
-            .set_tasks(Some(batch.to_vec()))
-            .send()
-            .await
-            .map_err(|e| CallError::new("DescribeTasks", &target, e.into_service_error()))?;
-        for task in out.tasks().iter().filter(|t| t.last_status() == Some("RUNNING")) {
-            let Some(started_at) = task.started_at().and_then(time) else { continue };
-            let digests = task.containers().iter().filter_map(|c| c.image_digest()).map(str::to_owned).collect();
+        let out = ecs_call(aws, "DescribeTasks", &target, json!({"cluster": id.cluster, "tasks": batch})).await?;
+        for task in out["tasks"].as_array().into_iter().flatten() {
+            if task["lastStatus"].as_str() != Some("RUNNING") {
+                continue;
+            }
+            // Epoch seconds, with a fraction, as ECS's JSON protocol sends a timestamp.
+            let Some(started_at) = task["startedAt"]
+                .as_f64()
+                .and_then(|t| DateTime::from_timestamp(t.trunc() as i64, (t.fract() * 1e9) as u32))
+            else {
+                continue;
+            };
+            let containers = task["containers"].as_array().into_iter().flatten();
+            let digests = containers.filter_map(|c| c["imageDigest"].as_str()).map(str::to_owned).collect();
             tasks.push(RunningTask { started_at, digests });
         }
     }
     Ok(tasks)
+}
+
+/// One ECS operation of its JSON protocol (1.1); the answer, or the error naming the operation and `target`.
+async fn ecs_call(aws: &SignedHttp, operation: &'static str, target: &str, request: Value) -> Result<Value, CallError> {
+    let error =
+        |code: Option<String>, message: String| CallError { operation, target: target.to_owned(), code, message };
+    let header = format!("AmazonEC2ContainerServiceV20141113.{operation}");
+    let headers = [("content-type", "application/x-amz-json-1.1"), ("x-amz-target", header.as_str())];
+    let answer = aws.post_json("ecs", "/", &headers, request.to_string()).await.map_err(|why| error(None, why))?;
+    if !(200..300).contains(&answer.status) {
+        return Err(error(answer.code(), answer.message().unwrap_or_else(|| answer.error())));
+    }
+    serde_json::from_slice(&answer.body).map_err(|e| error(None, format!("ECS's answer is not JSON: {e}")))
 }
 
 /// The service as the plans read it.
