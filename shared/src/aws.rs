@@ -102,6 +102,20 @@ pub fn arn_region_and_account(arn: &str) -> (&str, &str) {
     (parts.next().unwrap_or_default(), parts.next().unwrap_or_default())
 }
 
+/// Why an event about `place` (account, region) is not this function's, which
+/// runs in `own` (from its ARN; empty when unknown, as in tests run in-process):
+/// an event forwarded from another account or region names a service there,
+/// and acting on the local service of the same name would touch the wrong one.
+pub fn elsewhere(place: (&str, &str), own: (&str, &str)) -> Option<String> {
+    let ((account, region), (own_account, own_region)) = (place, own);
+    let differs = |theirs: &str, ours: &str| !ours.is_empty() && theirs != ours;
+    (differs(account, own_account) || differs(region, own_region)).then(|| {
+        format!(
+            "the event is about account {account} in {region}; this function acts in account {own_account} in {own_region}"
+        )
+    })
+}
+
 /// The SDK's configuration from the process environment: see [`sdk_config_from`].
 pub fn sdk_config() -> SdkConfig {
     sdk_config_from(&ProcessEnv)
@@ -184,6 +198,17 @@ pub fn scaling_client(config: &SdkConfig) -> aws_sdk_applicationautoscaling::Cli
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_about_another_account_or_region_is_not_this_functions() {
+        let own = ("123456789012", "eu-west-1");
+        assert_eq!(elsewhere(("123456789012", "eu-west-1"), own), None);
+        assert_eq!(elsewhere(("123456789012", "eu-west-1"), ("", "")), None, "own place unknown: not checked");
+        for place in [("210987654321", "eu-west-1"), ("123456789012", "us-east-1")] {
+            let why = elsewhere(place, own).unwrap();
+            assert!(why.starts_with(&format!("the event is about account {} in {}", place.0, place.1)), "{why}");
+        }
+    }
     use std::collections::HashMap;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {

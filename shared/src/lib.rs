@@ -2,6 +2,7 @@
 //! environment, the clock, the report, telling people, and the Lambda error shape.
 
 pub mod aws;
+pub mod checks;
 pub mod clock;
 pub mod config;
 #[cfg(feature = "ecs")]

@@ -43,6 +43,42 @@ pub struct SignedResponse {
     pub body: Vec<u8>,
 }
 
+/// An AWS service's JSON protocol, as [`SignedHttp::json_operation`] speaks it.
+pub struct JsonProtocol {
+    /// Its signing name and endpoint prefix.
+    pub service: &'static str,
+    /// `application/x-amz-json-1.0` or `-1.1`.
+    pub content_type: &'static str,
+    /// What `X-Amz-Target` starts with, before `.<operation>`.
+    pub target_prefix: &'static str,
+    /// How errors name it.
+    pub name: &'static str,
+}
+
+/// DynamoDB (the state table).
+pub const DYNAMODB: JsonProtocol = JsonProtocol {
+    service: "dynamodb",
+    content_type: "application/x-amz-json-1.0",
+    target_prefix: "DynamoDB_20120810",
+    name: "DynamoDB",
+};
+
+/// ECS, for the few reads whose SDK operation costs more than its code (watch-rollouts' task reads).
+pub const ECS: JsonProtocol = JsonProtocol {
+    service: "ecs",
+    content_type: "application/x-amz-json-1.1",
+    target_prefix: "AmazonEC2ContainerServiceV20141113",
+    name: "ECS",
+};
+
+/// CloudWatch (verify-rollout's alarms): its JSON protocol, 1.0.
+pub const CLOUDWATCH: JsonProtocol = JsonProtocol {
+    service: "monitoring",
+    content_type: "application/x-amz-json-1.0",
+    target_prefix: "GraniteServiceVersion20100801",
+    name: "CloudWatch",
+};
+
 /// Attempts per request, as the SDK's standard retry mode makes them.
 const MAX_ATTEMPTS: u32 = 3;
 /// The longest wait between two attempts.
@@ -307,22 +343,68 @@ impl SignedHttp {
         Ok(SignedResponse { status, error_type, date, body })
     }
 
+    /// One operation of an AWS JSON protocol: `request` POSTed with
+    /// `X-Amz-Target: <prefix>.<operation>`, with the retries of [`Self::post_json`];
+    /// its answer, or the error naming the operation, `target`, and the error code AWS answered.
+    pub async fn json_operation(
+        &self,
+        protocol: &JsonProtocol,
+        operation: &'static str,
+        target: &str,
+        request: &Value,
+    ) -> Result<Value, crate::aws::CallError> {
+        let error = |code: Option<String>, message: String| crate::aws::CallError {
+            operation,
+            target: target.to_owned(),
+            code,
+            message,
+        };
+        let header = format!("{}.{operation}", protocol.target_prefix);
+        let headers = [("content-type", protocol.content_type), ("x-amz-target", header.as_str())];
+        let answer = self
+            .post_json(protocol.service, "/", &headers, request.to_string())
+            .await
+            .map_err(|why| error(None, why))?;
+        if !(200..300).contains(&answer.status) {
+            let message = answer.message().unwrap_or_else(|| answer.error());
+            return Err(error(answer.code(), message));
+        }
+        serde_json::from_slice(&answer.body)
+            .map_err(|e| error(None, format!("{}'s answer is not JSON: {e}", protocol.name)))
+    }
+
     /// SSM's GetParameter, decrypted: the value, and its type (`String`,
     /// `StringList` or `SecureString`). `Err` says what SSM answered (never the value).
     pub async fn get_parameter(&self, name: &str) -> Result<(String, String), String> {
+        read_parameter(&self.parameter_answer(name).await?)
+    }
+
+    /// As [`Self::get_parameter`], with `None` when the parameter does not exist.
+    pub async fn find_parameter(&self, name: &str) -> Result<Option<(String, String)>, String> {
+        let answer = self.parameter_answer(name).await?;
+        if answer.code().as_deref() == Some("ParameterNotFound") {
+            return Ok(None);
+        }
+        read_parameter(&answer).map(Some)
+    }
+
+    async fn parameter_answer(&self, name: &str) -> Result<SignedResponse, String> {
         let headers = [("content-type", "application/x-amz-json-1.1"), ("x-amz-target", "AmazonSSM.GetParameter")];
         let body = json!({"Name": name, "WithDecryption": true}).to_string();
-        let answer = self.post_json("ssm", "/", &headers, body).await?;
-        if !(200..300).contains(&answer.status) {
-            return Err(answer.error());
-        }
-        let value: Value =
-            serde_json::from_slice(&answer.body).map_err(|e| format!("SSM's answer is not JSON: {e}"))?;
-        let parameter = &value["Parameter"];
-        let text = parameter["Value"].as_str().ok_or("SSM's answer holds no Parameter.Value")?;
-        let kind = parameter["Type"].as_str().ok_or("SSM's answer holds no Parameter.Type")?;
-        Ok((text.to_owned(), kind.to_owned()))
+        self.post_json("ssm", "/", &headers, body).await
     }
+}
+
+/// GetParameter's value and type, or its error as SSM says it.
+fn read_parameter(answer: &SignedResponse) -> Result<(String, String), String> {
+    if !(200..300).contains(&answer.status) {
+        return Err(answer.error());
+    }
+    let value: Value = serde_json::from_slice(&answer.body).map_err(|e| format!("SSM's answer is not JSON: {e}"))?;
+    let parameter = &value["Parameter"];
+    let text = parameter["Value"].as_str().ok_or("SSM's answer holds no Parameter.Value")?;
+    let kind = parameter["Type"].as_str().ok_or("SSM's answer holds no Parameter.Type")?;
+    Ok((text.to_owned(), kind.to_owned()))
 }
 
 #[cfg(test)]

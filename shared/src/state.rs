@@ -267,17 +267,7 @@ impl StateTable {
     /// Sends one operation of DynamoDB's JSON protocol (1.0), with the retries
     /// of [`SignedHttp`]; its answer, or the error naming the operation and `target`.
     async fn call(&self, operation: &'static str, target: &str, request: Value) -> Result<Value, CallError> {
-        let error =
-            |code: Option<String>, message: String| CallError { operation, target: target.to_owned(), code, message };
-        let header = format!("DynamoDB_20120810.{operation}");
-        let headers = [("content-type", "application/x-amz-json-1.0"), ("x-amz-target", header.as_str())];
-        let answer =
-            self.aws.post_json("dynamodb", "/", &headers, request.to_string()).await.map_err(|why| error(None, why))?;
-        if !(200..300).contains(&answer.status) {
-            let message = answer.message().unwrap_or_else(|| answer.error());
-            return Err(error(answer.code(), message));
-        }
-        serde_json::from_slice(&answer.body).map_err(|e| error(None, format!("DynamoDB's answer is not JSON: {e}")))
+        self.aws.json_operation(&crate::signed::DYNAMODB, operation, target, &request).await
     }
 
     /// Everything the table remembers of a service, read consistently (one Query, paged).

@@ -46,12 +46,6 @@ pub enum VerifyEvent {
     Ignored(String),
 }
 
-/// `arn:aws:ecs:<region>:<account>:service/<cluster>/<service>`: the service.
-pub fn service_of(arn: &str) -> Option<ServiceId> {
-    let (_, path) = arn.split_once(":service/")?;
-    ServiceId::parse(path).ok()
-}
-
 /// Reads the event. `Err` names what is missing or malformed.
 pub fn parse(payload: &Value) -> Result<VerifyEvent, String> {
     let Some(fields) = payload.as_object() else {
@@ -83,7 +77,7 @@ pub fn parse(payload: &Value) -> Result<VerifyEvent, String> {
         };
         let service_arn = text("serviceArn")?;
         let target_revision_arn = text("targetServiceRevisionArn")?;
-        let service = service_of(&service_arn).ok_or_else(|| {
+        let service = ServiceId::from_arn(&service_arn).ok_or_else(|| {
             format!("serviceArn {service_arn:?} is not an ECS service ARN (…:service/<cluster>/<service>)")
         })?;
         if !target_revision_arn.contains(":service-revision/") {
@@ -123,8 +117,8 @@ pub fn parse(payload: &Value) -> Result<VerifyEvent, String> {
         .to_owned();
     let service_arn =
         event.resources.unwrap_or_default().first().cloned().ok_or("resources is empty: it names no service")?;
-    let service =
-        service_of(&service_arn).ok_or_else(|| format!("resources[0] {service_arn:?} is not an ECS service ARN"))?;
+    let service = ServiceId::from_arn(&service_arn)
+        .ok_or_else(|| format!("resources[0] {service_arn:?} is not an ECS service ARN"))?;
     let (region, account) = nightshift::aws::arn_region_and_account(&service_arn);
     Ok(VerifyEvent::Rolling(Completed {
         account: account.to_owned(),

@@ -40,7 +40,7 @@ use plan::{Start, Subject, Way};
 use suite::{Next, RevisionValues, Suite, Tally, Verdict};
 
 pub const FUNCTION: &str = "verify-rollout";
-pub const DEFAULT_CHECKS_PREFIX: &str = "/nightshift/checks/";
+pub use nightshift::checks::DEFAULT_CHECKS_PREFIX;
 /// The key of `hookDetails` this function keeps its progress under, between an ECS hook's invocations.
 pub const PROGRESS_KEY: &str = "nightshiftChecks";
 /// How long one invocation of an ECS hook checks before it hands back `IN_PROGRESS`.
@@ -61,25 +61,13 @@ pub struct VerifyConfig {
 
 impl VerifyConfig {
     pub fn from_vars(vars: &impl Vars) -> Result<Self, ConfigError> {
-        let checks_prefix =
-            config::optional(vars, "CHECKS_PARAMETER_PREFIX").unwrap_or_else(|| DEFAULT_CHECKS_PREFIX.into());
-        let ok = checks_prefix.starts_with('/')
-            && checks_prefix.ends_with('/')
-            && checks_prefix.len() <= 1000
-            && checks_prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '.' | '-'));
-        if !ok {
-            return Err(ConfigError::new(
-                "CHECKS_PARAMETER_PREFIX",
-                Some(&checks_prefix),
-                "an SSM parameter path that starts and ends with / (default /nightshift/checks/)",
-            ));
-        }
+        let checks_prefix = nightshift::checks::prefix(vars)?;
         Ok(Self { dry_run: config::dry_run(vars)?, checks_prefix, state_table: nightshift::state::table_name(vars)? })
     }
 
     /// The suite's parameter of a service.
     pub fn parameter(&self, id: &ServiceId) -> String {
-        format!("{}{}/{}", self.checks_prefix, id.cluster, id.service)
+        nightshift::checks::parameter(&self.checks_prefix, &id.cluster, &id.service)
     }
 }
 
@@ -245,17 +233,20 @@ impl<'n> VerifyRollout<'n> {
             Ok(parsed) => parsed,
             Err(why) => return Ok((report, Some(VerifyError::InvalidEvent(why)))),
         };
+        // A rolling service's event forwarded from another account or region names a service there.
+        let parsed = match parsed {
+            VerifyEvent::Rolling(done) => {
+                match nightshift::aws::elsewhere((&done.account, &done.region), (account, region)) {
+                    Some(why) => VerifyEvent::Ignored(why),
+                    None => VerifyEvent::Rolling(done),
+                }
+            }
+            other => other,
+        };
         let result = match parsed {
             VerifyEvent::Ignored(why) => {
                 info!(reason = %why, "event ignored");
                 report.ignored = Some(why);
-                Ok(())
-            }
-            VerifyEvent::Rolling(done) if !account.is_empty() && (done.account != account || done.region != region) => {
-                report.ignored = Some(format!(
-                    "the event is about account {} in {}; this function acts in account {account} in {region}",
-                    done.account, done.region
-                ));
                 Ok(())
             }
             VerifyEvent::CodeDeploy(hook) => {
@@ -501,9 +492,8 @@ impl<'n> VerifyRollout<'n> {
 
     /// The suite of a service: `None` when its parameter does not exist.
     async fn suite(&self, parameter: &str) -> Result<Option<Result<Suite, String>>, VerifyError> {
-        match self.signed.get_parameter(parameter).await {
-            Ok((text, _)) => Ok(Some(Suite::parse(parameter, &text))),
-            Err(why) if why.starts_with("ParameterNotFound") => Ok(None),
+        match self.signed.find_parameter(parameter).await {
+            Ok(found) => Ok(found.map(|(text, _)| Suite::parse(parameter, &text))),
             Err(why) => Err(VerifyError::Ssm(format!("GetParameter on {parameter} failed: {why}"))),
         }
     }

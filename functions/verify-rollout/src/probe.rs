@@ -54,15 +54,14 @@ pub async fn sample(http: &Connector, target: &str, check: &Check) -> Answer {
     }
 }
 
-/// One CloudWatch operation of its JSON protocol (1.0); the answer, or the error as AWS says it.
-async fn cloudwatch(aws: &SignedHttp, operation: &str, request: Value) -> Result<Value, String> {
-    let target = format!("GraniteServiceVersion20100801.{operation}");
-    let headers = [("content-type", "application/x-amz-json-1.0"), ("x-amz-target", target.as_str())];
-    let answer = aws.post_json("monitoring", "/", &headers, request.to_string()).await?;
-    if !(200..300).contains(&answer.status) {
-        return Err(format!("CloudWatch {operation}: {}", answer.error()));
-    }
-    serde_json::from_slice(&answer.body).map_err(|e| format!("CloudWatch {operation}: the answer is not JSON: {e}"))
+/// One CloudWatch operation; the error as AWS says it, named after the operation.
+async fn cloudwatch(aws: &SignedHttp, operation: &'static str, request: Value) -> Result<Value, String> {
+    aws.json_operation(&nightshift::signed::CLOUDWATCH, operation, "CloudWatch", &request).await.map_err(|e| {
+        match e.code {
+            Some(code) if code != e.message => format!("CloudWatch {operation}: {code}: {}", e.message),
+            _ => format!("CloudWatch {operation}: {}", e.message),
+        }
+    })
 }
 
 /// The named alarms now in ALARM; `Err` when one of them does not exist (a

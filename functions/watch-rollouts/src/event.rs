@@ -81,28 +81,6 @@ impl WatchEvent {
     }
 }
 
-/// Why an event about `place` (account, region) is not this function's, which
-/// runs in `own` (from its ARN; empty when unknown, as in tests run in-process):
-/// an event forwarded from another account or region names a service there,
-/// and acting on the local service of the same name would touch the wrong one.
-pub fn elsewhere(place: (&str, &str), own: (&str, &str)) -> Option<String> {
-    let ((account, region), (own_account, own_region)) = (place, own);
-    let differs = |theirs: &str, ours: &str| !ours.is_empty() && theirs != ours;
-    (differs(account, own_account) || differs(region, own_region)).then(|| {
-        format!(
-            "the event is about account {account} in {region}; this function acts in account {own_account} in {own_region}"
-        )
-    })
-}
-
-/// `arn:aws:ecs:<region>:<account>:service/<cluster>/<service>`: cluster and service.
-fn service_of(arn: &str) -> Option<(String, String)> {
-    let (_, path) = arn.split_once(":service/")?;
-    let (cluster, service) = path.split_once('/')?;
-    (!cluster.is_empty() && !service.is_empty() && !service.contains('/'))
-        .then(|| (cluster.to_owned(), service.to_owned()))
-}
-
 /// Reads the event. `Err` names what is missing or malformed.
 pub fn parse(payload: &Value) -> Result<WatchEvent, String> {
     if let Some(due) = payload.get("promotion") {
@@ -137,7 +115,7 @@ pub fn parse(payload: &Value) -> Result<WatchEvent, String> {
         _ => return Ok(WatchEvent::Ignored(format!("detail.eventName {name:?} is no rollout's end"))),
     };
     let arn = event.resources.unwrap_or_default().first().cloned().ok_or("resources is empty: it names no service")?;
-    let (cluster, service) = service_of(&arn).ok_or_else(|| {
+    let ServiceId { cluster, service } = ServiceId::from_arn(&arn).ok_or_else(|| {
         format!("resources[0] {arn:?} is not a service ARN with its cluster (service/<cluster>/<name>)")
     })?;
     let deployment_id =
@@ -188,17 +166,6 @@ fn parse_codedeploy(event: EventBridgeEvent<Value>) -> Result<WatchEvent, String
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn an_event_about_another_account_or_region_is_not_this_functions() {
-        let own = ("123456789012", "eu-west-1");
-        assert_eq!(elsewhere(("123456789012", "eu-west-1"), own), None);
-        assert_eq!(elsewhere(("123456789012", "eu-west-1"), ("", "")), None, "own place unknown: not checked");
-        for place in [("210987654321", "eu-west-1"), ("123456789012", "us-east-1")] {
-            let why = elsewhere(place, own).unwrap();
-            assert!(why.starts_with(&format!("the event is about account {} in {}", place.0, place.1)), "{why}");
-        }
-    }
 
     fn event(name: &str, resources: Value) -> Value {
         json!({

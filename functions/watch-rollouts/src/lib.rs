@@ -125,24 +125,8 @@ impl WatchConfig {
             schedule_dead_letter_arn,
             timezone,
             state_table: nightshift::state::table_name(vars)?,
-            checks_prefix: checks_prefix(vars)?,
+            checks_prefix: nightshift::checks::prefix(vars)?,
         })
-    }
-}
-
-/// The default `CHECKS_PARAMETER_PREFIX`, verify-rollout's.
-pub const DEFAULT_CHECKS_PREFIX: &str = "/nightshift/checks/";
-
-fn checks_prefix(vars: &impl Vars) -> Result<String, ConfigError> {
-    let prefix = config::optional(vars, "CHECKS_PARAMETER_PREFIX").unwrap_or_else(|| DEFAULT_CHECKS_PREFIX.into());
-    let ok = prefix.starts_with('/')
-        && prefix.ends_with('/')
-        && prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '.' | '-'));
-    if ok {
-        Ok(prefix)
-    } else {
-        let expected = "an SSM parameter path that starts and ends with / (default /nightshift/checks/)";
-        Err(ConfigError::new("CHECKS_PARAMETER_PREFIX", Some(&prefix), expected))
     }
 }
 
@@ -347,7 +331,7 @@ impl<'n> WatchRollouts<'n> {
         // This function's own region and account (arn:aws:lambda:<region>:<account>:...).
         let (region, account) = nightshift::aws::arn_region_and_account(&function_arn);
         let parsed = event::parse(&event.payload).map_err(WatchError::InvalidEvent)?;
-        let foreign = parsed.place().and_then(|place| event::elsewhere(place, (account, region)));
+        let foreign = parsed.place().and_then(|place| nightshift::aws::elsewhere(place, (account, region)));
         let parsed = foreign.map_or(parsed, WatchEvent::Ignored);
         let invoked = Invoked { region: region.to_owned(), function_arn, request_id: event.context.request_id.clone() };
         let result = match parsed {
@@ -798,10 +782,10 @@ impl<'n> WatchRollouts<'n> {
         task_definition: &str,
         verdicts: &[VerdictSeen],
     ) -> Result<Checks, WatchError> {
-        let parameter = format!("{}{}/{}", self.config.checks_prefix, id.cluster, id.service);
-        match self.signed.get_parameter(&parameter).await {
-            Ok(_) => {}
-            Err(why) if why.starts_with("ParameterNotFound") => return Ok(Checks::None),
+        let parameter = nightshift::checks::parameter(&self.config.checks_prefix, &id.cluster, &id.service);
+        match self.signed.find_parameter(&parameter).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(Checks::None),
             Err(why) => return Err(WatchError::Ssm(format!("GetParameter on {parameter} failed: {why}"))),
         }
         Ok(match verdicts.iter().find(|v| v.task_definition == task_definition) {

@@ -188,7 +188,7 @@ pub async fn running_tasks(aws: &SignedHttp, id: &ServiceId) -> Result<Vec<Runni
         if let Some(token) = token.take() {
             request["nextToken"] = json!(token);
         }
-        let page = ecs_call(aws, "ListTasks", &target, request).await?;
+        let page = aws.json_operation(&nightshift::signed::ECS, "ListTasks", &target, &request).await?;
         arns.extend(page["taskArns"].as_array().into_iter().flatten().cloned());
         match page["nextToken"].as_str() {
             Some(next) if !next.is_empty() => token = Some(next.to_owned()),
@@ -197,7 +197,14 @@ pub async fn running_tasks(aws: &SignedHttp, id: &ServiceId) -> Result<Vec<Runni
     }
     let mut tasks = Vec::new();
     for batch in arns.chunks(100) {
-        let out = ecs_call(aws, "DescribeTasks", &target, json!({"cluster": id.cluster, "tasks": batch})).await?;
+        let out = aws
+            .json_operation(
+                &nightshift::signed::ECS,
+                "DescribeTasks",
+                &target,
+                &json!({"cluster": id.cluster, "tasks": batch}),
+            )
+            .await?;
         for task in out["tasks"].as_array().into_iter().flatten() {
             if task["lastStatus"].as_str() != Some("RUNNING") {
                 continue;
@@ -215,19 +222,6 @@ pub async fn running_tasks(aws: &SignedHttp, id: &ServiceId) -> Result<Vec<Runni
         }
     }
     Ok(tasks)
-}
-
-/// One ECS operation of its JSON protocol (1.1); the answer, or the error naming the operation and `target`.
-async fn ecs_call(aws: &SignedHttp, operation: &'static str, target: &str, request: Value) -> Result<Value, CallError> {
-    let error =
-        |code: Option<String>, message: String| CallError { operation, target: target.to_owned(), code, message };
-    let header = format!("AmazonEC2ContainerServiceV20141113.{operation}");
-    let headers = [("content-type", "application/x-amz-json-1.1"), ("x-amz-target", header.as_str())];
-    let answer = aws.post_json("ecs", "/", &headers, request.to_string()).await.map_err(|why| error(None, why))?;
-    if !(200..300).contains(&answer.status) {
-        return Err(error(answer.code(), answer.message().unwrap_or_else(|| answer.error())));
-    }
-    serde_json::from_slice(&answer.body).map_err(|e| error(None, format!("ECS's answer is not JSON: {e}")))
 }
 
 /// The service as the plans read it.

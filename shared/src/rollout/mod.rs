@@ -47,6 +47,14 @@ impl ServiceId {
         }
     }
 
+    /// `arn:aws:ecs:<region>:<account>:service/<cluster>/<service>`: the service it names.
+    pub fn from_arn(arn: &str) -> Option<Self> {
+        let (_, path) = arn.split_once(":service/")?;
+        let (cluster, service) = path.split_once('/')?;
+        (!cluster.is_empty() && !service.is_empty() && !service.contains('/'))
+            .then(|| Self { cluster: cluster.to_owned(), service: service.to_owned() })
+    }
+
     /// `<cluster>/<service>`, as tags and manual invocations name a service.
     pub fn parse(text: &str) -> Result<Self, String> {
         match text.trim().split_once('/') {
