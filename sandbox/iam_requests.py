@@ -120,7 +120,7 @@ def _aas(region, operation, body):
 
 def _ecr(region, operation, body):
     action = f"ecr:{operation}"
-    if operation == "DescribeImages":
+    if operation in ("DescribeImages", "BatchGetImage", "GetDownloadUrlForLayer"):
         repository = body.get("repositoryName", "")
         account = body.get("registryId", ACCOUNT)
         return [(action, f"arn:aws:ecr:{region}:{account}:repository/{repository}", {})]

@@ -56,6 +56,11 @@ and of CodeDeploy's AppSpecs to the caller to invoke, and take back what the
 function returned (see hooks.py); CodeDeploy's PutLifecycleEventHookExecutionStatus
 and CloudWatch's DescribeAlarmHistory (cloudwatch.py) are answered here.
 
+ECR serves another account's repository only as its repository policy allows,
+and keeps the blobs an image's config is read from (see ecr_registry.py):
+
+    POST /_sandbox/ecr/blob  {"account", "region", "repository", "content"}
+
 It is also the webhook receiver of Slack and Teams channels:
 
     POST /_sandbox/webhook/<name>      records the JSON it was sent, answers 200
@@ -129,6 +134,7 @@ from werkzeug.wrappers import Request, Response
 
 import cloudwatch
 import codedeploy
+import ecr_registry
 import ecs_rollouts
 import hooks
 import iam_requests
@@ -469,6 +475,8 @@ class SandboxApp:
             with self.together_changed:
                 self.together[body["operation"]] = [int(body.get("count", 2)), float(body.get("seconds", 10)), 0]
             return Response("{}", 200, mimetype="application/json")(environ, start_response)
+        if environ.get("PATH_INFO", "").startswith(ecr_registry.BLOB_PATH):
+            return self.ecr_blob(environ, start_response)
         if environ.get("PATH_INFO", "").startswith("/_sandbox/webhook"):
             return self.webhook(environ, start_response)
         if environ.get("PATH_INFO") == ecs_rollouts.ROLLOUT_PATH and environ.get("REQUEST_METHOD") == "POST":
@@ -517,6 +525,10 @@ class SandboxApp:
             refused = self.refused_in_time(environ, target, service)
             if refused is not None:
                 return refused(environ, start_response)
+        if target.startswith("AmazonEC2ContainerRegistry_V20150921."):
+            answered = self.ecr_across_accounts(environ, start_response, target.rpartition(".")[2], raw)
+            if answered is not None:
+                return answered
         if target:
             refused = strict.refusal(target, raw, ecs_tag_keys)
             if refused:
@@ -559,6 +571,48 @@ class SandboxApp:
                     return Response(json.dumps({"Message": message}), status, headers=headers,
                                     mimetype="application/json")(environ, start_response)
             return self.moto(environ, start_response)
+
+    def ecr_blob(self, environ, start_response):
+        """Stores a blob (POST), or answers one by its download URL (GET): see ecr_registry.py."""
+        path = environ.get("PATH_INFO", "")
+        if environ.get("REQUEST_METHOD") == "POST" and path == ecr_registry.BLOB_PATH:
+            body = json.loads(Request(environ).get_data() or b"{}")
+            digest = ecr_registry.put_blob(body.get("account", ACCOUNT), body.get("region", "us-east-1"),
+                                           body["repository"], body["content"])
+            return Response(json.dumps({"digest": digest}), 200, mimetype="application/json")(environ, start_response)
+        found = ecr_registry.blob(path[len(ecr_registry.BLOB_PATH) + 1:])
+        if found is None:
+            return Response("<Error><Code>NoSuchKey</Code></Error>", 404, mimetype="application/xml")(
+                environ, start_response)
+        return Response(found, 200, mimetype="application/octet-stream")(environ, start_response)
+
+    def ecr_across_accounts(self, environ, start_response, operation: str, raw: bytes):
+        """Another account's registry, as its repository policy allows (see ecr_registry.py), and
+        GetDownloadUrlForLayer; the answer, or None to let moto answer (in the registry's account)."""
+        from moto.iam.models import get_account_id_from
+
+        found = re.search(r"Credential=([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+        caller = get_account_id_from(found.group(1)) if found else ACCOUNT
+        region = signed_region(environ.get("HTTP_AUTHORIZATION", ""))
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            return None
+        with self.lock_for("ecr"):
+            registry, refused = ecr_registry.check(caller, region, operation, body)
+            if refused is None and operation == "GetDownloadUrlForLayer":
+                base = f"http://{environ.get('HTTP_HOST', '127.0.0.1')}"
+                refused = ecr_registry.download_url(base, registry or caller, region, body)
+                status, answer = refused
+                return Response(json.dumps(answer), status, mimetype="application/x-amz-json-1.1")(
+                    environ, start_response)
+        if refused is not None:
+            status, kind, message = refused
+            return Response(json.dumps({"__type": kind, "message": message}), status,
+                            mimetype="application/x-amz-json-1.1")(environ, start_response)
+        if registry is not None:
+            environ["HTTP_X_MOTO_ACCOUNT_ID"] = registry
+        return None
 
     def scheduler(self, environ, start_response):
         """Time passing for EventBridge Scheduler (see scheduler.py)."""

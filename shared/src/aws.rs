@@ -95,6 +95,21 @@ pub async fn send<'a>(
     })
 }
 
+/// GETs `url` (a presigned one: no signature added) and reads its whole body;
+/// `Err` names `who` and the status when it was not answered with success.
+pub async fn get_bytes(http: &aws_smithy_http_client::Connector, url: &str, who: &str) -> Result<Vec<u8>, String> {
+    let answer = send(http, "GET", url, std::iter::empty(), String::new(), who).await?;
+    let status = answer.status().as_u16();
+    if !(200..300).contains(&status) {
+        return Err(format!("{who} answered {status}"));
+    }
+    let bytes = aws_smithy_types::byte_stream::ByteStream::new(answer.into_body())
+        .collect()
+        .await
+        .map_err(|e| format!("{who}'s answer could not be read: {e}"))?;
+    Ok(bytes.into_bytes().to_vec())
+}
+
 /// The region and account of an ARN (`arn:<partition>:<service>:<region>:<account>:...`);
 /// empty where the ARN does not say.
 pub fn arn_region_and_account(arn: &str) -> (&str, &str) {

@@ -8,6 +8,7 @@ pub mod config;
 #[cfg(feature = "ecs")]
 pub mod ecs;
 pub mod hash;
+pub mod identity;
 pub mod image;
 pub mod logging;
 #[cfg(any(test, feature = "test-util"))]

@@ -56,6 +56,42 @@ pub async fn push_image(ecr: &aws_sdk_ecr::Client, repository: &str, tag: &str, 
     out.image().and_then(|i| i.image_id()).and_then(|i| i.image_digest()).unwrap().to_owned()
 }
 
+/// Pushes an image to `account`'s registry whose config carries `labels`,
+/// under every tag of `tags` (one image, several tags, as a CI push gives it);
+/// returns its digest. The repository is created when needed.
+pub async fn push_labelled_image(
+    sandbox: &crate::sandbox::Sandbox,
+    ecr: &aws_sdk_ecr::Client,
+    account: &str,
+    repository: &str,
+    tags: &[&str],
+    labels: &[(&str, &str)],
+) -> String {
+    if ecr.describe_repositories().repository_names(repository).send().await.is_err() {
+        ecr.create_repository().repository_name(repository).send().await.unwrap();
+    }
+    let labels: serde_json::Map<String, serde_json::Value> =
+        labels.iter().map(|(k, v)| ((*k).to_owned(), serde_json::json!(v))).collect();
+    let config = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {"Labels": labels}}).to_string();
+    let config_digest = sandbox.put_blob(account, repository, &config);
+    let layer = digest_of(&format!("{repository} {}", tags.join(" ")));
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","size":{},"digest":"{config_digest}"}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","size":2811478,"digest":"{layer}"}}]}}"#,
+        config.len()
+    );
+    for tag in tags {
+        ecr.put_image()
+            .repository_name(repository)
+            .image_tag(*tag)
+            .image_manifest(&manifest)
+            .image_manifest_media_type("application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("push {repository}:{tag}: {e:?}"));
+    }
+    digest_of(&manifest)
+}
+
 /// The shop's registry: `shop/api` 1.2.0, latest, RC_1.2.0 and nightly-41,
 /// `shop/api-v2` 1.2.0, then `shop/api` 1.3.0, the push of `events/deploy-on-push.ecr-push.json`.
 pub async fn seed_registry(ecr: &aws_sdk_ecr::Client) {

@@ -398,6 +398,13 @@ impl Sandbox {
         serde_json::from_str(json).unwrap_or(serde_json::Value::Null)
     }
 
+    /// Stores `content` as a blob of `repository` in `account`'s registry (an
+    /// image's config, read for its labels); its digest.
+    pub fn put_blob(&self, account: &str, repository: &str, content: &str) -> String {
+        let body = serde_json::json!({"account": account, "region": REGION, "repository": repository, "content": content});
+        self.call("POST", "/_sandbox/ecr/blob", Some(&body))["digest"].as_str().unwrap_or_default().to_owned()
+    }
+
     /// One plain HTTP/1.1 request to the sandbox's own routes; the JSON answer.
     fn call(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> serde_json::Value {
         let body = body.map(ToString::to_string).unwrap_or_default();

@@ -23,6 +23,8 @@ use std::sync::Arc;
 use aws_sdk_ecs::types::{ContainerDefinition, Service, Tag, TaskDefinition};
 use lambda_runtime::LambdaEvent;
 use nightshift::config::{self, ConfigError, Vars};
+use nightshift::identity::{Identity, IdentityPatterns};
+use nightshift::signed::SignedHttp;
 use nightshift::notify::{self, Delivery, Level, Notifier};
 use nightshift::rollout::{Deployer, ImageChange, Invocation, Rolled, RolloutPlan, RolloutRequest, ServiceId};
 use nightshift::state::{DigestSeen, StateTable};
@@ -46,6 +48,11 @@ pub struct DeployConfig {
     pub dry_run: bool,
     /// `STATE_TABLE`: the state table (quarantine read, rollout leases).
     pub state_table: String,
+    /// `REGISTRY_ACCOUNT_IDS`: the accounts (besides this one) whose ECR pushes
+    /// it deploys; empty: this account's only.
+    pub registry_accounts: Vec<String>,
+    /// `PR_TAG_PATTERNS`, `COMMIT_TAG_PATTERNS`, `BRANCH_TAG_PATTERNS`: how an image's tags say which merge it is.
+    pub identity: IdentityPatterns,
 }
 
 impl DeployConfig {
@@ -54,7 +61,24 @@ impl DeployConfig {
             clusters: config::list(vars, "CLUSTERS"),
             dry_run: config::dry_run(vars)?,
             state_table: nightshift::state::table_name(vars)?,
+            registry_accounts: account_ids(vars, REGISTRY_ACCOUNTS_VAR)?,
+            identity: IdentityPatterns::from_vars(vars)?,
         })
+    }
+}
+
+pub const REGISTRY_ACCOUNTS_VAR: &str = "REGISTRY_ACCOUNT_IDS";
+
+/// A comma list of 12-digit AWS account ids; empty when unset.
+fn account_ids(vars: &impl Vars, name: &str) -> Result<Vec<String>, ConfigError> {
+    let ids = config::list(vars, name);
+    match ids.iter().find(|id| id.len() != 12 || !id.chars().all(|c| c.is_ascii_digit())) {
+        Some(bad) => Err(ConfigError::new(
+            name,
+            config::optional(vars, name).as_deref(),
+            format!("AWS account ids (12 digits) separated by commas; {bad:?} is not one"),
+        )),
+        None => Ok(ids),
     }
 }
 
@@ -77,6 +101,9 @@ pub struct DeployReport {
     pub ignored: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push: Option<Push>,
+    /// The merge the pushed image is (its other tags, its OCI labels), once something deploys it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
     pub deployed: Vec<Deployed>,
     pub skipped: Vec<NotDeployed>,
     pub failed: Vec<NotDeployed>,
@@ -117,6 +144,8 @@ pub struct DeployOnPush {
     notifier: Option<Arc<Notifier>>,
     /// The quarantine, and the rollout leases.
     state: StateTable,
+    /// Where an image's config is downloaded from (its labels); `None`: labels are not read.
+    downloads: Option<Arc<SignedHttp>>,
 }
 
 /// A service that may follow the push, with what its decision needs.
@@ -137,12 +166,18 @@ impl DeployOnPush {
         state: StateTable,
     ) -> Self {
         let deployer = Deployer::new(ecs.clone(), codedeploy, config.dry_run).with_state(state.clone());
-        Self { config, ecs, ecr, deployer, notifier: None, state }
+        Self { config, ecs, ecr, deployer, notifier: None, state, downloads: None }
     }
 
     /// Tells the services' channels through this notifier.
     pub fn with_notifier(mut self, notifier: Arc<Notifier>) -> Self {
         self.notifier = Some(notifier);
+        self
+    }
+
+    /// Reads the pushed image's config (its OCI labels) over this connector.
+    pub fn with_downloads(mut self, http: Arc<SignedHttp>) -> Self {
+        self.downloads = Some(http);
         self
     }
 
@@ -163,6 +198,12 @@ impl DeployOnPush {
         };
         info!(repository = %push.repository, tag = ?push.tag, digest = %push.digest, "push");
         report.push = Some(push.clone());
+        let (region, account) = nightshift::aws::arn_region_and_account(&event.context.invoked_function_arn);
+        if let Some(why) = plan::foreign_push(&push, (account, region), &self.config.registry_accounts) {
+            info!(reason = %why, "event ignored");
+            report.ignored = Some(why);
+            return Ok((report, None));
+        }
         let Some(tag) = push.tag.clone() else {
             report.ignored = Some("the push has no tag, and every policy decides by tag: nothing deployed".into());
             return Ok((report, None));
@@ -339,10 +380,19 @@ impl DeployOnPush {
         }
         let ids = plan::images_to_check(push, &changes);
         match ecr::describe_images(&self.ecr, &push.account, &push.repository, &ids).await {
-            Ok(images) => plans
-                .into_iter()
-                .map(|(candidate, plan)| (candidate, plan::keep_forward(plan, push, tag, &images)))
-                .collect(),
+            Ok(images) => {
+                let kept: Vec<_> = plans
+                    .into_iter()
+                    .map(|(candidate, plan)| (candidate, plan::keep_forward(plan, push, tag, &images)))
+                    .collect();
+                let pushed = images.get(&plan::ImageId::Digest(push.digest.clone())).cloned().flatten();
+                if report.identity.is_none()
+                    && let Some(pushed) = pushed.filter(|_| kept.iter().any(|(_, p)| matches!(p, ServicePlan::Deploy(_))))
+                {
+                    report.identity = Some(self.identify(push, &pushed.tags, report).await);
+                }
+                kept
+            }
             Err(err) => {
                 let reason = format!("ECR {err}");
                 let (deploying, rest): (Vec<_>, Vec<_>) =
@@ -389,6 +439,7 @@ impl DeployOnPush {
                         image_tags: changes.iter().map(|c| (c.container.clone(), tag.to_owned())).collect(),
                         changes,
                         description: format!("nightshift deploy-on-push: {tag}"),
+                        identity: report.identity.clone().unwrap_or_default(),
                     };
                     let rollout = self.deployer.prepare(&request, invocation).await;
                     // A blue/green service runs the new revision only once CodeDeploy is done: its record waits for the next push.
@@ -436,6 +487,23 @@ impl DeployOnPush {
             },
         }
         None
+    }
+
+    /// Which merge the pushed image is: its tags, and its config's OCI labels
+    /// (a label that cannot be read is a warning: the tags still tell).
+    async fn identify(&self, push: &Push, tags: &[String], report: &mut DeployReport) -> Identity {
+        let labels = match &self.downloads {
+            Some(http) => {
+                let read = ecr::config_labels(&self.ecr, http.connector(), &push.account, &push.repository, &push.digest);
+                read.await.unwrap_or_else(|why| {
+                    warn!(%why, "the image's labels could not be read");
+                    report.warnings.push(format!("the image's labels were not read: {why}"));
+                    Vec::new()
+                })
+            }
+            None => Vec::new(),
+        };
+        Identity::of(tags.iter().map(String::as_str), &labels, &self.config.identity)
     }
 
     /// Records on the service what its revision runs (`nightshift:running`),
@@ -655,7 +723,13 @@ mod tests {
         let sdk = nightshift::loopback::sdk_config(&endpoint);
         let state = StateTable::new(Arc::new(nightshift::signed::SignedHttp::new(&sdk)), "nightshift-state");
         let config =
-            DeployConfig { clusters: vec!["shop".into()], dry_run: false, state_table: "nightshift-state".into() };
+            DeployConfig {
+                clusters: vec!["shop".into()],
+                dry_run: false,
+                state_table: "nightshift-state".into(),
+                registry_accounts: Vec::new(),
+                identity: IdentityPatterns::default(),
+            };
         let function = DeployOnPush::new(config, ecs, ecr, codedeploy, state);
         let event = json!({
             "version": "0", "id": "1", "detail-type": "ECR Image Action", "source": "aws.ecr",

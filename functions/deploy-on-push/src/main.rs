@@ -20,8 +20,9 @@ async fn main() -> Result<(), Error> {
     let signed = Arc::new(SignedHttp::new(&sdk));
     let notifier = Arc::new(Notifier::over(notify, signed.clone()));
     let (ecr, codedeploy) = (aws_sdk_ecr::Client::new(&sdk), aws_sdk_codedeploy::Client::new(&sdk));
-    let state = StateTable::new(signed, &config.state_table);
-    let function =
-        DeployOnPush::new(config, aws::ecs_client(&sdk), ecr, codedeploy, state).with_notifier(notifier.clone());
+    let state = StateTable::new(signed.clone(), &config.state_table);
+    let function = DeployOnPush::new(config, aws::ecs_client(&sdk), ecr, codedeploy, state)
+        .with_notifier(notifier.clone())
+        .with_downloads(signed);
     run(service_fn(|event| notify::with_alerts(&notifier, deploy_on_push::FUNCTION, function.handle(event)))).await
 }

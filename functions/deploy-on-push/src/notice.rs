@@ -61,6 +61,12 @@ pub fn started(deployed: &Deployed, push: &Push) -> Notice {
         facts.push((format!("Image of {}", change.container), format!("{} → {}", change.from, change.to)));
     }
     facts.push(("Pushed".into(), pushed(push)));
+    if let Some(merge) = deployed.identity.words() {
+        facts.push(("Merge".into(), merge));
+    }
+    if let Some(source) = &deployed.identity.source {
+        facts.push(("Source".into(), source.clone()));
+    }
     facts.push(("How".into(), how));
     let revision = |arn: &str| nightshift::ecs::revision_of(arn).to_owned();
     Notice {
@@ -125,6 +131,11 @@ mod tests {
                 to: "r/shop/api@sha256:7f5b".into(),
             }],
             codedeploy: None,
+            identity: nightshift::identity::Identity {
+                pr: Some("42".into()),
+                commit: Some("1a2b3c4d5e6f7a8b".into()),
+                ..Default::default()
+            },
         };
         let notice = started(&deployed, &push());
         assert_eq!(
@@ -132,6 +143,7 @@ mod tests {
             ("Rollout started: shop/api", "shop/api goes from api:7 to api:8.")
         );
         assert_eq!(notice.facts[1], ("Image of app".into(), "r/shop/api:1.3.0 → r/shop/api@sha256:7f5b".into()));
-        assert_eq!(notice.facts[3], ("How".into(), "ECS rolling update, with the circuit breaker's rollback".into()));
+        assert_eq!(notice.facts[3], ("Merge".into(), "PR #42, commit 1a2b3c4d5e6f".into()));
+        assert_eq!(notice.facts[4], ("How".into(), "ECS rolling update, with the circuit breaker's rollback".into()));
     }
 }

@@ -49,6 +49,28 @@ fn container_policy(service: &ServicePolicy, label: Option<&str>) -> Result<Opti
     }
 }
 
+/// Why a push is not this function's to deploy, or `None`: it must come from
+/// this function's own account (`own`: account and region, from its ARN; empty
+/// when unknown) or one listed in `REGISTRY_ACCOUNT_IDS`, and from its region
+/// (ECR forwards no push across regions).
+pub fn foreign_push(push: &Push, own: (&str, &str), registries: &[String]) -> Option<String> {
+    let (own_account, own_region) = own;
+    if !own_region.is_empty() && push.region != own_region {
+        return Some(format!(
+            "the push is in {}; this function deploys in {own_region}, and only pushes to its own region's registries",
+            push.region
+        ));
+    }
+    if own_account.is_empty() || push.account == own_account || registries.contains(&push.account) {
+        return None;
+    }
+    let listed = if registries.is_empty() { "empty".to_owned() } else { registries.join(",") };
+    Some(format!(
+        "the push came from account {}, which is neither this account ({own_account}) nor listed in REGISTRY_ACCOUNT_IDS ({listed}): nothing deployed",
+        push.account
+    ))
+}
+
 /// Whether a service follows pushes at all (before anything is read for it):
 /// tagged `nightshift:deploy`, and not promoted from another service.
 pub fn follows_pushes(service: &Service) -> bool {
@@ -316,6 +338,39 @@ pub fn keep_forward(plan: ServicePlan, push: &Push, tag: &str, images: &EcrImage
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_push_is_taken_from_this_account_or_a_listed_registry_and_from_this_region_only() {
+        let push = |account: &str, region: &str| Push {
+            account: account.into(),
+            region: region.into(),
+            repository: "shop/api".into(),
+            digest: format!("sha256:{}", "a".repeat(64)),
+            tag: Some("1.0.0".into()),
+        };
+        let listed = vec!["210987654321".to_owned()];
+        let own = ("123456789012", "eu-west-1");
+        let table: [(Push, &[String], Option<&str>); 6] = [
+            (push("123456789012", "eu-west-1"), &[], None),
+            (push("210987654321", "eu-west-1"), &listed, None),
+            (
+                push("210987654321", "eu-west-1"),
+                &[],
+                Some("account 210987654321, which is neither this account (123456789012) nor listed in REGISTRY_ACCOUNT_IDS (empty)"),
+            ),
+            (push("333333333333", "eu-west-1"), &listed, Some("nor listed in REGISTRY_ACCOUNT_IDS (210987654321)")),
+            (push("210987654321", "us-east-1"), &listed, Some("the push is in us-east-1; this function deploys in eu-west-1")),
+            (push("123456789012", "eu-west-1"), &listed, None),
+        ];
+        for (push, registries, why) in table {
+            let found = foreign_push(&push, own, registries);
+            match why {
+                None => assert_eq!(found, None, "{push:?}"),
+                Some(why) => assert!(found.as_deref().is_some_and(|f| f.contains(why)), "{found:?}"),
+            }
+        }
+        assert_eq!(foreign_push(&push("333333333333", "eu-west-1"), ("", ""), &[]), None, "own place unknown: not checked");
+    }
     use super::*;
     use aws_sdk_ecs::types::ContainerDefinition;
     use aws_sdk_ecs::types::DeploymentController;

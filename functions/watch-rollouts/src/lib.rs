@@ -32,6 +32,7 @@ use aws_sdk_ecs::types::{Service, Tag, TaskDefinition};
 use chrono::{DateTime, Utc};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use nightshift::aws::CallError;
+use nightshift::identity::Identity;
 use nightshift::config::{self, ConfigError, Vars};
 use nightshift::ecs::{IMAGE_TAG_PREFIX, tag_value};
 use nightshift::notify::{self, Delivery, Level, Notifier};
@@ -300,6 +301,8 @@ struct PromotionReady {
     td_tags: Vec<Tag>,
     upstream: Upstream,
     downstream: Downstream,
+    /// The merge the upstream's revision is, carried to the promoted one.
+    identity: Identity,
 }
 
 impl<'n> WatchRollouts<'n> {
@@ -683,13 +686,21 @@ impl<'n> WatchRollouts<'n> {
                 .filter_map(|t| Some((t.key()?.strip_prefix(IMAGE_TAG_PREFIX)?.to_owned(), t.value()?.to_owned())))
                 .collect(),
         };
+        let identity = nightshift::rollout::revision_identity(&upstream_tags);
         let downstream = Downstream {
             id: id.clone(),
             settings,
             quarantine: downstream_remembered.quarantine,
             containers: task_definition.container_definitions().to_vec(),
         };
-        Ok(PromotionSeen::Ready(Box::new(PromotionReady { service, task_definition, td_tags, upstream, downstream })))
+        Ok(PromotionSeen::Ready(Box::new(PromotionReady {
+            service,
+            task_definition,
+            td_tags,
+            upstream,
+            downstream,
+            identity,
+        })))
     }
 
     /// The upstream's last rollout: its CodeDeploy group's last deployment, or its ECS deployments.
@@ -727,6 +738,7 @@ impl<'n> WatchRollouts<'n> {
                     changes,
                     image_tags,
                     description: format!("nightshift promotion from {}", ready.downstream.settings.from),
+                    identity: ready.identity.clone(),
                 };
                 PromotionStep::Roll { rollout: self.deployer.prepare(&request, invocation).await, digests }
             }

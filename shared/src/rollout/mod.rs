@@ -28,6 +28,7 @@ use tracing::{info, warn};
 
 use crate::aws::CallError;
 use crate::ecs::{IMAGE_TAG_PREFIX, MAX_TAGS, tag_problem};
+use crate::identity::{self, Identity};
 use crate::state::StateTable;
 use bluegreen::{AppSpec, GroupName, Readiness};
 
@@ -104,6 +105,9 @@ pub struct Deployed {
     /// The CodeDeploy deployment, for a blue/green service.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub codedeploy: Option<CodeDeployStarted>,
+    /// The merge the new images are (pull request, commit, source), where known.
+    #[serde(skip_serializing_if = "Identity::is_empty")]
+    pub identity: Identity,
 }
 
 /// A CodeDeploy deployment nightshift created (or, with `DRY_RUN`, would create).
@@ -142,13 +146,21 @@ pub fn updated_containers(containers: &[ContainerDefinition], changes: &[ImageCh
 /// The new revision's tags: the running one's, less AWS's own, with the image
 /// tag each changed container now runs (`nightshift:image-tag/<container>`;
 /// `image_tags` pairs container and tag, and a changed container without one
-/// loses the old revision's).
-pub fn updated_tags(td_tags: &[Tag], changes: &[ImageChange], image_tags: &[(String, String)]) -> Vec<Tag> {
+/// loses the old revision's), and the merge the new images are (`identity`:
+/// `nightshift:pr`, `nightshift:commit`, `nightshift:source`; the old
+/// revision's are dropped, since they name what it ran).
+pub fn updated_tags(
+    td_tags: &[Tag],
+    changes: &[ImageChange],
+    image_tags: &[(String, String)],
+    identity: &Identity,
+) -> Vec<Tag> {
     let key = |container: &str| format!("{IMAGE_TAG_PREFIX}{container}");
-    let changed: Vec<String> = changes.iter().map(|c| key(&c.container)).collect();
+    let mut replaced: Vec<String> = changes.iter().map(|c| key(&c.container)).collect();
+    replaced.extend([identity::PR_TAG, identity::COMMIT_TAG, identity::SOURCE_TAG].map(str::to_owned));
     let mut tags: Vec<Tag> = td_tags
         .iter()
-        .filter(|t| t.key().is_some_and(|k| !k.starts_with("aws:") && !changed.iter().any(|r| r == k)))
+        .filter(|t| t.key().is_some_and(|k| !k.starts_with("aws:") && !replaced.iter().any(|r| r == k)))
         .cloned()
         .collect();
     tags.extend(
@@ -157,7 +169,15 @@ pub fn updated_tags(td_tags: &[Tag], changes: &[ImageChange], image_tags: &[(Str
             .filter_map(|c| image_tags.iter().find(|(container, _)| *container == c.container))
             .map(|(container, tag)| Tag::builder().key(key(container)).value(tag).build()),
     );
+    tags.extend(identity.tags().into_iter().map(|(key, value)| Tag::builder().key(key).value(value).build()));
     tags
+}
+
+/// The merge a revision's images are, as nightshift wrote it on the revision.
+pub fn revision_identity(td_tags: &[Tag]) -> Identity {
+    let pairs: Vec<(String, String)> =
+        td_tags.iter().filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned()))).collect();
+    Identity::of_revision(&pairs)
 }
 
 /// The service's deployment configuration with the circuit breaker on, with
@@ -181,6 +201,8 @@ pub struct RolloutRequest<'a> {
     pub image_tags: Vec<(String, String)>,
     /// Who asks and why, as the CodeDeploy deployment's description says.
     pub description: String,
+    /// The merge the new images are, written on the new revision.
+    pub identity: Identity,
 }
 
 /// The revision a rollout registers: cloned from the running one, with its
@@ -274,7 +296,7 @@ impl NewRevision {
     pub fn of(request: &RolloutRequest<'_>) -> Result<Self, String> {
         let td = request.task_definition;
         let containers = updated_containers(td.container_definitions(), &request.changes);
-        let tags = updated_tags(request.td_tags, &request.changes, &request.image_tags);
+        let tags = updated_tags(request.td_tags, &request.changes, &request.image_tags, &request.identity);
         if let Some(problem) = revision_tags_problem(&tags) {
             return Err(problem);
         }
@@ -706,9 +728,17 @@ fn deployed(
     new: Option<String>,
     codedeploy: Option<CodeDeployStarted>,
 ) -> Rolled {
+    let identity = revision_identity(&revision.tags);
     let NewRevision { old, changes, containers, tags, .. } = revision;
-    let deployed =
-        Deployed { id, controller, old_task_definition: old, new_task_definition: new, images: changes, codedeploy };
+    let deployed = Deployed {
+        id,
+        controller,
+        old_task_definition: old,
+        new_task_definition: new,
+        images: changes,
+        codedeploy,
+        identity,
+    };
     Rolled::Deployed { deployed: Box::new(deployed), containers, tags }
 }
 
@@ -774,10 +804,16 @@ mod tests {
 
         let old =
             tags(&[("team", "shop"), ("aws:cloudformation:stack-name", "x"), ("nightshift:image-tag/api", "1.2.0")]);
-        let new = updated_tags(&old, &changes, &[("api".into(), "1.3.0".into())]);
+        let new = updated_tags(&old, &changes, &[("api".into(), "1.3.0".into())], &Identity::default());
         assert_eq!(new, tags(&[("team", "shop"), ("nightshift:image-tag/api", "1.3.0")]));
         // A changed container whose new tag is unknown keeps no stale one.
-        assert_eq!(updated_tags(&old, &changes, &[]), tags(&[("team", "shop")]));
+        assert_eq!(updated_tags(&old, &changes, &[], &Identity::default()), tags(&[("team", "shop")]));
+        // The merge the new image is replaces the old revision's, and is read back.
+        let merged = Identity { pr: Some("42".into()), commit: Some("abcdef1".into()), ..Identity::default() };
+        let old = tags(&[("team", "shop"), ("nightshift:pr", "41"), ("nightshift:source", "https://x/y")]);
+        let new = updated_tags(&old, &changes, &[], &merged);
+        assert_eq!(new, tags(&[("team", "shop"), ("nightshift:pr", "42"), ("nightshift:commit", "abcdef1")]));
+        assert_eq!(revision_identity(&new), merged);
     }
 
     #[test]
@@ -846,6 +882,7 @@ mod tests {
                 changes: vec![change.clone()],
                 image_tags: vec![("app".into(), "1.3.0".into())],
                 description: "nightshift deploy-on-push: 1.3.0".into(),
+                identity: Identity::default(),
             }
         }
         let rolling = Service::builder().service_name("api").build();
