@@ -40,7 +40,13 @@ fn function(sandbox: &Sandbox, dry_run: bool) -> (DeployOnPush, RecordingProxy) 
     let wire = RecordingProxy::start(sandbox.endpoint().trim_start_matches("http://"));
     let sdk = sandbox.sdk_config_for("deploy-on-push", &[("CLUSTERS", CLUSTER), ("STATE_TABLE", STATE_TABLE)]);
     let sdk = sdk.into_builder().endpoint_url(wire.endpoint()).build();
-    let config = DeployConfig { clusters: vec![CLUSTER.into()], dry_run, state_table: STATE_TABLE.into() };
+    let config = DeployConfig {
+        clusters: vec![CLUSTER.into()],
+        dry_run,
+        state_table: STATE_TABLE.into(),
+        registry_accounts: Vec::new(),
+        identity: nightshift::identity::IdentityPatterns::default(),
+    };
     let (ecs, ecr, codedeploy) =
         (Client::new(&sdk), aws_sdk_ecr::Client::new(&sdk), aws_sdk_codedeploy::Client::new(&sdk));
     let state = StateTable::new(Arc::new(SignedHttp::new(&sdk)), STATE_TABLE);
