@@ -13,6 +13,7 @@ use aws_credential_types::provider::ProvideCredentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use aws_smithy_async::rt::sleep::{AsyncSleep, SharedAsyncSleep, default_async_sleep};
+pub use aws_credential_types::Credentials;
 pub use aws_smithy_http_client::Connector;
 use aws_smithy_runtime_api::client::http::HttpConnectorSettings;
 use aws_smithy_runtime_api::client::identity::Identity;
@@ -27,7 +28,8 @@ use serde_json::{Value, json};
 /// clock that is off (by the answer's `Date`).
 pub struct SignedHttp {
     sdk: SdkConfig,
-    http: Connector,
+    /// Shared with the same requests signed as another role ([`Self::with_credentials`]).
+    http: std::sync::Arc<Connector>,
     sleep: SharedAsyncSleep,
     /// How far AWS's clock is ahead of ours (behind: negative), in milliseconds, learned from an answer
     /// that said the signature's time was off.
@@ -77,6 +79,22 @@ pub const CLOUDWATCH: JsonProtocol = JsonProtocol {
     content_type: "application/x-amz-json-1.0",
     target_prefix: "GraniteServiceVersion20100801",
     name: "CloudWatch",
+};
+
+/// EventBridge (watch-rollouts' rollout-outcome events on the default bus).
+pub const EVENTS: JsonProtocol = JsonProtocol {
+    service: "events",
+    content_type: "application/x-amz-json-1.1",
+    target_prefix: "AWSEvents",
+    name: "EventBridge",
+};
+
+/// Application Auto Scaling (a service put to sleep after its promotion, and woken by its next push).
+pub const APPLICATION_AUTOSCALING: JsonProtocol = JsonProtocol {
+    service: "application-autoscaling",
+    content_type: "application/x-amz-json-1.1",
+    target_prefix: "AnyScaleFrontendService",
+    name: "Application Auto Scaling",
 };
 
 /// Attempts per request, as the SDK's standard retry mode makes them.
@@ -222,7 +240,22 @@ impl SignedHttp {
             .sleep_impl(sleep.clone())
             .tls_provider(Provider::Rustls(CryptoMode::Ring))
             .build();
-        Self { sdk: sdk.clone(), http, sleep, skew_ms: AtomicI64::new(0) }
+        Self { sdk: sdk.clone(), http: std::sync::Arc::new(http), sleep, skew_ms: AtomicI64::new(0) }
+    }
+
+    /// The same requests signed with other credentials (an assumed role's), over the same connector.
+    pub fn with_credentials(&self, credentials: aws_credential_types::Credentials) -> Self {
+        let sdk = self
+            .sdk
+            .to_builder()
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(credentials))
+            .build();
+        Self { sdk, http: self.http.clone(), sleep: self.sleep.clone(), skew_ms: AtomicI64::new(0) }
+    }
+
+    /// The SDK configuration its requests are signed with.
+    pub fn sdk(&self) -> &SdkConfig {
+        &self.sdk
     }
 
     /// Waits as the retries wait before their attempt `attempt` + 1 (up to

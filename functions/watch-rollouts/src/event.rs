@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::outcome::{CodeDeployEndState, EcsEvent};
+use crate::announce::{self, RolloutOutcome};
 use crate::promote::Due;
 use nightshift::rollout::ServiceId;
 
@@ -66,6 +67,8 @@ pub enum WatchEvent {
     Promotion(Due),
     /// A promotion by hand: `{"promote": "<cluster>/<service>"}`.
     Promote(ServiceId),
+    /// A rollout outcome another account's watch-rollouts announced (source `nightshift`, detail-type `Rollout Outcome`).
+    Announced(RolloutOutcome),
     /// Well-formed, but nothing to decide: the reason.
     Ignored(String),
 }
@@ -76,7 +79,7 @@ impl WatchEvent {
         match self {
             Self::Ecs(change) => Some((&change.account, &change.region)),
             Self::CodeDeploy(end) => Some((&end.account, &end.region)),
-            Self::Promotion(_) | Self::Promote(_) | Self::Ignored(_) => None,
+            Self::Promotion(_) | Self::Promote(_) | Self::Announced(_) | Self::Ignored(_) => None,
         }
     }
 }
@@ -87,7 +90,7 @@ pub fn parse(payload: &Value) -> Result<WatchEvent, String> {
         let due: Due = serde_json::from_value(due.clone())
             .map_err(|e| format!("promotion is not a promotion's schedule input: {e}"))?;
         ServiceId::parse(&due.service).map_err(|why| format!("promotion.service: {why}"))?;
-        ServiceId::parse(&due.from).map_err(|why| format!("promotion.from: {why}"))?;
+        crate::promote::Followed::parse(&due.from).map_err(|why| format!("promotion.from: {why}"))?;
         return Ok(WatchEvent::Promotion(due));
     }
     if let Some(service) = payload.get("promote") {
@@ -98,6 +101,19 @@ pub fn parse(payload: &Value) -> Result<WatchEvent, String> {
         serde_json::from_value(payload.clone()).map_err(|e| format!("not an EventBridge event: {e}"))?;
     if event.source == "aws.codedeploy" && event.detail_type == "CodeDeploy Deployment State-change Notification" {
         return parse_codedeploy(event);
+    }
+    if event.source == announce::SOURCE && event.detail_type == announce::DETAIL_TYPE {
+        let detail: RolloutOutcome = serde_json::from_value(event.detail)
+            .map_err(|e| format!("detail is not a rollout outcome (docs/accounts.md): {e}"))?;
+        // EventBridge sets the envelope's account to the sender's: a detail naming another is not believed.
+        let sender = event.account.unwrap_or_default();
+        if sender != detail.account {
+            return Ok(WatchEvent::Ignored(format!(
+                "the rollout outcome names account {}, but account {sender} sent it",
+                detail.account
+            )));
+        }
+        return Ok(WatchEvent::Announced(detail));
     }
     if event.source != "aws.ecs" || event.detail_type != "ECS Deployment State Change" {
         return Ok(WatchEvent::Ignored(format!(
@@ -167,6 +183,28 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn a_rollout_outcome_is_believed_only_from_the_account_it_names() {
+        let detail = json!({
+            "account": "111122223333", "region": "us-east-1", "cluster": "staging", "service": "shop",
+            "outcome": "succeeded", "deployment": "ecs-svc/1", "digests": [],
+            "revision": "arn:aws:ecs:us-east-1:111122223333:task-definition/shop:3",
+            "completedAt": "2026-12-05T01:00:00Z"
+        });
+        let envelope = |account: &str| json!({
+            "version": "0", "id": "1", "detail-type": "Rollout Outcome", "source": "nightshift",
+            "account": account, "time": "2026-12-05T01:00:01Z", "region": "us-east-1", "resources": [],
+            "detail": detail
+        });
+        let Ok(WatchEvent::Announced(read)) = parse(&envelope("111122223333")) else { panic!() };
+        assert_eq!((read.cluster.as_str(), read.revision.as_deref().map(nightshift::ecs::revision_of)), ("staging", Some("shop:3")));
+        let Ok(WatchEvent::Ignored(why)) = parse(&envelope("444455556666")) else { panic!() };
+        assert_eq!(why, "the rollout outcome names account 111122223333, but account 444455556666 sent it");
+        let mut broken = envelope("111122223333");
+        broken["detail"]["outcome"] = json!("fine");
+        assert!(parse(&broken).unwrap_err().starts_with("detail is not a rollout outcome"));
+    }
+
     fn event(name: &str, resources: Value) -> Value {
         json!({
             "version": "0", "id": "1", "detail-type": "ECS Deployment State Change", "source": "aws.ecs",
@@ -224,7 +262,7 @@ mod tests {
         assert_eq!(parse(&json!({"promote": 7})).unwrap_err(), "promote is not a string: <cluster>/<service>");
         let mut bad = due.clone();
         bad["promotion"]["from"] = json!("staging");
-        assert_eq!(parse(&bad).unwrap_err(), "promotion.from: \"staging\" is not <cluster>/<service>");
+        assert_eq!(parse(&bad).unwrap_err(), "promotion.from: \"staging\" is not [<account>:]<cluster>/<service>");
         bad["promotion"].as_object_mut().unwrap().remove("deployment");
         assert!(
             parse(&bad)

@@ -18,12 +18,14 @@
 //! both revisions) -> decide (`promote::decide`) -> prepare the rollout
 //! (`nightshift::rollout`) -> apply (deploy, or schedule again) -> tell -> report.
 
+pub mod announce;
 pub mod event;
 pub mod message;
 pub mod observe;
 pub mod outcome;
 pub mod plan;
 pub mod promote;
+pub mod reader;
 pub mod scheduler;
 
 use std::sync::Arc;
@@ -83,6 +85,9 @@ pub struct WatchConfig {
     pub state_table: String,
     /// `CHECKS_PARAMETER_PREFIX`: where verify-rollout's suites are; an upstream with one promotes only what passed.
     pub checks_prefix: String,
+    /// `READER_ROLE_NAME`: the read-only role assumed in an upstream's account
+    /// (`nightshift:promote-from=<account>:<cluster>/<service>`).
+    pub reader_role: String,
 }
 
 impl WatchConfig {
@@ -127,8 +132,19 @@ impl WatchConfig {
             timezone,
             state_table: nightshift::state::table_name(vars)?,
             checks_prefix: nightshift::checks::prefix(vars)?,
+            reader_role: reader_role(vars)?,
         })
     }
+}
+
+/// `READER_ROLE_NAME`: an IAM role name (1 to 64 of letters, digits and `+=,.@_-`).
+fn reader_role(vars: &impl Vars) -> Result<String, ConfigError> {
+    let name = config::optional(vars, "READER_ROLE_NAME").unwrap_or_else(|| reader::DEFAULT_ROLE_NAME.into());
+    let ok = name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+    if !ok {
+        return Err(ConfigError::new("READER_ROLE_NAME", Some(&name), "an IAM role name: 1 to 64 letters, digits, +=,.@_-"));
+    }
+    Ok(name)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +168,11 @@ pub enum WatchError {
     NotScheduled { service: String, why: String },
     #[error("the promotion of {service} failed: {why}")]
     PromotionFailed { service: String, why: String },
+    /// The upstream account could not be read through its reader role.
+    #[error("the upstream account {account} could not be read: {why}")]
+    Upstream { account: String, why: String },
+    #[error("EventBridge {0}")]
+    Events(CallError),
 }
 
 impl LambdaFailure for WatchError {
@@ -166,6 +187,8 @@ impl LambdaFailure for WatchError {
             Self::Ssm(_) => "SsmError",
             Self::NotScheduled { .. } => "NotScheduled",
             Self::PromotionFailed { .. } => "PromotionFailed",
+            Self::Upstream { .. } => "UpstreamUnreadable",
+            Self::Events(_) => "EventsError",
         }
     }
 }
@@ -200,6 +223,9 @@ pub struct WatchReport {
     pub previous_task_definition: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<Image>,
+    /// The merge the rollout's revision is (pull request, commit, source), where known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub took_seconds: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -210,6 +236,12 @@ pub struct WatchReport {
     /// Promotions scheduled after a rollout that succeeded.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub scheduled: Vec<Scheduled>,
+    /// The service of another account whose announced outcome this is (`<account>:<cluster>/<service>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// The outcome was put on the default event bus.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub announced: bool,
     /// A promotion that came due, or was asked for by hand.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub promotion: Option<PromotionReport>,
@@ -272,6 +304,8 @@ pub struct WatchRollouts<'n> {
 struct Invoked {
     function_arn: String,
     region: String,
+    /// This function's own account (empty when its ARN does not say).
+    account: String,
     /// The Lambda request id: who holds a rollout lease this invocation takes.
     request_id: String,
 }
@@ -336,7 +370,12 @@ impl<'n> WatchRollouts<'n> {
         let parsed = event::parse(&event.payload).map_err(WatchError::InvalidEvent)?;
         let foreign = parsed.place().and_then(|place| nightshift::aws::elsewhere(place, (account, region)));
         let parsed = foreign.map_or(parsed, WatchEvent::Ignored);
-        let invoked = Invoked { region: region.to_owned(), function_arn, request_id: event.context.request_id.clone() };
+        let invoked = Invoked {
+            region: region.to_owned(),
+            account: account.to_owned(),
+            request_id: event.context.request_id.clone(),
+            function_arn: function_arn.clone(),
+        };
         let result = match parsed {
             WatchEvent::Ignored(why) => {
                 info!(reason = %why, "event ignored");
@@ -350,6 +389,7 @@ impl<'n> WatchRollouts<'n> {
                 Box::pin(self.promotion(Some(due), id, &invoked, &mut report)).await
             }
             WatchEvent::Promote(id) => Box::pin(self.promotion(None, id, &invoked, &mut report)).await,
+            WatchEvent::Announced(detail) => self.announced(&detail, &invoked, &mut report).await,
             WatchEvent::Ecs(change) => self.ecs_outcome(&change, &invoked, &mut report).await,
             WatchEvent::CodeDeploy(end) => self.codedeploy_outcome(&end, &invoked, &mut report).await,
         };
@@ -428,20 +468,20 @@ impl<'n> WatchRollouts<'n> {
         let service = service_now(&ended.service);
         info!(cluster = %service.id.cluster, service = %service.id.service, outcome = ?ending.outcome, why = %ending.why, "decided");
         // The images are told and quarantined; a duplicate needs none.
-        let images = match (&ending.outcome, &ending.task_definition) {
-            (Some(_), Some(td)) => self.images(td).await?,
-            _ => Vec::new(),
+        let (images, identity) = match (&ending.outcome, &ending.task_definition) {
+            (Some(_), Some(td)) => self.revision(td).await?,
+            _ => (Vec::new(), Identity::default()),
         };
         // The revision before: the one ECS names as rolled back to, else the one the service runs.
         let before = ending.previous.as_deref().or(ended.service.task_definition());
         let previous_images = match (ending.outcome, before) {
             (Some(outcome), Some(td)) if outcome.quarantines() && Some(td) != ending.task_definition.as_deref() => {
-                Some(self.images(td).await?)
+                Some(self.revision(td).await?.0)
             }
             _ => None,
         };
         let followers = match (&ending.outcome, &ending.task_definition) {
-            (Some(Outcome::Succeeded), Some(_)) => self.followers(&service.id).await?,
+            (Some(Outcome::Succeeded), Some(_)) => self.followers(&invoked.account, &service.id, &invoked.account).await?,
             _ => Vec::new(),
         };
         let plan = plan::plan_outcome(&OutcomeInput {
@@ -453,6 +493,8 @@ impl<'n> WatchRollouts<'n> {
             followers: &followers,
             ended: ended.at,
             region: &ended.region,
+            account: &invoked.account,
+            identity: &identity,
             tell_successes: self.notifier.config().level == Level::All,
             now: self.clock.now(),
         });
@@ -463,6 +505,7 @@ impl<'n> WatchRollouts<'n> {
         report.previous_task_definition = ending.previous.clone();
         report.took_seconds = plan::took_seconds(&ending, ended.at);
         report.images = images;
+        report.identity = (!identity.is_empty()).then_some(identity);
         report.quarantined = plan.quarantined.clone();
         report.warnings.extend(plan.warnings.iter().cloned());
         self.apply_outcome(plan, &service.id, invoked, report).await
@@ -488,6 +531,10 @@ impl<'n> WatchRollouts<'n> {
                 already,
             });
         }
+        if let Some(detail) = plan.announce.as_ref().filter(|_| !self.config.dry_run) {
+            self.announce(detail).await?;
+            report.announced = true;
+        }
         for telling in &plan.tellings {
             self.tell(telling, report).await;
         }
@@ -512,6 +559,61 @@ impl<'n> WatchRollouts<'n> {
         Err(err)
     }
 
+    /// Puts the outcome on this account's default event bus.
+    async fn announce(&self, detail: &announce::RolloutOutcome) -> Result<(), WatchError> {
+        let request = serde_json::json!({"Entries": [detail.entry()]});
+        let answer = self
+            .signed
+            .json_operation(&nightshift::signed::EVENTS, "PutEvents", "default", &request)
+            .await
+            .map_err(WatchError::Events)?;
+        if answer["FailedEntryCount"].as_u64().unwrap_or(0) > 0 {
+            let entry = &answer["Entries"][0];
+            return Err(WatchError::Events(CallError {
+                operation: "PutEvents",
+                target: "default".into(),
+                code: entry["ErrorCode"].as_str().map(str::to_owned),
+                message: entry["ErrorMessage"].as_str().unwrap_or("the entry was not put").to_owned(),
+            }));
+        }
+        Ok(())
+    }
+
+    /// A rollout outcome another account announced: the promotions of the
+    /// services here that follow that service (pulled later through its reader role).
+    async fn announced(
+        &self,
+        detail: &announce::RolloutOutcome,
+        invoked: &Invoked,
+        report: &mut WatchReport,
+    ) -> Result<(), WatchError> {
+        let upstream = ServiceId { cluster: detail.cluster.clone(), service: detail.service.clone() };
+        report.upstream = Some(format!("{}:{upstream}", detail.account));
+        report.deployment = Some(detail.deployment.clone());
+        report.outcome = Some(detail.outcome);
+        if detail.account == invoked.account {
+            report.ignored = Some("an outcome this account announced itself: it was acted on when decided".into());
+            return Ok(());
+        }
+        if !invoked.region.is_empty() && detail.region != invoked.region {
+            report.ignored = Some(format!(
+                "the outcome is of a service in {}; this function acts in {}",
+                detail.region, invoked.region
+            ));
+            return Ok(());
+        }
+        let followers = match detail.outcome {
+            Outcome::Succeeded => self.followers(&detail.account, &upstream, &invoked.account).await?,
+            _ => Vec::new(),
+        };
+        let plan = plan::plan_announced(detail, &followers, self.clock.now());
+        report.warnings.extend(plan.warnings.iter().cloned());
+        if followers.is_empty() {
+            report.why = Some(format!("no service here follows {}:{upstream} after a success", detail.account));
+        }
+        self.apply_outcome(plan, &upstream, invoked, report).await
+    }
+
     /// What nightshift remembers of a service: the state table's, with an older release's tags until carried over.
     async fn remembered(&self, service: &Service) -> Result<Remembered, WatchError> {
         let memory = observe::memory(&self.state, service).await.map_err(WatchError::State)?;
@@ -530,17 +632,21 @@ impl<'n> WatchRollouts<'n> {
         Ok(None)
     }
 
-    /// Each container's image, with its digest and the tag it was deployed from.
-    async fn images(&self, task_definition: &str) -> Result<Vec<Image>, WatchError> {
+    /// Each container's image, with its digest and the tag it was deployed from, and the merge the revision is.
+    async fn revision(&self, task_definition: &str) -> Result<(Vec<Image>, Identity), WatchError> {
         let (td, tags) = self.deployer.task_definition(task_definition).await.map_err(WatchError::Ecs)?;
-        Ok(message::images(td.container_definitions(), &tags))
+        Ok((message::images(td.container_definitions(), &tags), nightshift::rollout::revision_identity(&tags)))
     }
 
-    /// Every service tagged `nightshift:promote-from=<upstream>`, with its settings or what is wrong with them.
-    async fn followers(&self, upstream: &ServiceId) -> Result<Vec<Follower>, WatchError> {
+    /// Every service here tagged `nightshift:promote-from` naming `upstream` in
+    /// `account` (`own`: this function's account, which a tag may leave out),
+    /// with its settings or what is wrong with them.
+    async fn followers(&self, account: &str, upstream: &ServiceId, own: &str) -> Result<Vec<Follower>, WatchError> {
         let services = nightshift::ecs::services_in(&self.ecs, &self.config.clusters).await.map_err(WatchError::Ecs)?;
         let follows = |s: &Service| {
-            tag_value(s.tags(), PROMOTE_FROM_TAG).is_some_and(|from| ServiceId::parse(from).as_ref() == Ok(upstream))
+            tag_value(s.tags(), PROMOTE_FROM_TAG)
+                .and_then(|from| promote::Followed::parse(from).ok())
+                .is_some_and(|from| from.is(account, upstream, own))
         };
         Ok(services
             .iter()
@@ -599,7 +705,7 @@ impl<'n> WatchRollouts<'n> {
     ) -> Result<(), WatchError> {
         let mut result = PromotionReport { service: id.to_string(), by_hand: due.is_none(), ..Default::default() };
         let mut invocation = Invocation::new(&invoked.request_id);
-        let outcome = match self.observe_promotion(&id, &mut invocation, &mut result).await {
+        let outcome = match self.observe_promotion(&id, invoked, &mut invocation, &mut result).await {
             Err(err) => Err(err),
             Ok(PromotionSeen::Gone(why)) => {
                 result.why = why;
@@ -616,7 +722,7 @@ impl<'n> WatchRollouts<'n> {
             }
         };
         if let Ok(Some(service)) = &outcome {
-            let from = result.from.as_deref().and_then(|f| ServiceId::parse(f).ok()).unwrap_or_else(|| id.clone());
+            let from = result.from.clone().unwrap_or_else(|| id.to_string());
             let level_all = self.notifier.config().level == Level::All;
             let notice = plan::promotion_notice(
                 &id,
@@ -641,6 +747,7 @@ impl<'n> WatchRollouts<'n> {
     async fn observe_promotion(
         &self,
         id: &ServiceId,
+        invoked: &Invoked,
         invocation: &mut Invocation,
         result: &mut PromotionReport,
     ) -> Result<PromotionSeen, WatchError> {
@@ -657,21 +764,45 @@ impl<'n> WatchRollouts<'n> {
         };
         let from = settings.from.clone();
         result.from = Some(from.to_string());
-        let Some(upstream_service) = self.active(&from).await? else {
+        // An upstream in another account is read through its reader role; nothing is written there.
+        let reader = match from.elsewhere(&invoked.account) {
+            None => None,
+            Some(account) => Some(reader::open(&self.signed, account, &self.config.reader_role).await.map_err(
+                |why| WatchError::Upstream { account: account.to_owned(), why },
+            )?),
+        };
+        let (ecs, signed, state, checks_prefix) = match &reader {
+            Some(r) => (&r.ecs, r.signed.as_ref(), &r.state, r.checks_prefix.as_str()),
+            None => (&self.ecs, self.signed.as_ref(), &self.state, self.config.checks_prefix.as_str()),
+        };
+        let Some(upstream_service) = active_in(ecs, &from.id).await? else {
             let why = format!("ECS has no service {from}, which {id} follows ({PROMOTE_FROM_TAG})");
             return Ok(PromotionSeen::Refused { service: Box::new(service), why });
         };
-        let upstream_remembered = self.remembered(&upstream_service).await?;
+        let upstream_memory = observe::memory(state, &upstream_service).await.map_err(WatchError::State)?;
+        let upstream_remembered = observe::remembered(&upstream_service, upstream_memory);
         let downstream_remembered = self.remembered(&service).await?;
-        let rollout = self.upstream_rollout(&upstream_service, &from, upstream_remembered.record, invocation).await;
+        let rollout = match &reader {
+            None => self.upstream_rollout(&upstream_service, &from.id, upstream_remembered.record, invocation).await,
+            Some(_) if bluegreen::is_blue_green(&upstream_service) => UpstreamRollout::Unknown(format!(
+                "{from} is deployed by CodeDeploy in another account, whose deployment group the reader role does not read"
+            )),
+            Some(_) => UpstreamRollout::Ecs {
+                deployments: observe::deployments(&upstream_service),
+                record: upstream_remembered.record,
+            },
+        };
         let upstream_arn = upstream_service.task_definition().unwrap_or_default().to_owned();
-        let (upstream_td, upstream_tags) =
-            self.deployer.task_definition(&upstream_arn).await.map_err(WatchError::Ecs)?;
+        let (upstream_td, upstream_tags) = match &reader {
+            None => self.deployer.task_definition(&upstream_arn).await,
+            Some(r) => nightshift::rollout::describe_task_definition(&r.ecs, &upstream_arn).await,
+        }
+        .map_err(WatchError::Ecs)?;
         let downstream_arn = service.task_definition().unwrap_or_default().to_owned();
         let (task_definition, td_tags) =
             self.deployer.task_definition(&downstream_arn).await.map_err(WatchError::Ecs)?;
-        let tasks = observe::running_tasks(&self.signed, &from).await.map_err(WatchError::Ecs)?;
-        let checks = self.checks_of(&from, &upstream_arn, &upstream_remembered.verdicts).await?;
+        let tasks = observe::running_tasks(signed, &from.id).await.map_err(WatchError::Ecs)?;
+        let checks = checks_of(signed, checks_prefix, &from.id, &upstream_arn, &upstream_remembered.verdicts).await?;
         let upstream = Upstream {
             tasks,
             checks,
@@ -786,30 +917,36 @@ impl<'n> WatchRollouts<'n> {
         Ok(())
     }
 
-    /// The upstream's checks of `task_definition`: none when it has no suite
-    /// (`<CHECKS_PARAMETER_PREFIX><cluster>/<service>` does not exist), else its verdict, or pending.
-    async fn checks_of(
-        &self,
-        id: &ServiceId,
-        task_definition: &str,
-        verdicts: &[VerdictSeen],
-    ) -> Result<Checks, WatchError> {
-        let parameter = nightshift::checks::parameter(&self.config.checks_prefix, &id.cluster, &id.service);
-        match self.signed.find_parameter(&parameter).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return Ok(Checks::None),
-            Err(why) => return Err(WatchError::Ssm(format!("GetParameter on {parameter} failed: {why}"))),
-        }
-        Ok(match verdicts.iter().find(|v| v.task_definition == task_definition) {
-            Some(v) if v.passed => Checks::Passed,
-            Some(v) => Checks::Failed(v.why.clone()),
-            None => Checks::Pending,
-        })
-    }
-
     /// The service with its tags, when it is ACTIVE.
     async fn active(&self, id: &ServiceId) -> Result<Option<Service>, WatchError> {
-        let found = nightshift::rollout::describe_service(&self.ecs, id).await.map_err(WatchError::Ecs)?;
-        Ok(found.filter(|s| s.status() == Some("ACTIVE")))
+        active_in(&self.ecs, id).await
     }
+}
+
+/// The upstream's checks of `task_definition`: none when it has no suite
+/// (`<prefix><cluster>/<service>` does not exist in its account), else its verdict, or pending.
+async fn checks_of(
+    signed: &SignedHttp,
+    prefix: &str,
+    id: &ServiceId,
+    task_definition: &str,
+    verdicts: &[VerdictSeen],
+) -> Result<Checks, WatchError> {
+    let parameter = nightshift::checks::parameter(prefix, &id.cluster, &id.service);
+    match signed.find_parameter(&parameter).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return Ok(Checks::None),
+        Err(why) => return Err(WatchError::Ssm(format!("GetParameter on {parameter} failed: {why}"))),
+    }
+    Ok(match verdicts.iter().find(|v| v.task_definition == task_definition) {
+        Some(v) if v.passed => Checks::Passed,
+        Some(v) => Checks::Failed(v.why.clone()),
+        None => Checks::Pending,
+    })
+}
+
+/// The service with its tags, when it is ACTIVE.
+async fn active_in(ecs: &aws_sdk_ecs::Client, id: &ServiceId) -> Result<Option<Service>, WatchError> {
+    let found = nightshift::rollout::describe_service(ecs, id).await.map_err(WatchError::Ecs)?;
+    Ok(found.filter(|s| s.status() == Some("ACTIVE")))
 }

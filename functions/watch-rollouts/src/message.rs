@@ -2,6 +2,7 @@
 
 use aws_sdk_ecs::types::{ContainerDefinition, Tag};
 use nightshift::ecs::deployed_image_tag;
+use nightshift::identity::Identity;
 use nightshift::image::ImageRef;
 use nightshift::notify::{Notice, Tone};
 use serde::Serialize;
@@ -50,6 +51,8 @@ pub struct Told<'a> {
     pub why: &'a str,
     pub took_seconds: Option<i64>,
     pub quarantined: &'a [String],
+    /// The merge the revision is.
+    pub identity: &'a Identity,
 }
 
 /// `api:8` of a task definition ARN.
@@ -96,6 +99,7 @@ pub fn notice(told: &Told) -> Notice {
         };
         facts.push((format!("Image of {}", image.container), what));
     }
+    merge_facts(told.identity, &mut facts);
     if let Some(old) = old {
         facts.push(("Previous revision".into(), old.to_owned()));
     }
@@ -128,6 +132,16 @@ pub fn notice(told: &Told) -> Notice {
     }
 }
 
+/// Which merge a revision is: `Merge` (pull request, commit) and `Source`, where known.
+fn merge_facts(identity: &Identity, facts: &mut Vec<(String, String)>) {
+    if let Some(merge) = identity.words().filter(|_| identity.pr.is_some() || identity.commit.is_some() || identity.branch.is_some()) {
+        facts.push(("Merge".into(), merge));
+    }
+    if let Some(source) = &identity.source {
+        facts.push(("Source".into(), source.clone()));
+    }
+}
+
 /// The console page of a service's deployments.
 fn service_link(region: &str, id: &ServiceId) -> Option<(String, String)> {
     Some((
@@ -140,7 +154,7 @@ fn service_link(region: &str, id: &ServiceId) -> Option<(String, String)> {
 }
 
 /// A promotion that did not move: why, and how to promote by hand.
-pub fn promotion_refused(id: &ServiceId, from: &ServiceId, why: &str, region: &str) -> Notice {
+pub fn promotion_refused(id: &ServiceId, from: &str, why: &str, region: &str) -> Notice {
     Notice {
         tone: Tone::Failure,
         title: format!("Promotion held: {id}"),
@@ -168,6 +182,7 @@ pub fn promotion_started(deployed: &Deployed, from: &str, region: &str) -> Notic
     for change in &deployed.images {
         facts.push((format!("Image of {}", change.container), change.to.clone()));
     }
+    merge_facts(&deployed.identity, &mut facts);
     let new = deployed.new_task_definition.as_deref().map(revision).unwrap_or("a new revision");
     Notice {
         tone: Tone::Info,
@@ -208,6 +223,7 @@ mod tests {
             why: "ECS deployment circuit breaker: tasks failed to start.",
             took_seconds: Some(372),
             quarantined: &["sha256:7f5b0c0e0d7a6a4b".to_owned()],
+                identity: &Identity::default(),
         })
     }
 

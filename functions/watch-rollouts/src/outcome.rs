@@ -8,13 +8,13 @@
 //! …", ending COMPLETED or FAILED. Events come twice and out of order.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The service tag in which an older release recorded which deployments'
 /// outcomes were told (read until carried into the state table).
 pub const TOLD_TAG: &str = "nightshift:told";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     #[serde(rename = "succeeded")]
     Succeeded,

@@ -13,7 +13,9 @@ use serde::Serialize;
 use crate::message::{self, Image};
 use crate::observe::{Remembered, TagRecords};
 use crate::outcome::{DeploymentStatus, Mark, Outcome, RolloutEnding, RolloutState, ToldRecord, is_rollback_reason};
+use crate::announce::RolloutOutcome;
 use crate::promote::{self, Due, Settings, Settled};
+use nightshift::identity::Identity;
 
 /// A service as the plans read it: where it is, and its tags now.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +102,8 @@ pub struct OutcomePlan {
     /// Short digests the quarantine gains.
     pub quarantined: Vec<String>,
     pub warnings: Vec<String>,
+    /// The outcome, put on the default event bus (`announce`).
+    pub announce: Option<RolloutOutcome>,
 }
 
 /// A service that follows the one whose rollout succeeded, with its settings or what is wrong with them.
@@ -122,6 +126,10 @@ pub struct OutcomeInput<'a> {
     /// When the rollout ended.
     pub ended: DateTime<Utc>,
     pub region: &'a str,
+    /// This function's own account (empty when unknown).
+    pub account: &'a str,
+    /// The merge the rollout's revision is.
+    pub identity: &'a Identity,
     /// `NOTIFY_LEVEL=all`: successes are told too.
     pub tell_successes: bool,
     pub now: DateTime<Utc>,
@@ -151,8 +159,28 @@ pub fn plan_outcome(input: &OutcomeInput<'_>) -> OutcomePlan {
     if outcome == Outcome::Succeeded
         && let Some(task_definition) = &input.ending.task_definition
     {
-        plan_promotions(input, task_definition, &mut plan);
+        let rollout = Rollout {
+            from: &input.service.id.to_string(),
+            task_definition,
+            deployment: &input.ending.rollout,
+            ended: input.ended,
+        };
+        plan_promotions(&rollout, input.followers, input.region, input.now, &mut plan);
     }
+    plan.announce = Some(RolloutOutcome {
+        account: input.account.to_owned(),
+        region: input.region.to_owned(),
+        cluster: input.service.id.cluster.clone(),
+        service: input.service.id.service.clone(),
+        outcome,
+        deployment: input.ending.rollout.clone(),
+        revision: input.ending.task_definition.clone(),
+        previous_revision: input.ending.previous.clone(),
+        digests: input.images.iter().filter_map(|i| i.digest.clone()).collect(),
+        completed_at: input.ended,
+        identity: input.identity.clone(),
+        promoted_from: input.service.tag(promote::PROMOTE_FROM_TAG).map(str::to_owned),
+    });
     if outcome.is_failure() || input.tell_successes {
         let told = message::Told {
             outcome,
@@ -165,6 +193,7 @@ pub fn plan_outcome(input: &OutcomeInput<'_>) -> OutcomePlan {
             why: &input.ending.why,
             took_seconds: took_seconds(input.ending, input.ended),
             quarantined: &plan.quarantined,
+            identity: input.identity,
         };
         plan.tellings.extend(telling(input.service, message::notice(&told), &mut plan.warnings));
     }
@@ -227,31 +256,53 @@ pub fn took_seconds(ending: &RolloutEnding, ended: DateTime<Utc>) -> Option<i64>
     ending.started.map(|s| (ended - s).num_seconds().max(0))
 }
 
+/// A rollout that succeeded, as its followers' promotions are scheduled from it.
+pub struct Rollout<'a> {
+    /// The service it rolled out, as the followers' reports name it.
+    pub from: &'a str,
+    pub task_definition: &'a str,
+    pub deployment: &'a str,
+    pub ended: DateTime<Utc>,
+}
+
+/// The promotions an outcome another account announced schedules: one per
+/// follower here, as for a rollout of this account's own.
+pub fn plan_announced(detail: &RolloutOutcome, followers: &[Follower], now: DateTime<Utc>) -> OutcomePlan {
+    let mut plan = OutcomePlan::default();
+    if let (Outcome::Succeeded, Some(task_definition)) = (detail.outcome, &detail.revision) {
+        let from = format!("{}:{}/{}", detail.account, detail.cluster, detail.service);
+        let rollout =
+            Rollout { from: &from, task_definition, deployment: &detail.deployment, ended: detail.completed_at };
+        plan_promotions(&rollout, followers, &detail.region, now, &mut plan);
+    }
+    plan
+}
+
 /// One schedule per follower whose settings are right, due when its soak
 /// ends (in its window); a follower whose tags are wrong is warned and told.
-fn plan_promotions(input: &OutcomeInput<'_>, task_definition: &str, plan: &mut OutcomePlan) {
-    let upstream = &input.service.id;
-    for follower in input.followers {
+fn plan_promotions(rollout: &Rollout<'_>, followers: &[Follower], region: &str, now: DateTime<Utc>, plan: &mut OutcomePlan) {
+    for follower in followers {
         let id = &follower.service.id;
         match &follower.settings {
             Ok(settings) => {
                 let due = Due {
                     service: id.to_string(),
-                    from: upstream.to_string(),
-                    task_definition: task_definition.to_owned(),
-                    deployment: input.ending.rollout.clone(),
-                    completed_at: Some(input.ended),
+                    // As the follower names what it follows, which a promotion checks it still does.
+                    from: settings.from.to_string(),
+                    task_definition: rollout.task_definition.to_owned(),
+                    deployment: rollout.deployment.to_owned(),
+                    completed_at: Some(rollout.ended),
                 };
                 plan.schedules.push(PlannedSchedule {
                     id: id.clone(),
-                    schedule: promote::schedule_name(id, &input.ending.rollout, None),
-                    at: promote::due_at(input.ended, settings, input.now),
+                    schedule: promote::schedule_name(id, rollout.deployment, None),
+                    at: promote::due_at(rollout.ended, settings, now),
                     due,
                 });
             }
             Err(why) => {
                 plan.warnings.push(format!("{id}: promotion not scheduled: {why}"));
-                let notice = message::promotion_refused(id, upstream, why, input.region);
+                let notice = message::promotion_refused(id, rollout.from, why, region);
                 plan.tellings.extend(telling(&follower.service, notice, &mut plan.warnings));
             }
         }
@@ -376,7 +427,7 @@ pub enum PromotionStep {
 /// The notice of a promotion: why it was refused, or (at `NOTIFY_LEVEL=all`) that it started.
 pub fn promotion_notice(
     id: &ServiceId,
-    from: &ServiceId,
+    from: &str,
     result: PromotionResult,
     why: &str,
     deployed: Option<&Deployed>,
@@ -386,7 +437,7 @@ pub fn promotion_notice(
     match (result, deployed) {
         (PromotionResult::Refused, _) => Some(message::promotion_refused(id, from, why, region)),
         (PromotionResult::Promoted, Some(deployed)) if tell_starts => {
-            Some(message::promotion_started(deployed, &from.to_string(), region))
+            Some(message::promotion_started(deployed, from, region))
         }
         _ => None,
     }
@@ -516,6 +567,8 @@ mod tests {
             followers,
             ended: at(5),
             region: "eu-west-1",
+            account: "123456789012",
+            identity: &Identity::default(),
             tell_successes,
             now: at(6),
         })
@@ -563,7 +616,7 @@ mod tests {
             id: ServiceId { cluster: "qa".into(), service: name.into() },
             ..service(&[("nightshift:notify", "teams/qa")])
         };
-        let settings = Settings { from: told.id.clone(), soak: chrono::Duration::minutes(10), window: None };
+        let settings = Settings { from: crate::promote::Followed { account: None, id: told.id.clone() }, soak: chrono::Duration::minutes(10), window: None };
         let followers = [
             Follower { service: follower("api"), settings: Ok(settings) },
             Follower { service: follower("bad"), settings: Err("nightshift:soak-minutes is \"x\"".into()) },

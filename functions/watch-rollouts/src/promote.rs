@@ -24,10 +24,58 @@ pub const DEFAULT_SOAK_MINUTES: i64 = 30;
 /// Thirty days: a soak longer than that is a typo.
 const MAX_SOAK_MINUTES: i64 = 43_200;
 
+/// The service a downstream follows: `[<account>:]<cluster>/<service>`; no
+/// account (or this function's own) is a service of this account, another is
+/// read through that account's read-only role (`READER_ROLE_NAME`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Followed {
+    pub account: Option<String>,
+    pub id: ServiceId,
+}
+
+impl Followed {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (account, rest) = match text.split_once(':') {
+            None => (None, text),
+            Some((account, rest)) if account.len() == 12 && account.chars().all(|c| c.is_ascii_digit()) => {
+                (Some(account.to_owned()), rest)
+            }
+            Some((account, _)) => {
+                return Err(format!(
+                    "{text:?} is not [<account>:]<cluster>/<service>: {account:?} is not a 12-digit account id"
+                ));
+            }
+        };
+        let id = ServiceId::parse(rest)
+            .map_err(|_| format!("{text:?} is not [<account>:]<cluster>/<service>"))?;
+        Ok(Self { account, id })
+    }
+
+    /// The account it is in, when that is not `own` (this function's; empty when unknown).
+    pub fn elsewhere(&self, own: &str) -> Option<&str> {
+        self.account.as_deref().filter(|a| *a != own && !own.is_empty())
+    }
+
+    /// Whether this names `id` in `account` (a service of this function's own account: `own`).
+    pub fn is(&self, account: &str, id: &ServiceId, own: &str) -> bool {
+        self.id == *id && self.account.as_deref().unwrap_or(own) == account
+    }
+}
+
+impl std::fmt::Display for Followed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.account {
+            Some(account) => write!(f, "{account}:{}", self.id),
+            None => write!(f, "{}", self.id),
+        }
+    }
+}
+
 /// A downstream service's promotion settings, from its tags.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    pub from: ServiceId,
+    pub from: Followed,
     pub soak: Duration,
     /// `None`: promotions may happen at any time.
     pub window: Option<WeeklyWindows>,
@@ -42,7 +90,7 @@ impl Settings {
     }
 
     fn parse(from: &str, soak: Option<&str>, window: Option<&str>, timezone: &Tz) -> Result<Self, String> {
-        let from = ServiceId::parse(from).map_err(|why| format!("{PROMOTE_FROM_TAG}: {why}"))?;
+        let from = Followed::parse(from).map_err(|why| format!("{PROMOTE_FROM_TAG}: {why}"))?;
         let soak = match soak.map(str::trim) {
             None => DEFAULT_SOAK_MINUTES,
             Some(text) => text.parse::<i64>().ok().filter(|m| (0..=MAX_SOAK_MINUTES).contains(m)).ok_or_else(|| {
@@ -491,6 +539,22 @@ mod tests {
     }
 
     #[test]
+    fn a_followed_service_may_name_its_account_and_a_tag_without_one_is_this_accounts() {
+        let there = Followed::parse("111122223333:staging/shop").unwrap();
+        assert_eq!((there.account.as_deref(), there.id.to_string().as_str()), (Some("111122223333"), "staging/shop"));
+        assert_eq!(there.to_string(), "111122223333:staging/shop");
+        assert_eq!(there.elsewhere("123456789012"), Some("111122223333"));
+        assert_eq!(there.elsewhere("111122223333"), None, "its own account is no other account");
+        let here = Followed::parse("staging/shop").unwrap();
+        assert_eq!((here.account.as_deref(), here.elsewhere("123456789012")), (None, None));
+        let id = ServiceId::parse("staging/shop").unwrap();
+        assert!(Followed::parse("staging/shop").unwrap().is("123456789012", &id, "123456789012"));
+        assert!(Followed::parse("123456789012:staging/shop").unwrap().is("123456789012", &id, "123456789012"));
+        assert!(!Followed::parse("staging/shop").unwrap().is("111122223333", &id, "123456789012"));
+        assert!(there.is("111122223333", &id, "123456789012"));
+    }
+
+    #[test]
     fn settings_come_from_the_tags_with_clear_errors() {
         let tags = |pairs: &[(&str, &str)]| -> Vec<Tag> {
             pairs.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()
@@ -509,7 +573,11 @@ mod tests {
             (Duration::zero(), "Mon-Fri 09:00-16:00".into())
         );
         let table = [
-            ((PROMOTE_FROM_TAG, "shop"), "nightshift:promote-from: \"shop\" is not <cluster>/<service>"),
+            ((PROMOTE_FROM_TAG, "shop"), "nightshift:promote-from: \"shop\" is not [<account>:]<cluster>/<service>"),
+            (
+                (PROMOTE_FROM_TAG, "1234:staging/shop"),
+                "nightshift:promote-from: \"1234:staging/shop\" is not [<account>:]<cluster>/<service>: \"1234\" is not a 12-digit account id",
+            ),
             ((SOAK_TAG, "half an hour"), "nightshift:soak-minutes is \"half an hour\", not a number of minutes"),
             ((SOAK_TAG, "-5"), "nightshift:soak-minutes is \"-5\""),
             ((WINDOW_TAG, "weekdays 9-5"), "nightshift:promote-window: \"weekdays 9-5\""),
@@ -697,7 +765,7 @@ mod tests {
         assert!(refused(&held_up, &d, Some(&due())).contains("quarantined on staging/shop"));
         // The downstream now follows another service.
         let mut other = d.clone();
-        other.settings.from = ServiceId::parse("staging/other").unwrap();
+        other.settings.from = Followed::parse("staging/other").unwrap();
         assert!(refused(&upstream(), &other, Some(&due())).starts_with("qa/shop now follows staging/other"));
         // Unpinned upstream, no shared repository, two digests of one repository.
         let mut by_tag = upstream();
