@@ -3,7 +3,8 @@
 With NIGHTSHIFT_REQUEST_LOG set to a folder, the sandbox appends, for every
 request signed with a function's own access key id (the tests start each
 function with AWS_ACCESS_KEY_ID=<function name>), one JSON line per
-authorization the request needs: the function, the action, the resource ARN,
+authorization the request needs: the function (or `role:<name>` for a role a function assumed, such as the
+reader role of another account), its account, the action, the resource ARN,
 and the condition keys the template's policies read (the resource's tags as
 they are before the request, aws:TagKeys, ecs:cluster, s3:prefix,
 s3:ResourceAccount, ecs:CreateAction, iam:PassedToService). `make test`'s IAM
@@ -21,21 +22,30 @@ import threading
 import xml.etree.ElementTree as ElementTree
 from urllib.parse import parse_qs, unquote
 
+import accounts
+
 ACCOUNT = "123456789012"
 _write_lock = threading.Lock()
+# The account of the request being mapped (its signer's): resources are named in it.
+_current = threading.local()
+
+
+def _account():
+    return getattr(_current, "account", ACCOUNT)
+
 CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/([^/]+)/([^/]+)/aws4_request")
 
 
 def _ecs_backend(region):
     from moto.ecs.models import ecs_backends
 
-    return ecs_backends[ACCOUNT][region]
+    return ecs_backends[_account()][region]
 
 
 def _cluster_arn(region, cluster):
     if cluster.startswith("arn:"):
         return cluster
-    return f"arn:aws:ecs:{region}:{ACCOUNT}:cluster/{cluster or 'default'}"
+    return f"arn:aws:ecs:{region}:{_account()}:cluster/{cluster or 'default'}"
 
 
 def _cluster_name(cluster):
@@ -45,7 +55,7 @@ def _cluster_name(cluster):
 def _service_arn(region, cluster, service):
     if service.startswith("arn:"):
         return service
-    return f"arn:aws:ecs:{region}:{ACCOUNT}:service/{_cluster_name(cluster)}/{service}"
+    return f"arn:aws:ecs:{region}:{_account()}:service/{_cluster_name(cluster)}/{service}"
 
 
 def _resource_tags(region, arn):
@@ -79,7 +89,7 @@ def _ecs(region, operation, body):
     if operation == "DescribeServices":
         return [(action, _service_arn(region, cluster, s), dict(cluster_ctx)) for s in body.get("services", [])]
     if operation == "DescribeTasks":
-        return [(action, t if t.startswith("arn:") else f"arn:aws:ecs:{region}:{ACCOUNT}:task/{_cluster_name(cluster)}/{t}",
+        return [(action, t if t.startswith("arn:") else f"arn:aws:ecs:{region}:{_account()}:task/{_cluster_name(cluster)}/{t}",
                  dict(cluster_ctx)) for t in body.get("tasks", [])]
     if operation == "UpdateService":
         arn = _service_arn(region, cluster, body.get("service", ""))
@@ -97,7 +107,7 @@ def _ecs(region, operation, body):
         family = body.get("family", "")
         tags = body.get("tags") or []
         if tags:
-            found.append(("ecs:TagResource", f"arn:aws:ecs:{region}:{ACCOUNT}:task-definition/{family}:*",
+            found.append(("ecs:TagResource", f"arn:aws:ecs:{region}:{_account()}:task-definition/{family}:*",
                           {"ecs:CreateAction": "RegisterTaskDefinition", "aws:TagKeys": [t["key"] for t in tags]}))
         for role in (body.get("taskRoleArn"), body.get("executionRoleArn")):
             if role:
@@ -114,7 +124,7 @@ def _aas(region, operation, body):
         # The target's ARN has an id AWS makes; any target of the account and region.
         context = {"application-autoscaling:service-namespace": body.get("ServiceNamespace", ""),
                    "application-autoscaling:scalable-dimension": body.get("ScalableDimension", "")}
-        return [(action, f"arn:aws:application-autoscaling:{region}:{ACCOUNT}:scalable-target/0123abcd", context)]
+        return [(action, f"arn:aws:application-autoscaling:{region}:{_account()}:scalable-target/0123abcd", context)]
     return [(f"unknown:{action}", "*", {})]
 
 
@@ -122,7 +132,7 @@ def _ecr(region, operation, body):
     action = f"ecr:{operation}"
     if operation in ("DescribeImages", "BatchGetImage", "GetDownloadUrlForLayer"):
         repository = body.get("repositoryName", "")
-        account = body.get("registryId", ACCOUNT)
+        account = body.get("registryId") or _account()
         return [(action, f"arn:aws:ecr:{region}:{account}:repository/{repository}", {})]
     return [(f"unknown:{action}", "*", {})]
 
@@ -132,7 +142,7 @@ def _codedeploy_tags(region, arn):
     from moto.codedeploy.models import codedeploy_backends
 
     try:
-        tags = codedeploy_backends[ACCOUNT][region].list_tags_for_resource(arn).get("Tags", [])
+        tags = codedeploy_backends[_account()][region].list_tags_for_resource(arn).get("Tags", [])
     except Exception:
         return {}
     return {f"aws:ResourceTag/{t['Key']}": t["Value"] for t in tags}
@@ -140,7 +150,7 @@ def _codedeploy_tags(region, arn):
 
 def _codedeploy(region, operation, body):
     action = f"codedeploy:{operation}"
-    arn = f"arn:aws:codedeploy:{region}:{ACCOUNT}"
+    arn = f"arn:aws:codedeploy:{region}:{_account()}"
     application = body.get("applicationName", "")
     if operation == "ListApplications":
         return [(action, "*", {})]
@@ -155,7 +165,7 @@ def _codedeploy(region, operation, body):
         from moto.codedeploy.models import codedeploy_backends
 
         wanted = body.get("deploymentId", "")
-        found = next((d for d in codedeploy_backends[ACCOUNT][region].deployments.values()
+        found = next((d for d in codedeploy_backends[_account()][region].deployments.values()
                       if d.deployment_id == wanted), None)
         group = f"{found.application_name}/{found.deployment_group_name}" if found else "unknown"
         return [(action, f"{arn}:deploymentgroup:{group}", {})]
@@ -166,7 +176,7 @@ def _codedeploy(region, operation, body):
         name = body.get("deploymentGroupName", "")
         config = body.get("deploymentConfigName")
         if not config:
-            group = codedeploy_backends[ACCOUNT][region].deployment_groups.get(application, {}).get(name)
+            group = codedeploy_backends[_account()][region].deployment_groups.get(application, {}).get(name)
             config = str(group.deployment_config_name) if group else "unknown"
         group_arn, application_arn = f"{arn}:deploymentgroup:{application}/{name}", f"{arn}:application:{application}"
         return [(action, group_arn, _codedeploy_tags(region, group_arn)),
@@ -177,7 +187,7 @@ def _codedeploy(region, operation, body):
 
 def _cloudwatch(region, operation, body):
     action = f"cloudwatch:{operation}"
-    alarm = f"arn:aws:cloudwatch:{region}:{ACCOUNT}:alarm:"
+    alarm = f"arn:aws:cloudwatch:{region}:{_account()}:alarm:"
     if operation == "DescribeAlarms":
         names = body.get("AlarmNames") or []
         return [(action, f"{alarm}{name}", {}) for name in names] or [(action, f"{alarm}*", {})]
@@ -191,8 +201,25 @@ def _ssm(region, operation, body):
     if operation == "GetParameter":
         # A name that starts with / makes the ARN parameter/<path>; one without, parameter/<name>.
         name = body.get("Name", "").lstrip("/")
-        return [(action, f"arn:aws:ssm:{region}:{ACCOUNT}:parameter/{name}", {})]
+        return [(action, f"arn:aws:ssm:{region}:{_account()}:parameter/{name}", {})]
     return [(f"unknown:{action}", "*", {})]
+
+
+def _events(region, operation, body):
+    action = f"events:{operation}"
+    if operation == "PutEvents":
+        return [(action, f"arn:aws:events:{region}:{_account()}:event-bus/{e.get('EventBusName') or 'default'}",
+                 {"events:source": e.get("Source", ""), "events:detail-type": e.get("DetailType", "")})
+                for e in body.get("Entries", [])]
+    return [(f"unknown:{action}", "*", {})]
+
+
+def _sts(raw):
+    form = parse_qs((raw or b"").decode("utf-8", "replace"))
+    action = form.get("Action", [""])[0]
+    if action == "AssumeRole":
+        return [("sts:AssumeRole", form.get("RoleArn", [""])[0], {})]
+    return [(f"unknown:sts:{action}", "*", {})]
 
 
 def _scheduler(region, method, path, raw):
@@ -204,7 +231,7 @@ def _scheduler(region, method, path, raw):
         except ValueError:
             body = {}
         group = body.get("GroupName") or "default"
-        needs = [("scheduler:CreateSchedule", f"arn:aws:scheduler:{region}:{ACCOUNT}:schedule/{group}/{found.group(1)}",
+        needs = [("scheduler:CreateSchedule", f"arn:aws:scheduler:{region}:{_account()}:schedule/{group}/{found.group(1)}",
                   {})]
         role = (body.get("Target") or {}).get("RoleArn")
         if role:
@@ -217,7 +244,7 @@ def _dynamodb(region, operation, body):
     """DynamoDB authorizes each table a request reads or writes, with the
     partition keys it touches as `dynamodb:LeadingKeys` (the state table's `pk`)."""
     def table_arn(name):
-        return name if name.startswith("arn:") else f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{name}"
+        return name if name.startswith("arn:") else f"arn:aws:dynamodb:{region}:{_account()}:table/{name}"
 
     def leading(key):
         return (key or {}).get("pk", {}).get("S")
@@ -242,7 +269,7 @@ def _s3(method, path, query, raw):
     parts = unquote(path).lstrip("/").split("/", 1)
     bucket, key = parts[0], (parts[1] if len(parts) > 1 else "")
     bucket_arn = f"arn:aws:s3:::{bucket}"
-    context = {"s3:ResourceAccount": ACCOUNT}
+    context = {"s3:ResourceAccount": _account()}
     q = parse_qs(query, keep_blank_values=True)
     version = q.get("versionId", [None])[0]
     if not key:
@@ -283,9 +310,15 @@ def authorizations(environ, raw):
     found = CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
     if not found:
         return None
-    function, region, service = found.groups()
-    if function in ("testing", "sandbox"):
-        return None
+    key, region, service = found.groups()
+    account, principal, function = accounts.caller(key)
+    if function is None:
+        # A role assumed by a function (a reader role): its requests are checked against that role.
+        role = principal.split("/")[-1] if ":role/" in principal else ""
+        if not role or role == "nightshift-tests":
+            return None
+        function = f"role:{role}"
+    _current.account = account
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     operation = target.rpartition(".")[2]
     try:
@@ -306,6 +339,10 @@ def authorizations(environ, raw):
         needs = _dynamodb(region, operation, body)
     elif service == "monitoring":
         needs = _cloudwatch(region, operation, body)
+    elif service == "events":
+        needs = _events(region, operation, body)
+    elif service == "sts":
+        needs = _sts(raw)
     elif service == "scheduler":
         needs = _scheduler(region, environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""), raw)
     elif service == "s3":
@@ -336,8 +373,9 @@ def record(environ, raw):
         return
     function, needs = found
     env = settings(environ)
-    lines = [json.dumps({"function": function, "settings": env, "action": a, "resource": r, "context": c})
-             for a, r, c in needs]
+    account = _account()
+    lines = [json.dumps({"function": function, "account": account, "settings": env, "action": a, "resource": r,
+                         "context": c}) for a, r, c in needs]
     os.makedirs(folder, exist_ok=True)
     with _write_lock, open(os.path.join(folder, f"{os.getpid()}.jsonl"), "a", encoding="utf-8") as out:
         for line in lines:

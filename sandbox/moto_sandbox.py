@@ -132,8 +132,10 @@ from moto.s3.models import s3_backends
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+import accounts
 import cloudwatch
 import codedeploy
+import events
 import ecr_registry
 import ecs_rollouts
 import hooks
@@ -230,11 +232,20 @@ def _ecr_keeps_images_whose_tag_moves() -> None:
             for image in left:
                 repository.images.remove(image)
         try:
-            return original_put(self, repository_name, image_manifest, image_tag, image_manifest_mediatype, digest)
+            image = original_put(self, repository_name, image_manifest, image_tag, image_manifest_mediatype, digest)
         finally:
             for image in left:
                 image.remove_tag(image_tag)
                 repository.images.insert(0, image)
+        # ECR puts "ECR Image Action" on the account's default bus for every successful push.
+        detail = {"result": "SUCCESS", "repository-name": repository_name, "image-digest": actual,
+                  "action-type": "PUSH"}
+        if image_tag:
+            detail["image-tag"] = image_tag
+        if image_manifest_mediatype:
+            detail["manifest-media-type"] = image_manifest_mediatype
+        events.emit(self.account_id, self.region_name, "aws.ecr", "ECR Image Action", detail)
+        return image
 
     models.ECRBackend.put_image = put_image
 
@@ -460,7 +471,7 @@ class SandboxApp:
 
             body = json.loads(Request(environ).get_data() or b"{}")
             role = sts_backends[ACCOUNT]["global"].assume_role(
-                region_name="us-east-1", role_session_name="sandbox", role_arn=body["role_arn"],
+                region_name="us-east-1", role_session_name=body.get("session", "sandbox"), role_arn=body["role_arn"],
                 policy="", duration=3600, external_id="")
             answer = {"access_key_id": role.access_key_id, "secret_access_key": role.secret_access_key,
                       "session_token": role.session_token}
@@ -483,7 +494,8 @@ class SandboxApp:
             body = json.loads(Request(environ).get_data() or b"{}")
             try:
                 with self.lock_for("ecs"):
-                    ended = ecs_rollouts.end_rollout(ACCOUNT, body.get("region", "us-east-1"), body["cluster"],
+                    ended = ecs_rollouts.end_rollout(body.get("account", ACCOUNT), body.get("region", "us-east-1"),
+                                                     body["cluster"],
                                                      body["service"], body.get("outcome", "COMPLETED"))
                 response = Response(json.dumps(ended, default=str), 200, mimetype="application/json")
             except (KeyError, ValueError) as err:
@@ -514,19 +526,62 @@ class SandboxApp:
         if environ.get("PATH_INFO", "") in (scheduler.PASS_PATH, scheduler.SCHEDULES_PATH, scheduler.FAILED_PATH,
                                             scheduler.DEAD_LETTERS_PATH):
             return self.scheduler(environ, start_response)
+        if environ.get("PATH_INFO") == events.EVENTS_PATH:
+            request = Request(environ)
+            answer = events.bus(request.args.get("account", ACCOUNT), request.args.get("region", "us-east-1"))
+            return Response(json.dumps(answer), 200, mimetype="application/json")(environ, start_response)
+        if environ.get("PATH_INFO") == accounts.STACK_PATH and environ.get("REQUEST_METHOD") == "POST":
+            body = json.loads(Request(environ).get_data() or b"{}")
+            try:
+                with self.lock_for("iam"), self.lock_for("ssm"), self.lock_for("dynamodb"):
+                    made = accounts.deploy(body["account"], body.get("region", "us-east-1"),
+                                           body.get("template", "template.yaml"), body.get("parameters", {}),
+                                           create_state_table_in)
+                response = Response(json.dumps(made), 200, mimetype="application/json")
+            except (KeyError, ValueError) as err:
+                response = Response(json.dumps({"error": str(err)}), 400, mimetype="application/json")
+            return response(environ, start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         service = signed_service(environ.get("HTTP_AUTHORIZATION", ""))
+        key = re.search(r"Credential=([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+        account = accounts.caller(key.group(1))[0] if key else ACCOUNT
+        raw = None
         if target or service == "scheduler" or os.environ.get("NIGHTSHIFT_REQUEST_LOG"):
             raw = Request(environ).get_data()
             environ["wsgi.input"] = io.BytesIO(raw)
             environ["CONTENT_LENGTH"] = str(len(raw))
             iam_requests.record(environ, raw)
+        assumed = accounts.assumed(key.group(1)) if key else None
+        if assumed is not None and not assumed[2] in accounts.FUNCTION_ROLES:
+            if raw is None:
+                raw = Request(environ).get_data()
+                environ["wsgi.input"] = io.BytesIO(raw)
+                environ["CONTENT_LENGTH"] = str(len(raw))
+            found = iam_requests.authorizations(environ, raw)
+            with self.lock_for("iam"):
+                why = accounts.role_refusal(assumed[1], found[1]) if found else None
+            if why is not None:
+                return Response(json.dumps({"__type": "AccessDeniedException", "message": why}), 400,
+                                mimetype="application/x-amz-json-1.1")(environ, start_response)
         if target or service == "scheduler":
             refused = self.refused_in_time(environ, target, service)
             if refused is not None:
                 return refused(environ, start_response)
+        if service == "sts" and key:
+            refused = self.sts_refusal(environ, key.group(1), raw)
+            if refused is not None:
+                return refused(environ, start_response)
+        if target == "AWSEvents.PutEvents":
+            refused = strict.refusal(target, raw, ecs_tag_keys)
+            if refused:
+                status, kind, message = refused
+                return Response(json.dumps({"__type": kind, "message": message}), status,
+                                mimetype="application/x-amz-json-1.1")(environ, start_response)
+            status, answer = events.put_events(account, signed_region(environ.get("HTTP_AUTHORIZATION", "")),
+                                               json.loads(raw or b"{}"))
+            return Response(json.dumps(answer), status, mimetype="application/x-amz-json-1.1")(environ, start_response)
         if target.startswith("AmazonEC2ContainerRegistry_V20150921."):
-            answered = self.ecr_across_accounts(environ, start_response, target.rpartition(".")[2], raw)
+            answered = self.ecr_across_accounts(environ, start_response, account, target.rpartition(".")[2], raw)
             if answered is not None:
                 return answered
         if target:
@@ -550,13 +605,13 @@ class SandboxApp:
             if operation == "DescribeAlarmHistory":
                 region = signed_region(environ.get("HTTP_AUTHORIZATION", ""))
                 with self.lock_for("monitoring"):
-                    status, answer = cloudwatch.answer(ACCOUNT, region, json.loads(raw or b"{}"))
+                    status, answer = cloudwatch.answer(account, region, json.loads(raw or b"{}"))
                 return Response(json.dumps(answer), status, mimetype="application/x-amz-json-1.0")(
                     environ, start_response)
             if service == "ecs" and operation in ecs_rollouts.HISTORY_OPERATIONS:
                 region = signed_region(environ.get("HTTP_AUTHORIZATION", ""))
                 with self.lock_for("ecs"):
-                    status, answer = ecs_rollouts.answer(ACCOUNT, region, operation, json.loads(raw or b"{}"))
+                    status, answer = ecs_rollouts.answer(account, region, operation, json.loads(raw or b"{}"))
                 body = json.dumps(answer, default=ecs_rollouts.json_default)
                 return Response(body, status, mimetype="application/x-amz-json-1.1")(
                     environ, start_response)
@@ -572,6 +627,26 @@ class SandboxApp:
                                     mimetype="application/json")(environ, start_response)
             return self.moto(environ, start_response)
 
+    def sts_refusal(self, environ, access_key: str, raw):
+        """AssumeRole of a role whose trust policy does not let the caller: IAM's refusal (accounts.py)."""
+        from urllib.parse import parse_qs
+
+        if raw is None:
+            raw = Request(environ).get_data()
+            environ["wsgi.input"] = io.BytesIO(raw)
+            environ["CONTENT_LENGTH"] = str(len(raw))
+        form = parse_qs(raw.decode("utf-8", "replace"))
+        if form.get("Action", [""])[0] != "AssumeRole":
+            return None
+        _, principal, _ = accounts.caller(access_key)
+        with self.lock_for("iam"):
+            why = accounts.trust_refusal(principal, form.get("RoleArn", [""])[0])
+        if why is None:
+            return None
+        body = (f'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+                f'<Code>AccessDenied</Code><Message>{why}</Message></Error><RequestId>sandbox</RequestId></ErrorResponse>')
+        return Response(body, 403, mimetype="text/xml")
+
     def ecr_blob(self, environ, start_response):
         """Stores a blob (POST), or answers one by its download URL (GET): see ecr_registry.py."""
         path = environ.get("PATH_INFO", "")
@@ -586,13 +661,9 @@ class SandboxApp:
                 environ, start_response)
         return Response(found, 200, mimetype="application/octet-stream")(environ, start_response)
 
-    def ecr_across_accounts(self, environ, start_response, operation: str, raw: bytes):
+    def ecr_across_accounts(self, environ, start_response, caller: str, operation: str, raw: bytes):
         """Another account's registry, as its repository policy allows (see ecr_registry.py), and
         GetDownloadUrlForLayer; the answer, or None to let moto answer (in the registry's account)."""
-        from moto.iam.models import get_account_id_from
-
-        found = re.search(r"Credential=([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
-        caller = get_account_id_from(found.group(1)) if found else ACCOUNT
         region = signed_region(environ.get("HTTP_AUTHORIZATION", ""))
         try:
             body = json.loads(raw or b"{}")
@@ -623,7 +694,10 @@ class SandboxApp:
                 if environ.get("PATH_INFO") == scheduler.PASS_PATH and environ.get("REQUEST_METHOD") == "POST":
                     body = json.loads(request.get_data() or b"{}")
                     minutes = float(body["minutes"])
-                    ecs_rollouts.age(ACCOUNT, minutes)
+                    from moto.ecs.models import ecs_backends
+
+                    for aged in list(ecs_backends.keys()):
+                        ecs_rollouts.age(aged, minutes)
                     scheduler.shift(ACCOUNT, minutes)
                     answer = {"fired": scheduler.fire(ACCOUNT, body.get("region", region))}
                 elif environ.get("PATH_INFO") == scheduler.SCHEDULES_PATH:
@@ -650,9 +724,16 @@ STATE_TABLE = "StateTable"
 
 def create_state_table(region: str = "us-east-1") -> None:
     """The template's StateTable, in moto's DynamoDB."""
+    create_state_table_in(ACCOUNT, region)
+
+
+def create_state_table_in(account: str, region: str) -> None:
+    """The template's StateTable in an account's DynamoDB (once)."""
     from moto.dynamodb.models import dynamodb_backends
 
-    dynamodb_backends[ACCOUNT][region].create_table(
+    if STATE_TABLE in dynamodb_backends[account][region].tables:
+        return
+    dynamodb_backends[account][region].create_table(
         STATE_TABLE,
         schema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         throughput=None,

@@ -1,6 +1,6 @@
 """AWS's input rules, which moto does not check, for the sandbox.
 
-Every ECS, Application Auto Scaling, CodeDeploy, SSM, DynamoDB and CloudWatch request (JSON
+Every ECS, ECR, Application Auto Scaling, CodeDeploy, SSM, DynamoDB, CloudWatch and EventBridge request (JSON
 1.1 and 1.0 protocols, the operation in X-Amz-Target) is checked against the service's published API
 model, as botocore ships it: required members, string lengths, number ranges,
 list and map sizes, enums and patterns. What AWS would refuse is refused with
@@ -24,6 +24,8 @@ TARGETS = {
     "AmazonSSM": "ssm",
     "DynamoDB_20120810": "dynamodb",
     "GraniteServiceVersion20100801": "cloudwatch",
+    "AWSEvents": "events",
+    "AmazonEC2ContainerRegistry_V20150921": "ecr",
 }
 
 MAX_TAGS = 50

@@ -41,14 +41,17 @@ PSEUDO = {
 }
 NO_VALUE = object()
 
+# Who signed (a function, or a role a function assumed: `role:<name>`) -> its role in the template.
 FUNCTIONS = {
-    "expire-logs": "ExpireLogsFunction",
-    "deploy-on-push": "DeployOnPushFunction",
-    "scale-to-zero": "ScaleToZeroFunction",
-    "scale-on-ingress": "ScaleOnIngressFunction",
-    "reset-dataspace": "ResetDataspaceFunction",
-    "watch-rollouts": "WatchRolloutsFunction",
-    "verify-rollout": "VerifyRolloutFunction",
+    "expire-logs": "ExpireLogsFunctionRole",
+    "deploy-on-push": "DeployOnPushFunctionRole",
+    "scale-to-zero": "ScaleToZeroFunctionRole",
+    "scale-on-ingress": "ScaleOnIngressFunctionRole",
+    "reset-dataspace": "ResetDataspaceFunctionRole",
+    "watch-rollouts": "WatchRolloutsFunctionRole",
+    "verify-rollout": "VerifyRolloutFunctionRole",
+    # Another account's read-only role, as watch-rollouts assumes it (ReaderRoleName's default).
+    "role:nightshift-reader": "ReaderRole",
 }
 
 
@@ -77,7 +80,16 @@ def parameters(function, settings):
     elif function == "reset-dataspace":
         params.update(DataspaceManifest=get("DATASPACE_MANIFEST", ""), DataspaceName=get("DATASPACE_NAME", "mvd"))
     elif function == "watch-rollouts":
-        params.update(DeployClusters=get("CLUSTERS", ""), EcsTaskRoleNamePattern="*-*")
+        params.update(DeployClusters=get("CLUSTERS", ""), EcsTaskRoleNamePattern="*-*",
+                      ReaderRoleName=get("READER_ROLE_NAME", "nightshift-reader"),
+                      PromoteToAccountIds=get("PROMOTE_TO_ACCOUNT_IDS", ""),
+                      # The accounts it may read: any the tests' services follow.
+                      PromoteFromAccountIds=get("PROMOTE_FROM_ACCOUNT_IDS", "111122223333"))
+    elif function.startswith("role:"):
+        # The reader role exists where another account follows this one's services.
+        params.update(PromoteToAccountIds="123456789012", ReaderRoleName=function[len("role:"):])
+    if function == "deploy-on-push":
+        params["RegistryAccountIds"] = get("REGISTRY_ACCOUNT_IDS", "")
     return params
 
 
@@ -160,7 +172,7 @@ class Resolver:
                 kind = self.template.get("Resources", {}).get(target[0], {}).get("Type")
                 if kind == "AWS::DynamoDB::Table" and target[1] == "Arn":
                     # Its name is its logical id here (as the sandbox's table is named).
-                    return f"arn:aws:dynamodb:us-east-1:123456789012:table/{target[0]}"
+                    return f"arn:aws:dynamodb:{PSEUDO['AWS::Region']}:{PSEUDO['AWS::AccountId']}:table/{target[0]}"
                 return f"arn:aws:fake:us-east-1:123456789012:{target[0]}"
             if key == "Fn::Sub":
                 if isinstance(arg, str):
@@ -169,18 +181,23 @@ class Resolver:
         return {k: v for k, v in ((k, self.value(v)) for k, v in node.items()) if v is not NO_VALUE}
 
 
-def statements(function, params, cache={}):
-    """The function role's inline policy statements, resolved."""
-    key = (function, json.dumps(params, sort_keys=True))
+def statements(function, params, account="123456789012", cache={}):
+    """The role's inline policy statements, resolved in its account."""
+    key = (function, account, json.dumps(params, sort_keys=True))
     if key not in cache:
         output = transformed(load(), params)
-        resolver = Resolver(output, params)
-        role = output["Resources"][f"{FUNCTIONS[function]}Role"]
-        found = []
-        for policy in resolver.value(role["Properties"].get("Policies", [])):
-            document = policy["PolicyDocument"]
-            for statement in document["Statement"]:
-                found.append(statement)
+        saved = PSEUDO["AWS::AccountId"]
+        PSEUDO["AWS::AccountId"] = account
+        try:
+            resolver = Resolver(output, params)
+            role = output["Resources"][FUNCTIONS[function]]
+            found = []
+            for policy in resolver.value(role["Properties"].get("Policies", [])):
+                document = policy["PolicyDocument"]
+                for statement in document["Statement"]:
+                    found.append(statement)
+        finally:
+            PSEUDO["AWS::AccountId"] = saved
         cache[key] = found
     return cache[key]
 
@@ -250,7 +267,7 @@ def main():
         if function not in FUNCTIONS:
             continue
         params = parameters(function, line["settings"])
-        found = statements(function, params)
+        found = statements(function, params, line.get("account", "123456789012"))
         action, resource, context = line["action"], line["resource"], line["context"]
         used.setdefault(function, set()).add(action.lower())
         seen_with.setdefault(function, params)

@@ -143,14 +143,24 @@ pub async fn task_definition(ecs: &Client, family: &str, image: &str) -> String 
 }
 
 /// Registers a task definition of these containers and an nginx proxy; returns its ARN.
-pub async fn task_definition_of(ecs: &Client, family: &str, mut containers: Vec<ContainerDefinition>) -> String {
+pub async fn task_definition_of(ecs: &Client, family: &str, containers: Vec<ContainerDefinition>) -> String {
+    task_definition_in(ecs, ACCOUNT, family, containers).await
+}
+
+/// As [`task_definition_of`], in `account` (whose roles its tasks run as; `ecs` must act there).
+pub async fn task_definition_in(
+    ecs: &Client,
+    account: &str,
+    family: &str,
+    mut containers: Vec<ContainerDefinition>,
+) -> String {
     containers.push(proxy());
     ecs.register_task_definition()
         .family(family)
         .set_container_definitions(Some(containers))
         .network_mode(NetworkMode::Awsvpc)
-        .task_role_arn(format!("arn:aws:iam::{ACCOUNT}:role/{family}-task"))
-        .execution_role_arn(format!("arn:aws:iam::{ACCOUNT}:role/{family}-execution"))
+        .task_role_arn(format!("arn:aws:iam::{account}:role/{family}-task"))
+        .execution_role_arn(format!("arn:aws:iam::{account}:role/{family}-execution"))
         .cpu("512")
         .memory("1024")
         .volumes(Volume::builder().name("scratch").build())
@@ -442,10 +452,35 @@ pub fn end_stage_rollout(sandbox: &crate::sandbox::Sandbox, stage: &str, outcome
     events
 }
 
+/// Completes the rollout under way of `<cluster>/<service>` in `account`; ECS's event of its completion.
+pub fn complete_rollout_in(
+    sandbox: &crate::sandbox::Sandbox,
+    account: &str,
+    cluster: &str,
+    service: &str,
+) -> serde_json::Value {
+    let deployments = sandbox.end_rollout_in(account, cluster, service, "COMPLETED");
+    let deployments = deployments.as_array().cloned().unwrap_or_else(|| panic!("end the rollout: {deployments}"));
+    let ended = deployments.iter().find(|d| d["rolloutState"] == "COMPLETED").unwrap_or_else(|| panic!("{deployments:?}"));
+    let mut event = rollout_event_of("watch-rollouts.ecs-deployment-completed.json", account, cluster, service, ended);
+    event["account"] = serde_json::json!(account);
+    event
+}
+
 /// The event of `file` for this deployment of `<stage>/shop`, as the sandbox answered it.
 fn rollout_event(file: &str, stage: &str, deployment: &serde_json::Value) -> serde_json::Value {
+    rollout_event_of(file, ACCOUNT, stage, "shop", deployment)
+}
+
+fn rollout_event_of(
+    file: &str,
+    account: &str,
+    cluster: &str,
+    service: &str,
+    deployment: &serde_json::Value,
+) -> serde_json::Value {
     let mut event = event(file);
-    event["resources"] = serde_json::json!([format!("arn:aws:ecs:{REGION}:{ACCOUNT}:service/{stage}/shop")]);
+    event["resources"] = serde_json::json!([format!("arn:aws:ecs:{REGION}:{account}:service/{cluster}/{service}")]);
     event["detail"]["deploymentId"] = deployment["id"].clone();
     event["detail"]["reason"] = deployment["rolloutStateReason"].clone();
     // moto writes its times as "2026-11-27 16:49:36.123456".

@@ -53,6 +53,8 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
+    /// The account the function is deployed in (its ARN's); the sandbox's default when empty.
+    account: String,
 }
 
 impl Shared {
@@ -94,9 +96,23 @@ pub struct FunctionProcess {
 impl FunctionProcess {
     /// Starts the binary with `env` (and the variables Lambda itself sets).
     pub fn spawn(binary: &Path, env: &[(String, String)]) -> Self {
+        Self::spawn_as(binary, env, crate::sandbox::ACCOUNT, None)
+    }
+
+    /// Starts the binary as deployed in another account of the sandbox: signed
+    /// with the credentials of its role there (`nightshift-<Function>Role-…`,
+    /// assumed through STS with the function's name as session, so the IAM
+    /// proof knows whose requests they are), its ARN in that account.
+    pub fn spawn_in(sandbox: &crate::sandbox::Sandbox, account: &str, binary: &Path, env: &[(String, String)]) -> Self {
+        let name = binary.file_name().and_then(|n| n.to_str()).unwrap_or("function");
+        let (key, secret) = sandbox.function_credentials(account, name);
+        Self::spawn_as(binary, env, account, Some((key, secret)))
+    }
+
+    fn spawn_as(binary: &Path, env: &[(String, String)], account: &str, keys: Option<(String, String)>) -> Self {
         let server = Arc::new(Server::http("127.0.0.1:0").expect("bind the Runtime API stand-in"));
         let port = server.server_addr().to_ip().expect("an IP address").port();
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared { account: account.to_owned(), ..Shared::default() });
         {
             let (server, shared) = (server.clone(), shared.clone());
             thread::spawn(move || {
@@ -126,8 +142,10 @@ impl FunctionProcess {
             .envs(
                 local
                     .then(|| {
+                        let (key, secret) = keys.clone().unwrap_or_else(|| (name.to_owned(), "testing".to_owned()));
                         [
-                            ("AWS_ACCESS_KEY_ID".to_owned(), name.to_owned()),
+                            ("AWS_ACCESS_KEY_ID".to_owned(), key),
+                            ("AWS_SECRET_ACCESS_KEY".to_owned(), secret),
                             ("AWS_SESSION_TOKEN".to_owned(), crate::sandbox::settings_token(env)),
                         ]
                     })
@@ -306,7 +324,7 @@ fn serve(mut request: tiny_http::Request, shared: &Shared) {
             .with_header(header("Lambda-Runtime-Deadline-Ms", &deadline_ms.to_string()))
             .with_header(header(
                 "Lambda-Runtime-Invoked-Function-Arn",
-                "arn:aws:lambda:us-east-1:123456789012:function:nightshift",
+                &format!("arn:aws:lambda:us-east-1:{}:function:nightshift", shared.account),
             ))
             .with_header(header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000"));
         let _ = request.respond(response);

@@ -209,6 +209,41 @@ impl Sandbox {
         self.call("POST", "/_sandbox/codedeploy/end", Some(&body))
     }
 
+    /// The credentials a function deployed in `account` signs with: its role
+    /// there, assumed with the function's name as session name (see `accounts.py`).
+    pub fn function_credentials(&self, account: &str, function: &str) -> (String, String) {
+        let logical: String = function
+            .split('-')
+            .map(|w| w[..1].to_uppercase() + &w[1..])
+            .collect::<String>();
+        let role = format!("arn:aws:iam::{account}:role/nightshift-{logical}FunctionRole-SANDBOX0001");
+        let body = serde_json::json!({"role_arn": role, "session": function});
+        let creds = self.call("POST", "/_sandbox/assume-role", Some(&body));
+        let field = |name: &str| creds[name].as_str().unwrap_or_default().to_owned();
+        (field("access_key_id"), field("secret_access_key"))
+    }
+
+    /// Makes a stack's cross-account parts in `account` from `template`
+    /// (`template.yaml` or `registry.yaml`) with these parameters, as
+    /// CloudFormation would (see `sandbox/accounts.py`); the logical ids made.
+    pub fn deploy_stack(&self, account: &str, template: &str, parameters: serde_json::Value) -> Vec<String> {
+        let body = serde_json::json!({"account": account, "region": REGION, "template": template, "parameters": parameters});
+        let made = self.call("POST", "/_sandbox/stack", Some(&body));
+        made["made"].as_array().into_iter().flatten().filter_map(|m| m.as_str().map(str::to_owned)).collect()
+    }
+
+    /// What is on `account`'s default event bus (put there, or delivered from another account).
+    pub fn bus(&self, account: &str) -> Vec<serde_json::Value> {
+        let found = self.call("GET", &format!("/_sandbox/events?account={account}&region={REGION}"), None);
+        found["events"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Ends a service's ECS rollout in another account (see [`Self::end_rollout`]).
+    pub fn end_rollout_in(&self, account: &str, cluster: &str, service: &str, outcome: &str) -> serde_json::Value {
+        let body = serde_json::json!({"account": account, "cluster": cluster, "service": service, "outcome": outcome, "region": REGION});
+        self.call("POST", "/_sandbox/ecs/rollout", Some(&body))
+    }
+
     /// Ends a service's ECS rollout as ECS would: `COMPLETED`, or `FAILED`
     /// (then, with the circuit breaker's rollback on, a rollback deployment starts).
     pub fn end_rollout(&self, cluster: &str, service: &str, outcome: &str) -> serde_json::Value {

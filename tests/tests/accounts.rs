@@ -5,7 +5,9 @@
 
 use aws_sdk_ecs::types::TaskDefinitionField;
 use nightshift_tests::event;
-use nightshift_tests::platform::{push_labelled_image, task_definition};
+use nightshift_tests::platform::{
+    SCHEDULE_GROUP, app, complete_rollout_in, push_labelled_image, schedule_role, task_definition, task_definition_in,
+};
 use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
 use nightshift_tests::sandbox::{REGION, Sandbox};
 use serde_json::{Value, json};
@@ -177,4 +179,219 @@ async fn a_registry_whose_policy_does_not_let_the_child_read_fails_the_push_and_
     assert_eq!(kind, "DeployFailed");
     assert!(message.contains("AccessDeniedException") || message.contains("no resource-based policy"), "{message}");
     assert_eq!(running(&sandbox).await, before);
+}
+
+const STAGING: &str = "111122223333";
+const PROD: &str = "123456789012";
+
+/// A registry, a staging account and a prod account, each with the parts of
+/// its stack that reach across accounts (made from the templates themselves):
+/// the registry forwards pushes to staging; staging follows pushes from it and
+/// lets prod read it; prod follows `111122223333:staging/shop` after a 30-minute soak.
+async fn three_accounts(sandbox: &Sandbox) {
+    sandbox.deploy_stack(REGISTRY, "registry.yaml", json!({"ChildAccountIds": STAGING}));
+    let made = sandbox.deploy_stack(
+        STAGING,
+        "template.yaml",
+        json!({"RegistryAccountIds": REGISTRY, "PromoteToAccountIds": PROD, "EcsTaskRoleNamePattern": "*"}),
+    );
+    for part in ["StateTable", "ReaderRole", "ReaderDescription", "ForwardOutcomesDownRule", "RegistryPushesBusPolicy"] {
+        assert!(made.contains(&part.to_owned()), "{part} not made in staging: {made:?}");
+    }
+    sandbox.deploy_stack(PROD, "template.yaml", json!({"PromoteFromAccountIds": STAGING, "EcsTaskRoleNamePattern": "*"}));
+    let registry_ecr = aws_sdk_ecr::Client::new(&sandbox.config_in(REGISTRY, REGION));
+    push_labelled_image(sandbox, &registry_ecr, REGISTRY, "shop/api", &["1.2.0"], &[]).await;
+    registry_ecr
+        .set_repository_policy()
+        .repository_name("shop/api")
+        .policy_text(pull_policy(&[STAGING, PROD]))
+        .send()
+        .await
+        .unwrap();
+    let image = format!("{}/shop/api:1.2.0", registry_host(REGISTRY));
+    let stages: [(&str, &str, Vec<(&str, &str)>); 2] = [
+        (STAGING, "staging", vec![("nightshift:deploy", "semver")]),
+        (
+            PROD,
+            "prod",
+            vec![("nightshift:promote-from", "111122223333:staging/shop"), ("nightshift:notify", "slack/releases")],
+        ),
+    ];
+    for (account, cluster, tags) in stages {
+        let ecs = aws_sdk_ecs::Client::new(&sandbox.config_in(account, REGION));
+        ecs.create_cluster().cluster_name(cluster).send().await.unwrap();
+        let td = task_definition_in(&ecs, account, &format!("shop-{cluster}"), vec![app(&image)]).await;
+        let mut create = ecs.create_service().cluster(cluster).service_name("shop").task_definition(td).desired_count(2);
+        for (key, value) in tags {
+            create = create.tags(aws_sdk_ecs::types::Tag::builder().key(key).value(value).build());
+        }
+        create.send().await.unwrap();
+        complete_rollout_in(sandbox, account, cluster, "shop");
+    }
+    sandbox.scheduler().create_schedule_group().name(SCHEDULE_GROUP).send().await.unwrap();
+    sandbox.channel("slack/releases", "releases").await;
+}
+
+fn in_staging(sandbox: &Sandbox, function: &str) -> FunctionProcess {
+    let mut env = sandbox.function_env();
+    env.extend([
+        ("CLUSTERS".to_owned(), "staging".to_owned()),
+        ("REGISTRY_ACCOUNT_IDS".to_owned(), REGISTRY.to_owned()),
+        ("PROMOTE_TO_ACCOUNT_IDS".to_owned(), PROD.to_owned()),
+    ]);
+    FunctionProcess::spawn_in(sandbox, STAGING, &binary(function), &env)
+}
+
+fn prod_watch(sandbox: &Sandbox) -> FunctionProcess {
+    let mut env = sandbox.function_env();
+    env.extend([
+        ("CLUSTERS".to_owned(), "prod".to_owned()),
+        ("SCHEDULE_GROUP".to_owned(), SCHEDULE_GROUP.to_owned()),
+        ("SCHEDULE_ROLE_ARN".to_owned(), schedule_role()),
+        ("NOTIFY_LEVEL".to_owned(), "all".to_owned()),
+    ]);
+    FunctionProcess::spawn(&binary("watch-rollouts"), &env)
+}
+
+/// The events on `account`'s default bus of this source and detail-type, oldest first.
+fn on_bus(sandbox: &Sandbox, account: &str, source: &str, detail_type: &str) -> Vec<Value> {
+    sandbox.bus(account).into_iter().filter(|e| e["source"] == source && e["detail-type"] == detail_type).collect()
+}
+
+async fn image_in(sandbox: &Sandbox, account: &str, cluster: &str) -> (String, Vec<aws_sdk_ecs::types::Tag>) {
+    let ecs = aws_sdk_ecs::Client::new(&sandbox.config_in(account, REGION));
+    let service = ecs.describe_services().cluster(cluster).services("shop").send().await.unwrap();
+    let td = service.services()[0].task_definition().unwrap().to_owned();
+    let out = ecs.describe_task_definition().task_definition(td).include(TaskDefinitionField::Tags).send().await.unwrap();
+    (out.task_definition().unwrap().container_definitions()[0].image().unwrap().to_owned(), out.tags().to_vec())
+}
+
+/// Pushes the merge's 1.3.0 in the registry, and rolls it out to staging as
+/// the forwarded push and staging's rollout make it: staging's deploy-on-push,
+/// then its watch-rollouts, which announces the success. Its digest.
+async fn push_and_roll_out_to_staging(sandbox: &Sandbox) -> String {
+    let registry_ecr = aws_sdk_ecr::Client::new(&sandbox.config_in(REGISTRY, REGION));
+    let digest = push_labelled_image(
+        sandbox,
+        &registry_ecr,
+        REGISTRY,
+        "shop/api",
+        &["1.3.0", "pr-42"],
+        &[("org.opencontainers.image.revision", "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432")],
+    )
+    .await;
+    // ECR told the registry's bus; its rule forwarded the push to staging's.
+    let pushes = on_bus(sandbox, STAGING, "aws.ecr", "ECR Image Action");
+    let push = pushes.iter().find(|e| e["detail"]["image-tag"] == "1.3.0").expect("the push reached staging's bus");
+    assert_eq!(push["account"], REGISTRY, "forwarded events keep the sender's account");
+    let deployed = in_staging(sandbox, "deploy-on-push").invoke(push).response();
+    assert_eq!(deployed["deployed"].as_array().map(Vec::len), Some(1), "{deployed:#}");
+    let completed = complete_rollout_in(sandbox, STAGING, "staging", "shop");
+    let watched = in_staging(sandbox, "watch-rollouts").invoke(&completed).response();
+    assert_eq!((watched["outcome"].as_str(), watched["announced"].as_bool()), (Some("succeeded"), Some(true)), "{watched:#}");
+    digest
+}
+
+#[tokio::test]
+async fn prod_promotes_from_a_staging_account_through_its_read_only_role_and_writes_nothing_there() {
+    // Given a registry, a staging account and a prod account that follows staging's shop
+    let sandbox = Sandbox::start();
+    three_accounts(&sandbox).await;
+    let mut prod = prod_watch(&sandbox);
+
+    // When a merge's image is pushed, and staging rolls it out
+    let digest = push_and_roll_out_to_staging(&sandbox).await;
+    let staging_before = image_in(&sandbox, STAGING, "staging").await;
+
+    // Then staging's outcome reaches prod's bus, and prod schedules its own promotion after the soak
+    let outcomes = on_bus(&sandbox, PROD, "nightshift", "Rollout Outcome");
+    assert_eq!(outcomes.len(), 1, "{outcomes:#?}");
+    let outcome = &outcomes[0];
+    assert_eq!((outcome["account"].as_str(), outcome["detail"]["account"].as_str()), (Some(STAGING), Some(STAGING)));
+    assert_eq!(outcome["detail"]["identity"]["pr"], "42");
+    assert_eq!(outcome["detail"]["digests"][0], digest);
+    let heard = prod.invoke(outcome).response();
+    assert_eq!(heard["scheduled"].as_array().map(Vec::len), Some(1), "{heard:#}");
+    assert_eq!(heard["upstream"], "111122223333:staging/shop");
+
+    // When the soak has passed and the schedule runs
+    let fired = sandbox.pass_time(31.0);
+    assert_eq!(fired.len(), 1, "{fired:#?}");
+    let input: Value = serde_json::from_str(fired[0]["target"]["Input"].as_str().unwrap()).unwrap();
+    let promoted = prod.invoke(&input).response();
+
+    // Then prod runs staging's digest, read through staging's reader role, and names the merge
+    assert_eq!(promoted["promotion"]["result"], "promoted", "{promoted:#}");
+    let (image, tags) = image_in(&sandbox, PROD, "prod").await;
+    assert_eq!(image, format!("{}/shop/api@{digest}", registry_host(REGISTRY)));
+    let tag = |key: &str| tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).map(str::to_owned);
+    assert_eq!(tag("nightshift:pr").as_deref(), Some("42"));
+    assert_eq!(tag("nightshift:commit").as_deref(), Some("9f8e7d6c5b4a39281706f5e4d3c2b1a098765432"));
+    let told = sandbox.webhooks("releases");
+    let started = told.iter().map(ToString::to_string).find(|t| t.contains("Promotion started")).expect("told");
+    assert!(started.contains("PR #42, commit 9f8e7d6c5b4a"), "{started}");
+    // And staging is as it was: nothing written there (its reader role allows no write; the sandbox enforces it)
+    assert_eq!(image_in(&sandbox, STAGING, "staging").await, staging_before);
+}
+
+#[tokio::test]
+async fn a_digest_quarantined_upstream_is_not_promoted_from_it() {
+    // Given staging ran the merge's digest, and then quarantined it
+    let sandbox = Sandbox::start();
+    three_accounts(&sandbox).await;
+    let digest = push_and_roll_out_to_staging(&sandbox).await;
+    let staging_state = nightshift::state::StateTable::new(
+        std::sync::Arc::new(nightshift::signed::SignedHttp::new(&sandbox.config_in(STAGING, REGION))),
+        nightshift_tests::sandbox::STATE_TABLE,
+    );
+    let write = nightshift::state::StateWrite::Quarantine {
+        service: format!("arn:aws:ecs:{REGION}:{STAGING}:service/staging/shop"),
+        digest: digest.clone(),
+        reason: "rolled back in deployment ecs-svc/1".into(),
+    };
+    staging_state.write(&write, chrono::Utc::now()).await.unwrap();
+    sandbox.pass_time(31.0);
+
+    // When prod is asked to promote by hand
+    let report = prod_watch(&sandbox).invoke(&json!({"promote": "prod/shop"})).response();
+
+    // Then it refuses, saying the digest is quarantined upstream
+    assert_eq!(report["promotion"]["result"], "refused", "{report:#}");
+    let why = report["promotion"]["why"].as_str().unwrap();
+    assert!(why.contains("quarantined"), "{why}");
+    assert_eq!(image_in(&sandbox, PROD, "prod").await.0, format!("{}/shop/api:1.2.0", registry_host(REGISTRY)));
+}
+
+#[tokio::test]
+async fn only_the_listed_accounts_watch_rollouts_may_read_through_the_reader_role() {
+    // Given staging lets prod read it, and an account staging does not list that follows staging anyway
+    let sandbox = Sandbox::start();
+    three_accounts(&sandbox).await;
+    push_and_roll_out_to_staging(&sandbox).await;
+    sandbox.pass_time(31.0);
+    let stranger_ecs = aws_sdk_ecs::Client::new(&sandbox.config_in(STRANGER, REGION));
+    stranger_ecs.create_cluster().cluster_name("prod").send().await.unwrap();
+    let image = format!("{}/shop/api:1.2.0", registry_host(REGISTRY));
+    let td = task_definition_in(&stranger_ecs, STRANGER, "shop-prod", vec![app(&image)]).await;
+    stranger_ecs
+        .create_service()
+        .cluster("prod")
+        .service_name("shop")
+        .task_definition(td)
+        .desired_count(0)
+        .tags(aws_sdk_ecs::types::Tag::builder().key("nightshift:promote-from").value("111122223333:staging/shop").build())
+        .send()
+        .await
+        .unwrap();
+    let mut env = sandbox.function_env();
+    env.push(("CLUSTERS".to_owned(), "prod".to_owned()));
+
+    // When its watch-rollouts promotes by hand
+    let outcome =
+        FunctionProcess::spawn_in(&sandbox, STRANGER, &binary("watch-rollouts"), &env).invoke(&json!({"promote": "prod/shop"}));
+
+    // Then STS refuses it the role: the trust names only the listed accounts
+    let Outcome::Error { error_type, error_message } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(error_type, "UpstreamUnreadable");
+    assert!(error_message.contains("AccessDenied") && error_message.contains("nightshift-reader"), "{error_message}");
 }
