@@ -96,6 +96,19 @@ pub fn list(vars: &impl Vars, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A comma list of 12-digit AWS account ids (`REGISTRY_ACCOUNT_IDS`, `PROMOTE_TO_ACCOUNT_IDS`); empty when unset.
+pub fn account_ids(vars: &impl Vars, name: &str) -> Result<Vec<String>, ConfigError> {
+    let ids = list(vars, name);
+    match ids.iter().find(|id| id.len() != 12 || !id.chars().all(|c| c.is_ascii_digit())) {
+        Some(bad) => Err(ConfigError::new(
+            name,
+            optional(vars, name).as_deref(),
+            format!("AWS account ids (12 digits) separated by commas; {bad:?} is not one"),
+        )),
+        None => Ok(ids),
+    }
+}
+
 /// `DRY_RUN`: decide and report, change nothing. Every function reads it.
 pub fn dry_run(vars: &impl Vars) -> Result<bool, ConfigError> {
     flag(vars, "DRY_RUN", false)
@@ -104,6 +117,17 @@ pub fn dry_run(vars: &impl Vars) -> Result<bool, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn account_lists_are_twelve_digit_ids_separated_by_commas() {
+        assert_eq!(account_ids(&[("A", "111122223333, 444455556666")], "A").unwrap(), ["111122223333", "444455556666"]);
+        assert!(account_ids(&[("B", "")], "A").unwrap().is_empty());
+        let err = account_ids(&[("A", "111122223333,1234")], "A").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "A is \"111122223333,1234\"; expected AWS account ids (12 digits) separated by commas; \"1234\" is not one"
+        );
+    }
 
     #[test]
     fn required_names_the_variable_when_missing_or_blank() {

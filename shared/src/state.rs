@@ -20,7 +20,7 @@
 //! item, and a lease is taken only when nobody holds it. A write that fails
 //! is an error for the caller to fail its run with, never a warning.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -69,6 +69,39 @@ pub fn quarantine_key(digest: &str) -> String {
 /// The sort key of a revision's verdict.
 pub fn verdict_key(task_definition: &str) -> String {
     format!("verdict#{task_definition}")
+}
+
+/// The partition key of a service's sleep after its promotion (`nightshift:sleep-after-promotion`).
+pub fn asleep_key(service: &str) -> String {
+    format!("asleep#{service}")
+}
+
+const ASLEEP: &str = "asleep";
+
+/// A service put to sleep once its digest was promoted everywhere it goes:
+/// what it ran with, which its next rollout restores.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Asleep {
+    /// Its desired count before.
+    pub desired: i32,
+    /// Its Application Auto Scaling target's (min, max) before, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<(i32, i32)>,
+    /// When, and why.
+    pub since: String,
+    pub why: String,
+}
+
+impl Asleep {
+    fn of(item: &Value) -> Option<Self> {
+        let number = |name: &str| item[name]["N"].as_str().and_then(|n| n.parse::<i32>().ok());
+        Some(Self {
+            desired: number("desired")?,
+            capacity: number("min").zip(number("max")),
+            since: text(item, "at").unwrap_or_default(),
+            why: text(item, "why").unwrap_or_default(),
+        })
+    }
 }
 
 /// The sort key of a deployment's told mark.
@@ -149,6 +182,9 @@ pub enum StateWrite {
     Verdict { service: String, task_definition: String, passed: bool, deployment: String, why: String },
     /// Records that the service's tag records were carried over.
     Carried { service: String },
+    /// Records that the service was put to sleep after its promotion, with
+    /// what it ran with; written once (a second sleep keeps the first counts).
+    Asleep { service: String, desired: i32, capacity: Option<(i32, i32)>, why: String },
 }
 
 impl StateWrite {
@@ -157,7 +193,8 @@ impl StateWrite {
             Self::Quarantine { service, .. }
             | Self::Mark { service, .. }
             | Self::Verdict { service, .. }
-            | Self::Carried { service } => service,
+            | Self::Carried { service }
+            | Self::Asleep { service, .. } => service,
         }
     }
 }
@@ -250,6 +287,14 @@ fn put_request(table: &str, write: &StateWrite, now: DateTime<Utc>) -> Value {
             item(service, &verdict_key(task_definition), &strings, None)
         }
         StateWrite::Carried { .. } => item(service, CARRIED, &[("at", &at)], None),
+        StateWrite::Asleep { desired, capacity, why, .. } => {
+            let mut asleep = item(&asleep_key(service), ASLEEP, &[("at", &at), ("why", why)], None);
+            asleep["desired"] = n(i64::from(*desired));
+            if let Some((min, max)) = capacity {
+                (asleep["min"], asleep["max"]) = (n(i64::from(*min)), n(i64::from(*max)));
+            }
+            asleep
+        }
     };
     request
 }
@@ -262,6 +307,24 @@ impl StateTable {
 
     pub fn name(&self) -> &str {
         &self.table
+    }
+
+    /// The signed connection its requests go over (for other calls in the same account).
+    pub fn signed(&self) -> &Arc<SignedHttp> {
+        &self.aws
+    }
+
+    /// Whether the service sleeps after its promotion, and what it ran with (one consistent GetItem).
+    pub async fn asleep(&self, service: &str) -> Result<Option<Asleep>, CallError> {
+        let request = json!({"TableName": self.table, "Key": key(&asleep_key(service), ASLEEP), "ConsistentRead": true});
+        let answer = self.call("GetItem", service, request).await?;
+        Ok(Asleep::of(&answer["Item"]))
+    }
+
+    /// Forgets the service's sleep: it is awake (its next rollout restored its counts).
+    pub async fn woke(&self, service: &str) -> Result<(), CallError> {
+        let request = json!({"TableName": self.table, "Key": key(&asleep_key(service), ASLEEP)});
+        self.call("DeleteItem", service, request).await.map(drop)
     }
 
     /// Sends one operation of DynamoDB's JSON protocol (1.0), with the retries
@@ -305,9 +368,11 @@ impl StateTable {
         if short != digest {
             sorts.push(quarantine_key(&short));
         }
-        let keys: Vec<Value> =
+        let mut keys: Vec<Value> =
             services.iter().flat_map(|service| sorts.iter().map(|sort| key(service, sort))).collect();
+        keys.extend(services.iter().map(|service| key(&asleep_key(service), ASLEEP)));
         let mut found: HashSet<(String, String)> = HashSet::new();
+        let mut sleeping: HashMap<String, Asleep> = HashMap::new();
         for chunk in keys.chunks(BATCH_KEYS) {
             let mut pending = chunk.to_vec();
             for attempt in 0..BATCH_TRIES {
@@ -324,8 +389,6 @@ impl StateTable {
                     json!({
                         "Keys": std::mem::take(&mut pending),
                         "ConsistentRead": true,
-                        "ProjectionExpression": "#pk, #sk",
-                        "ExpressionAttributeNames": {"#pk": PK, "#sk": SK},
                     }),
                 );
                 let answer = self.call("BatchGetItem", &self.table, json!({ "RequestItems": tables })).await?;
@@ -333,6 +396,9 @@ impl StateTable {
                 let items = answer["Responses"].as_object().into_iter().flat_map(|r| r.values());
                 for item in items.filter_map(Value::as_array).flatten() {
                     if let (Some(pk), Some(sk)) = (text(item, PK), text(item, SK)) {
+                        if let (Some(service), Some(asleep)) = (pk.strip_prefix("asleep#"), Asleep::of(item)) {
+                            sleeping.insert(service.to_owned(), asleep);
+                        }
                         found.insert((pk, sk));
                     }
                 }
@@ -355,6 +421,7 @@ impl StateTable {
                 DigestSeen {
                     quarantined: has(&quarantine_key(digest)) || has(&quarantine_key(&short)),
                     carried: has(CARRIED),
+                    asleep: sleeping.get(*service).cloned(),
                 }
             })
             .collect())
@@ -395,10 +462,12 @@ impl StateTable {
 }
 
 /// What [`StateTable::digest_on`] found for one service.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DigestSeen {
     pub quarantined: bool,
     pub carried: bool,
+    /// It sleeps after its promotion: its next rollout wakes it.
+    pub asleep: Option<Asleep>,
 }
 
 #[cfg(test)]
@@ -538,15 +607,27 @@ mod tests {
                 // Throttled: nothing read, every key unprocessed.
                 return (200, json!({"Responses": {"t": []}, "UnprocessedKeys": {"t": {"Keys": keys}}}).to_string());
             }
-            let held =
-                keys.as_array().unwrap().iter().filter(|k| k["pk"]["S"] == "a" && k["sk"]["S"] != "carried#tags");
-            (200, json!({"Responses": {"t": held.collect::<Vec<_>>()}, "UnprocessedKeys": {}}).to_string())
+            let mut held: Vec<Value> = keys
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|k| k["pk"]["S"] == "a" && k["sk"]["S"] != "carried#tags" && k["sk"]["S"] != "asleep")
+                .cloned()
+                .collect();
+            // b sleeps after its promotion, with what it ran with.
+            held.push(json!({"pk": {"S": "asleep#b"}, "sk": {"S": "asleep"}, "desired": {"N": "2"}, "min": {"N": "1"},
+                             "max": {"N": "4"}, "at": {"S": "2026-12-05T01:00:00Z"}, "why": {"S": "promoted"}}));
+            (200, json!({"Responses": {"t": held}, "UnprocessedKeys": {}}).to_string())
         });
         let digest = "sha256:aaaaaaaaaaaaaaaa1111111111111111111111111111111111111111111111";
         let seen = table.digest_on(&["a", "b"], digest).await.unwrap();
+        let asleep = Asleep { desired: 2, capacity: Some((1, 4)), since: "2026-12-05T01:00:00Z".into(), why: "promoted".into() };
         assert_eq!(
             seen,
-            [DigestSeen { quarantined: true, carried: false }, DigestSeen { quarantined: false, carried: false }]
+            [
+                DigestSeen { quarantined: true, carried: false, asleep: None },
+                DigestSeen { quarantined: false, carried: false, asleep: Some(asleep) }
+            ]
         );
         assert_eq!(*sent.lock().unwrap(), ["BatchGetItem", "BatchGetItem"]);
     }

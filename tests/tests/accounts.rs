@@ -395,3 +395,87 @@ async fn only_the_listed_accounts_watch_rollouts_may_read_through_the_reader_rol
     assert_eq!(error_type, "UpstreamUnreadable");
     assert!(error_message.contains("AccessDenied") && error_message.contains("nightshift-reader"), "{error_message}");
 }
+
+async fn staging_desired_and_capacity(sandbox: &Sandbox) -> (i32, Option<(i32, i32)>) {
+    let config = sandbox.config_in(STAGING, REGION);
+    let ecs = aws_sdk_ecs::Client::new(&config);
+    let service = ecs.describe_services().cluster("staging").services("shop").send().await.unwrap();
+    let scaling = aws_sdk_applicationautoscaling::Client::new(&config);
+    let targets = scaling
+        .describe_scalable_targets()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .resource_ids("service/staging/shop")
+        .send()
+        .await
+        .unwrap();
+    let capacity = targets.scalable_targets().first().map(|t| (t.min_capacity(), t.max_capacity()));
+    (service.services()[0].desired_count(), capacity)
+}
+
+#[tokio::test]
+async fn staging_sleeps_once_its_digest_passed_in_prod_and_wakes_for_the_next_push() {
+    // Given staging opted in to sleep after promotion, scaling 1..4 with 2 tasks, and prod following it
+    let sandbox = Sandbox::start();
+    three_accounts(&sandbox).await;
+    let config = sandbox.config_in(STAGING, REGION);
+    let staging_ecs = aws_sdk_ecs::Client::new(&config);
+    let arn = format!("arn:aws:ecs:{REGION}:{STAGING}:service/staging/shop");
+    let opt_in = aws_sdk_ecs::types::Tag::builder().key("nightshift:sleep-after-promotion").value("true").build();
+    staging_ecs.tag_resource().resource_arn(&arn).tags(opt_in).send().await.unwrap();
+    aws_sdk_applicationautoscaling::Client::new(&config)
+        .register_scalable_target()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .scalable_dimension(aws_sdk_applicationautoscaling::types::ScalableDimension::EcsServiceDesiredCount)
+        .resource_id("service/staging/shop")
+        .min_capacity(1)
+        .max_capacity(4)
+        .send()
+        .await
+        .unwrap();
+    let mut prod = prod_watch(&sandbox);
+    let mut staging_watch = in_staging(&sandbox, "watch-rollouts");
+
+    // When the merge reaches staging, is promoted to prod, and prod's rollout completes
+    let digest = push_and_roll_out_to_staging(&sandbox).await;
+    let announced = on_bus(&sandbox, PROD, "nightshift", "Rollout Outcome");
+    prod.invoke(&announced[0]).response();
+    let fired = sandbox.pass_time(31.0);
+    let input: Value = serde_json::from_str(fired[0]["target"]["Input"].as_str().unwrap()).unwrap();
+    assert_eq!(prod.invoke(&input).response()["promotion"]["result"], "promoted");
+    let completed = complete_rollout_in(&sandbox, PROD, "prod", "shop");
+    let prod_outcome = prod.invoke(&completed).response();
+    assert_eq!(prod_outcome["announced"], true, "{prod_outcome:#}");
+
+    // Then prod's outcome reaches staging, which sleeps: desired 0, capacity 0..0, what it ran with remembered
+    let back: Vec<Value> = on_bus(&sandbox, STAGING, "nightshift", "Rollout Outcome")
+        .into_iter()
+        .filter(|e| e["account"] == PROD)
+        .collect();
+    assert_eq!(back.len(), 1, "prod's outcomes go back to the account it follows: {back:#?}");
+    assert_eq!(back[0]["detail"]["promotedFrom"], "111122223333:staging/shop");
+    let slept = staging_watch.invoke(&back[0]).response();
+    assert_eq!(slept["sleep"]["result"], "slept", "{slept:#}");
+    assert!(slept["sleep"]["why"].as_str().unwrap().contains("123456789012:prod/shop"), "{slept:#}");
+    assert_eq!(slept["sleep"]["remembered"]["desired"], 2);
+    assert_eq!(staging_desired_and_capacity(&sandbox).await, (0, Some((0, 0))));
+    // And the same event again changes nothing
+    let again = staging_watch.invoke(&back[0]).response();
+    assert_eq!(again["sleep"]["result"], "awake", "{again:#}");
+    assert_eq!(again["sleep"]["why"], "asleep already");
+
+    // When the next merge is pushed
+    let registry_ecr = aws_sdk_ecr::Client::new(&sandbox.config_in(REGISTRY, REGION));
+    let next = push_labelled_image(&sandbox, &registry_ecr, REGISTRY, "shop/api", &["1.4.0"], &[]).await;
+    let push = on_bus(&sandbox, STAGING, "aws.ecr", "ECR Image Action")
+        .into_iter()
+        .find(|e| e["detail"]["image-tag"] == "1.4.0")
+        .unwrap();
+    let woken = in_staging(&sandbox, "deploy-on-push").invoke(&push).response();
+
+    // Then staging wakes to what it ran with, and runs the new image
+    assert_eq!(woken["deployed"][0]["woke"], 2, "{woken:#}");
+    assert_eq!(staging_desired_and_capacity(&sandbox).await, (2, Some((1, 4))));
+    let (image, _) = image_in(&sandbox, STAGING, "staging").await;
+    assert_eq!(image, format!("{}/shop/api@{next}", registry_host(REGISTRY)));
+    assert_ne!(next, digest);
+}

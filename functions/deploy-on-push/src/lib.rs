@@ -61,26 +61,13 @@ impl DeployConfig {
             clusters: config::list(vars, "CLUSTERS"),
             dry_run: config::dry_run(vars)?,
             state_table: nightshift::state::table_name(vars)?,
-            registry_accounts: account_ids(vars, REGISTRY_ACCOUNTS_VAR)?,
+            registry_accounts: config::account_ids(vars, REGISTRY_ACCOUNTS_VAR)?,
             identity: IdentityPatterns::from_vars(vars)?,
         })
     }
 }
 
 pub const REGISTRY_ACCOUNTS_VAR: &str = "REGISTRY_ACCOUNT_IDS";
-
-/// A comma list of 12-digit AWS account ids; empty when unset.
-fn account_ids(vars: &impl Vars, name: &str) -> Result<Vec<String>, ConfigError> {
-    let ids = config::list(vars, name);
-    match ids.iter().find(|id| id.len() != 12 || !id.chars().all(|c| c.is_ascii_digit())) {
-        Some(bad) => Err(ConfigError::new(
-            name,
-            config::optional(vars, name).as_deref(),
-            format!("AWS account ids (12 digits) separated by commas; {bad:?} is not one"),
-        )),
-        None => Ok(ids),
-    }
-}
 
 /// How many times a push is planned again for services another run moved meanwhile.
 const PASSES: usize = 3;
@@ -155,6 +142,8 @@ struct Examined {
     task_definition_arn: String,
     /// It carries a record (`nightshift:running`) of the revision it runs.
     recorded: bool,
+    /// It sleeps after its promotion: a rollout wakes it first.
+    asleep: Option<nightshift::state::Asleep>,
 }
 
 impl DeployOnPush {
@@ -294,8 +283,8 @@ impl DeployOnPush {
         let mut examined = Vec::new();
         for service in services {
             let id = ServiceId::of(&service);
-            let seen = service.service_arn().and_then(|arn| seen.get(arn)).copied().unwrap_or_default();
-            let quarantined = plan::is_quarantined(&service, push, seen);
+            let seen = service.service_arn().and_then(|arn| seen.get(arn)).cloned().unwrap_or_default();
+            let quarantined = plan::is_quarantined(&service, push, &seen);
             // A service planned again was heard already: its channels are known, its warnings given.
             let first_pass = only.is_none();
             if let Some(channels) = nightshift::ecs::tag_value(service.tags(), NOTIFY_TAG).filter(|_| first_pass) {
@@ -317,6 +306,7 @@ impl DeployOnPush {
                     report.skipped.push(NotDeployed { id, reason });
                 }
                 Candidate::Examine => examined.push(Examined {
+                    asleep: seen.asleep,
                     task_definition_arn: service.task_definition().unwrap_or_default().to_owned(),
                     recorded: RunningRecord::current(&service).is_some(),
                     service,
@@ -440,6 +430,7 @@ impl DeployOnPush {
                         changes,
                         description: format!("nightshift deploy-on-push: {tag}"),
                         identity: report.identity.clone().unwrap_or_default(),
+                        wake: candidate.asleep.clone(),
                     };
                     let rollout = self.deployer.prepare(&request, invocation).await;
                     // A blue/green service runs the new revision only once CodeDeploy is done: its record waits for the next push.

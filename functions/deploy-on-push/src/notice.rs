@@ -136,6 +136,7 @@ mod tests {
                 commit: Some("1a2b3c4d5e6f7a8b".into()),
                 ..Default::default()
             },
+            woke: None,
         };
         let notice = started(&deployed, &push());
         assert_eq!(

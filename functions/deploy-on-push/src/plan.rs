@@ -122,7 +122,7 @@ pub fn triage(service: &Service, push: &Push, tag: &str, quarantined: bool) -> C
 /// Whether the pushed digest is quarantined on the service: held in the state
 /// table, or, until the service's records are carried over, in the tag
 /// `nightshift:quarantine` an older release kept.
-pub fn is_quarantined(service: &Service, push: &Push, seen: DigestSeen) -> bool {
+pub fn is_quarantined(service: &Service, push: &Push, seen: &DigestSeen) -> bool {
     seen.quarantined
         || (!seen.carried
             && tag_value(service.tags(), QUARANTINE_TAG).is_some_and(|held| quarantine::holds(held, &push.digest)))
@@ -449,7 +449,7 @@ mod tests {
         for (pairs, controller, want) in table {
             // Nothing held in the table: an older release's tag still counts, until carried over.
             let s = service(&pairs, controller);
-            let quarantined = is_quarantined(&s, &push(), DigestSeen::default());
+            let quarantined = is_quarantined(&s, &push(), &DigestSeen::default());
             assert_eq!(triage(&s, &push(), "1.3.0", quarantined), want, "{pairs:?}");
         }
         let Candidate::Skip(why) = triage(&service(&[(DEPLOY_TAG, "sometimes")], None), &push(), "1.3.0", false) else {
@@ -466,12 +466,12 @@ mod tests {
     fn the_quarantine_is_the_tables_and_an_older_releases_tag_counts_until_carried_over() {
         let tagged = service(&[(DEPLOY_TAG, "semver"), (QUARANTINE_TAG, &quarantine::short(NEW))], None);
         let plain = service(&[(DEPLOY_TAG, "semver")], None);
-        let seen = |quarantined, carried| DigestSeen { quarantined, carried };
-        assert!(is_quarantined(&plain, &push(), seen(true, false)));
-        assert!(is_quarantined(&plain, &push(), seen(true, true)));
-        assert!(!is_quarantined(&plain, &push(), seen(false, false)));
-        assert!(is_quarantined(&tagged, &push(), seen(false, false)), "not carried over yet: the tag is read");
-        assert!(!is_quarantined(&tagged, &push(), seen(false, true)), "carried over (and released since): not read");
+        let seen = |quarantined, carried| DigestSeen { quarantined, carried, asleep: None };
+        assert!(is_quarantined(&plain, &push(), &seen(true, false)));
+        assert!(is_quarantined(&plain, &push(), &seen(true, true)));
+        assert!(!is_quarantined(&plain, &push(), &seen(false, false)));
+        assert!(is_quarantined(&tagged, &push(), &seen(false, false)), "not carried over yet: the tag is read");
+        assert!(!is_quarantined(&tagged, &push(), &seen(false, true)), "carried over (and released since): not read");
         assert!(follows_pushes(&plain));
         assert!(!follows_pushes(&service(&[(DEPLOY_TAG, "semver"), (PROMOTE_FROM_TAG, "staging/shop")], None)));
         assert!(!follows_pushes(&service(&[], None)));

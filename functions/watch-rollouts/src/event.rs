@@ -69,6 +69,8 @@ pub enum WatchEvent {
     Promote(ServiceId),
     /// A rollout outcome another account's watch-rollouts announced (source `nightshift`, detail-type `Rollout Outcome`).
     Announced(RolloutOutcome),
+    /// A sleep after promotion decided again, once the followers' checks may have ended: `{"sleep": {...}}`.
+    Sleep(crate::sleep::SleepCheck),
     /// Well-formed, but nothing to decide: the reason.
     Ignored(String),
 }
@@ -79,7 +81,7 @@ impl WatchEvent {
         match self {
             Self::Ecs(change) => Some((&change.account, &change.region)),
             Self::CodeDeploy(end) => Some((&end.account, &end.region)),
-            Self::Promotion(_) | Self::Promote(_) | Self::Announced(_) | Self::Ignored(_) => None,
+            Self::Promotion(_) | Self::Promote(_) | Self::Announced(_) | Self::Sleep(_) | Self::Ignored(_) => None,
         }
     }
 }
@@ -92,6 +94,12 @@ pub fn parse(payload: &Value) -> Result<WatchEvent, String> {
         ServiceId::parse(&due.service).map_err(|why| format!("promotion.service: {why}"))?;
         crate::promote::Followed::parse(&due.from).map_err(|why| format!("promotion.from: {why}"))?;
         return Ok(WatchEvent::Promotion(due));
+    }
+    if let Some(check) = payload.get("sleep") {
+        let check: crate::sleep::SleepCheck = serde_json::from_value(check.clone())
+            .map_err(|e| format!("sleep is not a sleep check's schedule input: {e}"))?;
+        ServiceId::parse(&check.service).map_err(|why| format!("sleep.service: {why}"))?;
+        return Ok(WatchEvent::Sleep(check));
     }
     if let Some(service) = payload.get("promote") {
         let text = service.as_str().ok_or("promote is not a string: <cluster>/<service>")?;

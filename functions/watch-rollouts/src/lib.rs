@@ -27,6 +27,7 @@ pub mod plan;
 pub mod promote;
 pub mod reader;
 pub mod scheduler;
+pub mod sleep;
 
 use std::sync::Arc;
 
@@ -42,7 +43,8 @@ use nightshift::quarantine;
 use nightshift::rollout::bluegreen::{self, GroupName};
 use nightshift::rollout::{Deployed, Deployer, Invocation, Rolled, RolloutRequest, ServiceId};
 use nightshift::signed::SignedHttp;
-use nightshift::state::StateTable;
+use nightshift::rollout::capacity;
+use nightshift::state::{StateTable, StateWrite};
 use nightshift::window::Tz;
 use nightshift::{Clock, SystemClock};
 use nightshift::{LambdaFailure, Measured, Metric};
@@ -88,6 +90,9 @@ pub struct WatchConfig {
     /// `READER_ROLE_NAME`: the read-only role assumed in an upstream's account
     /// (`nightshift:promote-from=<account>:<cluster>/<service>`).
     pub reader_role: String,
+    /// `PROMOTE_TO_ACCOUNT_IDS`: the accounts whose services may follow this one's; read
+    /// (through their reader role) before a service sleeps after its promotion.
+    pub promote_to_accounts: Vec<String>,
 }
 
 impl WatchConfig {
@@ -133,6 +138,7 @@ impl WatchConfig {
             state_table: nightshift::state::table_name(vars)?,
             checks_prefix: nightshift::checks::prefix(vars)?,
             reader_role: reader_role(vars)?,
+            promote_to_accounts: config::account_ids(vars, "PROMOTE_TO_ACCOUNT_IDS")?,
         })
     }
 }
@@ -173,6 +179,8 @@ pub enum WatchError {
     Upstream { account: String, why: String },
     #[error("EventBridge {0}")]
     Events(CallError),
+    #[error("Application Auto Scaling {0}")]
+    Scaling(CallError),
 }
 
 impl LambdaFailure for WatchError {
@@ -189,6 +197,7 @@ impl LambdaFailure for WatchError {
             Self::PromotionFailed { .. } => "PromotionFailed",
             Self::Upstream { .. } => "UpstreamUnreadable",
             Self::Events(_) => "EventsError",
+            Self::Scaling(_) => "ScalingError",
         }
     }
 }
@@ -242,6 +251,9 @@ pub struct WatchReport {
     /// The outcome was put on the default event bus.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub announced: bool,
+    /// Whether a service went to sleep after its promotion (`nightshift:sleep-after-promotion`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sleep: Option<SleepReport>,
     /// A promotion that came due, or was asked for by hand.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub promotion: Option<PromotionReport>,
@@ -249,6 +261,21 @@ pub struct WatchReport {
     pub told: Vec<Delivery>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+/// What the sleep after a promotion came to.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct SleepReport {
+    /// The service that may sleep, `<cluster>/<service>`.
+    pub service: String,
+    /// `slept`, `waiting` (a follower's checks), or `awake`.
+    pub result: &'static str,
+    pub why: String,
+    /// What it ran with, remembered for its next rollout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remembered: Option<nightshift::state::Asleep>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled: Option<Scheduled>,
 }
 
 /// What a promotion did.
@@ -337,6 +364,8 @@ struct PromotionReady {
     downstream: Downstream,
     /// The merge the upstream's revision is, carried to the promoted one.
     identity: Identity,
+    /// The service promoted into sleeps after its own promotion: its rollout wakes it.
+    asleep: Option<nightshift::state::Asleep>,
 }
 
 impl<'n> WatchRollouts<'n> {
@@ -389,7 +418,11 @@ impl<'n> WatchRollouts<'n> {
                 Box::pin(self.promotion(Some(due), id, &invoked, &mut report)).await
             }
             WatchEvent::Promote(id) => Box::pin(self.promotion(None, id, &invoked, &mut report)).await,
-            WatchEvent::Announced(detail) => self.announced(&detail, &invoked, &mut report).await,
+            WatchEvent::Announced(detail) => Box::pin(self.announced(&detail, &invoked, &mut report)).await,
+            WatchEvent::Sleep(check) => {
+                let id = ServiceId::parse(&check.service).map_err(WatchError::InvalidEvent)?;
+                Box::pin(self.consider_sleep(&id, Some(check.since), &invoked, &mut report)).await
+            }
             WatchEvent::Ecs(change) => self.ecs_outcome(&change, &invoked, &mut report).await,
             WatchEvent::CodeDeploy(end) => self.codedeploy_outcome(&end, &invoked, &mut report).await,
         };
@@ -508,7 +541,15 @@ impl<'n> WatchRollouts<'n> {
         report.identity = (!identity.is_empty()).then_some(identity);
         report.quarantined = plan.quarantined.clone();
         report.warnings.extend(plan.warnings.iter().cloned());
-        self.apply_outcome(plan, &service.id, invoked, report).await
+        self.apply_outcome(plan, &service.id, invoked, report).await?;
+        // A promotion arrived and succeeded here: the service it came from may sleep now.
+        let followed = service.tag(PROMOTE_FROM_TAG).and_then(|f| promote::Followed::parse(f).ok());
+        match followed {
+            Some(from) if ending.outcome == Some(Outcome::Succeeded) && from.elsewhere(&invoked.account).is_none() => {
+                Box::pin(self.consider_sleep(&from.id, None, invoked, report)).await
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Schedules, tells, then writes what it remembers; the only place an
@@ -611,7 +652,116 @@ impl<'n> WatchRollouts<'n> {
         if followers.is_empty() {
             report.why = Some(format!("no service here follows {}:{upstream} after a success", detail.account));
         }
-        self.apply_outcome(plan, &upstream, invoked, report).await
+        self.apply_outcome(plan, &upstream, invoked, report).await?;
+        // A service of this account was promoted there and succeeded: it may sleep now.
+        let from = detail.promoted_from.as_deref().and_then(|f| promote::Followed::parse(f).ok());
+        match from {
+            Some(from) if detail.outcome == Outcome::Succeeded && from.account.as_deref() == Some(&invoked.account) => {
+                self.consider_sleep(&from.id, None, invoked, report).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `id`, a service of this account tagged `nightshift:sleep-after-promotion=true`,
+    /// goes to sleep now that its digest arrived downstream (`since`: a check scheduled to wait
+    /// for the followers' checks). A service not tagged costs one DescribeServices.
+    async fn consider_sleep(
+        &self,
+        id: &ServiceId,
+        since: Option<DateTime<Utc>>,
+        invoked: &Invoked,
+        report: &mut WatchReport,
+    ) -> Result<(), WatchError> {
+        let Some(service) = self.active(id).await? else { return Ok(()) };
+        let tag = tag_value(service.tags(), sleep::SLEEP_TAG);
+        if tag.is_none() && since.is_none() {
+            return Ok(());
+        }
+        let arn = service.service_arn().unwrap_or_default().to_owned();
+        let asleep = self.state.asleep(&arn).await.map_err(WatchError::State)?;
+        let (images, _) = self.revision(service.task_definition().unwrap_or_default()).await?;
+        let sleeper = sleep::SleeperNow {
+            tag,
+            desired: service.desired_count(),
+            asleep: asleep.is_some(),
+            images: pinned(&images).into_iter().filter_map(|(repo, digest)| Some((repo, digest?))).collect(),
+        };
+        let followers = Box::pin(self.followers_now(id, invoked)).await?;
+        let decision = sleep::decide(&sleeper, &followers);
+        let mut result = SleepReport { service: id.to_string(), ..SleepReport::default() };
+        info!(service = %id, decision = ?decision, "sleep after promotion");
+        match decision {
+            sleep::SleepPlan::Stay(why) => (result.result, result.why) = ("awake", why),
+            sleep::SleepPlan::Sleep(why) => {
+                result.result = "slept";
+                let desired = service.desired_count();
+                if self.config.dry_run {
+                    report.warnings.push(format!("DRY_RUN: would put {id} to sleep (desired {desired} -> 0)"));
+                } else {
+                    let capacity = capacity::target(&self.signed, id).await.map_err(WatchError::Scaling)?;
+                    let write = StateWrite::Asleep { service: arn.clone(), desired, capacity, why: why.clone() };
+                    // Remembered first: a run that dies after it leaves a sleep the next rollout undoes.
+                    self.state.write(&write, self.clock.now()).await.map_err(WatchError::State)?;
+                    if capacity.is_some() {
+                        capacity::set(&self.signed, id, 0, 0).await.map_err(WatchError::Scaling)?;
+                    }
+                    self.ecs
+                        .update_service()
+                        .cluster(&id.cluster)
+                        .service(&id.service)
+                        .desired_count(0)
+                        .send()
+                        .await
+                        .map_err(|e| WatchError::Ecs(CallError::new("UpdateService", &id.to_string(), e.into_service_error())))?;
+                    result.remembered = self.state.asleep(&arn).await.map_err(WatchError::State)?;
+                }
+                result.why = why;
+            }
+            sleep::SleepPlan::Wait(why) => {
+                let now = self.clock.now();
+                let since = since.unwrap_or(now);
+                if now >= since + sleep::WAIT_LIMIT {
+                    result.result = "awake";
+                    result.why = format!("{why}; given up after waiting {} hours", sleep::WAIT_LIMIT.num_hours());
+                } else {
+                    result.result = "waiting";
+                    let at = promote::round_up(now + sleep::RECHECK);
+                    let check = sleep::SleepCheck { service: id.to_string(), since };
+                    let name = promote::schedule_name(id, "sleep", Some(at)).replacen("promote-", "sleep-", 1);
+                    let input = serde_json::json!({ "sleep": check }).to_string();
+                    let description = format!("nightshift: put {id} to sleep once its followers' checks pass");
+                    let already = self.schedule(&name, at, input, description, &id.to_string(), invoked).await?;
+                    result.scheduled = Some(Scheduled { id: id.clone(), schedule: name, at, already });
+                    result.why = why;
+                }
+            }
+        }
+        report.sleep = Some(result);
+        Ok(())
+    }
+
+    /// Every service that follows `upstream` (of this account): here, and in
+    /// each account of `PROMOTE_TO_ACCOUNT_IDS` (through its reader role), as they are now.
+    async fn followers_now(&self, upstream: &ServiceId, invoked: &Invoked) -> Result<Vec<sleep::FollowerNow>, WatchError> {
+        let own = invoked.account.as_str();
+        let mut found = Vec::new();
+        let here = nightshift::ecs::services_in(&self.ecs, &self.config.clusters).await.map_err(WatchError::Ecs)?;
+        for service in here.iter().filter(|s| follows(s, own, upstream, own)) {
+            let view = View { ecs: &self.ecs, signed: &self.signed, state: &self.state, checks_prefix: &self.config.checks_prefix };
+            found.push(follower_now(&view, service, None).await?);
+        }
+        for account in self.config.promote_to_accounts.iter().filter(|a| *a != own) {
+            let reader = reader::open(&self.signed, account, &self.config.reader_role)
+                .await
+                .map_err(|why| WatchError::Upstream { account: account.clone(), why })?;
+            let there = nightshift::ecs::services_in(&reader.ecs, &[]).await.map_err(WatchError::Ecs)?;
+            let view = View { ecs: &reader.ecs, signed: &reader.signed, state: &reader.state, checks_prefix: &reader.checks_prefix };
+            for service in there.iter().filter(|s| follows(s, own, upstream, account)) {
+                found.push(follower_now(&view, service, Some(account)).await?);
+            }
+        }
+        Ok(found)
     }
 
     /// What nightshift remembers of a service: the state table's, with an older release's tags until carried over.
@@ -670,11 +820,26 @@ impl<'n> WatchRollouts<'n> {
 
     /// Creates a promotion's one-time schedule; `true` when it existed already. Not with `DRY_RUN`.
     async fn create_schedule(&self, planned: &PlannedSchedule, invoked: &Invoked) -> Result<bool, WatchError> {
+        let due = &planned.due;
+        let input = serde_json::json!({ "promotion": due }).to_string();
+        let description = format!("nightshift: promote {} to what {} runs ({})", due.service, due.from, due.deployment);
+        self.schedule(&planned.schedule, planned.at, input, description, &due.service, invoked).await
+    }
+
+    /// Creates a one-time schedule of this function with `input`; `true` when it existed already. Not with `DRY_RUN`.
+    async fn schedule(
+        &self,
+        name: &str,
+        at: DateTime<Utc>,
+        input: String,
+        description: String,
+        service: &str,
+        invoked: &Invoked,
+    ) -> Result<bool, WatchError> {
         if self.config.dry_run {
             return Ok(false);
         }
-        let due = &planned.due;
-        let not_scheduled = |why: &str| WatchError::NotScheduled { service: due.service.clone(), why: why.to_owned() };
+        let not_scheduled = |why: &str| WatchError::NotScheduled { service: service.to_owned(), why: why.to_owned() };
         let role = self.config.schedule_role_arn.as_deref().ok_or_else(|| {
             not_scheduled("SCHEDULE_ROLE_ARN is not set: EventBridge Scheduler needs a role to invoke watch-rollouts")
         })?;
@@ -682,14 +847,14 @@ impl<'n> WatchRollouts<'n> {
             return Err(not_scheduled("the invocation does not say this function's ARN, the schedule's target"));
         }
         let schedule = scheduler::OneTime {
-            name: &planned.schedule,
+            name,
             group: &self.config.schedule_group,
-            at: planned.at,
+            at,
             function_arn: &invoked.function_arn,
             role_arn: role,
             dead_letter_arn: self.config.schedule_dead_letter_arn.as_deref(),
-            input: serde_json::json!({ "promotion": due }).to_string(),
-            description: format!("nightshift: promote {} to what {} runs ({})", due.service, due.from, due.deployment),
+            input,
+            description,
         };
         let created = scheduler::create(&self.signed, &schedule).await.map_err(WatchError::Scheduler)?;
         Ok(created == scheduler::Created::Existed)
@@ -705,7 +870,7 @@ impl<'n> WatchRollouts<'n> {
     ) -> Result<(), WatchError> {
         let mut result = PromotionReport { service: id.to_string(), by_hand: due.is_none(), ..Default::default() };
         let mut invocation = Invocation::new(&invoked.request_id);
-        let outcome = match self.observe_promotion(&id, invoked, &mut invocation, &mut result).await {
+        let outcome = match Box::pin(self.observe_promotion(&id, invoked, &mut invocation, &mut result)).await {
             Err(err) => Err(err),
             Ok(PromotionSeen::Gone(why)) => {
                 result.why = why;
@@ -767,7 +932,7 @@ impl<'n> WatchRollouts<'n> {
         // An upstream in another account is read through its reader role; nothing is written there.
         let reader = match from.elsewhere(&invoked.account) {
             None => None,
-            Some(account) => Some(reader::open(&self.signed, account, &self.config.reader_role).await.map_err(
+            Some(account) => Some(Box::pin(reader::open(&self.signed, account, &self.config.reader_role)).await.map_err(
                 |why| WatchError::Upstream { account: account.to_owned(), why },
             )?),
         };
@@ -782,6 +947,7 @@ impl<'n> WatchRollouts<'n> {
         let upstream_memory = observe::memory(state, &upstream_service).await.map_err(WatchError::State)?;
         let upstream_remembered = observe::remembered(&upstream_service, upstream_memory);
         let downstream_remembered = self.remembered(&service).await?;
+        let asleep = self.state.asleep(service.service_arn().unwrap_or_default()).await.map_err(WatchError::State)?;
         let rollout = match &reader {
             None => self.upstream_rollout(&upstream_service, &from.id, upstream_remembered.record, invocation).await,
             Some(_) if bluegreen::is_blue_green(&upstream_service) => UpstreamRollout::Unknown(format!(
@@ -831,6 +997,7 @@ impl<'n> WatchRollouts<'n> {
             upstream,
             downstream,
             identity,
+            asleep,
         })))
     }
 
@@ -870,6 +1037,7 @@ impl<'n> WatchRollouts<'n> {
                     image_tags,
                     description: format!("nightshift promotion from {}", ready.downstream.settings.from),
                     identity: ready.identity.clone(),
+                    wake: ready.asleep.clone(),
                 };
                 PromotionStep::Roll { rollout: self.deployer.prepare(&request, invocation).await, digests }
             }
@@ -949,4 +1117,55 @@ async fn checks_of(
 async fn active_in(ecs: &aws_sdk_ecs::Client, id: &ServiceId) -> Result<Option<Service>, WatchError> {
     let found = nightshift::rollout::describe_service(ecs, id).await.map_err(WatchError::Ecs)?;
     Ok(found.filter(|s| s.status() == Some("ACTIVE")))
+}
+
+/// Where a service is read: this account's clients, or another account's through its reader role.
+struct View<'a> {
+    ecs: &'a aws_sdk_ecs::Client,
+    signed: &'a SignedHttp,
+    state: &'a StateTable,
+    checks_prefix: &'a str,
+}
+
+/// Whether `service` (in account `here`) follows `upstream` of account `account`.
+fn follows(service: &Service, account: &str, upstream: &ServiceId, here: &str) -> bool {
+    tag_value(service.tags(), PROMOTE_FROM_TAG)
+        .and_then(|from| promote::Followed::parse(from).ok())
+        .is_some_and(|from| from.is(account, upstream, here))
+}
+
+/// Each container's repository (`registry/path`) and the digest it runs, when pinned.
+fn pinned(images: &[Image]) -> Vec<(String, Option<String>)> {
+    images
+        .iter()
+        .filter_map(|i| {
+            let parsed = i.image.parse::<nightshift::image::ImageRef>().ok()?;
+            let repository = match &parsed.registry {
+                Some(registry) => format!("{registry}/{}", parsed.repository),
+                None => parsed.repository.clone(),
+            };
+            Some((repository, i.digest.clone()))
+        })
+        .collect()
+}
+
+/// A follower as the sleep decides on it: what it runs, whether its rollout is done, its checks.
+async fn follower_now(view: &View<'_>, service: &Service, account: Option<&str>) -> Result<sleep::FollowerNow, WatchError> {
+    let id = ServiceId::of(service);
+    let td = service.task_definition().unwrap_or_default();
+    let (revision, tags) = nightshift::rollout::describe_task_definition(view.ecs, td).await.map_err(WatchError::Ecs)?;
+    let images = message::images(revision.container_definitions(), &tags);
+    let deployments = observe::deployments(service);
+    let settled = match deployments.as_slice() {
+        [only] if only.rollout_state == Some(outcome::RolloutState::Completed) => Ok(()),
+        [only] => Err(format!("its deployment {} is not completed", only.id)),
+        more => Err(format!("{} deployments under way", more.len())),
+    };
+    let memory = observe::memory(view.state, service).await.map_err(WatchError::State)?;
+    let checks = checks_of(view.signed, view.checks_prefix, &id, td, &memory.verdicts).await?;
+    let name = match account {
+        Some(account) => format!("{account}:{id}"),
+        None => id.to_string(),
+    };
+    Ok(sleep::FollowerNow { name, images: pinned(&images), settled, checks })
 }

@@ -131,8 +131,12 @@ pub struct Due {
 pub fn due_at(completed: DateTime<Utc>, settings: &Settings, now: DateTime<Utc>) -> DateTime<Utc> {
     let due = (completed + settings.soak).max(now + Duration::minutes(1));
     let due = settings.window.as_ref().and_then(|w| w.next_open(due)).unwrap_or(due);
-    // Scheduler takes whole seconds; never round into the past.
-    DateTime::from_timestamp(due.timestamp() + i64::from(due.timestamp_subsec_nanos() > 0), 0).unwrap_or(due)
+    round_up(due)
+}
+
+/// Scheduler takes whole seconds; never round into the past.
+pub fn round_up(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(at.timestamp() + i64::from(at.timestamp_subsec_nanos() > 0), 0).unwrap_or(at)
 }
 
 /// The schedule's name: the same upstream deployment, service and time give

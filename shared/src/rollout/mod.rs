@@ -13,6 +13,7 @@
 
 pub mod appspec;
 pub mod bluegreen;
+pub mod capacity;
 pub mod codedeploy;
 
 use std::collections::HashMap;
@@ -29,7 +30,7 @@ use tracing::{info, warn};
 use crate::aws::CallError;
 use crate::ecs::{IMAGE_TAG_PREFIX, MAX_TAGS, tag_problem};
 use crate::identity::{self, Identity};
-use crate::state::StateTable;
+use crate::state::{Asleep, StateTable};
 use bluegreen::{AppSpec, GroupName, Readiness};
 
 /// A service and its cluster, as the reports name them.
@@ -108,6 +109,9 @@ pub struct Deployed {
     /// The merge the new images are (pull request, commit, source), where known.
     #[serde(skip_serializing_if = "Identity::is_empty")]
     pub identity: Identity,
+    /// It slept after its promotion, and was woken to this desired count for the rollout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub woke: Option<i32>,
 }
 
 /// A CodeDeploy deployment nightshift created (or, with `DRY_RUN`, would create).
@@ -203,6 +207,8 @@ pub struct RolloutRequest<'a> {
     pub description: String,
     /// The merge the new images are, written on the new revision.
     pub identity: Identity,
+    /// The service sleeps after its promotion: the rollout wakes it first, with what it ran with.
+    pub wake: Option<Asleep>,
 }
 
 /// The revision a rollout registers: cloned from the running one, with its
@@ -215,6 +221,10 @@ pub struct NewRevision {
     pub changes: Vec<ImageChange>,
     pub containers: Vec<ContainerDefinition>,
     pub tags: Vec<Tag>,
+    /// Wake the service first (it sleeps after its promotion), to what it ran with.
+    pub wake: Option<Asleep>,
+    /// The service's ARN (its sleep's key).
+    pub service_arn: String,
 }
 
 /// A CodeDeploy deployment to create, in the group that deploys the service.
@@ -306,6 +316,8 @@ impl NewRevision {
             changes: request.changes.clone(),
             containers,
             tags,
+            wake: request.wake.clone(),
+            service_arn: request.service.service_arn().unwrap_or_default().to_owned(),
         })
     }
 }
@@ -582,6 +594,10 @@ impl Deployer {
             Ok(new_arn) => new_arn,
             Err(err) => return failed(&id, format!("ECS {err}")),
         };
+        // Woken in the same UpdateService: its capacity back first, or Application Auto Scaling puts it back to 0.
+        if let Err(why) = self.restore_capacity(&id, revision.wake.as_ref()).await {
+            return failed(&id, why);
+        }
         let updated = self
             .ecs
             .update_service()
@@ -589,12 +605,14 @@ impl Deployer {
             .service(&id.service)
             .task_definition(&new_arn)
             .deployment_configuration(config)
+            .set_desired_count(revision.wake.as_ref().map(|w| w.desired))
             .send()
             .await;
         if let Err(e) = updated {
             let err = CallError::new("UpdateService", &id.to_string(), e.into_service_error());
             return failed(&id, format!("ECS {err}"));
         }
+        self.forget_sleep(&revision).await;
         info!(cluster = %id.cluster, service = %id.service, from = %revision.old, to = %new_arn, "deployed");
         deployed(id, Controller::Ecs, revision, Some(new_arn), None)
     }
@@ -622,6 +640,18 @@ impl Deployer {
             Ok(new_arn) => new_arn,
             Err(err) => return failed(&id, format!("ECS {err}")),
         };
+        // Woken before CodeDeploy starts, so its replacement tasks run (and can be checked).
+        if let Some(wake) = &revision.wake {
+            if let Err(why) = self.restore_capacity(&id, Some(wake)).await {
+                return failed(&id, why);
+            }
+            let woken = self.ecs.update_service().cluster(&id.cluster).service(&id.service).desired_count(wake.desired);
+            if let Err(e) = woken.send().await {
+                let err = CallError::new("UpdateService", &id.to_string(), e.into_service_error());
+                return failed(&id, format!("ECS {err}"));
+            }
+            self.forget_sleep(&revision).await;
+        }
         let created = codedeploy::create_deployment(
             &self.codedeploy,
             &group,
@@ -645,6 +675,21 @@ impl Deployer {
                 ),
             ),
             Err(err) => failed(&id, format!("CodeDeploy {err}")),
+        }
+    }
+
+    /// A sleeping service's scalable target back to what it was before its sleep.
+    async fn restore_capacity(&self, id: &ServiceId, wake: Option<&Asleep>) -> Result<(), String> {
+        let (Some((min, max)), Some(state)) = (wake.and_then(|w| w.capacity), &self.state) else { return Ok(()) };
+        capacity::set(state.signed(), id, min, max).await.map_err(|err| format!("Application Auto Scaling {err}"))
+    }
+
+    /// The sleep is over: the state table forgets it (a failure costs a second wake, which changes nothing).
+    async fn forget_sleep(&self, revision: &NewRevision) {
+        let (Some(_), Some(state)) = (&revision.wake, &self.state) else { return };
+        let service = revision.service_arn.as_str();
+        if let Err(err) = state.woke(service).await {
+            warn!(%service, error = %err, "the service's sleep was not forgotten");
         }
     }
 
@@ -729,6 +774,7 @@ fn deployed(
     codedeploy: Option<CodeDeployStarted>,
 ) -> Rolled {
     let identity = revision_identity(&revision.tags);
+    let woke = revision.wake.as_ref().map(|w| w.desired);
     let NewRevision { old, changes, containers, tags, .. } = revision;
     let deployed = Deployed {
         id,
@@ -738,6 +784,7 @@ fn deployed(
         images: changes,
         codedeploy,
         identity,
+        woke,
     };
     Rolled::Deployed { deployed: Box::new(deployed), containers, tags }
 }
@@ -883,6 +930,7 @@ mod tests {
                 image_tags: vec![("app".into(), "1.3.0".into())],
                 description: "nightshift deploy-on-push: 1.3.0".into(),
                 identity: Identity::default(),
+                wake: None,
             }
         }
         let rolling = Service::builder().service_name("api").build();
