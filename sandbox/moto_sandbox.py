@@ -232,7 +232,7 @@ def _ecr_keeps_images_whose_tag_moves() -> None:
             for image in left:
                 repository.images.remove(image)
         try:
-            image = original_put(self, repository_name, image_manifest, image_tag, image_manifest_mediatype, digest)
+            pushed = original_put(self, repository_name, image_manifest, image_tag, image_manifest_mediatype, digest)
         finally:
             for image in left:
                 image.remove_tag(image_tag)
@@ -245,7 +245,7 @@ def _ecr_keeps_images_whose_tag_moves() -> None:
         if image_manifest_mediatype:
             detail["manifest-media-type"] = image_manifest_mediatype
         events.emit(self.account_id, self.region_name, "aws.ecr", "ECR Image Action", detail)
-        return image
+        return pushed
 
     models.ECRBackend.put_image = put_image
 

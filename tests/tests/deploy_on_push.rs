@@ -221,7 +221,7 @@ async fn a_tracked_tag_moves_when_its_digest_changes() {
     let latest = push(&sandbox, "latest", "shop/api latest 2").await;
     let report = function.handle(replay(&latest)).await.unwrap();
     let moved: Vec<_> = report.deployed.iter().map(|d| d.id.service.as_str()).collect();
-    assert_eq!(moved, ["preview"]);
+    assert_eq!(moved, ["preview"], "{report:#?}");
     let again = function.handle(latest).await.unwrap();
     assert!(again.deployed.is_empty());
 }
