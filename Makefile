@@ -35,10 +35,11 @@ bench: setup
 	$(CARGO) build --release --workspace --bins --exclude nightshift-tests
 	$(CARGO) run --quiet -p nightshift-tests --bin bench -- $(PARTS)
 
-## template: cfn-lint the SAM template (sam validate --lint misses circular dependencies), and check
-##           which parameters each choice of functions needs and that the SAM transform takes each
+## template: cfn-lint the SAM template and registry.yaml (sam validate --lint misses circular
+##           dependencies), and check which parameters each choice of functions needs, that the SAM
+##           transform takes each, and what the accounts' parameters make (the reader role's trust)
 template:
-	cfn-lint template.yaml
+	cfn-lint template.yaml registry.yaml
 	$(PYTHON) tests/template/check_template.py
 
 ## lint: rustfmt, and clippy over the workspace with warnings as errors

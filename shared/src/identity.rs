@@ -4,7 +4,7 @@
 //! (`nightshift:pr`, `nightshift:commit`, `nightshift:source`), so "what runs
 //! in PROD" answers with a pull request and a commit. No AWS calls here.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::config::{ConfigError, Vars};
 
@@ -17,7 +17,7 @@ pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
 pub const SOURCE_LABEL: &str = "org.opencontainers.image.source";
 
 /// What is known of the merge an image was built from; every part optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Identity {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pr: Option<String>,
@@ -57,12 +57,15 @@ impl TagPattern {
         let mut rest = pattern;
         while !rest.is_empty() {
             if let Some(after) = rest.strip_prefix('<') {
-                let (name, tail) = after.split_once('>').ok_or_else(|| format!("{pattern:?} opens a < it never closes"))?;
+                let (name, tail) =
+                    after.split_once('>').ok_or_else(|| format!("{pattern:?} opens a < it never closes"))?;
                 parts.push(match name {
                     "n" => Part::Number,
                     "hex" => Part::Hex,
                     "branch" => Part::Branch,
-                    other => return Err(format!("{pattern:?} names <{other}>; a pattern knows <n>, <hex> and <branch>")),
+                    other => {
+                        return Err(format!("{pattern:?} names <{other}>; a pattern knows <n>, <hex> and <branch>"));
+                    }
                 });
                 rest = tail;
             } else {
@@ -164,7 +167,8 @@ impl IdentityPatterns {
 /// A Git commit as a label or tag may give it: 7 to 40 hex digits, lowercased.
 fn commit(value: &str) -> Option<String> {
     let value = value.trim();
-    ((7..=40).contains(&value.len()) && value.chars().all(|c| c.is_ascii_hexdigit())).then(|| value.to_ascii_lowercase())
+    ((7..=40).contains(&value.len()) && value.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| value.to_ascii_lowercase())
 }
 
 /// A source URL as it may go into a tag value (ECS: letters, digits, spaces and `_.:/=+-@`, at most 256).
@@ -259,20 +263,22 @@ mod tests {
     #[test]
     fn the_default_patterns_read_a_pull_request_a_commit_and_a_branch_build() {
         let table: [(&[&str], Identity); 6] = [
-            (&["RC_1.4.2", "pr-42", "sha-1a2b3c4d"], Identity {
-                pr: Some("42".into()),
-                commit: Some("1a2b3c4d".into()),
-                ..Identity::default()
-            }),
+            (
+                &["RC_1.4.2", "pr-42", "sha-1a2b3c4d"],
+                Identity { pr: Some("42".into()), commit: Some("1a2b3c4d".into()), ..Identity::default() },
+            ),
             (&["git-ABCDEF0123"], Identity { commit: Some("abcdef0123".into()), ..Identity::default() }),
             (&["main-17"], Identity { branch: Some("main".into()), build: Some("17".into()), ..Identity::default() }),
             // The last dash splits branch from build; a pull request is not a branch build.
-            (&["release-2-17", "pr-9"], Identity {
-                pr: Some("9".into()),
-                branch: Some("release-2".into()),
-                build: Some("17".into()),
-                ..Identity::default()
-            }),
+            (
+                &["release-2-17", "pr-9"],
+                Identity {
+                    pr: Some("9".into()),
+                    branch: Some("release-2".into()),
+                    build: Some("17".into()),
+                    ..Identity::default()
+                },
+            ),
             // Too short for a commit, and no number after a dash: nothing.
             (&["sha-abc", "latest", "1.2.0"], Identity::default()),
             (&[], Identity::default()),
@@ -317,7 +323,10 @@ mod tests {
         let vars = [("PR_TAG_PATTERNS", "mr<n> pull-<n>"), ("BRANCH_TAG_PATTERNS", "build-<branch>.<n>")];
         let set = IdentityPatterns::from_vars(&vars).unwrap();
         let found = Identity::of(["pull-5", "build-dev.3", "sha-1234567"], &[], &set);
-        assert_eq!((found.pr.as_deref(), found.branch.as_deref(), found.build.as_deref()), (Some("5"), Some("dev"), Some("3")));
+        assert_eq!(
+            (found.pr.as_deref(), found.branch.as_deref(), found.build.as_deref()),
+            (Some("5"), Some("dev"), Some("3"))
+        );
         assert_eq!(found.commit.as_deref(), Some("1234567"), "the commit default still holds");
         for (value, why) in [("pr-<id>", "names <id>"), ("pr-<n", "never closes"), ("latest", "has none of")] {
             let err = IdentityPatterns::from_vars(&[("PR_TAG_PATTERNS", value)]).unwrap_err();

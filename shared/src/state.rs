@@ -316,7 +316,8 @@ impl StateTable {
 
     /// Whether the service sleeps after its promotion, and what it ran with (one consistent GetItem).
     pub async fn asleep(&self, service: &str) -> Result<Option<Asleep>, CallError> {
-        let request = json!({"TableName": self.table, "Key": key(&asleep_key(service), ASLEEP), "ConsistentRead": true});
+        let request =
+            json!({"TableName": self.table, "Key": key(&asleep_key(service), ASLEEP), "ConsistentRead": true});
         let answer = self.call("GetItem", service, request).await?;
         Ok(Asleep::of(&answer["Item"]))
     }
@@ -621,7 +622,8 @@ mod tests {
         });
         let digest = "sha256:aaaaaaaaaaaaaaaa1111111111111111111111111111111111111111111111";
         let seen = table.digest_on(&["a", "b"], digest).await.unwrap();
-        let asleep = Asleep { desired: 2, capacity: Some((1, 4)), since: "2026-12-05T01:00:00Z".into(), why: "promoted".into() };
+        let asleep =
+            Asleep { desired: 2, capacity: Some((1, 4)), since: "2026-12-05T01:00:00Z".into(), why: "promoted".into() };
         assert_eq!(
             seen,
             [

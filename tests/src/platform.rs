@@ -461,7 +461,8 @@ pub fn complete_rollout_in(
 ) -> serde_json::Value {
     let deployments = sandbox.end_rollout_in(account, cluster, service, "COMPLETED");
     let deployments = deployments.as_array().cloned().unwrap_or_else(|| panic!("end the rollout: {deployments}"));
-    let ended = deployments.iter().find(|d| d["rolloutState"] == "COMPLETED").unwrap_or_else(|| panic!("{deployments:?}"));
+    let ended =
+        deployments.iter().find(|d| d["rolloutState"] == "COMPLETED").unwrap_or_else(|| panic!("{deployments:?}"));
     let mut event = rollout_event_of("watch-rollouts.ecs-deployment-completed.json", account, cluster, service, ended);
     event["account"] = serde_json::json!(account);
     event

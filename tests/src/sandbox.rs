@@ -212,10 +212,7 @@ impl Sandbox {
     /// The credentials a function deployed in `account` signs with: its role
     /// there, assumed with the function's name as session name (see `accounts.py`).
     pub fn function_credentials(&self, account: &str, function: &str) -> (String, String) {
-        let logical: String = function
-            .split('-')
-            .map(|w| w[..1].to_uppercase() + &w[1..])
-            .collect::<String>();
+        let logical: String = function.split('-').map(|w| w[..1].to_uppercase() + &w[1..]).collect::<String>();
         let role = format!("arn:aws:iam::{account}:role/nightshift-{logical}FunctionRole-SANDBOX0001");
         let body = serde_json::json!({"role_arn": role, "session": function});
         let creds = self.call("POST", "/_sandbox/assume-role", Some(&body));
@@ -227,7 +224,8 @@ impl Sandbox {
     /// (`template.yaml` or `registry.yaml`) with these parameters, as
     /// CloudFormation would (see `sandbox/accounts.py`); the logical ids made.
     pub fn deploy_stack(&self, account: &str, template: &str, parameters: serde_json::Value) -> Vec<String> {
-        let body = serde_json::json!({"account": account, "region": REGION, "template": template, "parameters": parameters});
+        let body =
+            serde_json::json!({"account": account, "region": REGION, "template": template, "parameters": parameters});
         let made = self.call("POST", "/_sandbox/stack", Some(&body));
         made["made"].as_array().into_iter().flatten().filter_map(|m| m.as_str().map(str::to_owned)).collect()
     }
@@ -436,7 +434,8 @@ impl Sandbox {
     /// Stores `content` as a blob of `repository` in `account`'s registry (an
     /// image's config, read for its labels); its digest.
     pub fn put_blob(&self, account: &str, repository: &str, content: &str) -> String {
-        let body = serde_json::json!({"account": account, "region": REGION, "repository": repository, "content": content});
+        let body =
+            serde_json::json!({"account": account, "region": REGION, "repository": repository, "content": content});
         self.call("POST", "/_sandbox/ecr/blob", Some(&body))["digest"].as_str().unwrap_or_default().to_owned()
     }
 

@@ -124,7 +124,8 @@ async fn a_push_in_the_registry_account_deploys_in_the_child_by_digest_and_names
         .send()
         .await
         .unwrap();
-    let tag = |key: &str| described.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).map(str::to_owned);
+    let tag =
+        |key: &str| described.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).map(str::to_owned);
     assert_eq!(tag("nightshift:pr").as_deref(), Some("42"));
     assert_eq!(tag("nightshift:commit").as_deref(), Some("9f8e7d6c5b4a39281706f5e4d3c2b1a098765432"));
     assert_eq!(tag("nightshift:source").as_deref(), Some("https://github.com/acme/shop"));
@@ -195,10 +196,15 @@ async fn three_accounts(sandbox: &Sandbox) {
         "template.yaml",
         json!({"RegistryAccountIds": REGISTRY, "PromoteToAccountIds": PROD, "EcsTaskRoleNamePattern": "*"}),
     );
-    for part in ["StateTable", "ReaderRole", "ReaderDescription", "ForwardOutcomesDownRule", "RegistryPushesBusPolicy"] {
+    for part in ["StateTable", "ReaderRole", "ReaderDescription", "ForwardOutcomesDownRule", "RegistryPushesBusPolicy"]
+    {
         assert!(made.contains(&part.to_owned()), "{part} not made in staging: {made:?}");
     }
-    sandbox.deploy_stack(PROD, "template.yaml", json!({"PromoteFromAccountIds": STAGING, "EcsTaskRoleNamePattern": "*"}));
+    sandbox.deploy_stack(
+        PROD,
+        "template.yaml",
+        json!({"PromoteFromAccountIds": STAGING, "EcsTaskRoleNamePattern": "*"}),
+    );
     let registry_ecr = aws_sdk_ecr::Client::new(&sandbox.config_in(REGISTRY, REGION));
     push_labelled_image(sandbox, &registry_ecr, REGISTRY, "shop/api", &["1.2.0"], &[]).await;
     registry_ecr
@@ -209,7 +215,8 @@ async fn three_accounts(sandbox: &Sandbox) {
         .await
         .unwrap();
     let image = format!("{}/shop/api:1.2.0", registry_host(REGISTRY));
-    let stages: [(&str, &str, Vec<(&str, &str)>); 2] = [
+    type Stage<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+    let stages: [Stage; 2] = [
         (STAGING, "staging", vec![("nightshift:deploy", "semver")]),
         (
             PROD,
@@ -221,7 +228,8 @@ async fn three_accounts(sandbox: &Sandbox) {
         let ecs = aws_sdk_ecs::Client::new(&sandbox.config_in(account, REGION));
         ecs.create_cluster().cluster_name(cluster).send().await.unwrap();
         let td = task_definition_in(&ecs, account, &format!("shop-{cluster}"), vec![app(&image)]).await;
-        let mut create = ecs.create_service().cluster(cluster).service_name("shop").task_definition(td).desired_count(2);
+        let mut create =
+            ecs.create_service().cluster(cluster).service_name("shop").task_definition(td).desired_count(2);
         for (key, value) in tags {
             create = create.tags(aws_sdk_ecs::types::Tag::builder().key(key).value(value).build());
         }
@@ -262,7 +270,8 @@ async fn image_in(sandbox: &Sandbox, account: &str, cluster: &str) -> (String, V
     let ecs = aws_sdk_ecs::Client::new(&sandbox.config_in(account, REGION));
     let service = ecs.describe_services().cluster(cluster).services("shop").send().await.unwrap();
     let td = service.services()[0].task_definition().unwrap().to_owned();
-    let out = ecs.describe_task_definition().task_definition(td).include(TaskDefinitionField::Tags).send().await.unwrap();
+    let out =
+        ecs.describe_task_definition().task_definition(td).include(TaskDefinitionField::Tags).send().await.unwrap();
     (out.task_definition().unwrap().container_definitions()[0].image().unwrap().to_owned(), out.tags().to_vec())
 }
 
@@ -288,7 +297,11 @@ async fn push_and_roll_out_to_staging(sandbox: &Sandbox) -> String {
     assert_eq!(deployed["deployed"].as_array().map(Vec::len), Some(1), "{deployed:#}");
     let completed = complete_rollout_in(sandbox, STAGING, "staging", "shop");
     let watched = in_staging(sandbox, "watch-rollouts").invoke(&completed).response();
-    assert_eq!((watched["outcome"].as_str(), watched["announced"].as_bool()), (Some("succeeded"), Some(true)), "{watched:#}");
+    assert_eq!(
+        (watched["outcome"].as_str(), watched["announced"].as_bool()),
+        (Some("succeeded"), Some(true)),
+        "{watched:#}"
+    );
     digest
 }
 
@@ -379,7 +392,12 @@ async fn only_the_listed_accounts_watch_rollouts_may_read_through_the_reader_rol
         .service_name("shop")
         .task_definition(td)
         .desired_count(0)
-        .tags(aws_sdk_ecs::types::Tag::builder().key("nightshift:promote-from").value("111122223333:staging/shop").build())
+        .tags(
+            aws_sdk_ecs::types::Tag::builder()
+                .key("nightshift:promote-from")
+                .value("111122223333:staging/shop")
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -387,8 +405,8 @@ async fn only_the_listed_accounts_watch_rollouts_may_read_through_the_reader_rol
     env.push(("CLUSTERS".to_owned(), "prod".to_owned()));
 
     // When its watch-rollouts promotes by hand
-    let outcome =
-        FunctionProcess::spawn_in(&sandbox, STRANGER, &binary("watch-rollouts"), &env).invoke(&json!({"promote": "prod/shop"}));
+    let outcome = FunctionProcess::spawn_in(&sandbox, STRANGER, &binary("watch-rollouts"), &env)
+        .invoke(&json!({"promote": "prod/shop"}));
 
     // Then STS refuses it the role: the trust names only the listed accounts
     let Outcome::Error { error_type, error_message } = outcome else { panic!("{outcome:?}") };
@@ -478,4 +496,72 @@ async fn staging_sleeps_once_its_digest_passed_in_prod_and_wakes_for_the_next_pu
     let (image, _) = image_in(&sandbox, STAGING, "staging").await;
     assert_eq!(image, format!("{}/shop/api@{next}", registry_host(REGISTRY)));
     assert_ne!(next, digest);
+}
+
+#[tokio::test]
+async fn a_sleep_waits_for_a_followers_checks_and_is_decided_again_by_its_schedule() {
+    // Given staging, qa and prod of one account; staging opted in to sleep; qa has a check suite
+    let sandbox = Sandbox::start();
+    let ecs = sandbox.ecs();
+    nightshift_tests::platform::seed_stages(&ecs, &sandbox.ecr(), &sandbox.scheduler(), &sandbox.codedeploy(), false)
+        .await;
+    let staging = format!("arn:aws:ecs:{REGION}:{PROD}:service/staging/shop");
+    let opt_in = aws_sdk_ecs::types::Tag::builder().key("nightshift:sleep-after-promotion").value("true").build();
+    ecs.tag_resource().resource_arn(&staging).tags(opt_in).send().await.unwrap();
+    let suite = r#"{"target": "http://127.0.0.1:9/", "requests": [{"path": "/health"}]}"#;
+    sandbox
+        .ssm()
+        .put_parameter()
+        .name("/nightshift/checks/qa/shop")
+        .value(suite)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    for stage in ["staging", "qa", "prod"] {
+        nightshift_tests::platform::end_stage_rollout(&sandbox, stage, "COMPLETED");
+    }
+    let mut env = sandbox.function_env();
+    env.extend([
+        ("SCHEDULE_GROUP".to_owned(), SCHEDULE_GROUP.to_owned()),
+        ("SCHEDULE_ROLE_ARN".to_owned(), schedule_role()),
+    ]);
+    let mut watch = FunctionProcess::spawn(&binary("watch-rollouts"), &env);
+
+    // When 1.3.0 reaches staging, then qa after its soak, and qa's rollout completes
+    FunctionProcess::spawn(&binary("deploy-on-push"), &env).invoke(&event("deploy-on-push.ecr-push.json")).response();
+    let staging_done = nightshift_tests::platform::end_stage_rollout(&sandbox, "staging", "COMPLETED");
+    watch.invoke(&staging_done[0]).response();
+    let fired = sandbox.pass_time(31.0);
+    let input: Value = serde_json::from_str(fired[0]["target"]["Input"].as_str().unwrap()).unwrap();
+    assert_eq!(watch.invoke(&input).response()["promotion"]["result"], "promoted");
+    let qa_done = nightshift_tests::platform::end_stage_rollout(&sandbox, "qa", "COMPLETED");
+    let decided = watch.invoke(&qa_done[0]).response();
+
+    // Then staging waits for qa's checks, with a schedule to decide again
+    assert_eq!(decided["sleep"]["result"], "waiting", "{decided:#}");
+    assert_eq!(decided["sleep"]["why"], "the checks of qa/shop have not ended");
+    let scheduled = decided["sleep"]["scheduled"]["schedule"].as_str().unwrap().to_owned();
+    assert!(scheduled.starts_with("sleep-shop-"), "{scheduled}");
+
+    // When qa's checks pass, and the schedule comes
+    let qa = ecs.describe_services().cluster("qa").services("shop").send().await.unwrap();
+    let qa_revision = qa.services()[0].task_definition().unwrap().to_owned();
+    let verdict = nightshift::state::StateWrite::Verdict {
+        service: format!("arn:aws:ecs:{REGION}:{PROD}:service/qa/shop"),
+        task_definition: qa_revision,
+        passed: true,
+        deployment: "ecs-svc/checked".into(),
+        why: "every check passed".into(),
+    };
+    sandbox.state().write(&verdict, chrono::Utc::now()).await.unwrap();
+    let fired = sandbox.pass_time(11.0);
+    let check = fired.iter().find(|f| f["name"] == scheduled.as_str()).unwrap_or_else(|| panic!("{fired:#?}"));
+    let input: Value = serde_json::from_str(check["target"]["Input"].as_str().unwrap()).unwrap();
+    let slept = watch.invoke(&input).response();
+
+    // Then staging sleeps
+    assert_eq!(slept["sleep"]["result"], "slept", "{slept:#}");
+    let now = ecs.describe_services().cluster("staging").services("shop").send().await.unwrap();
+    assert_eq!(now.services()[0].desired_count(), 0);
 }

@@ -90,7 +90,12 @@ const MEDIA_TYPES: [&str; 4] = [
 ];
 
 /// The image manifest of `digest`, as JSON.
-async fn manifest(ecr: &Client, registry_id: &str, repository: &str, digest: &str) -> Result<serde_json::Value, String> {
+async fn manifest(
+    ecr: &Client,
+    registry_id: &str,
+    repository: &str,
+    digest: &str,
+) -> Result<serde_json::Value, String> {
     let out = ecr
         .batch_get_image()
         .registry_id(registry_id)
@@ -99,10 +104,15 @@ async fn manifest(ecr: &Client, registry_id: &str, repository: &str, digest: &st
         .set_accepted_media_types(Some(MEDIA_TYPES.map(str::to_owned).to_vec()))
         .send()
         .await
-        .map_err(|e| CallError::new("BatchGetImage", &format!("{registry_id}/{repository}"), e.into_service_error()).to_string())?;
+        .map_err(|e| {
+            CallError::new("BatchGetImage", &format!("{registry_id}/{repository}"), e.into_service_error()).to_string()
+        })?;
     if let Some(failure) = out.failures().first() {
         let code = failure.failure_code().map(|c| c.as_str().to_owned()).unwrap_or_default();
-        return Err(format!("BatchGetImage on {registry_id}/{repository}: {code} {}", failure.failure_reason().unwrap_or_default()));
+        return Err(format!(
+            "BatchGetImage on {registry_id}/{repository}: {code} {}",
+            failure.failure_reason().unwrap_or_default()
+        ));
     }
     let text = out.images().first().and_then(|i| i.image_manifest()).ok_or("BatchGetImage answered no manifest")?;
     serde_json::from_str(text).map_err(|e| format!("the manifest of {digest} is not JSON: {e}"))
@@ -119,7 +129,9 @@ pub async fn config_labels(
     digest: &str,
 ) -> Result<Vec<(String, String)>, String> {
     let mut found = manifest(ecr, registry_id, repository, digest).await?;
-    if let Some(first) = found.get("manifests").and_then(|m| m.get(0)).and_then(|m| m.get("digest")).and_then(|d| d.as_str()) {
+    if let Some(first) =
+        found.get("manifests").and_then(|m| m.get(0)).and_then(|m| m.get("digest")).and_then(|d| d.as_str())
+    {
         found = manifest(ecr, registry_id, repository, first).await?;
     }
     let Some(config) = found.get("config").and_then(|c| c.get("digest")).and_then(|d| d.as_str()) else {

@@ -24,9 +24,9 @@ use aws_sdk_ecs::types::{ContainerDefinition, Service, Tag, TaskDefinition};
 use lambda_runtime::LambdaEvent;
 use nightshift::config::{self, ConfigError, Vars};
 use nightshift::identity::{Identity, IdentityPatterns};
-use nightshift::signed::SignedHttp;
 use nightshift::notify::{self, Delivery, Level, Notifier};
 use nightshift::rollout::{Deployer, ImageChange, Invocation, Rolled, RolloutPlan, RolloutRequest, ServiceId};
+use nightshift::signed::SignedHttp;
 use nightshift::state::{DigestSeen, StateTable};
 use serde::Serialize;
 use serde_json::Value;
@@ -377,7 +377,8 @@ impl DeployOnPush {
                     .collect();
                 let pushed = images.get(&plan::ImageId::Digest(push.digest.clone())).cloned().flatten();
                 if report.identity.is_none()
-                    && let Some(pushed) = pushed.filter(|_| kept.iter().any(|(_, p)| matches!(p, ServicePlan::Deploy(_))))
+                    && let Some(pushed) =
+                        pushed.filter(|_| kept.iter().any(|(_, p)| matches!(p, ServicePlan::Deploy(_))))
                 {
                     report.identity = Some(self.identify(push, &pushed.tags, report).await);
                 }
@@ -485,7 +486,8 @@ impl DeployOnPush {
     async fn identify(&self, push: &Push, tags: &[String], report: &mut DeployReport) -> Identity {
         let labels = match &self.downloads {
             Some(http) => {
-                let read = ecr::config_labels(&self.ecr, http.connector(), &push.account, &push.repository, &push.digest);
+                let read =
+                    ecr::config_labels(&self.ecr, http.connector(), &push.account, &push.repository, &push.digest);
                 read.await.unwrap_or_else(|why| {
                     warn!(%why, "the image's labels could not be read");
                     report.warnings.push(format!("the image's labels were not read: {why}"));
@@ -713,14 +715,13 @@ mod tests {
         let (endpoint, dynamodb) = nightshift::loopback::serve(|_, _| (200, "{}".to_owned()));
         let sdk = nightshift::loopback::sdk_config(&endpoint);
         let state = StateTable::new(Arc::new(nightshift::signed::SignedHttp::new(&sdk)), "nightshift-state");
-        let config =
-            DeployConfig {
-                clusters: vec!["shop".into()],
-                dry_run: false,
-                state_table: "nightshift-state".into(),
-                registry_accounts: Vec::new(),
-                identity: IdentityPatterns::default(),
-            };
+        let config = DeployConfig {
+            clusters: vec!["shop".into()],
+            dry_run: false,
+            state_table: "nightshift-state".into(),
+            registry_accounts: Vec::new(),
+            identity: IdentityPatterns::default(),
+        };
         let function = DeployOnPush::new(config, ecs, ecr, codedeploy, state);
         let event = json!({
             "version": "0", "id": "1", "detail-type": "ECR Image Action", "source": "aws.ecr",

@@ -356,10 +356,16 @@ mod tests {
             (
                 push("210987654321", "eu-west-1"),
                 &[],
-                Some("account 210987654321, which is neither this account (123456789012) nor listed in REGISTRY_ACCOUNT_IDS (empty)"),
+                Some(
+                    "account 210987654321, which is neither this account (123456789012) nor listed in REGISTRY_ACCOUNT_IDS (empty)",
+                ),
             ),
             (push("333333333333", "eu-west-1"), &listed, Some("nor listed in REGISTRY_ACCOUNT_IDS (210987654321)")),
-            (push("210987654321", "us-east-1"), &listed, Some("the push is in us-east-1; this function deploys in eu-west-1")),
+            (
+                push("210987654321", "us-east-1"),
+                &listed,
+                Some("the push is in us-east-1; this function deploys in eu-west-1"),
+            ),
             (push("123456789012", "eu-west-1"), &listed, None),
         ];
         for (push, registries, why) in table {
@@ -369,7 +375,11 @@ mod tests {
                 Some(why) => assert!(found.as_deref().is_some_and(|f| f.contains(why)), "{found:?}"),
             }
         }
-        assert_eq!(foreign_push(&push("333333333333", "eu-west-1"), ("", ""), &[]), None, "own place unknown: not checked");
+        assert_eq!(
+            foreign_push(&push("333333333333", "eu-west-1"), ("", ""), &[]),
+            None,
+            "own place unknown: not checked"
+        );
     }
     use super::*;
     use aws_sdk_ecs::types::ContainerDefinition;

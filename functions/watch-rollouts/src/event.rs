@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::outcome::{CodeDeployEndState, EcsEvent};
 use crate::announce::{self, RolloutOutcome};
+use crate::outcome::{CodeDeployEndState, EcsEvent};
 use crate::promote::Due;
 use nightshift::rollout::ServiceId;
 
@@ -199,13 +199,18 @@ mod tests {
             "revision": "arn:aws:ecs:us-east-1:111122223333:task-definition/shop:3",
             "completedAt": "2026-12-05T01:00:00Z"
         });
-        let envelope = |account: &str| json!({
-            "version": "0", "id": "1", "detail-type": "Rollout Outcome", "source": "nightshift",
-            "account": account, "time": "2026-12-05T01:00:01Z", "region": "us-east-1", "resources": [],
-            "detail": detail
-        });
+        let envelope = |account: &str| {
+            json!({
+                "version": "0", "id": "1", "detail-type": "Rollout Outcome", "source": "nightshift",
+                "account": account, "time": "2026-12-05T01:00:01Z", "region": "us-east-1", "resources": [],
+                "detail": detail
+            })
+        };
         let Ok(WatchEvent::Announced(read)) = parse(&envelope("111122223333")) else { panic!() };
-        assert_eq!((read.cluster.as_str(), read.revision.as_deref().map(nightshift::ecs::revision_of)), ("staging", Some("shop:3")));
+        assert_eq!(
+            (read.cluster.as_str(), read.revision.as_deref().map(nightshift::ecs::revision_of)),
+            ("staging", Some("shop:3"))
+        );
         let Ok(WatchEvent::Ignored(why)) = parse(&envelope("444455556666")) else { panic!() };
         assert_eq!(why, "the rollout outcome names account 111122223333, but account 444455556666 sent it");
         let mut broken = envelope("111122223333");

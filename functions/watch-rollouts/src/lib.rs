@@ -35,15 +35,15 @@ use aws_sdk_ecs::types::{Service, Tag, TaskDefinition};
 use chrono::{DateTime, Utc};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use nightshift::aws::CallError;
-use nightshift::identity::Identity;
 use nightshift::config::{self, ConfigError, Vars};
 use nightshift::ecs::{IMAGE_TAG_PREFIX, tag_value};
+use nightshift::identity::Identity;
 use nightshift::notify::{self, Delivery, Level, Notifier};
 use nightshift::quarantine;
 use nightshift::rollout::bluegreen::{self, GroupName};
+use nightshift::rollout::capacity;
 use nightshift::rollout::{Deployed, Deployer, Invocation, Rolled, RolloutRequest, ServiceId};
 use nightshift::signed::SignedHttp;
-use nightshift::rollout::capacity;
 use nightshift::state::{StateTable, StateWrite};
 use nightshift::window::Tz;
 use nightshift::{Clock, SystemClock};
@@ -148,7 +148,11 @@ fn reader_role(vars: &impl Vars) -> Result<String, ConfigError> {
     let name = config::optional(vars, "READER_ROLE_NAME").unwrap_or_else(|| reader::DEFAULT_ROLE_NAME.into());
     let ok = name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
     if !ok {
-        return Err(ConfigError::new("READER_ROLE_NAME", Some(&name), "an IAM role name: 1 to 64 letters, digits, +=,.@_-"));
+        return Err(ConfigError::new(
+            "READER_ROLE_NAME",
+            Some(&name),
+            "an IAM role name: 1 to 64 letters, digits, +=,.@_-",
+        ));
     }
     Ok(name)
 }
@@ -514,7 +518,9 @@ impl<'n> WatchRollouts<'n> {
             _ => None,
         };
         let followers = match (&ending.outcome, &ending.task_definition) {
-            (Some(Outcome::Succeeded), Some(_)) => self.followers(&invoked.account, &service.id, &invoked.account).await?,
+            (Some(Outcome::Succeeded), Some(_)) => {
+                self.followers(&invoked.account, &service.id, &invoked.account).await?
+            }
             _ => Vec::new(),
         };
         let plan = plan::plan_outcome(&OutcomeInput {
@@ -702,7 +708,13 @@ impl<'n> WatchRollouts<'n> {
                     let capacity = capacity::target(&self.signed, id).await.map_err(WatchError::Scaling)?;
                     let write = StateWrite::Asleep { service: arn.clone(), desired, capacity, why: why.clone() };
                     // Remembered first: a run that dies after it leaves a sleep the next rollout undoes.
-                    self.state.write(&write, self.clock.now()).await.map_err(WatchError::State)?;
+                    let written = self.state.write(&write, self.clock.now()).await.map_err(WatchError::State)?;
+                    if !written {
+                        // Another run put it to sleep meanwhile: its counts stand.
+                        (result.result, result.why) = ("awake", "asleep already".into());
+                        report.sleep = Some(result);
+                        return Ok(());
+                    }
                     if capacity.is_some() {
                         capacity::set(&self.signed, id, 0, 0).await.map_err(WatchError::Scaling)?;
                     }
@@ -713,8 +725,11 @@ impl<'n> WatchRollouts<'n> {
                         .desired_count(0)
                         .send()
                         .await
-                        .map_err(|e| WatchError::Ecs(CallError::new("UpdateService", &id.to_string(), e.into_service_error())))?;
-                    result.remembered = self.state.asleep(&arn).await.map_err(WatchError::State)?;
+                        .map_err(|e| {
+                        WatchError::Ecs(CallError::new("UpdateService", &id.to_string(), e.into_service_error()))
+                    })?;
+                    let since = self.clock.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                    result.remembered = Some(nightshift::state::Asleep { desired, capacity, since, why: why.clone() });
                 }
                 result.why = why;
             }
@@ -743,12 +758,21 @@ impl<'n> WatchRollouts<'n> {
 
     /// Every service that follows `upstream` (of this account): here, and in
     /// each account of `PROMOTE_TO_ACCOUNT_IDS` (through its reader role), as they are now.
-    async fn followers_now(&self, upstream: &ServiceId, invoked: &Invoked) -> Result<Vec<sleep::FollowerNow>, WatchError> {
+    async fn followers_now(
+        &self,
+        upstream: &ServiceId,
+        invoked: &Invoked,
+    ) -> Result<Vec<sleep::FollowerNow>, WatchError> {
         let own = invoked.account.as_str();
         let mut found = Vec::new();
         let here = nightshift::ecs::services_in(&self.ecs, &self.config.clusters).await.map_err(WatchError::Ecs)?;
         for service in here.iter().filter(|s| follows(s, own, upstream, own)) {
-            let view = View { ecs: &self.ecs, signed: &self.signed, state: &self.state, checks_prefix: &self.config.checks_prefix };
+            let view = View {
+                ecs: &self.ecs,
+                signed: &self.signed,
+                state: &self.state,
+                checks_prefix: &self.config.checks_prefix,
+            };
             found.push(follower_now(&view, service, None).await?);
         }
         for account in self.config.promote_to_accounts.iter().filter(|a| *a != own) {
@@ -756,7 +780,12 @@ impl<'n> WatchRollouts<'n> {
                 .await
                 .map_err(|why| WatchError::Upstream { account: account.clone(), why })?;
             let there = nightshift::ecs::services_in(&reader.ecs, &[]).await.map_err(WatchError::Ecs)?;
-            let view = View { ecs: &reader.ecs, signed: &reader.signed, state: &reader.state, checks_prefix: &reader.checks_prefix };
+            let view = View {
+                ecs: &reader.ecs,
+                signed: &reader.signed,
+                state: &reader.state,
+                checks_prefix: &reader.checks_prefix,
+            };
             for service in there.iter().filter(|s| follows(s, own, upstream, account)) {
                 found.push(follower_now(&view, service, Some(account)).await?);
             }
@@ -932,9 +961,11 @@ impl<'n> WatchRollouts<'n> {
         // An upstream in another account is read through its reader role; nothing is written there.
         let reader = match from.elsewhere(&invoked.account) {
             None => None,
-            Some(account) => Some(Box::pin(reader::open(&self.signed, account, &self.config.reader_role)).await.map_err(
-                |why| WatchError::Upstream { account: account.to_owned(), why },
-            )?),
+            Some(account) => Some(
+                Box::pin(reader::open(&self.signed, account, &self.config.reader_role))
+                    .await
+                    .map_err(|why| WatchError::Upstream { account: account.to_owned(), why })?,
+            ),
         };
         let (ecs, signed, state, checks_prefix) = match &reader {
             Some(r) => (&r.ecs, r.signed.as_ref(), &r.state, r.checks_prefix.as_str()),
@@ -1150,10 +1181,15 @@ fn pinned(images: &[Image]) -> Vec<(String, Option<String>)> {
 }
 
 /// A follower as the sleep decides on it: what it runs, whether its rollout is done, its checks.
-async fn follower_now(view: &View<'_>, service: &Service, account: Option<&str>) -> Result<sleep::FollowerNow, WatchError> {
+async fn follower_now(
+    view: &View<'_>,
+    service: &Service,
+    account: Option<&str>,
+) -> Result<sleep::FollowerNow, WatchError> {
     let id = ServiceId::of(service);
     let td = service.task_definition().unwrap_or_default();
-    let (revision, tags) = nightshift::rollout::describe_task_definition(view.ecs, td).await.map_err(WatchError::Ecs)?;
+    let (revision, tags) =
+        nightshift::rollout::describe_task_definition(view.ecs, td).await.map_err(WatchError::Ecs)?;
     let images = message::images(revision.container_definitions(), &tags);
     let deployments = observe::deployments(service);
     let settled = match deployments.as_slice() {

@@ -134,7 +134,9 @@ pub fn notice(told: &Told) -> Notice {
 
 /// Which merge a revision is: `Merge` (pull request, commit) and `Source`, where known.
 fn merge_facts(identity: &Identity, facts: &mut Vec<(String, String)>) {
-    if let Some(merge) = identity.words().filter(|_| identity.pr.is_some() || identity.commit.is_some() || identity.branch.is_some()) {
+    if let Some(merge) =
+        identity.words().filter(|_| identity.pr.is_some() || identity.commit.is_some() || identity.branch.is_some())
+    {
         facts.push(("Merge".into(), merge));
     }
     if let Some(source) = &identity.source {
@@ -223,7 +225,7 @@ mod tests {
             why: "ECS deployment circuit breaker: tasks failed to start.",
             took_seconds: Some(372),
             quarantined: &["sha256:7f5b0c0e0d7a6a4b".to_owned()],
-                identity: &Identity::default(),
+            identity: &Identity::default(),
         })
     }
 

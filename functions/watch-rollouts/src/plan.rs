@@ -10,10 +10,10 @@ use nightshift::rollout::{Deployed, RolloutPlan, ServiceId};
 use nightshift::state::StateWrite;
 use serde::Serialize;
 
+use crate::announce::RolloutOutcome;
 use crate::message::{self, Image};
 use crate::observe::{Remembered, TagRecords};
 use crate::outcome::{DeploymentStatus, Mark, Outcome, RolloutEnding, RolloutState, ToldRecord, is_rollback_reason};
-use crate::announce::RolloutOutcome;
 use crate::promote::{self, Due, Settings, Settled};
 use nightshift::identity::Identity;
 
@@ -280,7 +280,13 @@ pub fn plan_announced(detail: &RolloutOutcome, followers: &[Follower], now: Date
 
 /// One schedule per follower whose settings are right, due when its soak
 /// ends (in its window); a follower whose tags are wrong is warned and told.
-fn plan_promotions(rollout: &Rollout<'_>, followers: &[Follower], region: &str, now: DateTime<Utc>, plan: &mut OutcomePlan) {
+fn plan_promotions(
+    rollout: &Rollout<'_>,
+    followers: &[Follower],
+    region: &str,
+    now: DateTime<Utc>,
+    plan: &mut OutcomePlan,
+) {
     for follower in followers {
         let id = &follower.service.id;
         match &follower.settings {
@@ -616,7 +622,11 @@ mod tests {
             id: ServiceId { cluster: "qa".into(), service: name.into() },
             ..service(&[("nightshift:notify", "teams/qa")])
         };
-        let settings = Settings { from: crate::promote::Followed { account: None, id: told.id.clone() }, soak: chrono::Duration::minutes(10), window: None };
+        let settings = Settings {
+            from: crate::promote::Followed { account: None, id: told.id.clone() },
+            soak: chrono::Duration::minutes(10),
+            window: None,
+        };
         let followers = [
             Follower { service: follower("api"), settings: Ok(settings) },
             Follower { service: follower("bad"), settings: Err("nightshift:soak-minutes is \"x\"".into()) },

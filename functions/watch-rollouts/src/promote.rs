@@ -47,8 +47,7 @@ impl Followed {
                 ));
             }
         };
-        let id = ServiceId::parse(rest)
-            .map_err(|_| format!("{text:?} is not [<account>:]<cluster>/<service>"))?;
+        let id = ServiceId::parse(rest).map_err(|_| format!("{text:?} is not [<account>:]<cluster>/<service>"))?;
         Ok(Self { account, id })
     }
 

@@ -143,7 +143,10 @@ mod tests {
 
     #[test]
     fn the_role_is_named_in_the_regions_partition_and_the_form_is_encoded() {
-        assert_eq!(role_arn("210987654321", "nightshift-reader", "eu-west-1"), "arn:aws:iam::210987654321:role/nightshift-reader");
+        assert_eq!(
+            role_arn("210987654321", "nightshift-reader", "eu-west-1"),
+            "arn:aws:iam::210987654321:role/nightshift-reader"
+        );
         assert_eq!(role_arn("210987654321", "r", "cn-north-1"), "arn:aws-cn:iam::210987654321:role/r");
         assert_eq!(form("arn:aws:iam::1:role/a b"), "arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fa%20b");
     }

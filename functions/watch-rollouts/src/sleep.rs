@@ -143,15 +143,25 @@ mod tests {
             (
                 sleeper(Some("true")),
                 vec![prod.clone(), qa.clone(), other.clone()],
-                SleepPlan::Sleep("sha256:bbbbbbbbbbbbbbbb promoted to 123456789012:prod/shop, qa/shop and passed there".into()),
+                SleepPlan::Sleep(
+                    "sha256:bbbbbbbbbbbbbbbb promoted to 123456789012:prod/shop, qa/shop and passed there".into(),
+                ),
             ),
-            (sleeper(None), vec![prod.clone()], SleepPlan::Stay("not tagged nightshift:sleep-after-promotion=true".into())),
+            (
+                sleeper(None),
+                vec![prod.clone()],
+                SleepPlan::Stay("not tagged nightshift:sleep-after-promotion=true".into()),
+            ),
             (
                 sleeper(Some("yes")),
                 vec![prod.clone()],
                 SleepPlan::Stay("nightshift:sleep-after-promotion is \"yes\", not \"true\": it stays awake".into()),
             ),
-            (SleeperNow { asleep: true, ..sleeper(Some("true")) }, vec![prod.clone()], SleepPlan::Stay("asleep already".into())),
+            (
+                SleeperNow { asleep: true, ..sleeper(Some("true")) },
+                vec![prod.clone()],
+                SleepPlan::Stay("asleep already".into()),
+            ),
             (
                 SleeperNow { desired: 0, ..sleeper(Some("true")) },
                 vec![prod.clone()],
@@ -182,7 +192,11 @@ mod tests {
                 vec![other],
                 SleepPlan::Stay("no service follows it (with one of its repositories)".into()),
             ),
-            (sleeper(Some("true")), vec![], SleepPlan::Stay("no service follows it (with one of its repositories)".into())),
+            (
+                sleeper(Some("true")),
+                vec![],
+                SleepPlan::Stay("no service follows it (with one of its repositories)".into()),
+            ),
         ];
         for (sleeper, followers, expected) in table {
             assert_eq!(decide(&sleeper, &followers), expected, "{sleeper:?}");
