@@ -2,6 +2,7 @@
 //! Lambda Runtime API stand-in that drives the built binaries, request
 //! counting, and the events under `events/`.
 
+pub mod accounts;
 pub mod canary;
 pub mod emf;
 pub mod platform;

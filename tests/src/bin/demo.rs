@@ -23,8 +23,16 @@ use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
 use nightshift_tests::sandbox::Sandbox;
 use serde_json::Value;
 
-const SCENES: [&str; 7] =
-    ["expire-logs", "deploy-on-push", "watch-rollouts", "promote", "verify-rollout", "scale", "reset-dataspace"];
+const SCENES: [&str; 8] = [
+    "expire-logs",
+    "deploy-on-push",
+    "watch-rollouts",
+    "promote",
+    "verify-rollout",
+    "accounts",
+    "scale",
+    "reset-dataspace",
+];
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -54,6 +62,9 @@ async fn main() -> ExitCode {
     }
     if wants("verify-rollout") {
         ok &= verify_rollout().await;
+    }
+    if wants("accounts") {
+        ok &= accounts().await;
     }
     if wants("scale") {
         ok &= scale(&sandbox).await;
@@ -607,6 +618,118 @@ The chain stopped at qa:"
     let after = print_stages(&ecs).await;
     println!();
     ok && after[2] == images[2] && after[0] != images[0]
+}
+
+/// The newest event of this source and tag (or any) on `account`'s default bus.
+fn newest(sandbox: &Sandbox, account: &str, source: &str, tag: Option<&str>) -> Option<Value> {
+    let on_bus = sandbox.bus(account).into_iter().filter(|e| e["source"] == source);
+    on_bus.filter(|e| tag.is_none_or(|t| e["detail"]["image-tag"] == t)).last()
+}
+
+async fn accounts() -> bool {
+    use nightshift_tests::accounts::{
+        PROD, REGISTRY, STAGING, STRANGER, image_in, in_staging, prod_watch, registry_host,
+        staging_desired_and_capacity, three_accounts,
+    };
+    heading("many accounts: one registry, a staging account, a prod account");
+    let sandbox = Sandbox::start();
+    three_accounts(&sandbox).await;
+    let staging_arn = format!("arn:aws:ecs:us-east-1:{STAGING}:service/staging/shop");
+    let staging_ecs = aws_sdk_ecs::Client::new(&sandbox.config_in(STAGING, "us-east-1"));
+    let opt_in = aws_sdk_ecs::types::Tag::builder().key("nightshift:sleep-after-promotion").value("true").build();
+    let tagged = staging_ecs.tag_resource().resource_arn(&staging_arn).tags(opt_in).send().await;
+    if tagged.is_err() {
+        return false;
+    }
+    println!("registry {REGISTRY} (registry.yaml: ChildAccountIds={STAGING}) holds shop/api;");
+    println!(
+        "staging {STAGING} (RegistryAccountIds={REGISTRY}, PromoteToAccountIds={PROD}): staging/shop follows pushes,"
+    );
+    println!("  tagged nightshift:sleep-after-promotion=true;");
+    println!(
+        "prod {PROD} (PromoteFromAccountIds={STAGING}): prod/shop is tagged nightshift:promote-from={STAGING}:staging/shop."
+    );
+    let registry_ecr = aws_sdk_ecr::Client::new(&sandbox.config_in(REGISTRY, "us-east-1"));
+    let labels = [
+        ("org.opencontainers.image.revision", "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432"),
+        ("org.opencontainers.image.source", "https://github.com/acme/shop"),
+    ];
+    let tags = ["1.3.0", "pr-42"];
+    nightshift_tests::platform::push_labelled_image(&sandbox, &registry_ecr, REGISTRY, "shop/api", &tags, &labels)
+        .await;
+    println!(
+        "
+shop/api:1.3.0 (also tagged pr-42, labelled with its commit) is pushed in the registry:"
+    );
+    let Some(push) = newest(&sandbox, STAGING, "aws.ecr", Some("1.3.0")) else { return false };
+    println!(
+        "  EventBridge forwarded the push to staging's bus (its account: {})",
+        push["account"].as_str().unwrap_or("")
+    );
+    let Some(deployed) = invoke(&mut in_staging(&sandbox, "deploy-on-push"), &push) else { return false };
+    let merge = &deployed["identity"];
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_owned();
+    println!(
+        "  staging's deploy-on-push rolled it out by digest; the merge: PR #{} commit {}",
+        text(&merge["pr"]),
+        text(&merge["commit"])
+    );
+    let completed = nightshift_tests::platform::complete_rollout_in(&sandbox, STAGING, "staging", "shop");
+    let mut staging_watch = in_staging(&sandbox, "watch-rollouts");
+    let Some(_) = invoke(&mut staging_watch, &completed) else { return false };
+    let Some(outcome) = newest(&sandbox, PROD, "nightshift", None) else { return false };
+    println!("  staging succeeded; its Rollout Outcome reached prod's bus (from {})", text(&outcome["account"]));
+    let mut prod = prod_watch(&sandbox);
+    let Some(heard) = invoke(&mut prod, &outcome) else { return false };
+    println!("  prod scheduled its own promotion at {}", heard["scheduled"][0]["at"].as_str().unwrap_or_default());
+    println!("  ... 31 minutes pass (in the sandbox) ...");
+    let fired = sandbox.pass_time(31.0);
+    let input: Value = fired
+        .first()
+        .and_then(|f| f["target"]["Input"].as_str())
+        .and_then(|i| serde_json::from_str(i).ok())
+        .unwrap_or_default();
+    let Some(promoted) = invoke(&mut prod, &input) else { return false };
+    println!(
+        "  prod, reading staging through its read-only role nightshift-reader: {} ({})",
+        promoted["promotion"]["result"].as_str().unwrap_or_default(),
+        promoted["promotion"]["why"].as_str().unwrap_or_default()
+    );
+    let (image, tags) = image_in(&sandbox, PROD, "prod").await;
+    let tag = |key: &str| tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).unwrap_or("").to_owned();
+    println!("  prod runs {image}");
+    println!("  its revision: nightshift:pr={} nightshift:commit={}", tag("nightshift:pr"), tag("nightshift:commit"));
+    let prod_done = nightshift_tests::platform::complete_rollout_in(&sandbox, PROD, "prod", "shop");
+    let Some(_) = invoke(&mut prod, &prod_done) else { return false };
+    let back = sandbox.bus(STAGING).into_iter().filter(|e| e["source"] == "nightshift" && e["account"] == PROD).last();
+    let Some(back) = back else { return false };
+    let Some(slept) = invoke(&mut staging_watch, &back) else { return false };
+    let (desired, _) = staging_desired_and_capacity(&sandbox).await;
+    println!(
+        "\nprod's rollout succeeded; its outcome went back to staging, which {}: {} (desired count now {desired})",
+        slept["sleep"]["result"].as_str().unwrap_or_default(),
+        slept["sleep"]["why"].as_str().unwrap_or_default()
+    );
+    let mut stranger = event("deploy-on-push.ecr-push-from-registry.json");
+    stranger["account"] = Value::String(STRANGER.into());
+    let Some(ignored) = invoke(&mut in_staging(&sandbox, "deploy-on-push"), &stranger) else { return false };
+    println!(
+        "
+A push from an account staging does not list: {}",
+        ignored["ignored"].as_str().unwrap_or_default()
+    );
+    let next =
+        nightshift_tests::platform::push_labelled_image(&sandbox, &registry_ecr, REGISTRY, "shop/api", &["1.4.0"], &[])
+            .await;
+    let Some(push) = newest(&sandbox, STAGING, "aws.ecr", Some("1.4.0")) else { return false };
+    let Some(woken) = invoke(&mut in_staging(&sandbox, "deploy-on-push"), &push) else { return false };
+    let (desired, _) = staging_desired_and_capacity(&sandbox).await;
+    println!(
+        "shop/api:1.4.0 is pushed: staging woke to {} task(s) (desired count now {desired}) and runs it.\n",
+        woken["deployed"][0]["woke"]
+    );
+    let (now, _) = image_in(&sandbox, STAGING, "staging").await;
+    slept["sleep"]["result"] == "slept" && now == format!("{}/shop/api@{next}", registry_host(REGISTRY)) && desired == 2
 }
 
 /// Pushes `shop/api:<tag>` to the sandbox's ECR; its ECR Image Action event.
