@@ -126,10 +126,7 @@ pub async fn image_in(sandbox: &Sandbox, account: &str, cluster: &str) -> (Strin
     (out.task_definition().unwrap().container_definitions()[0].image().unwrap().to_owned(), out.tags().to_vec())
 }
 
-/// Pushes the merge's 1.3.0 in the registry, and rolls it out to staging as
-/// the forwarded push and staging's rollout make it: staging's deploy-on-push,
-/// then its watch-rollouts, which announces the success. Its digest.
-
+/// Staging's desired count and its scalable target's (min, max), as AWS has them now.
 pub async fn staging_desired_and_capacity(sandbox: &Sandbox) -> (i32, Option<(i32, i32)>) {
     let config = sandbox.config_in(STAGING, REGION);
     let ecs = aws_sdk_ecs::Client::new(&config);

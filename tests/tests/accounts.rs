@@ -164,6 +164,9 @@ async fn a_registry_whose_policy_does_not_let_the_child_read_fails_the_push_and_
     assert_eq!(running(&sandbox).await, before);
 }
 
+/// Pushes the merge's 1.3.0 in the registry, and rolls it out to staging as
+/// the forwarded push and staging's rollout make it: staging's deploy-on-push,
+/// then its watch-rollouts, which announces the success. Its digest.
 async fn push_and_roll_out_to_staging(sandbox: &Sandbox) -> String {
     let registry_ecr = aws_sdk_ecr::Client::new(&sandbox.config_in(REGISTRY, REGION));
     let digest = push_labelled_image(
