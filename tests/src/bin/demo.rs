@@ -622,8 +622,8 @@ The chain stopped at qa:"
 
 /// The newest event of this source and tag (or any) on `account`'s default bus.
 fn newest(sandbox: &Sandbox, account: &str, source: &str, tag: Option<&str>) -> Option<Value> {
-    let on_bus = sandbox.bus(account).into_iter().filter(|e| e["source"] == source);
-    on_bus.filter(|e| tag.is_none_or(|t| e["detail"]["image-tag"] == t)).next_back()
+    let on_bus = sandbox.bus(account).into_iter();
+    on_bus.rev().find(|e| e["source"] == source && tag.is_none_or(|t| e["detail"]["image-tag"] == t))
 }
 
 async fn accounts() -> bool {
@@ -701,8 +701,7 @@ shop/api:1.3.0 (also tagged pr-42, labelled with its commit) is pushed in the re
     println!("  its revision: nightshift:pr={} nightshift:commit={}", tag("nightshift:pr"), tag("nightshift:commit"));
     let prod_done = nightshift_tests::platform::complete_rollout_in(&sandbox, PROD, "prod", "shop");
     let Some(_) = invoke(&mut prod, &prod_done) else { return false };
-    let back =
-        sandbox.bus(STAGING).into_iter().filter(|e| e["source"] == "nightshift" && e["account"] == PROD).next_back();
+    let back = sandbox.bus(STAGING).into_iter().rfind(|e| e["source"] == "nightshift" && e["account"] == PROD);
     let Some(back) = back else { return false };
     let Some(slept) = invoke(&mut staging_watch, &back) else { return false };
     let (desired, _) = staging_desired_and_capacity(&sandbox).await;
