@@ -193,23 +193,18 @@ mod tests {
 
     #[test]
     fn a_rollout_outcome_is_believed_only_from_the_account_it_names() {
-        let detail = json!({
-            "account": "111122223333", "region": "us-east-1", "cluster": "staging", "service": "shop",
-            "outcome": "succeeded", "deployment": "ecs-svc/1", "digests": [],
-            "revision": "arn:aws:ecs:us-east-1:111122223333:task-definition/shop:3",
-            "completedAt": "2026-12-05T01:00:00Z"
-        });
+        // The shape watch-rollouts puts on the bus, as events/ keeps it (and `cargo lambda invoke` sends it).
+        let file: Value =
+            serde_json::from_str(include_str!("../../../events/watch-rollouts.rollout-outcome.json")).unwrap();
         let envelope = |account: &str| {
-            json!({
-                "version": "0", "id": "1", "detail-type": "Rollout Outcome", "source": "nightshift",
-                "account": account, "time": "2026-12-05T01:00:01Z", "region": "us-east-1", "resources": [],
-                "detail": detail
-            })
+            let mut event = file.clone();
+            event["account"] = json!(account);
+            event
         };
         let Ok(WatchEvent::Announced(read)) = parse(&envelope("111122223333")) else { panic!() };
         assert_eq!(
             (read.cluster.as_str(), read.revision.as_deref().map(nightshift::ecs::revision_of)),
-            ("staging", Some("shop:3"))
+            ("staging", Some("shop-staging:3"))
         );
         let Ok(WatchEvent::Ignored(why)) = parse(&envelope("444455556666")) else { panic!() };
         assert_eq!(why, "the rollout outcome names account 111122223333, but account 444455556666 sent it");
