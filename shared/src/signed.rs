@@ -421,9 +421,22 @@ impl SignedHttp {
         read_parameter(&answer).map(Some)
     }
 
+    /// Whether the parameter exists, read without decrypting it (no `kms:Decrypt` needed).
+    pub async fn parameter_exists(&self, name: &str) -> Result<bool, String> {
+        let answer = self.parameter_answer_with(name, false).await?;
+        if answer.code().as_deref() == Some("ParameterNotFound") {
+            return Ok(false);
+        }
+        read_parameter(&answer).map(|_| true)
+    }
+
     async fn parameter_answer(&self, name: &str) -> Result<SignedResponse, String> {
+        self.parameter_answer_with(name, true).await
+    }
+
+    async fn parameter_answer_with(&self, name: &str, decrypted: bool) -> Result<SignedResponse, String> {
         let headers = [("content-type", "application/x-amz-json-1.1"), ("x-amz-target", "AmazonSSM.GetParameter")];
-        let body = json!({"Name": name, "WithDecryption": true}).to_string();
+        let body = json!({"Name": name, "WithDecryption": decrypted}).to_string();
         self.post_json("ssm", "/", &headers, body).await
     }
 }

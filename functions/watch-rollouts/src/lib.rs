@@ -1132,9 +1132,10 @@ async fn checks_of(
     verdicts: &[VerdictSeen],
 ) -> Result<Checks, WatchError> {
     let parameter = nightshift::checks::parameter(prefix, &id.cluster, &id.service);
-    match signed.find_parameter(&parameter).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return Ok(Checks::None),
+    // Whether it has a suite, not what the suite says: read undecrypted (the reader role has no kms:Decrypt).
+    match signed.parameter_exists(&parameter).await {
+        Ok(true) => {}
+        Ok(false) => return Ok(Checks::None),
         Err(why) => return Err(WatchError::Ssm(format!("GetParameter on {parameter} failed: {why}"))),
     }
     Ok(match verdicts.iter().find(|v| v.task_definition == task_definition) {
