@@ -34,16 +34,10 @@ STACK_PATH = "/_sandbox/stack"
 # The templates' reader (tests/template) and the IAM proof's intrinsics and policy evaluation (tests/iam).
 sys.path[:0] = [os.path.join(ROOT, "tests", "template"), os.path.join(ROOT, "tests", "iam")]
 
+import prove  # noqa: E402  (the template's roles, its intrinsics and IAM's evaluation)
+
 # The function whose name a request is signed with, and its role's logical id in the template.
-FUNCTION_ROLES = {
-    "expire-logs": "ExpireLogsFunctionRole",
-    "deploy-on-push": "DeployOnPushFunctionRole",
-    "scale-to-zero": "ScaleToZeroFunctionRole",
-    "scale-on-ingress": "ScaleOnIngressFunctionRole",
-    "reset-dataspace": "ResetDataspaceFunctionRole",
-    "watch-rollouts": "WatchRolloutsFunctionRole",
-    "verify-rollout": "VerifyRolloutFunctionRole",
-}
+FUNCTION_ROLES = {name: role for name, role in prove.FUNCTIONS.items() if not name.startswith("role:")}
 
 
 def function_role_arn(account: str, function: str) -> str:
@@ -82,7 +76,6 @@ def role_refusal(role_arn: str, needs):
     role), by the role's own inline policies: the first authorization none allows; else None.
     A role the sandbox did not make (the tests' own, the functions' stand-ins) is not checked here:
     the functions' requests are proved against the template after the tests (tests/iam/prove.py)."""
-    import prove
     from moto.iam.models import iam_backends
 
     account = role_arn.split(":")[4]
@@ -92,13 +85,11 @@ def role_refusal(role_arn: str, needs):
         return None
     if not role.policies:
         return None
-    statements = []
+    allowing = []
     for document in role.policies.values():
-        policy = json.loads(document) if isinstance(document, str) else document
-        statements += _as_list(policy.get("Statement")) if not isinstance(policy.get("Statement"), dict) else [
-            policy["Statement"]]
+        allowing += statements(json.loads(document) if isinstance(document, str) else document)
     for action, resource, context in needs:
-        if action.startswith("unknown:") or not prove.allowed(statements, action, resource, context):
+        if action.startswith("unknown:") or not prove.allowed(allowing, action, resource, context):
             return (f"User: {role_arn} is not authorized to perform: {action.removeprefix('unknown:')} on resource: "
                     f"{resource} because no identity-based policy allows the {action.removeprefix('unknown:')} action")
     return None
@@ -106,6 +97,12 @@ def role_refusal(role_arn: str, needs):
 
 def _as_list(value):
     return [value] if isinstance(value, str) else list(value or [])
+
+
+def statements(policy: dict) -> list:
+    """A policy document's statements (one, or a list)."""
+    found = policy.get("Statement")
+    return [found] if isinstance(found, dict) else list(found or [])
 
 
 def trust_refusal(principal_arn: str, role_arn: str):
@@ -124,8 +121,7 @@ def trust_refusal(principal_arn: str, role_arn: str):
         return denied
     caller_account = principal_arn.split(":")[4]
     allowed = False
-    for statement in _as_list(policy.get("Statement")) if not isinstance(policy.get("Statement"), dict) else [
-            policy["Statement"]]:
+    for statement in statements(policy):
         if not any(fnmatch.fnmatchcase("sts:assumerole", a.lower()) for a in _as_list(statement.get("Action"))):
             continue
         principal = statement.get("Principal", {})
@@ -167,7 +163,6 @@ def _load(name: str):
 
 def deploy(account: str, region: str, template_name: str, parameters: dict, create_table) -> dict:
     """Makes a stack's cross-account parts in `account` (see the module's text); what was made."""
-    import prove  # the IAM proof's intrinsic resolver, with this account's pseudo parameters
     import events
     from moto.iam.models import iam_backends
     from moto.ssm.models import ssm_backends

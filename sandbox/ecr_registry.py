@@ -67,8 +67,9 @@ def allows(policy_text: str, caller_account: str, action: str) -> bool:
     except ValueError:
         return False
     matched = {"Allow": False, "Deny": False}
-    statements = policy.get("Statement")
-    for statement in [statements] if isinstance(statements, dict) else list(statements or []):
+    from accounts import statements
+
+    for statement in statements(policy):
         actions = _as_list(statement.get("Action"))
         if not any(fnmatch.fnmatchcase(f"ecr:{action}".lower(), a.lower()) for a in actions):
             continue

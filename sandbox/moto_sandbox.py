@@ -91,9 +91,19 @@ Another account is one step away, as in AWS, by assuming a role in it:
     POST /_sandbox/assume-role  {"role_arn": "arn:aws:iam::210987654321:role/x"}
 
 answers STS AssumeRole's credentials ({"access_key_id", "secret_access_key",
-"session_token"}); moto acts in the role's account for requests signed with
-them (it checks no trust policy). Regions are moto's own: a request acts in
-the region its signature names.
+"session_token"}; "session" names the session); moto acts in the role's
+account for requests signed with them. Regions are moto's own: a request acts
+in the region its signature names. Between accounts the sandbox checks what
+moto does not (accounts.py, events.py, ecr_registry.py): STS AssumeRole
+against the role's trust policy, a role made from the template (the reader
+role) against its own policies, ECR reads against the repository policy, and
+events forwarded to another account's bus against that bus's policy:
+
+    POST /_sandbox/stack   {"account", "template", "parameters"}
+    GET  /_sandbox/events?account=<id>&region=<region>
+
+make a stack's cross-account parts from the template, and list what an
+account's default bus holds.
 
 It starts with the stack's state table in us-east-1, as the template makes it
 (`StateTable`: key `pk`, sort key `sk`, on demand, deletion protection on):
