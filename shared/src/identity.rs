@@ -228,6 +228,16 @@ impl Identity {
             .collect()
     }
 
+    /// What a notice says of it: `Merge` (pull request, commit, branch build) and `Source`, where known.
+    pub fn facts(&self) -> Vec<(String, String)> {
+        let mut facts = Vec::new();
+        if self.pr.is_some() || self.commit.is_some() || self.branch.is_some() {
+            facts.extend(self.words().map(|merge| ("Merge".to_owned(), merge)));
+        }
+        facts.extend(self.source.clone().map(|source| ("Source".to_owned(), source)));
+        facts
+    }
+
     /// For people: `PR #42, commit 1a2b3c4 (main-42)`; `None` when nothing is known.
     pub fn words(&self) -> Option<String> {
         let mut parts = Vec::new();

@@ -61,12 +61,7 @@ pub fn started(deployed: &Deployed, push: &Push) -> Notice {
         facts.push((format!("Image of {}", change.container), format!("{} → {}", change.from, change.to)));
     }
     facts.push(("Pushed".into(), pushed(push)));
-    if let Some(merge) = deployed.identity.words() {
-        facts.push(("Merge".into(), merge));
-    }
-    if let Some(source) = &deployed.identity.source {
-        facts.push(("Source".into(), source.clone()));
-    }
+    facts.extend(deployed.identity.facts());
     facts.push(("How".into(), how));
     let revision = |arn: &str| nightshift::ecs::revision_of(arn).to_owned();
     Notice {

@@ -693,6 +693,7 @@ impl<'n> VerifyRollout<'n> {
             previous_digests,
             follows: tag_value(service.tags(), nightshift::ecs::DEPLOY_TAG).is_some()
                 || tag_value(service.tags(), nightshift::ecs::PROMOTE_FROM_TAG).is_some(),
+            identity: nightshift::rollout::revision_identity(&td_tags),
         };
         Ok(Observed { subject, values, service })
     }

@@ -40,6 +40,8 @@ pub struct Subject {
     pub previous_digests: Vec<String>,
     /// Tagged `nightshift:deploy` or `nightshift:promote-from`: a service nightshift rolls out, and may roll back.
     pub follows: bool,
+    /// The merge the revision is (its `nightshift:pr`, `nightshift:commit`, `nightshift:source`).
+    pub identity: nightshift::identity::Identity,
 }
 
 /// Before the checks: run them, or not, and why.
@@ -258,6 +260,7 @@ fn notice(subject: &Subject, verdict: &Verdict, rollback: Option<&str>) -> Notic
     if !digests.is_empty() {
         facts.push(("Digests".into(), digests.join(", ")));
     }
+    facts.extend(subject.identity.facts());
     for failure in &verdict.failures {
         facts.push(("Failed".into(), failure.clone()));
     }
@@ -297,6 +300,7 @@ mod tests {
             previous: Some(TD7.into()),
             previous_digests: vec![OLD.into(), SIDECAR.into()],
             follows: true,
+            identity: nightshift::identity::Identity { pr: Some("42".into()), ..Default::default() },
         }
     }
 
@@ -375,6 +379,7 @@ mod tests {
         assert_eq!(channels.len(), 1);
         assert_eq!(notice.tone, Tone::Failure);
         assert!(notice.facts.iter().any(|(k, v)| k == "Then" && v.contains("rolled back to api:7")));
+        assert!(notice.facts.iter().any(|(k, v)| k == "Merge" && v == "PR #42"), "the merge the revision is");
     }
 
     #[test]

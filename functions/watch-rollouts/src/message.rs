@@ -99,7 +99,7 @@ pub fn notice(told: &Told) -> Notice {
         };
         facts.push((format!("Image of {}", image.container), what));
     }
-    merge_facts(told.identity, &mut facts);
+    facts.extend(told.identity.facts());
     if let Some(old) = old {
         facts.push(("Previous revision".into(), old.to_owned()));
     }
@@ -129,18 +129,6 @@ pub fn notice(told: &Told) -> Notice {
                 told.cluster, told.service
             ),
         )),
-    }
-}
-
-/// Which merge a revision is: `Merge` (pull request, commit) and `Source`, where known.
-fn merge_facts(identity: &Identity, facts: &mut Vec<(String, String)>) {
-    if let Some(merge) =
-        identity.words().filter(|_| identity.pr.is_some() || identity.commit.is_some() || identity.branch.is_some())
-    {
-        facts.push(("Merge".into(), merge));
-    }
-    if let Some(source) = &identity.source {
-        facts.push(("Source".into(), source.clone()));
     }
 }
 
@@ -184,7 +172,7 @@ pub fn promotion_started(deployed: &Deployed, from: &str, region: &str) -> Notic
     for change in &deployed.images {
         facts.push((format!("Image of {}", change.container), change.to.clone()));
     }
-    merge_facts(&deployed.identity, &mut facts);
+    facts.extend(deployed.identity.facts());
     let new = deployed.new_task_definition.as_deref().map(revision).unwrap_or("a new revision");
     Notice {
         tone: Tone::Info,
