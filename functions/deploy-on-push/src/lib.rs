@@ -216,6 +216,21 @@ impl DeployOnPush {
             warn!(cluster = %moved.id.cluster, service = %moved.id.service, reason = %moved.reason, "failed");
             report.failed.push(moved);
         }
+        if !audience.refused.is_empty() && report.identity.is_none() && self.notifier.is_some() {
+            // A refusal is told with the merge the image is, as a rollout is.
+            let pushed = ecr::describe_images(
+                &self.ecr,
+                &push.account,
+                &push.repository,
+                &[plan::ImageId::Digest(push.digest.clone())],
+            )
+            .await;
+            if let Some(Some(image)) =
+                pushed.ok().and_then(|mut found| found.remove(&plan::ImageId::Digest(push.digest.clone())))
+            {
+                report.identity = Some(self.identify(&push, &image.tags, &mut report).await);
+            }
+        }
         self.tell(&push, &audience, &mut report).await;
         let error = (!report.failed.is_empty()).then(|| DeployError::ServicesFailed {
             total: report.deployed.len() + report.skipped.len() + report.failed.len(),
@@ -590,7 +605,7 @@ impl DeployOnPush {
         let Some(notifier) = &self.notifier else { return };
         let mut notices = Vec::new();
         for id in &audience.refused {
-            notices.push((id.clone(), notice::refused(id, push)));
+            notices.push((id.clone(), notice::refused(id, push, report.identity.as_ref())));
         }
         if notifier.config().level == Level::All {
             notices.extend(report.deployed.iter().map(|d| (d.id.clone(), notice::started(d, push))));

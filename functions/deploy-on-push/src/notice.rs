@@ -24,7 +24,7 @@ fn pushed(push: &Push) -> String {
 }
 
 /// A push not deployed to a service because its digest is quarantined there.
-pub fn refused(id: &ServiceId, push: &Push) -> Notice {
+pub fn refused(id: &ServiceId, push: &Push, identity: Option<&nightshift::identity::Identity>) -> Notice {
     let short = quarantine::short(&push.digest);
     Notice {
         tone: Tone::Info,
@@ -36,9 +36,18 @@ pub fn refused(id: &ServiceId, push: &Push) -> Notice {
         facts: vec![
             ("Where".into(), format!("service {} in cluster {}", id.service, id.cluster)),
             ("Image".into(), pushed(push)),
-            ("Why".into(), format!("{short} is in the service's tag {}", quarantine::QUARANTINE_TAG)),
-            ("To release it".into(), format!("remove {short} from the tag {}", quarantine::QUARANTINE_TAG)),
-        ],
+            ("Why".into(), format!("{short} is quarantined on the service, in the state table")),
+            (
+                "To release it".into(),
+                format!(
+                    "delete the item quarantine#{} of the service from the state table (README: The state table)",
+                    push.digest
+                ),
+            ),
+        ]
+        .into_iter()
+        .chain(identity.map(|i| i.facts()).unwrap_or_default())
+        .collect(),
         link: Some(console(&push.region, id)),
     }
 }
@@ -97,7 +106,7 @@ mod tests {
     #[test]
     fn a_refused_push_says_which_digest_where_and_how_to_release_it() {
         let id = ServiceId { cluster: "shop".into(), service: "api".into() };
-        let notice = refused(&id, &push());
+        let notice = refused(&id, &push(), None);
         assert_eq!(notice.title, "Push refused: shop/api");
         assert_eq!(
             notice.summary,
@@ -105,7 +114,12 @@ mod tests {
         );
         assert_eq!(
             notice.facts[3],
-            ("To release it".into(), "remove sha256:7f5b0c0e0d7a6a4b from the tag nightshift:quarantine".into())
+            (
+                "To release it".into(),
+                "delete the item quarantine#sha256:7f5b0c0e0d7a6a4bd2c1e5f3a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0 \
+                 of the service from the state table (README: The state table)"
+                    .into()
+            )
         );
         assert_eq!(
             notice.link.unwrap().1,

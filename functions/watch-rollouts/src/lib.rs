@@ -294,6 +294,9 @@ pub struct PromotionReport {
     pub why: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub digests: Vec<String>,
+    /// The merge the upstream's revision is (what is, or would be, promoted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deployed: Option<Deployed>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -910,6 +913,7 @@ impl<'n> WatchRollouts<'n> {
                 Ok(Some(*service))
             }
             Ok(PromotionSeen::Ready(ready)) => {
+                result.identity = (!ready.identity.is_empty()).then(|| ready.identity.clone());
                 let step = self.plan_promotion(due.as_ref(), &id, &ready, &mut invocation).await;
                 let applied = self.apply_promotion(step, &id, invoked, &mut invocation, &mut result).await;
                 applied.map(|()| Some(ready.service))
@@ -924,6 +928,7 @@ impl<'n> WatchRollouts<'n> {
                 result.result,
                 &result.why,
                 result.deployed.as_ref(),
+                result.identity.as_ref(),
                 &invoked.region,
                 level_all,
             );

@@ -437,11 +437,16 @@ pub fn promotion_notice(
     result: PromotionResult,
     why: &str,
     deployed: Option<&Deployed>,
+    identity: Option<&Identity>,
     region: &str,
     tell_starts: bool,
 ) -> Option<Notice> {
     match (result, deployed) {
-        (PromotionResult::Refused, _) => Some(message::promotion_refused(id, from, why, region)),
+        (PromotionResult::Refused, _) => {
+            let mut notice = message::promotion_refused(id, from, why, region);
+            notice.facts.extend(identity.map(Identity::facts).unwrap_or_default());
+            Some(notice)
+        }
         (PromotionResult::Promoted, Some(deployed)) if tell_starts => {
             Some(message::promotion_started(deployed, from, region))
         }
