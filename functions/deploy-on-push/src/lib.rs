@@ -8,6 +8,13 @@
 //! newest image for each change) -> prepare each rollout (a blue/green
 //! service's CodeDeploy group read and decided) and each record -> apply
 //! (register; update or create the CodeDeploy deployment; record; tell) -> report.
+//!
+//! Many accounts: a push from a registry account listed in
+//! `REGISTRY_ACCOUNT_IDS` is taken as the account's own (its repository read
+//! with `registryId`); any other account's is ignored, naming it. Each rollout
+//! names the merge its image is (`nightshift::identity`: the image's other
+//! tags and its config's OCI labels), and wakes a service asleep after its
+//! promotion first (docs/accounts.md).
 
 pub mod ecr;
 pub mod error;
@@ -218,18 +225,7 @@ impl DeployOnPush {
         }
         if !audience.refused.is_empty() && report.identity.is_none() && self.notifier.is_some() {
             // A refusal is told with the merge the image is, as a rollout is.
-            let pushed = ecr::describe_images(
-                &self.ecr,
-                &push.account,
-                &push.repository,
-                &[plan::ImageId::Digest(push.digest.clone())],
-            )
-            .await;
-            if let Some(Some(image)) =
-                pushed.ok().and_then(|mut found| found.remove(&plan::ImageId::Digest(push.digest.clone())))
-            {
-                report.identity = Some(self.identify(&push, &image.tags, &mut report).await);
-            }
+            report.identity = self.identify_pushed(&push, &mut report).await;
         }
         self.tell(&push, &audience, &mut report).await;
         let error = (!report.failed.is_empty()).then(|| DeployError::ServicesFailed {
@@ -494,6 +490,15 @@ impl DeployOnPush {
             },
         }
         None
+    }
+
+    /// Which merge the pushed image is, its tags read first (one DescribeImages); `None` when ECR has it no longer.
+    async fn identify_pushed(&self, push: &Push, report: &mut DeployReport) -> Option<Identity> {
+        let id = plan::ImageId::Digest(push.digest.clone());
+        let mut found =
+            ecr::describe_images(&self.ecr, &push.account, &push.repository, std::slice::from_ref(&id)).await.ok()?;
+        let image = found.remove(&id).flatten()?;
+        Some(self.identify(push, &image.tags, report).await)
     }
 
     /// Which merge the pushed image is: its tags, and its config's OCI labels

@@ -17,6 +17,13 @@
 //! A promotion: parse -> observe (both services, the upstream's last rollout,
 //! both revisions) -> decide (`promote::decide`) -> prepare the rollout
 //! (`nightshift::rollout`) -> apply (deploy, or schedule again) -> tell -> report.
+//!
+//! Many accounts (docs/accounts.md): every outcome decided is put on the
+//! default bus (`announce`); another account's announced success schedules
+//! the promotions of the services here that follow it; an upstream in another
+//! account is read through its read-only role (`reader`), and nothing is
+//! written there. A service tagged `nightshift:sleep-after-promotion=true`
+//! sleeps once its digest passed in every service that follows it (`sleep`).
 
 pub mod announce;
 pub mod event;
