@@ -927,18 +927,8 @@ impl<'n> WatchRollouts<'n> {
             }
         };
         if let Ok(Some(service)) = &outcome {
-            let from = result.from.clone().unwrap_or_else(|| id.to_string());
             let level_all = self.notifier.config().level == Level::All;
-            let notice = plan::promotion_notice(
-                &id,
-                &from,
-                result.result,
-                &result.why,
-                result.deployed.as_ref(),
-                result.identity.as_ref(),
-                &invoked.region,
-                level_all,
-            );
+            let notice = plan::promotion_notice(&id, &result, &invoked.region, level_all);
             let telling = notice.and_then(|notice| plan::telling(&service_now(service), notice, &mut report.warnings));
             if let Some(telling) = telling {
                 self.tell(&telling, report).await;

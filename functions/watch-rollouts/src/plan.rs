@@ -6,10 +6,11 @@ use chrono::{DateTime, Utc};
 use nightshift::ecs::tag_value;
 use nightshift::notify::{self, Channel, Notice};
 use nightshift::quarantine::{self, QUARANTINE_TAG};
-use nightshift::rollout::{Deployed, RolloutPlan, ServiceId};
+use nightshift::rollout::{RolloutPlan, ServiceId};
 use nightshift::state::StateWrite;
 use serde::Serialize;
 
+use crate::PromotionReport;
 use crate::announce::RolloutOutcome;
 use crate::message::{self, Image};
 use crate::observe::{Remembered, TagRecords};
@@ -430,25 +431,18 @@ pub enum PromotionStep {
     Stay { result: PromotionResult, why: String },
 }
 
-/// The notice of a promotion: why it was refused, or (at `NOTIFY_LEVEL=all`) that it started.
-pub fn promotion_notice(
-    id: &ServiceId,
-    from: &str,
-    result: PromotionResult,
-    why: &str,
-    deployed: Option<&Deployed>,
-    identity: Option<&Identity>,
-    region: &str,
-    tell_starts: bool,
-) -> Option<Notice> {
-    match (result, deployed) {
+/// The notice of a promotion (`promoted`: what it came to): why it was refused,
+/// or (at `NOTIFY_LEVEL=all`) that it started.
+pub fn promotion_notice(id: &ServiceId, promoted: &PromotionReport, region: &str, tell_starts: bool) -> Option<Notice> {
+    let from = promoted.from.clone().unwrap_or_else(|| id.to_string());
+    match (promoted.result, &promoted.deployed) {
         (PromotionResult::Refused, _) => {
-            let mut notice = message::promotion_refused(id, from, why, region);
-            notice.facts.extend(identity.map(Identity::facts).unwrap_or_default());
+            let mut notice = message::promotion_refused(id, &from, &promoted.why, region);
+            notice.facts.extend(promoted.identity.as_ref().map(Identity::facts).unwrap_or_default());
             Some(notice)
         }
         (PromotionResult::Promoted, Some(deployed)) if tell_starts => {
-            Some(message::promotion_started(deployed, from, region))
+            Some(message::promotion_started(deployed, &from, region))
         }
         _ => None,
     }
