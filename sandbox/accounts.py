@@ -95,7 +95,7 @@ def role_refusal(role_arn: str, needs):
     return None
 
 
-def _as_list(value):
+def as_list(value):
     return [value] if isinstance(value, str) else list(value or [])
 
 
@@ -122,10 +122,10 @@ def trust_refusal(principal_arn: str, role_arn: str):
     caller_account = principal_arn.split(":")[4]
     allowed = False
     for statement in statements(policy):
-        if not any(fnmatch.fnmatchcase("sts:assumerole", a.lower()) for a in _as_list(statement.get("Action"))):
+        if not any(fnmatch.fnmatchcase("sts:assumerole", a.lower()) for a in as_list(statement.get("Action"))):
             continue
         principal = statement.get("Principal", {})
-        names = ["*"] if principal == "*" else _as_list(principal.get("AWS")) if isinstance(principal, dict) else []
+        names = ["*"] if principal == "*" else as_list(principal.get("AWS")) if isinstance(principal, dict) else []
         if not any(n in ("*", caller_account, f"arn:aws:iam::{caller_account}:root", principal_arn) for n in names):
             continue
         holds = True
@@ -134,7 +134,7 @@ def trust_refusal(principal_arn: str, role_arn: str):
                 if key.lower() != "aws:principalarn":
                     holds = False  # a condition the sandbox cannot evaluate refuses, as a missing key does
                     continue
-                wanted = _as_list(wanted)
+                wanted = as_list(wanted)
                 if operator in ("ArnLike", "StringLike"):
                     holds = holds and any(fnmatch.fnmatchcase(principal_arn, w) for w in wanted)
                 elif operator in ("ArnEquals", "StringEquals"):
@@ -205,7 +205,7 @@ def deploy(account: str, region: str, template_name: str, parameters: dict, crea
                     events.add_rule(account, region, props.get("Name", name), props["EventPattern"], targets)
             elif kind == "AWS::Events::EventBusPolicy":
                 statement = props["Statement"]
-                principals = _as_list(statement["Principal"]["AWS"])
+                principals = as_list(statement["Principal"]["AWS"])
                 source = (statement.get("Condition") or {}).get("StringEquals", {}).get("events:source")
                 events.add_bus_policy(account, region, props["StatementId"], principals, source)
             else:

@@ -24,6 +24,8 @@ import hashlib
 import json
 import threading
 
+from accounts import as_list, statements
+
 BLOB_PATH = "/_sandbox/ecr/blob"
 READ_ACTIONS = ("DescribeImages", "BatchGetImage", "GetDownloadUrlForLayer", "BatchCheckLayerAvailability")
 
@@ -56,10 +58,6 @@ def _principals(statement) -> list[str]:
     return []
 
 
-def _as_list(value) -> list:
-    return [value] if isinstance(value, str) else list(value or [])
-
-
 def allows(policy_text: str, caller_account: str, action: str) -> bool:
     """Whether a repository policy lets `caller_account` do `ecr:<action>` (an explicit Deny wins)."""
     try:
@@ -67,10 +65,8 @@ def allows(policy_text: str, caller_account: str, action: str) -> bool:
     except ValueError:
         return False
     matched = {"Allow": False, "Deny": False}
-    from accounts import statements
-
     for statement in statements(policy):
-        actions = _as_list(statement.get("Action"))
+        actions = as_list(statement.get("Action"))
         if not any(fnmatch.fnmatchcase(f"ecr:{action}".lower(), a.lower()) for a in actions):
             continue
         who = _principals(statement)

@@ -679,6 +679,11 @@ impl<'n> WatchRollouts<'n> {
         }
     }
 
+    /// This account's services, as they are read here.
+    fn own_view(&self) -> View<'_> {
+        View { ecs: &self.ecs, signed: &self.signed, state: &self.state, checks_prefix: &self.config.checks_prefix }
+    }
+
     /// Whether `id`, a service of this account tagged `nightshift:sleep-after-promotion=true`,
     /// goes to sleep now that its digest arrived downstream (`since`: a check scheduled to wait
     /// for the followers' checks). A service not tagged costs one DescribeServices.
@@ -753,7 +758,7 @@ impl<'n> WatchRollouts<'n> {
                     result.result = "waiting";
                     let at = promote::round_up(now + sleep::RECHECK);
                     let check = sleep::SleepCheck { service: id.to_string(), since };
-                    let name = promote::schedule_name(id, "sleep", Some(at)).replacen("promote-", "sleep-", 1);
+                    let name = promote::sleep_schedule_name(id, at);
                     let input = serde_json::json!({ "sleep": check }).to_string();
                     let description = format!("nightshift: put {id} to sleep once its followers' checks pass");
                     let already = self.schedule(&name, at, input, description, &id.to_string(), invoked).await?;
@@ -776,13 +781,8 @@ impl<'n> WatchRollouts<'n> {
         let own = invoked.account.as_str();
         let mut found = Vec::new();
         let here = nightshift::ecs::services_in(&self.ecs, &self.config.clusters).await.map_err(WatchError::Ecs)?;
+        let view = self.own_view();
         for service in here.iter().filter(|s| follows(s, own, upstream, own)) {
-            let view = View {
-                ecs: &self.ecs,
-                signed: &self.signed,
-                state: &self.state,
-                checks_prefix: &self.config.checks_prefix,
-            };
             found.push(follower_now(&view, service, None).await?);
         }
         for account in self.config.promote_to_accounts.iter().filter(|a| *a != own) {
@@ -790,12 +790,7 @@ impl<'n> WatchRollouts<'n> {
                 .await
                 .map_err(|why| WatchError::Upstream { account: account.clone(), why })?;
             let there = nightshift::ecs::services_in(&reader.ecs, &[]).await.map_err(WatchError::Ecs)?;
-            let view = View {
-                ecs: &reader.ecs,
-                signed: &reader.signed,
-                state: &reader.state,
-                checks_prefix: &reader.checks_prefix,
-            };
+            let view = View::of(&reader);
             for service in there.iter().filter(|s| follows(s, own, upstream, account)) {
                 found.push(follower_now(&view, service, Some(account)).await?);
             }
@@ -969,10 +964,7 @@ impl<'n> WatchRollouts<'n> {
                     .map_err(|why| WatchError::Upstream { account: account.to_owned(), why })?,
             ),
         };
-        let (ecs, signed, state, checks_prefix) = match &reader {
-            Some(r) => (&r.ecs, r.signed.as_ref(), &r.state, r.checks_prefix.as_str()),
-            None => (&self.ecs, self.signed.as_ref(), &self.state, self.config.checks_prefix.as_str()),
-        };
+        let View { ecs, signed, state, checks_prefix } = reader.as_ref().map_or_else(|| self.own_view(), View::of);
         let Some(upstream_service) = active_in(ecs, &from.id).await? else {
             let why = format!("ECS has no service {from}, which {id} follows ({PROMOTE_FROM_TAG})");
             return Ok(PromotionSeen::Refused { service: Box::new(service), why });
@@ -1159,6 +1151,13 @@ struct View<'a> {
     signed: &'a SignedHttp,
     state: &'a StateTable,
     checks_prefix: &'a str,
+}
+
+impl<'a> View<'a> {
+    /// Another account's services, through its reader role.
+    fn of(reader: &'a reader::Reader) -> Self {
+        View { ecs: &reader.ecs, signed: &reader.signed, state: &reader.state, checks_prefix: &reader.checks_prefix }
+    }
 }
 
 /// Whether `service` (in account `here`) follows `upstream` of account `account`.

@@ -142,6 +142,15 @@ pub fn round_up(at: DateTime<Utc>) -> DateTime<Utc> {
 /// the same name, so a duplicate outcome schedules nothing twice (Scheduler
 /// refuses a second schedule of one name). Scheduler names: 1-64 of `[0-9a-zA-Z-_.]`.
 pub fn schedule_name(service: &ServiceId, deployment: &str, at: Option<DateTime<Utc>>) -> String {
+    named("promote", service, deployment, at)
+}
+
+/// A sleep check's schedule name (`sleep-…`, which the scheduler role's trust takes too), as [`schedule_name`].
+pub fn sleep_schedule_name(service: &ServiceId, at: DateTime<Utc>) -> String {
+    named("sleep", service, "sleep", Some(at))
+}
+
+fn named(prefix: &str, service: &ServiceId, deployment: &str, at: Option<DateTime<Utc>>) -> String {
     let mut hash = nightshift::hash::Fnv1a::default();
     for part in [service.cluster.as_str(), service.service.as_str(), deployment] {
         hash.write(part.as_bytes());
@@ -156,7 +165,7 @@ pub fn schedule_name(service: &ServiceId, deployment: &str, at: Option<DateTime<
         .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
         .take(38)
         .collect();
-    format!("promote-{readable}-{:016x}", hash.finish())
+    format!("{prefix}-{readable}-{:016x}", hash.finish())
 }
 
 /// The service promoted from, as AWS describes it now.
@@ -897,5 +906,7 @@ mod tests {
         let long = ServiceId { cluster: "c".into(), service: format!("a/b c{}", "x".repeat(300)) };
         let name = schedule_name(&long, "d-ABCDEFGHI", None);
         assert!(name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)), "{name}");
+        let sleep = sleep_schedule_name(&qa, utc(30, 9, 0));
+        assert!(sleep.starts_with("sleep-shop-") && sleep.len() <= 64, "{sleep}");
     }
 }
