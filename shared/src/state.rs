@@ -77,6 +77,60 @@ pub fn asleep_key(service: &str) -> String {
 }
 
 const ASLEEP: &str = "asleep";
+const HOLD: &str = "hold";
+/// The hold of every service (`nightshift hold --all`), in place of a service's ARN.
+pub const ALL_SERVICES: &str = "all";
+
+/// The partition key of a hold on a service (its ARN), or on every service ([`ALL_SERVICES`]).
+pub fn hold_key(service: &str) -> String {
+    format!("hold#{service}")
+}
+
+/// No automatic rollout or promotion into the service while it holds (by hand ones still go).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Hold {
+    /// A service's ARN, or `all`.
+    pub service: String,
+    pub reason: String,
+    /// Who asked for it (the caller's identity, as the event says).
+    pub by: String,
+    pub since: String,
+    /// When it ends by itself (RFC 3339); `None`: when released.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+impl Hold {
+    fn of(item: &Value) -> Option<Self> {
+        Some(Self {
+            service: text(item, PK)?.strip_prefix("hold#")?.to_owned(),
+            reason: text(item, "reason").unwrap_or_default(),
+            by: text(item, "by").unwrap_or_default(),
+            since: text(item, "at").unwrap_or_default(),
+            until: text(item, "until").filter(|u| !u.is_empty()),
+        })
+    }
+
+    /// Whether it holds at `now` (one past its `until` has ended, whatever DynamoDB's TTL has not deleted yet).
+    pub fn holds_at(&self, now: DateTime<Utc>) -> bool {
+        self.until.as_deref().and_then(|u| DateTime::parse_from_rfc3339(u).ok()).is_none_or(|until| now < until)
+    }
+
+    /// Why a rollout does not go, in words.
+    pub fn why(&self) -> String {
+        let whom = if self.service == ALL_SERVICES { "every service is held" } else { "the service is held" };
+        let until = self.until.as_deref().map_or_else(|| " until released".to_owned(), |u| format!(" until {u}"));
+        format!("{whom}{until} by {}: {}", if self.by.is_empty() { "someone" } else { &self.by }, self.reason)
+    }
+}
+
+/// The hold in force on a service at `now`: its own, else the one on every service.
+pub fn hold_in_force(holds: &[Hold], now: DateTime<Utc>) -> Option<&Hold> {
+    holds
+        .iter()
+        .find(|h| h.service != ALL_SERVICES && h.holds_at(now))
+        .or_else(|| holds.iter().find(|h| h.service == ALL_SERVICES && h.holds_at(now)))
+}
 
 /// A service put to sleep once its digest was promoted everywhere it goes:
 /// what it ran with, which its next rollout restores.
@@ -185,6 +239,9 @@ pub enum StateWrite {
     /// Records that the service was put to sleep after its promotion, with
     /// what it ran with; written once (a second sleep keeps the first counts).
     Asleep { service: String, desired: i32, capacity: Option<(i32, i32)>, why: String },
+    /// Holds the service (its ARN, or [`ALL_SERVICES`]); the same hold again writes nothing,
+    /// another reason or end replaces it. Expires (TTL) a day after its end.
+    Hold { service: String, reason: String, by: String, until: Option<DateTime<Utc>> },
 }
 
 impl StateWrite {
@@ -194,7 +251,8 @@ impl StateWrite {
             | Self::Mark { service, .. }
             | Self::Verdict { service, .. }
             | Self::Carried { service }
-            | Self::Asleep { service, .. } => service,
+            | Self::Asleep { service, .. }
+            | Self::Hold { service, .. } => service,
         }
     }
 }
@@ -287,6 +345,17 @@ fn put_request(table: &str, write: &StateWrite, now: DateTime<Utc>) -> Value {
             item(service, &verdict_key(task_definition), &strings, None)
         }
         StateWrite::Carried { .. } => item(service, CARRIED, &[("at", &at)], None),
+        StateWrite::Hold { reason, by, until, .. } => {
+            let end = until.map(|u| u.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default();
+            request["ConditionExpression"] =
+                json!("attribute_not_exists(#pk) OR #reason <> :reason OR #until <> :until OR #by <> :by");
+            request["ExpressionAttributeNames"]["#reason"] = json!("reason");
+            request["ExpressionAttributeNames"]["#until"] = json!("until");
+            request["ExpressionAttributeNames"]["#by"] = json!("by");
+            request["ExpressionAttributeValues"] = json!({":reason": s(reason), ":until": s(&end), ":by": s(by)});
+            let expires = until.map(|u| u.timestamp() + 86_400);
+            item(&hold_key(service), HOLD, &[("at", &at), ("reason", reason), ("by", by), ("until", &end)], expires)
+        }
         StateWrite::Asleep { desired, capacity, why, .. } => {
             let mut asleep = item(&asleep_key(service), ASLEEP, &[("at", &at), ("why", why)], None);
             asleep["desired"] = n(i64::from(*desired));
@@ -320,6 +389,22 @@ impl StateTable {
             json!({"TableName": self.table, "Key": key(&asleep_key(service), ASLEEP), "ConsistentRead": true});
         let answer = self.call("GetItem", service, request).await?;
         Ok(Asleep::of(&answer["Item"]))
+    }
+
+    /// Ends the hold on a service (its ARN, or [`ALL_SERVICES`]); `Ok(false)`: there was none.
+    pub async fn release_hold(&self, service: &str) -> Result<bool, CallError> {
+        let request = json!({
+            "TableName": self.table,
+            "Key": key(&hold_key(service), HOLD),
+            "ReturnValues": "ALL_OLD",
+        });
+        let answer = self.call("DeleteItem", service, request).await?;
+        Ok(answer["Attributes"].as_object().is_some_and(|a| !a.is_empty()))
+    }
+
+    /// The holds on a service: its own and the one on every service (one consistent BatchGetItem).
+    pub async fn holds(&self, service: &str) -> Result<Vec<Hold>, CallError> {
+        Ok(self.digest_on(&[service], "").await?.into_iter().flat_map(|seen| seen.holds).collect())
     }
 
     /// Forgets the service's sleep: it is awake (its next rollout restored its counts).
@@ -365,15 +450,24 @@ impl StateTable {
     /// 100 keys a request, unprocessed keys asked again after a backoff.
     pub async fn digest_on(&self, services: &[&str], digest: &str) -> Result<Vec<DigestSeen>, CallError> {
         let short = quarantine::short(digest);
-        let mut sorts = vec![quarantine_key(digest), CARRIED.to_owned()];
-        if short != digest {
+        // No digest: what stands on the services (sleep, holds, carried records), no quarantine.
+        let mut sorts = vec![CARRIED.to_owned()];
+        if !digest.is_empty() {
+            sorts.push(quarantine_key(digest));
+        }
+        if short != digest && !digest.is_empty() {
             sorts.push(quarantine_key(&short));
         }
         let mut keys: Vec<Value> =
             services.iter().flat_map(|service| sorts.iter().map(|sort| key(service, sort))).collect();
         keys.extend(services.iter().map(|service| key(&asleep_key(service), ASLEEP)));
+        keys.extend(services.iter().map(|service| key(&hold_key(service), HOLD)));
+        if !services.is_empty() {
+            keys.push(key(&hold_key(ALL_SERVICES), HOLD));
+        }
         let mut found: HashSet<(String, String)> = HashSet::new();
         let mut sleeping: HashMap<String, Asleep> = HashMap::new();
+        let mut holds: Vec<Hold> = Vec::new();
         for chunk in keys.chunks(BATCH_KEYS) {
             let mut pending = chunk.to_vec();
             for attempt in 0..BATCH_TRIES {
@@ -400,6 +494,7 @@ impl StateTable {
                         if let (Some(service), Some(asleep)) = (pk.strip_prefix("asleep#"), Asleep::of(item)) {
                             sleeping.insert(service.to_owned(), asleep);
                         }
+                        holds.extend(Hold::of(item));
                         found.insert((pk, sk));
                     }
                 }
@@ -423,6 +518,11 @@ impl StateTable {
                     quarantined: has(&quarantine_key(digest)) || has(&quarantine_key(&short)),
                     carried: has(CARRIED),
                     asleep: sleeping.get(*service).cloned(),
+                    holds: holds
+                        .iter()
+                        .filter(|h| h.service == *service || h.service == ALL_SERVICES)
+                        .cloned()
+                        .collect(),
                 }
             })
             .collect())
@@ -469,6 +569,8 @@ pub struct DigestSeen {
     pub carried: bool,
     /// It sleeps after its promotion: its next rollout wakes it.
     pub asleep: Option<Asleep>,
+    /// Its hold and the hold on every service, as the table has them (ended ones included: see [`hold_in_force`]).
+    pub holds: Vec<Hold>,
 }
 
 #[cfg(test)]
@@ -627,8 +729,8 @@ mod tests {
         assert_eq!(
             seen,
             [
-                DigestSeen { quarantined: true, carried: false, asleep: None },
-                DigestSeen { quarantined: false, carried: false, asleep: Some(asleep) }
+                DigestSeen { quarantined: true, carried: false, asleep: None, holds: vec![] },
+                DigestSeen { quarantined: false, carried: false, asleep: Some(asleep), holds: vec![] }
             ]
         );
         assert_eq!(*sent.lock().unwrap(), ["BatchGetItem", "BatchGetItem"]);

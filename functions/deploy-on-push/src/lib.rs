@@ -292,6 +292,7 @@ impl DeployOnPush {
         let seen = self.state.digest_on(&following, &push.digest).await.map_err(DeployError::State)?;
         let seen: HashMap<String, DigestSeen> = following.iter().map(|arn| (*arn).to_owned()).zip(seen).collect();
         let mut examined = Vec::new();
+        let now = chrono::Utc::now();
         for service in services {
             let id = ServiceId::of(&service);
             let seen = service.service_arn().and_then(|arn| seen.get(arn)).cloned().unwrap_or_default();
@@ -306,7 +307,7 @@ impl DeployOnPush {
                     Err(why) => report.warnings.push(format!("{}/{}: {NOTIFY_TAG}: {why}", id.cluster, id.service)),
                 }
             }
-            let candidate = plan::triage(&service, push, tag, quarantined);
+            let candidate = plan::unless_held(plan::triage(&service, push, tag, quarantined), &seen.holds, now);
             if matches!(candidate, Candidate::Skip(_)) && quarantined {
                 audience.refused.push(id.clone());
             }

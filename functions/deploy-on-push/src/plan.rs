@@ -8,7 +8,7 @@ use aws_sdk_ecs::types::{DeploymentControllerType, Service, Tag, TaskDefinition}
 use chrono::{DateTime, Utc};
 use nightshift::ecs::{PROMOTE_FROM_TAG, tag_value};
 use nightshift::quarantine::{self, QUARANTINE_TAG};
-use nightshift::state::DigestSeen;
+use nightshift::state::{DigestSeen, Hold, hold_in_force};
 
 use crate::event::Push;
 use crate::policy::{DeployPolicy, Running, ServicePolicy, Verdict, decide};
@@ -116,6 +116,16 @@ pub fn triage(service: &Service, push: &Push, tag: &str, quarantined: bool) -> C
         }
         // Without a record the containers' labels are unknown: any of them could take the push.
         _ => Candidate::Examine,
+    }
+}
+
+/// A service that follows the push is skipped while held (its own hold, or
+/// the one on every service, not ended at `now`): no automatic rollout then.
+pub fn unless_held(candidate: Candidate, holds: &[Hold], now: DateTime<Utc>) -> Candidate {
+    match (candidate, hold_in_force(holds, now)) {
+        (Candidate::NotFollowing, _) => Candidate::NotFollowing,
+        (_, Some(hold)) => Candidate::Skip(hold.why()),
+        (candidate, None) => candidate,
     }
 }
 
@@ -340,6 +350,51 @@ pub fn keep_forward(plan: ServicePlan, push: &Push, tag: &str, images: &EcrImage
 mod tests {
 
     #[test]
+    fn a_held_service_takes_no_push_until_its_hold_ends_or_is_released() {
+        use chrono::TimeZone;
+        let now = Utc.with_ymd_and_hms(2026, 12, 5, 22, 0, 0).unwrap();
+        let hold = |service: &str, until: Option<&str>| Hold {
+            service: service.into(),
+            reason: "incident 42".into(),
+            by: "arn:aws:sts::123456789012:assumed-role/oncall/ana".into(),
+            since: "2026-12-05T21:00:00Z".into(),
+            until: until.map(str::to_owned),
+        };
+        let arn = "arn:aws:ecs:eu-west-1:123456789012:service/shop/api";
+        let table: [(Candidate, Vec<Hold>, Candidate); 6] = [
+            (Candidate::Examine, vec![], Candidate::Examine),
+            (
+                Candidate::Examine,
+                vec![hold(arn, None)],
+                Candidate::Skip(
+                    "the service is held until released by arn:aws:sts::123456789012:assumed-role/oncall/ana: incident 42"
+                        .into(),
+                ),
+            ),
+            (
+                Candidate::Examine,
+                vec![hold("all", Some("2026-12-05T23:00:00Z"))],
+                Candidate::Skip(
+                    "every service is held until 2026-12-05T23:00:00Z by arn:aws:sts::123456789012:assumed-role/oncall/ana: incident 42"
+                        .into(),
+                ),
+            ),
+            // Ended: the next push goes through, whatever the table has not expired yet.
+            (Candidate::Examine, vec![hold(arn, Some("2026-12-05T21:59:59Z"))], Candidate::Examine),
+            (Candidate::NotFollowing, vec![hold("all", None)], Candidate::NotFollowing),
+            (Candidate::Skip("x".into()), vec![hold(arn, Some("2026-12-05T22:00:01Z"))], {
+                Candidate::Skip(
+                    "the service is held until 2026-12-05T22:00:01Z by arn:aws:sts::123456789012:assumed-role/oncall/ana: incident 42"
+                        .into(),
+                )
+            }),
+        ];
+        for (candidate, holds, expected) in table {
+            assert_eq!(unless_held(candidate, &holds, now), expected, "{holds:?}");
+        }
+    }
+
+    #[test]
     fn a_push_is_taken_from_this_account_or_a_listed_registry_and_from_this_region_only() {
         let push = |account: &str, region: &str| Push {
             account: account.into(),
@@ -476,7 +531,7 @@ mod tests {
     fn the_quarantine_is_the_tables_and_an_older_releases_tag_counts_until_carried_over() {
         let tagged = service(&[(DEPLOY_TAG, "semver"), (QUARANTINE_TAG, &quarantine::short(NEW))], None);
         let plain = service(&[(DEPLOY_TAG, "semver")], None);
-        let seen = |quarantined, carried| DigestSeen { quarantined, carried, asleep: None };
+        let seen = |quarantined, carried| DigestSeen { quarantined, carried, asleep: None, holds: vec![] };
         assert!(is_quarantined(&plain, &push(), &seen(true, false)));
         assert!(is_quarantined(&plain, &push(), &seen(true, true)));
         assert!(!is_quarantined(&plain, &push(), &seen(false, false)));

@@ -71,6 +71,9 @@ pub enum WatchEvent {
     Announced(RolloutOutcome),
     /// A sleep after promotion decided again, once the followers' checks may have ended: `{"sleep": {...}}`.
     Sleep(crate::sleep::SleepCheck),
+    /// A hold by hand (`{"hold": {"service": "<cluster>/<service>" | "all", "reason", "minutes", "by"}}`),
+    /// or its release (`{"release": {"service", "by"}}`).
+    Hold(HoldRequest),
     /// Well-formed, but nothing to decide: the reason.
     Ignored(String),
 }
@@ -81,8 +84,56 @@ impl WatchEvent {
         match self {
             Self::Ecs(change) => Some((&change.account, &change.region)),
             Self::CodeDeploy(end) => Some((&end.account, &end.region)),
-            Self::Promotion(_) | Self::Promote(_) | Self::Announced(_) | Self::Sleep(_) | Self::Ignored(_) => None,
+            Self::Promotion(_)
+            | Self::Promote(_)
+            | Self::Announced(_)
+            | Self::Sleep(_)
+            | Self::Hold(_)
+            | Self::Ignored(_) => None,
         }
+    }
+}
+
+/// A hold, or its release, asked for by hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldRequest {
+    /// `None`: every service (`"all"`).
+    pub service: Option<ServiceId>,
+    pub release: bool,
+    pub reason: String,
+    /// How long it lasts; `None`: until released.
+    pub minutes: Option<i64>,
+    /// Who asks (the caller's identity, as the CLI puts it in).
+    pub by: String,
+}
+
+/// The longest hold with an end: 30 days (a longer one is held until released).
+pub const MAX_HOLD_MINUTES: i64 = 43_200;
+
+impl HoldRequest {
+    fn parse(asked: &Value, release: bool) -> Result<Self, String> {
+        let text = |name: &str| asked.get(name).and_then(Value::as_str).map(str::trim).filter(|t| !t.is_empty());
+        let service = match text("service") {
+            None => return Err("service is missing: <cluster>/<service>, or \"all\"".into()),
+            Some("all") => None,
+            Some(named) => Some(ServiceId::parse(named).map_err(|why| format!("service: {why}, or \"all\""))?),
+        };
+        let reason = text("reason").unwrap_or_default().to_owned();
+        if !release && reason.is_empty() {
+            return Err("reason is missing: say why it is held (it is told, and shown)".into());
+        }
+        let minutes = match asked.get("minutes") {
+            None | Some(Value::Null) => None,
+            Some(m) => Some(
+                m.as_i64()
+                    .filter(|m| (1..=MAX_HOLD_MINUTES).contains(m))
+                    .ok_or_else(|| format!("minutes is {m}, not a whole number from 1 to {MAX_HOLD_MINUTES}"))?,
+            ),
+        };
+        if release && minutes.is_some() {
+            return Err("minutes is for a hold, not a release".into());
+        }
+        Ok(Self { service, release, reason, minutes, by: text("by").unwrap_or("by hand").to_owned() })
     }
 }
 
@@ -94,6 +145,11 @@ pub fn parse(payload: &Value) -> Result<WatchEvent, String> {
         ServiceId::parse(&due.service).map_err(|why| format!("promotion.service: {why}"))?;
         crate::promote::Followed::parse(&due.from).map_err(|why| format!("promotion.from: {why}"))?;
         return Ok(WatchEvent::Promotion(due));
+    }
+    for (key, release) in [("hold", false), ("release", true)] {
+        if let Some(asked) = payload.get(key) {
+            return HoldRequest::parse(asked, release).map(WatchEvent::Hold).map_err(|why| format!("{key}: {why}"));
+        }
     }
     if let Some(check) = payload.get("sleep") {
         let check: crate::sleep::SleepCheck = serde_json::from_value(check.clone())
@@ -190,6 +246,43 @@ fn parse_codedeploy(event: EventBridgeEvent<Value>) -> Result<WatchEvent, String
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_hold_names_its_service_or_all_says_why_and_may_end_by_itself() {
+        let Ok(WatchEvent::Hold(hold)) =
+            parse(&json!({"hold": {"service": "prod/shop", "reason": "incident 42", "minutes": 120, "by": "ana"}}))
+        else {
+            panic!()
+        };
+        assert_eq!(
+            hold,
+            HoldRequest {
+                service: Some(ServiceId { cluster: "prod".into(), service: "shop".into() }),
+                release: false,
+                reason: "incident 42".into(),
+                minutes: Some(120),
+                by: "ana".into(),
+            }
+        );
+        let Ok(WatchEvent::Hold(all)) = parse(&json!({"release": {"service": "all"}})) else { panic!() };
+        assert_eq!((all.service, all.release, all.by.as_str()), (None, true, "by hand"));
+        let table = [
+            (json!({"hold": {"reason": "x"}}), "hold: service is missing: <cluster>/<service>, or \"all\""),
+            (json!({"hold": {"service": "shop"}}), "hold: service: \"shop\" is not <cluster>/<service>, or \"all\""),
+            (
+                json!({"hold": {"service": "prod/shop"}}),
+                "hold: reason is missing: say why it is held (it is told, and shown)",
+            ),
+            (
+                json!({"hold": {"service": "all", "reason": "x", "minutes": 0}}),
+                "hold: minutes is 0, not a whole number from 1 to 43200",
+            ),
+            (json!({"release": {"service": "all", "minutes": 5}}), "release: minutes is for a hold, not a release"),
+        ];
+        for (event, why) in table {
+            assert_eq!(parse(&event).unwrap_err(), why);
+        }
+    }
 
     #[test]
     fn a_rollout_outcome_is_believed_only_from_the_account_it_names() {

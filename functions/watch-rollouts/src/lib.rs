@@ -262,6 +262,9 @@ pub struct WatchReport {
     /// The outcome was put on the default event bus.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub announced: bool,
+    /// A hold asked for by hand, or its release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold: Option<HoldReport>,
     /// Whether a service went to sleep after its promotion (`nightshift:sleep-after-promotion`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sleep: Option<SleepReport>,
@@ -272,6 +275,21 @@ pub struct WatchReport {
     pub told: Vec<Delivery>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+/// What a hold (or release) by hand came to.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct HoldReport {
+    /// `<cluster>/<service>`, or `all`.
+    pub service: String,
+    /// `held`, `already` (the same hold stood), `released`, or `not held`.
+    pub result: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    pub by: String,
+    /// When it ends by itself (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
 }
 
 /// What the sleep after a promotion came to.
@@ -380,6 +398,8 @@ struct PromotionReady {
     identity: Identity,
     /// The service promoted into sleeps after its own promotion: its rollout wakes it.
     asleep: Option<nightshift::state::Asleep>,
+    /// Its hold and the hold on every service (no automatic promotion while one lasts).
+    holds: Vec<nightshift::state::Hold>,
 }
 
 impl<'n> WatchRollouts<'n> {
@@ -433,6 +453,7 @@ impl<'n> WatchRollouts<'n> {
             }
             WatchEvent::Promote(id) => Box::pin(self.promotion(None, id, &invoked, &mut report)).await,
             WatchEvent::Announced(detail) => Box::pin(self.announced(&detail, &invoked, &mut report)).await,
+            WatchEvent::Hold(asked) => self.hold(&asked, &mut report).await,
             WatchEvent::Sleep(check) => {
                 let id = ServiceId::parse(&check.service).map_err(WatchError::InvalidEvent)?;
                 Box::pin(self.consider_sleep(&id, Some(check.since), &invoked, &mut report)).await
@@ -682,6 +703,60 @@ impl<'n> WatchRollouts<'n> {
     /// This account's services, as they are read here.
     fn own_view(&self) -> View<'_> {
         View { ecs: &self.ecs, signed: &self.signed, state: &self.state, checks_prefix: &self.config.checks_prefix }
+    }
+
+    /// Holds a service (or every service), or releases it: no automatic rollout
+    /// (deploy-on-push) or due promotion into it while held. With `DRY_RUN`, says what it would do.
+    async fn hold(&self, asked: &event::HoldRequest, report: &mut WatchReport) -> Result<(), WatchError> {
+        let key = match &asked.service {
+            None => nightshift::state::ALL_SERVICES.to_owned(),
+            Some(id) => {
+                let Some(service) = self.active(id).await? else {
+                    return Err(WatchError::InvalidEvent(format!("ECS has no active service {id} to hold")));
+                };
+                service.service_arn().unwrap_or_default().to_owned()
+            }
+        };
+        let now = self.clock.now();
+        // To the minute: the same hold asked again within it (a retry) writes nothing.
+        let until = asked.minutes.map(|m| {
+            let end = now + chrono::Duration::minutes(m);
+            DateTime::from_timestamp(end.timestamp() - end.timestamp().rem_euclid(60) + 60, 0).unwrap_or(end)
+        });
+        let mut held = HoldReport {
+            service: asked
+                .service
+                .as_ref()
+                .map_or_else(|| nightshift::state::ALL_SERVICES.to_owned(), ToString::to_string),
+            reason: asked.reason.clone(),
+            by: asked.by.clone(),
+            until: until.map(|u| u.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            ..HoldReport::default()
+        };
+        held.result = match (asked.release, self.config.dry_run) {
+            (true, true) => "released",
+            (false, true) => "held",
+            (true, false) => {
+                let was = self.state.release_hold(&key).await.map_err(WatchError::State)?;
+                if was { "released" } else { "not held" }
+            }
+            (false, false) => {
+                let write = StateWrite::Hold {
+                    service: key,
+                    reason: asked.reason.clone(),
+                    by: asked.by.clone(),
+                    until,
+                };
+                let written = self.state.write(&write, now).await.map_err(WatchError::State)?;
+                if written { "held" } else { "already" }
+            }
+        };
+        if self.config.dry_run {
+            report.warnings.push(format!("DRY_RUN: would be {} ({})", held.result, held.service));
+        }
+        info!(service = %held.service, result = held.result, "hold");
+        report.hold = Some(held);
+        Ok(())
     }
 
     /// Whether `id`, a service of this account tagged `nightshift:sleep-after-promotion=true`,
@@ -972,7 +1047,9 @@ impl<'n> WatchRollouts<'n> {
         let upstream_memory = observe::memory(state, &upstream_service).await.map_err(WatchError::State)?;
         let upstream_remembered = observe::remembered(&upstream_service, upstream_memory);
         let downstream_remembered = self.remembered(&service).await?;
-        let asleep = self.state.asleep(service.service_arn().unwrap_or_default()).await.map_err(WatchError::State)?;
+        let seen = self.state.digest_on(&[service.service_arn().unwrap_or_default()], "").await;
+        let seen = seen.map_err(WatchError::State)?.pop().unwrap_or_default();
+        let (asleep, holds) = (seen.asleep, seen.holds);
         let rollout = match &reader {
             None => self.upstream_rollout(&upstream_service, &from.id, upstream_remembered.record, invocation).await,
             Some(_) if bluegreen::is_blue_green(&upstream_service) => UpstreamRollout::Unknown(format!(
@@ -1023,6 +1100,7 @@ impl<'n> WatchRollouts<'n> {
             downstream,
             identity,
             asleep,
+            holds,
         })))
     }
 
@@ -1051,7 +1129,10 @@ impl<'n> WatchRollouts<'n> {
         ready: &PromotionReady,
         invocation: &mut Invocation,
     ) -> PromotionStep {
-        match promote::decide(due, &ready.upstream, &ready.downstream, self.clock.now()) {
+        let now = self.clock.now();
+        let decided = promote::held(due, &ready.holds, now)
+            .unwrap_or_else(|| promote::decide(due, &ready.upstream, &ready.downstream, now));
+        match decided {
             Promotion::Move { changes, image_tags, digests } => {
                 let request = RolloutRequest {
                     service: &ready.service,

@@ -10,6 +10,7 @@ use nightshift::ecs::tag_value;
 use nightshift::image::ImageRef;
 use nightshift::quarantine;
 use nightshift::rollout::{ImageChange, ServiceId};
+use nightshift::state::{Hold, hold_in_force};
 use nightshift::window::{Tz, WeeklyWindows, zone_name};
 use serde::{Deserialize, Serialize};
 
@@ -248,6 +249,19 @@ pub const RUN_RETRY_MIN: chrono::Duration = chrono::Duration::minutes(10);
 pub const MOVING_RETRY: chrono::Duration = chrono::Duration::minutes(10);
 /// How long after the upstream's completion a due promotion waits for it to settle again.
 pub const MOVING_WAIT_LIMIT: chrono::Duration = chrono::Duration::days(1);
+
+/// A due promotion into a held service (`holds`: its own and the one on every
+/// service) does not move: it waits for a hold's end, or is refused while the
+/// hold lasts until released. A promotion by hand (`due` `None`) is not held.
+pub fn held(due: Option<&Due>, holds: &[Hold], now: DateTime<Utc>) -> Option<Promotion> {
+    due?;
+    let hold = hold_in_force(holds, now)?;
+    let until = hold.until.as_deref().and_then(|u| DateTime::parse_from_rfc3339(u).ok());
+    Some(match until {
+        Some(until) => Promotion::Wait { until: until.with_timezone(&Utc), why: hold.why() },
+        None => Promotion::Refuse(format!("{}; promote by hand, or release the hold", hold.why())),
+    })
+}
 
 /// Decides a promotion: `due` is the schedule's (soak and window checked), `None` a promotion by hand.
 pub fn decide(due: Option<&Due>, upstream: &Upstream, downstream: &Downstream, now: DateTime<Utc>) -> Promotion {
@@ -548,6 +562,43 @@ mod tests {
             image_tags: vec![("web".into(), "1.4.0".into())],
             digests: vec![GOOD.into()],
         }
+    }
+
+    #[test]
+    fn a_due_promotion_into_a_held_service_waits_for_the_holds_end_and_one_by_hand_goes() {
+        use chrono::TimeZone;
+        let now = Utc.with_ymd_and_hms(2026, 12, 5, 22, 0, 0).unwrap();
+        let due = Due {
+            service: "prod/shop".into(),
+            from: "qa/shop".into(),
+            task_definition: "arn:td/shop-qa:2".into(),
+            deployment: "ecs-svc/1".into(),
+            completed_at: None,
+        };
+        let hold = |until: Option<&str>| Hold {
+            service: "all".into(),
+            reason: "freeze".into(),
+            by: "ana".into(),
+            since: "2026-12-05T21:00:00Z".into(),
+            until: until.map(str::to_owned),
+        };
+        let end = Utc.with_ymd_and_hms(2026, 12, 6, 8, 0, 0).unwrap();
+        assert_eq!(
+            held(Some(&due), &[hold(Some("2026-12-06T08:00:00Z"))], now),
+            Some(Promotion::Wait {
+                until: end,
+                why: "every service is held until 2026-12-06T08:00:00Z by ana: freeze".into()
+            })
+        );
+        assert_eq!(
+            held(Some(&due), &[hold(None)], now),
+            Some(Promotion::Refuse(
+                "every service is held until released by ana: freeze; promote by hand, or release the hold".into()
+            ))
+        );
+        assert_eq!(held(None, &[hold(None)], now), None, "by hand is not held");
+        assert_eq!(held(Some(&due), &[hold(Some("2026-12-05T21:00:00Z"))], now), None, "ended");
+        assert_eq!(held(Some(&due), &[], now), None);
     }
 
     #[test]
