@@ -132,6 +132,44 @@ pub fn hold_in_force(holds: &[Hold], now: DateTime<Utc>) -> Option<&Hold> {
         .or_else(|| holds.iter().find(|h| h.service == ALL_SERVICES && h.holds_at(now)))
 }
 
+/// The partition key of a scale group's override (`nightshift wake|sleep <group> --for`).
+pub fn override_key(group: &str) -> String {
+    format!("override#{group}")
+}
+
+const OVERRIDE: &str = "override";
+
+/// A scale group woken or put to sleep by hand for a while: until `until`
+/// its awake windows do not rule (ingress and Dagster runs still wake it),
+/// then they rule again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Override {
+    pub group: String,
+    /// Awake (`nightshift wake`), else asleep (`nightshift sleep`).
+    pub awake: bool,
+    pub by: String,
+    pub since: String,
+    /// RFC 3339.
+    pub until: String,
+}
+
+impl Override {
+    fn of(item: &Value) -> Option<Self> {
+        Some(Self {
+            group: text(item, PK)?.strip_prefix("override#")?.to_owned(),
+            awake: text(item, "state")? == "awake",
+            by: text(item, "by").unwrap_or_default(),
+            since: text(item, "at").unwrap_or_default(),
+            until: text(item, "until")?,
+        })
+    }
+
+    /// Whether it rules at `now` (one past its end rules no more, whatever DynamoDB's TTL has not deleted yet).
+    pub fn in_force(&self, now: DateTime<Utc>) -> bool {
+        DateTime::parse_from_rfc3339(&self.until).is_ok_and(|until| now < until)
+    }
+}
+
 /// A service put to sleep once its digest was promoted everywhere it goes:
 /// what it ran with, which its next rollout restores.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -242,6 +280,9 @@ pub enum StateWrite {
     /// Holds the service (its ARN, or [`ALL_SERVICES`]); the same hold again writes nothing,
     /// another reason or end replaces it. Expires (TTL) a day after its end.
     Hold { service: String, reason: String, by: String, until: Option<DateTime<Utc>> },
+    /// Wakes (`awake`) or sleeps a scale group by hand until `until`; the same
+    /// override again writes nothing, another replaces it. Expires (TTL) a day after its end.
+    Override { group: String, awake: bool, by: String, until: DateTime<Utc> },
 }
 
 impl StateWrite {
@@ -253,6 +294,7 @@ impl StateWrite {
             | Self::Carried { service }
             | Self::Asleep { service, .. }
             | Self::Hold { service, .. } => service,
+            Self::Override { group, .. } => group,
         }
     }
 }
@@ -356,6 +398,18 @@ fn put_request(table: &str, write: &StateWrite, now: DateTime<Utc>) -> Value {
             let expires = until.map(|u| u.timestamp() + 86_400);
             item(&hold_key(service), HOLD, &[("at", &at), ("reason", reason), ("by", by), ("until", &end)], expires)
         }
+        StateWrite::Override { group, awake, by, until } => {
+            let end = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let state = if *awake { "awake" } else { "asleep" };
+            request["ConditionExpression"] =
+                json!("attribute_not_exists(#pk) OR #state <> :state OR #until <> :until OR #by <> :by");
+            request["ExpressionAttributeNames"]["#state"] = json!("state");
+            request["ExpressionAttributeNames"]["#until"] = json!("until");
+            request["ExpressionAttributeNames"]["#by"] = json!("by");
+            request["ExpressionAttributeValues"] = json!({":state": s(state), ":until": s(&end), ":by": s(by)});
+            let strings = [("at", at.as_str()), ("state", state), ("by", by), ("until", &end)];
+            item(&override_key(group), OVERRIDE, &strings, Some(until.timestamp() + 86_400))
+        }
         StateWrite::Asleep { desired, capacity, why, .. } => {
             let mut asleep = item(&asleep_key(service), ASLEEP, &[("at", &at), ("why", why)], None);
             asleep["desired"] = n(i64::from(*desired));
@@ -400,6 +454,25 @@ impl StateTable {
         });
         let answer = self.call("DeleteItem", service, request).await?;
         Ok(answer["Attributes"].as_object().is_some_and(|a| !a.is_empty()))
+    }
+
+    /// Lets a digest held on a service go (a quarantine released by hand); `Ok(false)`: it was not held.
+    pub async fn release_quarantine(&self, service: &str, digest: &str) -> Result<bool, CallError> {
+        let request = json!({
+            "TableName": self.table,
+            "Key": key(service, &quarantine_key(digest)),
+            "ReturnValues": "ALL_OLD",
+        });
+        let answer = self.call("DeleteItem", service, request).await?;
+        Ok(answer["Attributes"].as_object().is_some_and(|a| !a.is_empty()))
+    }
+
+    /// The scale group's override by hand, as the table has it (ended or not; one consistent GetItem).
+    pub async fn override_of(&self, group: &str) -> Result<Option<Override>, CallError> {
+        let request =
+            json!({"TableName": self.table, "Key": key(&override_key(group), OVERRIDE), "ConsistentRead": true});
+        let answer = self.call("GetItem", group, request).await?;
+        Ok(Override::of(&answer["Item"]))
     }
 
     /// The holds on a service: its own and the one on every service (one consistent BatchGetItem).

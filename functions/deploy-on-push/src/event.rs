@@ -26,9 +26,50 @@ pub struct Push {
     pub tag: Option<String>,
 }
 
+/// A deploy by hand (`nightshift deploy`): `{"deploy": {"service": "<cluster>/<service>",
+/// "image": "<tag>" | "sha256:<hex>", "by": "<who>"}}`. It goes as the push of that image
+/// would, to this service only: the same policy, quarantine refusal, identity and notices;
+/// a hold does not stop it (a hold stops automatic rollouts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeployRequest {
+    pub service: nightshift::rollout::ServiceId,
+    /// An image tag, or a digest (`sha256:…`).
+    pub image: String,
+    pub by: String,
+}
+
+impl DeployRequest {
+    fn parse(asked: &Value) -> Result<Self, String> {
+        let text = |name: &str| asked.get(name).and_then(Value::as_str).map(str::trim).filter(|t| !t.is_empty());
+        let service = text("service").ok_or("deploy.service is missing: <cluster>/<service>")?;
+        let service = nightshift::rollout::ServiceId::parse(service).map_err(|why| format!("deploy.service: {why}"))?;
+        let image = text("image").ok_or("deploy.image is missing: an image tag, or a digest sha256:<64 hex>")?;
+        if image.starts_with("sha256:") {
+            if let Some(why) = nightshift::image::digest_problem(image) {
+                return Err(format!("deploy.image {image:?} is not an image digest: {why}"));
+            }
+        } else if !valid_tag(image) {
+            return Err(format!(
+                "deploy.image {image:?} is neither a digest (sha256:<64 hex>) nor an image tag \
+                 (1-128 of A-Z a-z 0-9 _ . -, not starting with . or -)"
+            ));
+        }
+        Ok(Self { service, image: image.to_owned(), by: text("by").unwrap_or("by hand").to_owned() })
+    }
+}
+
+/// An OCI tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+fn valid_tag(tag: &str) -> bool {
+    tag.len() <= 128
+        && tag.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushEvent {
     Push(Push),
+    /// `{"deploy": {...}}`: a deploy by hand.
+    Deploy(DeployRequest),
     /// Well-formed, but not for this function: the reason.
     Ignored(String),
 }
@@ -36,6 +77,9 @@ pub enum PushEvent {
 /// Reads the event. `Err` names what is missing or malformed; an event that
 /// is well-formed but not a successful push is `Ignored` with the reason.
 pub fn parse(payload: &Value) -> Result<PushEvent, String> {
+    if let Some(asked) = payload.get("deploy") {
+        return DeployRequest::parse(asked).map(PushEvent::Deploy);
+    }
     let event: EventBridgeEvent<Value> =
         serde_json::from_value(payload.clone()).map_err(|e| format!("not an EventBridge event: {e}"))?;
     if event.source != "aws.ecr" || event.detail_type != "ECR Image Action" {
@@ -163,6 +207,36 @@ mod tests {
             break_it(&mut event);
             let err = parse(&event).unwrap_err();
             assert!(err.contains(why), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_deploy_by_hand_names_a_service_and_a_tag_or_digest() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let cases: Vec<(Value, Result<(&str, &str, &str), &str>)> = vec![
+            (
+                json!({"deploy": {"service": "shop/api", "image": "1.4.0", "by": "alice"}}),
+                Ok(("shop/api", "1.4.0", "alice")),
+            ),
+            (json!({"deploy": {"service": "shop/api", "image": digest}}), Ok(("shop/api", &digest, "by hand"))),
+            (json!({"deploy": {"image": "1.4.0"}}), Err("deploy.service is missing")),
+            (json!({"deploy": {"service": "api", "image": "1.4.0"}}), Err("deploy.service: \"api\" is not")),
+            (json!({"deploy": {"service": "shop/api"}}), Err("deploy.image is missing")),
+            (json!({"deploy": {"service": "shop/api", "image": "sha256:12"}}), Err("is not an image digest")),
+            (json!({"deploy": {"service": "shop/api", "image": "-bad"}}), Err("neither a digest")),
+            (json!({"deploy": {"service": "shop/api", "image": "a b"}}), Err("neither a digest")),
+        ];
+        for (payload, expected) in cases {
+            match (parse(&payload), expected) {
+                (Ok(PushEvent::Deploy(asked)), Ok((service, image, by))) => {
+                    assert_eq!(
+                        (asked.service.to_string().as_str(), asked.image.as_str(), asked.by.as_str()),
+                        (service, image, by)
+                    );
+                }
+                (Err(why), Err(part)) => assert!(why.contains(part), "{payload}: {why}"),
+                (got, expected) => panic!("{payload}: got {got:?}, expected {expected:?}"),
+            }
         }
     }
 }

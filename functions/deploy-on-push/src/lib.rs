@@ -95,6 +95,9 @@ pub struct DeployReport {
     pub ignored: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push: Option<Push>,
+    /// Who asked, for a deploy by hand (`{"deploy": {...}}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     /// The merge the pushed image is (its other tags, its OCI labels), once something deploys it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
@@ -142,6 +145,15 @@ pub struct DeployOnPush {
     downloads: Option<Arc<SignedHttp>>,
 }
 
+/// How a pass hears the services.
+#[derive(Debug, Clone, Copy)]
+struct Heard {
+    /// The first pass reads their channels; a pass again (services that moved) knows them.
+    first_pass: bool,
+    /// A deploy by hand: a hold does not stop it.
+    by_hand: bool,
+}
+
 /// A service that may follow the push, with what its decision needs.
 struct Examined {
     service: Service,
@@ -184,17 +196,22 @@ impl DeployOnPush {
     /// Parse, observe, plan (the whole plan before anything changes), apply, report.
     async fn run(&self, event: LambdaEvent<Value>) -> nightshift::Ran<DeployReport, DeployError> {
         let mut report = DeployReport { function: FUNCTION, dry_run: self.config.dry_run, ..DeployReport::default() };
-        let push = match event::parse(&event.payload).map_err(DeployError::InvalidEvent)? {
+        let (region, account) = nightshift::aws::arn_region_and_account(&event.context.invoked_function_arn);
+        let (push, by_hand) = match event::parse(&event.payload).map_err(DeployError::InvalidEvent)? {
             PushEvent::Ignored(why) => {
                 info!(reason = %why, "event ignored");
                 report.ignored = Some(why);
                 return Ok((report, None));
             }
-            PushEvent::Push(push) => push,
+            PushEvent::Push(push) => (push, None),
+            PushEvent::Deploy(asked) => {
+                info!(service = %asked.service, image = %asked.image, by = %asked.by, "deploy by hand");
+                report.by = Some(asked.by.clone());
+                (self.resolve(&asked, (account, region)).await?, Some(asked.service))
+            }
         };
         info!(repository = %push.repository, tag = ?push.tag, digest = %push.digest, "push");
         report.push = Some(push.clone());
-        let (region, account) = nightshift::aws::arn_region_and_account(&event.context.invoked_function_arn);
         if let Some(why) = plan::foreign_push(&push, (account, region), &self.config.registry_accounts) {
             info!(reason = %why, "event ignored");
             report.ignored = Some(why);
@@ -210,9 +227,14 @@ impl DeployOnPush {
         // Services another run rolled out between this one's plan and its update are planned again, from what they run now.
         let mut moved: Vec<NotDeployed> = Vec::new();
         for round in 0..PASSES {
-            let only: Option<Vec<ServiceId>> = (round > 0).then(|| moved.iter().map(|m| m.id.clone()).collect());
+            let only: Option<Vec<ServiceId>> = match (round, &by_hand) {
+                (0, None) => None,
+                (0, Some(asked)) => Some(vec![asked.clone()]),
+                _ => Some(moved.iter().map(|m| m.id.clone()).collect()),
+            };
+            let heard = Heard { first_pass: round == 0, by_hand: by_hand.is_some() };
             // Boxed: inline, the run's state machine went past the compiler's layout depth limit.
-            let pass = self.pass(&push, &tag, only.as_deref(), &mut audience, &mut invocation, &mut report);
+            let pass = self.pass(&push, &tag, only.as_deref(), heard, &mut audience, &mut invocation, &mut report);
             moved = Box::pin(pass).await?;
             if moved.is_empty() {
                 break;
@@ -239,6 +261,69 @@ impl DeployOnPush {
         Ok((report, error))
     }
 
+    /// The push a deploy by hand stands for: the image (by tag or digest) in
+    /// the ECR repository of one of the service's containers (in this account,
+    /// or a registry of `REGISTRY_ACCOUNT_IDS`), as ECR has it now.
+    async fn resolve(&self, asked: &event::DeployRequest, own: (&str, &str)) -> Result<Push, DeployError> {
+        let id = &asked.service;
+        let service = nightshift::rollout::describe_service(&self.ecs, id).await.map_err(DeployError::Ecs)?;
+        let service = service.ok_or_else(|| DeployError::InvalidEvent(format!("ECS has no active service {id}")))?;
+        if !plan::follows_pushes(&service) {
+            return Err(DeployError::InvalidEvent(format!(
+                "{id} does not follow pushes (it is not tagged {}, or it is promoted from another \
+                 service): deploy to the service it is promoted from, or promote it",
+                plan::DEPLOY_TAG
+            )));
+        }
+        let running = service.task_definition().unwrap_or_default();
+        let (td, _) = self.deployer.task_definition(running).await.map_err(DeployError::Ecs)?;
+        let (account, region) = own;
+        let mut repositories: Vec<(String, String)> = Vec::new();
+        for container in td.container_definitions() {
+            let Some(image) = container.image().and_then(|i| i.parse::<nightshift::image::ImageRef>().ok()) else {
+                continue;
+            };
+            let Some(registry) = image.registry.as_deref() else { continue };
+            let candidate = std::iter::once(account)
+                .chain(self.config.registry_accounts.iter().map(String::as_str))
+                .find(|a| nightshift::image::ecr_registry(a, region) == registry);
+            if let Some(owner) = candidate {
+                let pair = (owner.to_owned(), image.repository.clone());
+                if !repositories.contains(&pair) {
+                    repositories.push(pair);
+                }
+            }
+        }
+        let wanted = if asked.image.starts_with("sha256:") {
+            plan::ImageId::Digest(asked.image.clone())
+        } else {
+            plan::ImageId::Tag(asked.image.clone())
+        };
+        for (registry, repository) in &repositories {
+            let found = ecr::describe_images(&self.ecr, registry, repository, std::slice::from_ref(&wanted)).await;
+            let found = found.map_err(|err| DeployError::InvalidEvent(format!("ECR {err}")))?;
+            let Some(Some(image)) = found.get(&wanted).cloned() else { continue };
+            let tag = match &wanted {
+                plan::ImageId::Tag(tag) => Some(tag.clone()),
+                // Every policy decides by tag: a digest goes as its first tag.
+                plan::ImageId::Digest(_) => image.tags.iter().min().cloned(),
+            };
+            return Ok(Push {
+                account: registry.clone(),
+                region: region.to_owned(),
+                repository: repository.clone(),
+                digest: image.digest,
+                tag,
+            });
+        }
+        let names: Vec<String> = repositories.iter().map(|(r, repo)| format!("{r}/{repo}")).collect();
+        Err(DeployError::InvalidEvent(format!(
+            "no ECR repository {id} runs from ({}) holds {}: push it first, or name a tag or digest it holds",
+            if names.is_empty() { "none in this account or REGISTRY_ACCOUNT_IDS".to_owned() } else { names.join(", ") },
+            asked.image
+        )))
+    }
+
     /// One pass of observe, plan, apply over the services (or `only` those);
     /// returns the services another run moved meanwhile, to plan again.
     async fn pass(
@@ -246,11 +331,12 @@ impl DeployOnPush {
         push: &Push,
         tag: &str,
         only: Option<&[ServiceId]>,
+        heard: Heard,
         audience: &mut Audience,
         invocation: &mut Invocation,
         report: &mut DeployReport,
     ) -> Result<Vec<NotDeployed>, DeployError> {
-        let examined = self.observe_services(push, tag, only, audience, report).await?;
+        let examined = self.observe_services(push, tag, only, heard, audience, report).await?;
         let task_definitions = self.describe_task_definitions(&examined, report).await;
         let decided: Vec<(Examined, ServicePlan)> = examined
             .into_iter()
@@ -279,6 +365,7 @@ impl DeployOnPush {
         push: &Push,
         tag: &str,
         only: Option<&[ServiceId]>,
+        heard: Heard,
         audience: &mut Audience,
         report: &mut DeployReport,
     ) -> Result<Vec<Examined>, DeployError> {
@@ -298,8 +385,8 @@ impl DeployOnPush {
             let seen = service.service_arn().and_then(|arn| seen.get(arn)).cloned().unwrap_or_default();
             let quarantined = plan::is_quarantined(&service, push, &seen);
             // A service planned again was heard already: its channels are known, its warnings given.
-            let first_pass = only.is_none();
-            if let Some(channels) = nightshift::ecs::tag_value(service.tags(), NOTIFY_TAG).filter(|_| first_pass) {
+            if let Some(channels) = nightshift::ecs::tag_value(service.tags(), NOTIFY_TAG).filter(|_| heard.first_pass)
+            {
                 match notify::parse_channels(channels) {
                     Ok(channels) => {
                         audience.channels.insert(id.clone(), channels);
@@ -307,7 +394,9 @@ impl DeployOnPush {
                     Err(why) => report.warnings.push(format!("{}/{}: {NOTIFY_TAG}: {why}", id.cluster, id.service)),
                 }
             }
-            let candidate = plan::unless_held(plan::triage(&service, push, tag, quarantined), &seen.holds, now);
+            let candidate = plan::triage(&service, push, tag, quarantined);
+            // A hold stops automatic rollouts; a deploy by hand goes.
+            let candidate = if heard.by_hand { candidate } else { plan::unless_held(candidate, &seen.holds, now) };
             if matches!(candidate, Candidate::Skip(_)) && quarantined {
                 audience.refused.push(id.clone());
             }

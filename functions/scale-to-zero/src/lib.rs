@@ -7,6 +7,7 @@
 //! group's last activity moved while it ran) wakes the group again at once.
 
 pub mod observe;
+pub mod overrides;
 pub mod plan;
 
 use chrono::{DateTime, Utc};
@@ -15,6 +16,8 @@ use nightshift::Trigger;
 use nightshift::scale::aws::{self as scale_aws, ScaleError, ServiceReport};
 use nightshift::scale::plan::{self as group_plan, Decision};
 use nightshift::scale::{LeftAlone, ScaleGroup, left_alone};
+use nightshift::state::{StateTable, StateWrite};
+use overrides::{OverrideReport, Rule};
 use serde::Serialize;
 use serde_json::Value;
 use tracing::info;
@@ -41,6 +44,9 @@ pub struct ScaleToZeroReport {
     /// After a sleep: the group read again, and woken if ingress arrived meanwhile.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after_sleep: Option<AfterSleep>,
+    /// An override by hand this run set (`{"override": {...}}`).
+    #[serde(rename = "override", skip_serializing_if = "Option::is_none")]
+    pub override_set: Option<OverrideReport>,
 }
 
 impl nightshift::notify::Notable for ScaleToZeroReport {
@@ -84,11 +90,64 @@ pub struct AfterSleep {
 
 pub struct ScaleToZero {
     group: ScaleGroup,
+    /// Where overrides by hand are kept (`STATE_TABLE`); `None`: none are read or taken.
+    state: Option<StateTable>,
 }
 
 impl ScaleToZero {
     pub fn new(group: ScaleGroup) -> Self {
-        Self { group }
+        Self { group, state: None }
+    }
+
+    /// Reads (and takes) overrides by hand in this table.
+    pub fn with_state(mut self, state: StateTable) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// Sets the override asked for (not with `DRY_RUN`); the override that rules now.
+    async fn set_override(
+        &self,
+        asked: overrides::OverrideRequest,
+        now: DateTime<Utc>,
+    ) -> Result<(OverrideReport, nightshift::state::Override), ScaleError> {
+        let group = &self.group.config.group;
+        if asked.group != *group {
+            return Err(ScaleError::InvalidEvent(format!(
+                "override.group is {:?}, but this function scales the group {group:?} (SCALE_GROUP)",
+                asked.group
+            )));
+        }
+        let Some(state) = &self.state else {
+            return Err(ScaleError::InvalidEvent(
+                "overrides are kept in the state table, and STATE_TABLE is not set".into(),
+            ));
+        };
+        let until = overrides::until(now, asked.minutes);
+        let write = StateWrite::Override { group: group.clone(), awake: asked.awake, by: asked.by.clone(), until };
+        let result = if self.group.config.dry_run {
+            "would set"
+        } else if state.write(&write, now).await? {
+            "set"
+        } else {
+            "already"
+        };
+        let until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let report = OverrideReport {
+            group: group.clone(),
+            state: if asked.awake { "awake" } else { "asleep" },
+            until: until.clone(),
+            by: asked.by.clone(),
+            result,
+        };
+        let stands = nightshift::state::Override {
+            group: group.clone(),
+            awake: asked.awake,
+            by: asked.by,
+            since: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            until,
+        };
+        Ok((report, stands))
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<ScaleToZeroReport, ScaleError> {
@@ -97,13 +156,39 @@ impl ScaleToZero {
 
     async fn run(&self, event: LambdaEvent<Value>) -> nightshift::Ran<ScaleToZeroReport, ScaleError> {
         let trigger = Trigger::parse(&event.payload).map_err(ScaleError::InvalidEvent)?;
+        let asked = overrides::parse(&event.payload).map_err(ScaleError::InvalidEvent)?;
         let now = self.group.clock.now();
+        let (override_set, found) = match asked {
+            Some(asked) => {
+                let (report, stands) = self.set_override(asked, now).await?;
+                (Some(report), Some(stands))
+            }
+            None => match &self.state {
+                Some(state) => {
+                    let found = state.override_of(&self.group.config.group).await;
+                    (None, found?)
+                }
+                None => (None, None),
+            },
+        };
+        let rule = overrides::rule(found.as_ref(), now);
         // Every read comes first; any failure ends the run before anything changes.
         let members = scale_aws::observe_members(&self.group).await?;
         let runs = observe::runs_in_flight(&self.group.ecs, &self.group.config.clusters).await?;
         let last_activity = group_plan::last_activity(&members);
-        let need =
-            group_plan::assess(now, &self.group.config.schedule, self.group.config.idle(), last_activity, Some(&runs));
+        let config = &self.group.config;
+        let no_windows =
+            nightshift::window::WeeklyWindows { windows: Vec::new(), timezone: config.schedule.timezone.clone() };
+        let schedule = if matches!(rule, Rule::Asleep(_)) { &no_windows } else { &config.schedule };
+        let mut need = group_plan::assess(now, schedule, config.idle(), last_activity, Some(&runs));
+        match rule {
+            Rule::Awake(why) => {
+                need.needed = true;
+                need.reasons.insert(0, why);
+            }
+            Rule::Asleep(why) => need.reasons.insert(0, why),
+            Rule::Windows => {}
+        }
         let (decision, plans) = plan::decide(&need, &members);
         info!(group = %self.group.config.group, ?decision, reasons = ?need.reasons, members = members.len(), "decision");
         let problems = if decision == Decision::Wake { group_plan::wake_problems(&members) } else { Vec::new() };
@@ -129,6 +214,7 @@ impl ScaleToZero {
             left_alone: left_alone(&members),
             problems,
             after_sleep,
+            override_set,
         };
         Ok((report, (!failures.is_empty()).then_some(ScaleError::Failed { failures })))
     }

@@ -74,6 +74,11 @@ pub enum WatchEvent {
     /// A hold by hand (`{"hold": {"service": "<cluster>/<service>" | "all", "reason", "minutes", "by"}}`),
     /// or its release (`{"release": {"service", "by"}}`).
     Hold(HoldRequest),
+    /// A rollback by hand: `{"rollback": {"service": "<cluster>/<service>", "reason", "by"}}`.
+    Rollback(RollbackRequest),
+    /// A digest quarantined by hand (`{"quarantine": {"digest", "reason", "by", "service"?}}`),
+    /// or let go (`{"unquarantine": {"digest", "by", "service"?}}`).
+    Quarantine(QuarantineRequest),
     /// Well-formed, but nothing to decide: the reason.
     Ignored(String),
 }
@@ -89,6 +94,8 @@ impl WatchEvent {
             | Self::Announced(_)
             | Self::Sleep(_)
             | Self::Hold(_)
+            | Self::Rollback(_)
+            | Self::Quarantine(_)
             | Self::Ignored(_) => None,
         }
     }
@@ -137,6 +144,59 @@ impl HoldRequest {
     }
 }
 
+/// `text` of a manual event's object, trimmed; `None` when missing or empty.
+fn text<'a>(asked: &'a Value, name: &str) -> Option<&'a str> {
+    asked.get(name).and_then(Value::as_str).map(str::trim).filter(|t| !t.is_empty())
+}
+
+/// A rollback asked for by hand: back to the images the service ran before,
+/// the digests it runs now quarantined on it, and the service held until released.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackRequest {
+    pub service: ServiceId,
+    pub reason: String,
+    pub by: String,
+}
+
+impl RollbackRequest {
+    fn parse(asked: &Value) -> Result<Self, String> {
+        let service = text(asked, "service").ok_or("service is missing: <cluster>/<service>")?;
+        let service = ServiceId::parse(service).map_err(|why| format!("service: {why}"))?;
+        Ok(Self {
+            service,
+            reason: text(asked, "reason").unwrap_or("rolled back by hand").to_owned(),
+            by: text(asked, "by").unwrap_or("by hand").to_owned(),
+        })
+    }
+}
+
+/// A digest quarantined (or let go) by hand: on one service, or on every service nightshift looks after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineRequest {
+    pub digest: String,
+    /// `None`: every service in `CLUSTERS` tagged `nightshift:deploy` or `nightshift:promote-from`.
+    pub service: Option<ServiceId>,
+    pub release: bool,
+    pub reason: String,
+    pub by: String,
+}
+
+impl QuarantineRequest {
+    fn parse(asked: &Value, release: bool) -> Result<Self, String> {
+        let digest = text(asked, "digest").ok_or("digest is missing: sha256:<64 hex>")?;
+        if let Some(why) = nightshift::image::digest_problem(digest) {
+            return Err(format!("digest {digest:?} is not an image digest: {why}"));
+        }
+        let service = match text(asked, "service") {
+            None | Some("all") => None,
+            Some(named) => Some(ServiceId::parse(named).map_err(|why| format!("service: {why}"))?),
+        };
+        let by = text(asked, "by").unwrap_or("by hand").to_owned();
+        let reason = text(asked, "reason").map_or_else(|| format!("quarantined by hand by {by}"), str::to_owned);
+        Ok(Self { digest: digest.to_owned(), service, release, reason, by })
+    }
+}
+
 /// Reads the event. `Err` names what is missing or malformed.
 pub fn parse(payload: &Value) -> Result<WatchEvent, String> {
     if let Some(due) = payload.get("promotion") {
@@ -149,6 +209,15 @@ pub fn parse(payload: &Value) -> Result<WatchEvent, String> {
     for (key, release) in [("hold", false), ("release", true)] {
         if let Some(asked) = payload.get(key) {
             return HoldRequest::parse(asked, release).map(WatchEvent::Hold).map_err(|why| format!("{key}: {why}"));
+        }
+    }
+    if let Some(asked) = payload.get("rollback") {
+        return RollbackRequest::parse(asked).map(WatchEvent::Rollback).map_err(|why| format!("rollback: {why}"));
+    }
+    for (key, release) in [("quarantine", false), ("unquarantine", true)] {
+        if let Some(asked) = payload.get(key) {
+            let asked = QuarantineRequest::parse(asked, release).map_err(|why| format!("{key}: {why}"))?;
+            return Ok(WatchEvent::Quarantine(asked));
         }
     }
     if let Some(check) = payload.get("sleep") {
@@ -396,5 +465,46 @@ mod tests {
         codedeploy["detail"]["state"] = json!("SUCCESS");
         codedeploy["detail"].as_object_mut().unwrap().remove("deploymentId");
         assert_eq!(parse(&codedeploy).unwrap_err(), "detail.deploymentId is missing");
+    }
+
+    #[test]
+    fn a_rollback_and_a_quarantine_by_hand_are_read_or_refused_with_the_reason() {
+        let digest = format!("sha256:{}", "cd".repeat(32));
+        match parse(&json!({"rollback": {"service": "prod/shop", "reason": "500s", "by": "alice"}})) {
+            Ok(WatchEvent::Rollback(asked)) => {
+                assert_eq!(
+                    (asked.service.to_string(), asked.reason, asked.by),
+                    ("prod/shop".into(), "500s".into(), "alice".into())
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&json!({"quarantine": {"digest": digest, "by": "bob"}})) {
+            Ok(WatchEvent::Quarantine(asked)) => {
+                assert_eq!(
+                    (asked.service, asked.release, asked.reason.as_str()),
+                    (None, false, "quarantined by hand by bob")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&json!({"unquarantine": {"digest": digest, "service": "prod/shop"}})) {
+            Ok(WatchEvent::Quarantine(asked)) => assert!(asked.release && asked.service.is_some()),
+            other => panic!("{other:?}"),
+        }
+        let refused = [
+            (json!({"rollback": {}}), "rollback: service is missing"),
+            (json!({"rollback": {"service": "shop"}}), "rollback: service: \"shop\" is not"),
+            (json!({"quarantine": {"reason": "x"}}), "quarantine: digest is missing"),
+            (
+                json!({"quarantine": {"digest": "sha256:abc"}}),
+                "quarantine: digest \"sha256:abc\" is not an image digest",
+            ),
+            (json!({"unquarantine": {"digest": digest, "service": "a/b/c"}}), "unquarantine: service:"),
+        ];
+        for (payload, part) in refused {
+            let why = parse(&payload).expect_err("refused");
+            assert!(why.contains(part), "{payload}: {why}");
+        }
     }
 }

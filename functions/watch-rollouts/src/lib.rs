@@ -26,6 +26,7 @@
 //! sleeps once its digest passed in every service that follows it (`sleep`).
 
 pub mod announce;
+pub mod byhand;
 pub mod event;
 pub mod message;
 pub mod observe;
@@ -265,6 +266,12 @@ pub struct WatchReport {
     /// A hold asked for by hand, or its release.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hold: Option<HoldReport>,
+    /// A rollback, a quarantine or its release by hand.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_hand: Option<byhand::ByHandReport>,
+    /// Who asked, for a promotion by hand (`{"promote": ..., "by": ...}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     /// Whether a service went to sleep after its promotion (`nightshift:sleep-after-promotion`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sleep: Option<SleepReport>,
@@ -451,9 +458,14 @@ impl<'n> WatchRollouts<'n> {
                 let id = ServiceId::parse(&due.service).map_err(WatchError::InvalidEvent)?;
                 Box::pin(self.promotion(Some(due), id, &invoked, &mut report)).await
             }
-            WatchEvent::Promote(id) => Box::pin(self.promotion(None, id, &invoked, &mut report)).await,
+            WatchEvent::Promote(id) => {
+                report.by = event.payload.get("by").and_then(Value::as_str).map(str::to_owned);
+                Box::pin(self.promotion(None, id, &invoked, &mut report)).await
+            }
             WatchEvent::Announced(detail) => Box::pin(self.announced(&detail, &invoked, &mut report)).await,
-            WatchEvent::Hold(asked) => self.hold(&asked, &mut report).await,
+            WatchEvent::Hold(asked) => Box::pin(self.hold(&asked, &mut report)).await,
+            WatchEvent::Rollback(asked) => Box::pin(self.rollback(&asked, &invoked, &mut report)).await,
+            WatchEvent::Quarantine(asked) => Box::pin(self.quarantine_by_hand(&asked, &mut report)).await,
             WatchEvent::Sleep(check) => {
                 let id = ServiceId::parse(&check.service).map_err(WatchError::InvalidEvent)?;
                 Box::pin(self.consider_sleep(&id, Some(check.since), &invoked, &mut report)).await
@@ -741,12 +753,8 @@ impl<'n> WatchRollouts<'n> {
                 if was { "released" } else { "not held" }
             }
             (false, false) => {
-                let write = StateWrite::Hold {
-                    service: key,
-                    reason: asked.reason.clone(),
-                    by: asked.by.clone(),
-                    until,
-                };
+                let write =
+                    StateWrite::Hold { service: key, reason: asked.reason.clone(), by: asked.by.clone(), until };
                 let written = self.state.write(&write, now).await.map_err(WatchError::State)?;
                 if written { "held" } else { "already" }
             }
@@ -756,6 +764,177 @@ impl<'n> WatchRollouts<'n> {
         }
         info!(service = %held.service, result = held.result, "hold");
         report.hold = Some(held);
+        Ok(())
+    }
+
+    /// Rolls a service back by hand: the digests it runs now are quarantined on
+    /// it, it is held until released (no push or promotion rolls it forward
+    /// again), then it goes back to the images of the revision that ran
+    /// before (ECS's history of it), through the same rollout as any other.
+    async fn rollback(
+        &self,
+        asked: &event::RollbackRequest,
+        invoked: &Invoked,
+        report: &mut WatchReport,
+    ) -> Result<(), WatchError> {
+        let id = &asked.service;
+        report.cluster = Some(id.cluster.clone());
+        report.service = Some(id.service.clone());
+        let mut done = byhand::ByHandReport {
+            action: "rollback",
+            by: asked.by.clone(),
+            services: vec![id.to_string()],
+            ..byhand::ByHandReport::default()
+        };
+        let Some(service) = self.active(id).await? else {
+            return Err(WatchError::InvalidEvent(format!("ECS has no active service {id} to roll back")));
+        };
+        if bluegreen::is_blue_green(&service) {
+            return Err(WatchError::InvalidEvent(format!(
+                "{id} is deployed by CodeDeploy (blue/green): roll it back there \
+                 (aws deploy stop-deployment --auto-rollback-enabled), or deploy the digest before with nightshift deploy"
+            )));
+        }
+        let arn = service.service_arn().unwrap_or_default().to_owned();
+        let current = service.task_definition().unwrap_or_default().to_owned();
+        let history = observe::history(&self.ecs, id).await.map_err(WatchError::Ecs)?;
+        let Some(before) = byhand::revision_before(&history, &current) else {
+            return Err(WatchError::InvalidEvent(format!(
+                "ECS's history of {id} names no revision that ran before {current}: nothing to roll back to"
+            )));
+        };
+        let (running, td_tags) = self.deployer.task_definition(&current).await.map_err(WatchError::Ecs)?;
+        let now_images = message::images(running.container_definitions(), &td_tags);
+        let (back, identity) = self.revision(&before).await?;
+        let memory = self.state.memory(&arn).await.map_err(WatchError::State)?;
+        let quarantined: Vec<String> = memory.quarantine.iter().map(|q| q.digest.clone()).collect();
+        done.to_task_definition = Some(before.clone());
+        let (changes, image_tags, digests) = match byhand::rollback(&now_images, &back, &quarantined) {
+            byhand::Rollback::Already(why) => {
+                (done.result, done.why) = ("already".into(), why);
+                report.by_hand = Some(done);
+                return Ok(());
+            }
+            byhand::Rollback::Go { changes, image_tags, quarantine } => (changes, image_tags, quarantine),
+        };
+        done.digests = digests.clone();
+        let why = format!("rolled back by {}: {}", asked.by, asked.reason);
+        // First what stops the service going forward again, then the rollout.
+        let mut writes: Vec<StateWrite> = digests
+            .iter()
+            .map(|d| StateWrite::Quarantine { service: arn.clone(), digest: d.clone(), reason: why.clone() })
+            .collect();
+        writes.push(StateWrite::Hold { service: arn.clone(), reason: why.clone(), by: asked.by.clone(), until: None });
+        if self.config.dry_run {
+            report
+                .warnings
+                .push(format!("DRY_RUN: would quarantine {digests:?} on {id}, hold it, and roll it back to {before}"));
+        } else {
+            let now = self.clock.now();
+            for write in &writes {
+                if self.state.write(write, now).await.map_err(WatchError::State)? {
+                    done.changed.push(id.to_string());
+                }
+            }
+            done.changed.dedup();
+        }
+        let asleep = self.state.asleep(&arn).await.map_err(WatchError::State)?;
+        let request = RolloutRequest {
+            service: &service,
+            id: id.clone(),
+            task_definition: &running,
+            td_tags: &td_tags,
+            changes,
+            image_tags,
+            description: format!("nightshift rollback by {}", asked.by),
+            identity,
+            wake: asleep,
+        };
+        let mut invocation = Invocation::new(&invoked.request_id);
+        let plan = self.deployer.prepare(&request, &mut invocation).await;
+        match self.deployer.apply(plan, &mut invocation).await {
+            Rolled::Deployed { deployed, .. } => {
+                (done.result, done.why) = ("rolled back".into(), why);
+                info!(service = %id, to = %before, "rolled back by hand");
+                done.deployed = Some(*deployed);
+            }
+            Rolled::Skipped(why) => (done.result, done.why) = ("already".into(), why),
+            Rolled::Failed(why) | Rolled::Moved(why) => {
+                (done.result, done.why) = ("failed".into(), why.clone());
+                report.by_hand = Some(done);
+                return Err(WatchError::PromotionFailed { service: id.to_string(), why });
+            }
+        }
+        report.by_hand = Some(done);
+        Ok(())
+    }
+
+    /// Quarantines a digest by hand (or lets it go) on one service, or on every
+    /// service here that nightshift rolls out (tagged `nightshift:deploy` or `nightshift:promote-from`).
+    async fn quarantine_by_hand(
+        &self,
+        asked: &event::QuarantineRequest,
+        report: &mut WatchReport,
+    ) -> Result<(), WatchError> {
+        let services = match &asked.service {
+            Some(id) => match self.active(id).await? {
+                Some(service) => vec![service],
+                None => return Err(WatchError::InvalidEvent(format!("ECS has no active service {id}"))),
+            },
+            None => {
+                let all =
+                    nightshift::ecs::services_in(&self.ecs, &self.config.clusters).await.map_err(WatchError::Ecs)?;
+                all.into_iter()
+                    .filter(|s| {
+                        tag_value(s.tags(), DEPLOY_TAG).is_some() || tag_value(s.tags(), PROMOTE_FROM_TAG).is_some()
+                    })
+                    .collect()
+            }
+        };
+        let mut done = byhand::ByHandReport {
+            action: if asked.release { "unquarantine" } else { "quarantine" },
+            by: asked.by.clone(),
+            digests: vec![asked.digest.clone()],
+            why: asked.reason.clone(),
+            ..byhand::ByHandReport::default()
+        };
+        let now = self.clock.now();
+        for service in &services {
+            let (id, arn) = (ServiceId::of(service), service.service_arn().unwrap_or_default());
+            done.services.push(id.to_string());
+            let changed = match (self.config.dry_run, asked.release) {
+                (true, _) => false,
+                (false, true) => self.state.release_quarantine(arn, &asked.digest).await.map_err(WatchError::State)?,
+                (false, false) => {
+                    let write = StateWrite::Quarantine {
+                        service: arn.to_owned(),
+                        digest: asked.digest.clone(),
+                        reason: asked.reason.clone(),
+                    };
+                    self.state.write(&write, now).await.map_err(WatchError::State)?
+                }
+            };
+            if changed {
+                done.changed.push(id.to_string());
+            }
+        }
+        let result = match (asked.release, done.changed.is_empty()) {
+            (false, false) => "quarantined",
+            (false, true) => "already",
+            (true, false) => "released",
+            (true, true) => "not quarantined",
+        };
+        done.result = if self.config.dry_run { format!("would {}", done.action) } else { result.to_owned() };
+        if self.config.dry_run {
+            report.warnings.push(format!(
+                "DRY_RUN: would {} {} on {}",
+                done.action,
+                asked.digest,
+                done.services.join(" ")
+            ));
+        }
+        info!(action = done.action, digest = %asked.digest, services = done.services.len(), changed = done.changed.len(), "by hand");
+        report.by_hand = Some(done);
         Ok(())
     }
 

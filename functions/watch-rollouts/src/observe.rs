@@ -331,3 +331,71 @@ pub fn last_attempted(info: &DeploymentGroupInfo) -> UpstreamRollout {
         status => LastDeployment::Other { id, status: status.map_or("of unknown status", |s| s.as_str()).to_owned() },
     })
 }
+
+/// ECS's history of the service, newest first (its last 20 rollouts): the
+/// revision each deployed and those it replaced, as task definition ARNs.
+/// Empty when ECS keeps none of it (or not in this region).
+pub async fn history(
+    ecs: &aws_sdk_ecs::Client,
+    id: &ServiceId,
+) -> Result<Vec<crate::byhand::PastDeployment>, CallError> {
+    let target = id.to_string();
+    let listed = ecs.list_service_deployments().cluster(&id.cluster).service(&id.service).max_results(20).send().await;
+    let out = match listed {
+        Ok(out) => out,
+        Err(e) => {
+            let err = e.into_service_error();
+            if err.is_unsupported_feature_exception() || err.is_service_not_found_exception() {
+                return Ok(Vec::new());
+            }
+            return Err(CallError::new("ListServiceDeployments", &target, err));
+        }
+    };
+    let mut listed: Vec<_> = out.service_deployments().to_vec();
+    listed.sort_by_key(|d| std::cmp::Reverse(d.created_at().map(|t| t.as_nanos())));
+    let arns: Vec<String> = listed.iter().filter_map(|d| d.service_deployment_arn().map(str::to_owned)).collect();
+    if arns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let described = ecs
+        .describe_service_deployments()
+        .set_service_deployment_arns(Some(arns.clone()))
+        .send()
+        .await
+        .map_err(|e| CallError::new("DescribeServiceDeployments", &target, e.into_service_error()))?;
+    let deployments: Vec<(Option<String>, Vec<String>)> = arns
+        .iter()
+        .filter_map(|arn| described.service_deployments().iter().find(|d| d.service_deployment_arn() == Some(arn)))
+        .map(|d| {
+            let target = d.target_service_revision().and_then(|r| r.arn()).map(str::to_owned);
+            let sources = d.source_service_revisions().iter().filter_map(|r| r.arn().map(str::to_owned)).collect();
+            (target, sources)
+        })
+        .collect();
+    let mut revisions: Vec<String> = deployments.iter().flat_map(|(t, s)| t.iter().chain(s.iter())).cloned().collect();
+    revisions.sort();
+    revisions.dedup();
+    let mut task_definitions = std::collections::HashMap::new();
+    // DescribeServiceRevisions takes 20 ARNs a request.
+    for batch in revisions.chunks(20) {
+        let out = ecs
+            .describe_service_revisions()
+            .set_service_revision_arns(Some(batch.to_vec()))
+            .send()
+            .await
+            .map_err(|e| CallError::new("DescribeServiceRevisions", &target, e.into_service_error()))?;
+        for revision in out.service_revisions() {
+            if let (Some(arn), Some(td)) = (revision.service_revision_arn(), revision.task_definition()) {
+                task_definitions.insert(arn.to_owned(), td.to_owned());
+            }
+        }
+    }
+    let td = |arn: &String| task_definitions.get(arn).cloned();
+    Ok(deployments
+        .iter()
+        .map(|(target, sources)| crate::byhand::PastDeployment {
+            target: target.as_ref().and_then(td),
+            sources: sources.iter().filter_map(td).collect(),
+        })
+        .collect())
+}
