@@ -147,6 +147,7 @@ import cloudwatch
 import codedeploy
 import events
 import ecr_registry
+import functions
 import ecs_rollouts
 import hooks
 import iam_requests
@@ -551,10 +552,35 @@ class SandboxApp:
             except (KeyError, ValueError) as err:
                 response = Response(json.dumps({"error": str(err)}), 400, mimetype="application/json")
             return response(environ, start_response)
+        if environ.get("PATH_INFO") == functions.FUNCTIONS_PATH and environ.get("REQUEST_METHOD") == "POST":
+            body = json.loads(Request(environ).get_data() or b"{}")
+            try:
+                response = Response(json.dumps(functions.register(body)), 200, mimetype="application/json")
+            except (KeyError, ValueError) as err:
+                response = Response(json.dumps({"error": str(err)}), 400, mimetype="application/json")
+            return response(environ, start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         service = signed_service(environ.get("HTTP_AUTHORIZATION", ""))
         key = re.search(r"Credential=([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
         account = accounts.caller(key.group(1))[0] if key else ACCOUNT
+        if service == "lambda" and environ.get("PATH_INFO", "").startswith(functions.INVOKE_PREFIX) \
+                and environ.get("PATH_INFO", "").endswith("/invocations") and environ.get("REQUEST_METHOD") == "POST":
+            region = signed_region(environ.get("HTTP_AUTHORIZATION", ""))
+            status, headers, body = functions.invoke(account, region, environ["PATH_INFO"],
+                                                     environ.get("HTTP_X_AMZ_INVOCATION_TYPE", "RequestResponse"),
+                                                     Request(environ).get_data())
+            return Response(body, status, headers=headers, mimetype="application/json")(environ, start_response)
+        if service == "cloudformation" and environ.get("REQUEST_METHOD") == "POST":
+            request = Request(environ)
+            raw_form = request.get_data()
+            from urllib.parse import parse_qs
+            form = {k: v[0] for k, v in parse_qs(raw_form.decode()).items()}
+            if form.get("Action") == "DescribeStacks":
+                region = signed_region(environ.get("HTTP_AUTHORIZATION", ""))
+                status, body = functions.describe_stacks(account, region, form)
+                return Response(body, status, mimetype="text/xml")(environ, start_response)
+            environ["wsgi.input"] = io.BytesIO(raw_form)
+            environ["CONTENT_LENGTH"] = str(len(raw_form))
         raw = None
         if target or service == "scheduler" or os.environ.get("NIGHTSHIFT_REQUEST_LOG"):
             raw = Request(environ).get_data()

@@ -114,6 +114,12 @@ pub fn dry_run(vars: &impl Vars) -> Result<bool, ConfigError> {
     flag(vars, "DRY_RUN", false)
 }
 
+/// A manual event that asks for this one run to change nothing, as `DRY_RUN`
+/// does (`"dryRun": true`, as `nightshift <command> --dry-run` sends it).
+pub fn dry_run_asked(payload: &serde_json::Value) -> bool {
+    payload.get("dryRun").and_then(serde_json::Value::as_bool) == Some(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -190,7 +190,27 @@ impl DeployOnPush {
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<DeployReport, DeployError> {
-        nightshift::conclude(FUNCTION, self.run(event).await)
+        let dry;
+        let this = if !self.config.dry_run && config::dry_run_asked(&event.payload) {
+            dry = self.dry_twin();
+            &dry
+        } else {
+            self
+        };
+        nightshift::conclude(FUNCTION, this.run(event).await)
+    }
+
+    /// This function as with `DRY_RUN`, for one run asked to change nothing (`"dryRun": true`).
+    fn dry_twin(&self) -> Self {
+        Self {
+            config: DeployConfig { dry_run: true, ..self.config.clone() },
+            ecs: self.ecs.clone(),
+            ecr: self.ecr.clone(),
+            deployer: self.deployer.dry(),
+            notifier: self.notifier.clone(),
+            state: self.state.clone(),
+            downloads: self.downloads.clone(),
+        }
     }
 
     /// Parse, observe, plan (the whole plan before anything changes), apply, report.

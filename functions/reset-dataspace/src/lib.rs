@@ -216,7 +216,19 @@ impl ResetDataspace {
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<ResetReport, ResetError> {
-        nightshift::conclude(FUNCTION, self.run(event).await)
+        let dry;
+        let this = if !self.config.dry_run && config::dry_run_asked(&event.payload) {
+            dry = Self { config: ResetConfig { dry_run: true, ..self.config.clone() }, ..self.clone_parts() };
+            &dry
+        } else {
+            self
+        };
+        nightshift::conclude(FUNCTION, this.run(event).await)
+    }
+
+    /// Its clients and clock, shared by a run asked to change nothing (`"dryRun": true`).
+    fn clone_parts(&self) -> Self {
+        Self { config: self.config.clone(), ecs: self.ecs.clone(), s3: self.s3.clone(), clock: self.clock.clone() }
     }
 
     async fn run(&self, event: LambdaEvent<Value>) -> nightshift::Ran<ResetReport, ResetError> {

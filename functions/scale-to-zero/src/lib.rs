@@ -151,7 +151,25 @@ impl ScaleToZero {
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<ScaleToZeroReport, ScaleError> {
-        nightshift::conclude(FUNCTION, self.run(event).await)
+        let dry;
+        let this = if !self.group.config.dry_run && nightshift::config::dry_run_asked(&event.payload) {
+            dry = self.dry_twin();
+            &dry
+        } else {
+            self
+        };
+        nightshift::conclude(FUNCTION, this.run(event).await)
+    }
+
+    /// This function as with `DRY_RUN`, for one run asked to change nothing (`"dryRun": true`).
+    fn dry_twin(&self) -> Self {
+        let group = ScaleGroup {
+            config: nightshift::scale::ScaleConfig { dry_run: true, ..self.group.config.clone() },
+            ecs: self.group.ecs.clone(),
+            scaling: self.group.scaling.clone(),
+            clock: self.group.clock.clone(),
+        };
+        Self { group, state: self.state.clone() }
     }
 
     async fn run(&self, event: LambdaEvent<Value>) -> nightshift::Ran<ScaleToZeroReport, ScaleError> {

@@ -429,7 +429,28 @@ impl<'n> WatchRollouts<'n> {
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<WatchReport, WatchError> {
-        nightshift::conclude(FUNCTION, self.run(event).await)
+        let dry;
+        let this = if !self.config.dry_run && config::dry_run_asked(&event.payload) {
+            dry = self.dry_twin();
+            &dry
+        } else {
+            self
+        };
+        nightshift::conclude(FUNCTION, this.run(event).await)
+    }
+
+    /// This function as with `DRY_RUN`, for one run asked to change nothing (`"dryRun": true`).
+    fn dry_twin(&self) -> Self {
+        Self {
+            config: WatchConfig { dry_run: true, ..self.config.clone() },
+            ecs: self.ecs.clone(),
+            codedeploy: self.codedeploy.clone(),
+            signed: self.signed.clone(),
+            deployer: self.deployer.dry(),
+            state: self.state.clone(),
+            notifier: self.notifier,
+            clock: self.clock.clone(),
+        }
     }
 
     async fn run(&self, event: LambdaEvent<Value>) -> nightshift::Ran<WatchReport, WatchError> {

@@ -437,6 +437,13 @@ impl Deployer {
     /// Rolls a service out only under its lease in this table, and only from
     /// the revision its plan was made from: two runs at once never move a
     /// service backwards (the second plans again from what the first deployed).
+    /// The same deployer, deploying nothing (a run asked to change nothing: `"dryRun": true`).
+    pub fn dry(&self) -> Self {
+        let mut dry = Self::new(self.ecs.clone(), self.codedeploy.clone(), true);
+        dry.state = self.state.clone();
+        dry
+    }
+
     pub fn with_state(mut self, state: StateTable) -> Self {
         self.state = Some(state);
         self
