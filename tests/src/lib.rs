@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod canary;
+pub mod cli;
 pub mod emf;
 pub mod platform;
 pub mod proxy;

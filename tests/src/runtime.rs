@@ -83,6 +83,25 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// A function's settings as it runs "deployed" against a local AWS: `env`,
+/// and the credentials it signs with. A local AWS takes any key: each function
+/// signs as itself (or, `keys`, as its role in another account), its settings
+/// in the session token, so the sandbox can tell whose requests it answers and
+/// how that function was set up (the IAM proof checks each request against the
+/// policy the template gives it so).
+pub fn deployed_env(name: &str, env: &[(String, String)], keys: Option<(String, String)>) -> Vec<(String, String)> {
+    let mut all = env.to_vec();
+    if env.iter().any(|(k, _)| k == "AWS_ENDPOINT_URL") {
+        let (key, secret) = keys.unwrap_or_else(|| (name.to_owned(), "testing".to_owned()));
+        all.extend([
+            ("AWS_ACCESS_KEY_ID".to_owned(), key),
+            ("AWS_SECRET_ACCESS_KEY".to_owned(), secret),
+            ("AWS_SESSION_TOKEN".to_owned(), crate::sandbox::settings_token(env)),
+        ]);
+    }
+    all
+}
+
 /// One function process, attached to its own Runtime API stand-in.
 pub struct FunctionProcess {
     shared: Arc<Shared>,
@@ -124,7 +143,6 @@ impl FunctionProcess {
         }
         let name = binary.file_name().and_then(|n| n.to_str()).unwrap_or("function");
         let spawned_at = Instant::now();
-        let local = env.iter().any(|(k, _)| k == "AWS_ENDPOINT_URL");
         let mut child = Command::new(binary)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -135,23 +153,7 @@ impl FunctionProcess {
             .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            // A local AWS takes any key: each function signs as itself, its settings in the session
-            // token, so the sandbox can tell whose requests it answers and how that function was set
-            // up (the IAM proof checks each request against the policy the template gives it so).
-            .envs(
-                local
-                    .then(|| {
-                        let (key, secret) = keys.clone().unwrap_or_else(|| (name.to_owned(), "testing".to_owned()));
-                        [
-                            ("AWS_ACCESS_KEY_ID".to_owned(), key),
-                            ("AWS_SECRET_ACCESS_KEY".to_owned(), secret),
-                            ("AWS_SESSION_TOKEN".to_owned(), crate::sandbox::settings_token(env)),
-                        ]
-                    })
-                    .into_iter()
-                    .flatten(),
-            )
+            .envs(deployed_env(name, env, keys))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -440,6 +440,12 @@ impl Sandbox {
     }
 
     /// One plain HTTP/1.1 request to the sandbox's own routes; the JSON answer.
+    /// Deploys functions (and a stack's outputs) that Lambda's Invoke runs (sandbox/functions.py).
+    pub fn register_functions(&self, body: &serde_json::Value) {
+        let answer = self.call("POST", "/_sandbox/functions", Some(body));
+        assert!(answer.get("error").is_none(), "the sandbox refused the functions: {answer}");
+    }
+
     fn call(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> serde_json::Value {
         let body = body.map(ToString::to_string).unwrap_or_default();
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to sandbox");

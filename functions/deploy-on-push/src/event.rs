@@ -213,7 +213,9 @@ mod tests {
     #[test]
     fn a_deploy_by_hand_names_a_service_and_a_tag_or_digest() {
         let digest = format!("sha256:{}", "ab".repeat(32));
-        let cases: Vec<(Value, Result<(&str, &str, &str), &str>)> = vec![
+        // (event, Ok((service, image, by)) or Err(part of the error))
+        type Expected<'a> = Result<(&'a str, &'a str, &'a str), &'a str>;
+        let cases: Vec<(Value, Expected)> = vec![
             (
                 json!({"deploy": {"service": "shop/api", "image": "1.4.0", "by": "alice"}}),
                 Ok(("shop/api", "1.4.0", "alice")),

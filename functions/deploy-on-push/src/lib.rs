@@ -145,9 +145,11 @@ pub struct DeployOnPush {
     downloads: Option<Arc<SignedHttp>>,
 }
 
-/// How a pass hears the services.
+/// Which services a pass looks at, and how it hears them.
 #[derive(Debug, Clone, Copy)]
-struct Heard {
+struct Heard<'a> {
+    /// Only these (a deploy by hand, or services planned again); `None`: every service.
+    only: Option<&'a [ServiceId]>,
     /// The first pass reads their channels; a pass again (services that moved) knows them.
     first_pass: bool,
     /// A deploy by hand: a hold does not stop it.
@@ -252,9 +254,9 @@ impl DeployOnPush {
                 (0, Some(asked)) => Some(vec![asked.clone()]),
                 _ => Some(moved.iter().map(|m| m.id.clone()).collect()),
             };
-            let heard = Heard { first_pass: round == 0, by_hand: by_hand.is_some() };
+            let heard = Heard { only: only.as_deref(), first_pass: round == 0, by_hand: by_hand.is_some() };
             // Boxed: inline, the run's state machine went past the compiler's layout depth limit.
-            let pass = self.pass(&push, &tag, only.as_deref(), heard, &mut audience, &mut invocation, &mut report);
+            let pass = self.pass(&push, &tag, heard, &mut audience, &mut invocation, &mut report);
             moved = Box::pin(pass).await?;
             if moved.is_empty() {
                 break;
@@ -350,13 +352,12 @@ impl DeployOnPush {
         &self,
         push: &Push,
         tag: &str,
-        only: Option<&[ServiceId]>,
-        heard: Heard,
+        heard: Heard<'_>,
         audience: &mut Audience,
         invocation: &mut Invocation,
         report: &mut DeployReport,
     ) -> Result<Vec<NotDeployed>, DeployError> {
-        let examined = self.observe_services(push, tag, only, heard, audience, report).await?;
+        let examined = self.observe_services(push, tag, heard, audience, report).await?;
         let task_definitions = self.describe_task_definitions(&examined, report).await;
         let decided: Vec<(Examined, ServicePlan)> = examined
             .into_iter()
@@ -384,14 +385,13 @@ impl DeployOnPush {
         &self,
         push: &Push,
         tag: &str,
-        only: Option<&[ServiceId]>,
-        heard: Heard,
+        heard: Heard<'_>,
         audience: &mut Audience,
         report: &mut DeployReport,
     ) -> Result<Vec<Examined>, DeployError> {
         let mut services =
             nightshift::ecs::services_in(&self.ecs, &self.config.clusters).await.map_err(DeployError::Ecs)?;
-        if let Some(only) = only {
+        if let Some(only) = heard.only {
             services.retain(|s| only.contains(&ServiceId::of(s)));
         }
         let following: Vec<&str> =
