@@ -32,15 +32,17 @@ test: setup build
 ## bench: release binaries measured against a local AWS; a table, and target/bench.json (not run in CI).
 ##        PARTS="functions deploy sweep" picks parts; all by default
 bench: setup
-	$(CARGO) build --release --workspace --bins --exclude nightshift-tests
+	$(CARGO) build --release --workspace --bins --exclude nightshift-tests --exclude nightshift-cli
 	$(CARGO) run --quiet -p nightshift-tests --bin bench -- $(PARTS)
 
 ## template: cfn-lint the SAM template and registry.yaml (sam validate --lint misses circular
 ##           dependencies), and check which parameters each choice of functions needs, that the SAM
-##           transform takes each, and what the accounts' parameters make (the reader role's trust)
+##           transform takes each, and what the accounts' parameters make (the reader role's trust);
+##           and the GitHub Action (action.yml) with its example workflow
 template:
 	cfn-lint template.yaml registry.yaml
 	$(PYTHON) tests/template/check_template.py
+	$(PYTHON) tests/template/check_action.py
 
 ## lint: rustfmt, and clippy over the workspace with warnings as errors
 lint:
