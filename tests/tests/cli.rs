@@ -355,3 +355,37 @@ async fn a_stack_that_is_not_there_is_a_clear_error() {
     assert_eq!(ran.code, 1);
     assert!(ran.stderr.contains("there is no stack \"other\""), "{ran:?}");
 }
+
+#[tokio::test]
+async fn the_manual_event_files_are_what_the_functions_take_and_dry_run_ones_change_nothing() {
+    let sandbox = stages().await;
+    seed_dagster(&sandbox.ecs(), &sandbox.scaling_counted().0).await;
+    push(&sandbox);
+    end_stage_rollout(&sandbox, "staging", "COMPLETED");
+    let before = stage_image(&sandbox.ecs(), "staging").await;
+    let group = [("CLUSTERS".to_owned(), DAGSTER.to_owned()), ("SCALE_GROUP".to_owned(), GROUP.to_owned())];
+    let watch = [
+        ("SCHEDULE_GROUP".to_owned(), nightshift_tests::platform::SCHEDULE_GROUP.to_owned()),
+        ("SCHEDULE_ROLE_ARN".to_owned(), nightshift_tests::platform::schedule_role()),
+    ];
+    for (file, function, extra) in [
+        ("deploy-on-push.deploy-by-hand.json", "deploy-on-push", &[][..]),
+        ("watch-rollouts.rollback-by-hand.json", "watch-rollouts", &watch[..]),
+        ("watch-rollouts.hold.json", "watch-rollouts", &watch[..]),
+        ("watch-rollouts.quarantine-by-hand.json", "watch-rollouts", &watch[..]),
+        ("scale-to-zero.override.json", "scale-to-zero", &group[..]),
+    ] {
+        let mut asked = event(file);
+        asked["dryRun"] = Value::Bool(true);
+        let env = [sandbox.function_env(), extra.to_vec()].concat();
+        let report = FunctionProcess::spawn(&binary(function), &env).invoke(&asked).response();
+        assert_eq!(report["dry_run"], true, "{file}: {report:#}");
+        assert!(report.get("ignored").is_none_or(Value::is_null), "{file}: {report:#}");
+    }
+    // Nothing changed: no quarantine, no hold, no override, the image as it was
+    let memory = sandbox.state().memory(&arn("staging", "shop")).await.unwrap();
+    assert!(memory.quarantine.is_empty(), "{memory:?}");
+    assert!(sandbox.state().holds(&arn("staging", "shop")).await.unwrap().is_empty());
+    assert_eq!(sandbox.state().override_of(GROUP).await.unwrap(), None);
+    assert_eq!(stage_image(&sandbox.ecs(), "staging").await, before);
+}
