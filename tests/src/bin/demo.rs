@@ -23,7 +23,7 @@ use nightshift_tests::runtime::{FunctionProcess, Outcome, binary};
 use nightshift_tests::sandbox::Sandbox;
 use serde_json::Value;
 
-const SCENES: [&str; 8] = [
+const SCENES: [&str; 9] = [
     "expire-logs",
     "deploy-on-push",
     "watch-rollouts",
@@ -32,6 +32,7 @@ const SCENES: [&str; 8] = [
     "accounts",
     "scale",
     "reset-dataspace",
+    "status",
 ];
 
 #[tokio::main]
@@ -72,9 +73,38 @@ async fn main() -> ExitCode {
     if wants("reset-dataspace") {
         ok &= reset_dataspace(&sandbox).await;
     }
+    if wants("status") {
+        ok &= status(&sandbox, only.is_none());
+    }
     println!("Stopping the sandbox.");
     drop(sandbox);
     if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// The `nightshift` command over the sandbox the scenes above worked on: the
+/// stack "deployed" there, its status read as a new user would.
+fn status(sandbox: &Sandbox, after_every_scene: bool) -> bool {
+    heading("nightshift status: the whole platform at a glance");
+    nightshift_tests::cli::deploy(sandbox);
+    println!("$ nightshift status");
+    let ran = nightshift_tests::cli::nightshift(sandbox, &["status"]);
+    print!("{}", ran.stdout);
+    eprint!("{}", ran.stderr);
+    if !after_every_scene {
+        println!("\n(the scene alone has nothing to show: `make demo` runs it after the others)");
+        return ran.code == 0;
+    }
+    // Every service the scenes left, and the group and the dataspace, are shown.
+    let shown = |what: &str| ran.stdout.contains(what);
+    let all = ["shop/api ", "dagster/daemon ", "scale group dagster:", "dataspace mvd: last reset 20"];
+    let missing: Vec<&str> = all.into_iter().filter(|w| !shown(w)).collect();
+    if !missing.is_empty() {
+        eprintln!("status lacks {missing:?}");
+    }
+    println!(
+        "\nThe same as JSON: nightshift status --json; by hand: nightshift deploy|rollback|hold|promote|wake|reset (docs/cli.md)\n"
+    );
+    ran.code == 0 && missing.is_empty()
 }
 
 fn heading(title: &str) {
