@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_ecs::types::{Service, ServiceField, TaskDefinitionField};
+use aws_sdk_ecs::types::{Service, TaskDefinitionField};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -120,16 +120,12 @@ pub struct DataspaceView {
 pub async fn read(config: &SdkConfig, stack: &Stack, cluster: Option<&str>) -> Result<Status, Failure> {
     let ecs = aws_sdk_ecs::Client::new(config);
     let now = Utc::now();
-    let clusters = match cluster {
-        Some(c) => vec![c.to_owned()],
-        None => list_clusters(&ecs).await?,
-    };
-    let mut services = Vec::new();
-    for cluster in &clusters {
-        services.extend(services_in(&ecs, cluster).await?);
-    }
+    // Every cluster's services (or the one asked for), described with their tags.
+    let clusters: Vec<String> = cluster.into_iter().map(str::to_owned).collect();
+    let services = nightshift::ecs::services_in(&ecs, &clusters).await.map_err(|e| Failure::new(format!("ECS {e}")))?;
     let ours: Vec<Service> = services
         .into_iter()
+        .filter(|s| s.status() == Some("ACTIVE"))
         .filter(|s| [DEPLOY_TAG, PROMOTE_FROM_TAG, SCALE_GROUP_TAG, DATASPACE_TAG].iter().any(|t| tag(s, t).is_some()))
         .collect();
     let table = stack.outputs.get(cloud::STATE_TABLE).cloned();
@@ -175,39 +171,6 @@ pub async fn read(config: &SdkConfig, stack: &Stack, cluster: Option<&str>) -> R
 
 fn tag<'a>(service: &'a Service, key: &str) -> Option<&'a str> {
     service.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
-}
-
-async fn list_clusters(ecs: &aws_sdk_ecs::Client) -> Result<Vec<String>, Failure> {
-    let mut clusters = Vec::new();
-    let mut pages = ecs.list_clusters().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| said("ECS ListClusters", e))?;
-        clusters.extend(page.cluster_arns().iter().map(|arn| arn.rsplit('/').next().unwrap_or(arn).to_owned()));
-    }
-    Ok(clusters)
-}
-
-async fn services_in(ecs: &aws_sdk_ecs::Client, cluster: &str) -> Result<Vec<Service>, Failure> {
-    let mut arns = Vec::new();
-    let mut pages = ecs.list_services().cluster(cluster).into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| said(&format!("ECS ListServices in {cluster}"), e))?;
-        arns.extend(page.service_arns().iter().cloned());
-    }
-    let mut services = Vec::new();
-    // DescribeServices takes 10 services a request.
-    for batch in arns.chunks(10) {
-        let out = ecs
-            .describe_services()
-            .cluster(cluster)
-            .set_services(Some(batch.to_vec()))
-            .include(ServiceField::Tags)
-            .send()
-            .await
-            .map_err(|e| said(&format!("ECS DescribeServices in {cluster}"), e))?;
-        services.extend(out.services().iter().filter(|s| s.status() == Some("ACTIVE")).cloned());
-    }
-    Ok(services)
 }
 
 async fn images_of(ecs: &aws_sdk_ecs::Client, td: &str) -> Result<Vec<ImageView>, Failure> {

@@ -120,6 +120,22 @@ pub fn dry_run_asked(payload: &serde_json::Value) -> bool {
     payload.get("dryRun").and_then(serde_json::Value::as_bool) == Some(true)
 }
 
+/// The function to run an event with: itself, or, when the event asks for a
+/// run that changes nothing and it is not dry already, its dry twin (made by
+/// `twin`, kept in `slot` for the run).
+pub fn dry_if_asked<'a, T>(
+    function: &'a T,
+    dry_already: bool,
+    payload: &serde_json::Value,
+    slot: &'a mut Option<T>,
+    twin: impl FnOnce(&T) -> T,
+) -> &'a T {
+    if dry_already || !dry_run_asked(payload) {
+        return function;
+    }
+    slot.insert(twin(function))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -216,19 +216,15 @@ impl ResetDataspace {
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<ResetReport, ResetError> {
-        let dry;
-        let this = if !self.config.dry_run && config::dry_run_asked(&event.payload) {
-            dry = Self { config: ResetConfig { dry_run: true, ..self.config.clone() }, ..self.clone_parts() };
-            &dry
-        } else {
-            self
-        };
+        let mut dry = None;
+        let this = config::dry_if_asked(self, self.config.dry_run, &event.payload, &mut dry, Self::dry_twin);
         nightshift::conclude(FUNCTION, this.run(event).await)
     }
 
-    /// Its clients and clock, shared by a run asked to change nothing (`"dryRun": true`).
-    fn clone_parts(&self) -> Self {
-        Self { config: self.config.clone(), ecs: self.ecs.clone(), s3: self.s3.clone(), clock: self.clock.clone() }
+    /// This function as with `DRY_RUN`, for one run asked to change nothing (`"dryRun": true`).
+    fn dry_twin(&self) -> Self {
+        let config = ResetConfig { dry_run: true, ..self.config.clone() };
+        Self { config, ecs: self.ecs.clone(), s3: self.s3.clone(), clock: self.clock.clone() }
     }
 
     async fn run(&self, event: LambdaEvent<Value>) -> nightshift::Ran<ResetReport, ResetError> {

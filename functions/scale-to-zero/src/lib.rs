@@ -151,13 +151,9 @@ impl ScaleToZero {
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<ScaleToZeroReport, ScaleError> {
-        let dry;
-        let this = if !self.group.config.dry_run && nightshift::config::dry_run_asked(&event.payload) {
-            dry = self.dry_twin();
-            &dry
-        } else {
-            self
-        };
+        let mut dry = None;
+        let this =
+            nightshift::config::dry_if_asked(self, self.group.config.dry_run, &event.payload, &mut dry, Self::dry_twin);
         nightshift::conclude(FUNCTION, this.run(event).await)
     }
 

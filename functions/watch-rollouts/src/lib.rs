@@ -429,13 +429,8 @@ impl<'n> WatchRollouts<'n> {
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<WatchReport, WatchError> {
-        let dry;
-        let this = if !self.config.dry_run && config::dry_run_asked(&event.payload) {
-            dry = self.dry_twin();
-            &dry
-        } else {
-            self
-        };
+        let mut dry = None;
+        let this = config::dry_if_asked(self, self.config.dry_run, &event.payload, &mut dry, Self::dry_twin);
         nightshift::conclude(FUNCTION, this.run(event).await)
     }
 
