@@ -86,7 +86,19 @@ def function_name(path: str) -> str:
     return named.split(":")[0]
 
 
+# Lambda's limit on a synchronous invocation's request.
+MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
+
+
 def invoke(account: str, region: str, path: str, invocation_type: str, payload: bytes) -> tuple[int, dict, bytes]:
+    if invocation_type not in ("RequestResponse", "Event", "DryRun"):
+        body = {"message": f"1 validation error detected: Value '{invocation_type}' at 'invocationType' failed to "
+                           "satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"}
+        return 400, {"x-amzn-ErrorType": "ValidationException"}, json.dumps(body).encode()
+    if invocation_type == "RequestResponse" and len(payload) > MAX_SYNC_PAYLOAD:
+        body = {"Type": "User", "message": f"Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the "
+                                           "InvokeFunction operation"}
+        return 413, {"x-amzn-ErrorType": "RequestTooLargeException"}, json.dumps(body).encode()
     name = function_name(path)
     with _lock:
         spec = _functions.get((account, region, name))

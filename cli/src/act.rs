@@ -366,7 +366,11 @@ pub async fn override_group(
 
 pub async fn reset(ctx: &Context, participants: &[String], acting: &Acting, wait: bool) -> Result<ExitCode, Failure> {
     let function = ctx.stack.output(cloud::RESET_DATASPACE)?.to_owned();
-    let event = if participants.is_empty() { json!({}) } else { json!({"participants": participants}) };
+    let by = cloud::caller(&ctx.config).await?;
+    let mut event = json!({"by": by});
+    if !participants.is_empty() {
+        event["participants"] = json!(participants);
+    }
     // Without --wait the reset runs on its own (asynchronously); a dry run is always shown.
     if !wait && !acting.dry_run {
         cloud::invoke(&ctx.config, &function, &event, true).await?;

@@ -342,6 +342,8 @@ async fn reset_runs_the_dataspace_reset_now_and_dry_run_restarts_nothing() {
     assert_eq!(ran.code, 0, "{ran:?}");
     assert!(ran.stdout.starts_with("space-enforcer-laser-tec: reset ("), "{}", ran.stdout);
     assert_eq!(ran.stdout.lines().count(), 1, "one participant: {}", ran.stdout);
+    let json = nightshift(&sandbox, &["reset", "--wait", "--json", "--participant", "space-enforcer-laser-tec"]).json();
+    assert!(json["by"].as_str().is_some_and(|by| by.starts_with("arn:aws:")), "who asked is in the report: {json:#}");
 
     let background = nightshift(&sandbox, &["reset"]);
     assert!(background.code == 0 && background.stdout.starts_with("reset started"), "{background:?}");

@@ -161,6 +161,9 @@ pub struct ResetReport {
     pub manifest: String,
     pub dataspace: String,
     pub participants: Vec<ParticipantReport>,
+    /// Who asked, for a reset by hand (`nightshift reset` puts the caller in `"by"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 impl nightshift::notify::Notable for ResetReport {
@@ -262,6 +265,7 @@ impl ResetDataspace {
             manifest: uri,
             dataspace: manifest.dataspace.clone(),
             participants,
+            by: event.payload.get("by").and_then(Value::as_str).map(str::to_owned),
         };
         let error =
             (!failures.is_empty()).then_some(ResetError::ResetFailed { total: report.participants.len(), failures });
