@@ -14,6 +14,9 @@
 //! | service ARN | `verdict#<task definition ARN>` | revision whose checks ran on the service (verify-rollout) | `verdict` (`passed` / `failed`), `why`, `deployment`, `at` |
 //! | service ARN | `carried#tags` | service whose tag records of an older release were carried over | `at` |
 //! | `lease#<service ARN>` | `lease` | service being rolled out now | `owner`, `at`, `expires` (epoch seconds; TTL) |
+//! | `asleep#<service ARN>` | `asleep` | service asleep after its promotion | `desired`, `min`, `max`, `why`, `at` |
+//! | `hold#<service ARN>`, `hold#all` | `hold` | service (or every service) held by hand | `reason`, `by`, `until`, `at`, `expires` (TTL, a day after `until`) |
+//! | `override#<scale group>` | `override` | scale group woken or put to sleep by hand | `state`, `by`, `until`, `at`, `expires` (TTL, a day after `until`) |
 //!
 //! Every write is a conditional `PutItem` or `DeleteItem` on one item, so two
 //! handlers at once never lose an update: each digest, each mark is its own
