@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use aws_config::SdkConfig;
+use nightshift::rollout::ServiceId;
 use serde_json::{Value, json};
 
 use crate::cloud::{self, Failure, Invoked, Stack};
@@ -47,13 +48,8 @@ pub fn minutes(text: &str) -> Result<i64, String> {
 }
 
 /// `<cluster>/<service>`, checked before anything is sent.
-fn service_id(text: &str) -> Result<(String, String), Failure> {
-    match text.split_once('/') {
-        Some((cluster, service)) if !cluster.is_empty() && !service.is_empty() && !service.contains('/') => {
-            Ok((cluster.to_owned(), service.to_owned()))
-        }
-        _ => Err(Failure::new(format!("{text:?} is not <cluster>/<service> (as status shows it)"))),
-    }
+fn service_id(text: &str) -> Result<ServiceId, Failure> {
+    ServiceId::parse(text).map_err(|why| Failure::new(format!("{why} (as status shows it)")))
 }
 
 /// Invokes the function the stack's `output` names with `event` (and `dryRun`);
@@ -106,6 +102,14 @@ fn started(deployed: &Value, dry: bool) -> Vec<String> {
     lines
 }
 
+/// A rollout started (or, dry, that would start): its lines, then with `--wait` its end.
+async fn rolled(ctx: &Context, deployed: &Value, acting: &Acting, waiting: &Waiting) -> Result<ExitCode, Failure> {
+    for line in started(deployed, acting.dry_run) {
+        say(acting, line);
+    }
+    Ok(exit(follow(ctx, deployed, acting, waiting).await?))
+}
+
 /// After a rollout started: `--wait` follows it to its end.
 async fn follow(ctx: &Context, deployed: &Value, acting: &Acting, waiting: &Waiting) -> Result<bool, Failure> {
     if !waiting.wait || acting.dry_run {
@@ -123,7 +127,7 @@ pub async fn deploy(
     acting: &Acting,
     waiting: &Waiting,
 ) -> Result<ExitCode, Failure> {
-    let (cluster, name) = service_id(service)?;
+    let ServiceId { cluster, service: name } = service_id(service)?;
     let by = cloud::caller(&ctx.config).await?;
     let event = json!({"deploy": {"service": service, "image": image, "by": by}});
     let report = send(ctx, cloud::DEPLOY_ON_PUSH, event, acting).await?;
@@ -140,10 +144,7 @@ pub async fn deploy(
         return Ok(exit(false));
     }
     if let Some(deployed) = mine("deployed") {
-        for line in started(&deployed, acting.dry_run) {
-            say(acting, line);
-        }
-        return Ok(exit(follow(ctx, &deployed, acting, waiting).await?));
+        return rolled(ctx, &deployed, acting, waiting).await;
     }
     let (what, not) = match (mine("failed"), mine("skipped")) {
         (Some(failed), _) => ("failed", failed),
@@ -187,10 +188,7 @@ pub async fn rollback(
             let verb = if acting.dry_run { "would hold" } else { "held" };
             say(acting, format!("{verb} {service} until released (nightshift release {service})"));
             let deployed = done["deployed"].clone();
-            for line in started(&deployed, acting.dry_run) {
-                say(acting, line);
-            }
-            Ok(exit(follow(ctx, &deployed, acting, waiting).await?))
+            rolled(ctx, &deployed, acting, waiting).await
         }
         "already" => {
             say(acting, format!("{service}: nothing to roll back: {}", text(done, "why")));
@@ -252,10 +250,7 @@ pub async fn promote(ctx: &Context, service: &str, acting: &Acting, waiting: &Wa
                 format!("{} {service} from {from}", if acting.dry_run { "would promote" } else { "promoting" }),
             );
             let deployed = done["deployed"].clone();
-            for line in started(&deployed, acting.dry_run) {
-                say(acting, line);
-            }
-            Ok(exit(follow(ctx, &deployed, acting, waiting).await?))
+            rolled(ctx, &deployed, acting, waiting).await
         }
         "already" => {
             say(acting, format!("{service}: already: {}", text(done, "why")));
@@ -414,7 +409,7 @@ mod tests {
 
     #[test]
     fn a_service_is_cluster_slash_service() {
-        assert_eq!(service_id("prod/shop").unwrap(), ("prod".to_owned(), "shop".to_owned()));
+        assert_eq!(service_id("prod/shop").unwrap().to_string(), "prod/shop");
         for wrong in ["shop", "/shop", "prod/", "a/b/c"] {
             assert!(service_id(wrong).unwrap_err().message.contains("is not <cluster>/<service>"), "{wrong}");
         }

@@ -3,6 +3,10 @@
 
 use std::collections::HashMap;
 
+use nightshift::ecs::{DEPLOY_TAG, PROMOTE_FROM_TAG, deployed_image_tag, tag_value};
+use nightshift::image::ImageRef;
+use nightshift::scale::SCALE_GROUP_TAG;
+
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ecs::types::{Service, TaskDefinitionField};
@@ -12,12 +16,9 @@ use serde_json::Value;
 
 use crate::cloud::{self, Failure, Stack, said};
 
-/// The tags that make a service nightshift's.
-pub const DEPLOY_TAG: &str = "nightshift:deploy";
-pub const PROMOTE_FROM_TAG: &str = "nightshift:promote-from";
-pub const SCALE_GROUP_TAG: &str = "nightshift:scale-group";
+/// reset-dataspace's tag (its own crate's `DATASPACE_TAG`), which with the
+/// others above makes a service nightshift's.
 pub const DATASPACE_TAG: &str = "nightshift:dataspace";
-const IMAGE_TAG_PREFIX: &str = "nightshift:image-tag/";
 
 /// The whole platform at a glance (`--json`: this document, its fields stable).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -170,7 +171,7 @@ pub async fn read(config: &SdkConfig, stack: &Stack, cluster: Option<&str>) -> R
 }
 
 fn tag<'a>(service: &'a Service, key: &str) -> Option<&'a str> {
-    service.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+    tag_value(service.tags(), key)
 }
 
 async fn images_of(ecs: &aws_sdk_ecs::Client, td: &str) -> Result<Vec<ImageView>, Failure> {
@@ -181,19 +182,15 @@ async fn images_of(ecs: &aws_sdk_ecs::Client, td: &str) -> Result<Vec<ImageView>
         .send()
         .await
         .map_err(|e| said(&format!("ECS DescribeTaskDefinition {td}"), e))?;
-    let tags: HashMap<&str, &str> = out.tags().iter().filter_map(|t| Some((t.key()?, t.value()?))).collect();
     let containers = out.task_definition().map(|t| t.container_definitions()).unwrap_or_default();
     Ok(containers
         .iter()
         .map(|c| {
             let name = c.name().unwrap_or_default();
-            let image = c.image().unwrap_or_default();
-            let (reference, digest) = match image.split_once('@') {
-                Some((reference, digest)) => (reference, Some(digest.to_owned())),
-                None => (image, None),
-            };
-            let own_tag = reference.rsplit('/').next().and_then(|last| last.split_once(':')).map(|(_, t)| t.to_owned());
-            let deployed = tags.get(format!("{IMAGE_TAG_PREFIX}{name}").as_str()).map(|t| (*t).to_owned());
+            let image = c.image().and_then(|i| i.parse::<ImageRef>().ok());
+            let (own_tag, digest) = image.map_or((None, None), |i| (i.tag, i.digest));
+            // The tag nightshift deployed it from (a digest-pinned image names none of its own).
+            let deployed = deployed_image_tag(out.tags(), name).map(str::to_owned);
             ImageView { container: name.to_owned(), tag: deployed.or(own_tag), digest }
         })
         .collect())

@@ -120,6 +120,16 @@ pub fn dry_run_asked(payload: &serde_json::Value) -> bool {
     payload.get("dryRun").and_then(serde_json::Value::as_bool) == Some(true)
 }
 
+/// A text member of a manual event's object, trimmed; `None` when missing, not a string, or empty.
+pub fn field<'a>(asked: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    asked.get(name).and_then(serde_json::Value::as_str).map(str::trim).filter(|t| !t.is_empty())
+}
+
+/// Who asks for a manual event (its `by`, as the `nightshift` command puts the caller there), else `by hand`.
+pub fn asked_by(asked: &serde_json::Value) -> String {
+    field(asked, "by").unwrap_or("by hand").to_owned()
+}
+
 /// The function to run an event with: itself, or, when the event asks for a
 /// run that changes nothing and it is not dry already, its dry twin (made by
 /// `twin`, kept in `slot` for the run).

@@ -89,6 +89,13 @@ pub fn hold_key(service: &str) -> String {
     format!("hold#{service}")
 }
 
+/// When a hold or an override asked for at `now` for `minutes` ends: rounded up
+/// to the next minute, so the same request retried within it writes nothing.
+pub fn ends_at(now: DateTime<Utc>, minutes: i64) -> DateTime<Utc> {
+    let end = now + chrono::Duration::minutes(minutes);
+    DateTime::from_timestamp(end.timestamp() - end.timestamp().rem_euclid(60) + 60, 0).unwrap_or(end)
+}
+
 /// No automatic rollout or promotion into the service while it holds (by hand ones still go).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Hold {
@@ -450,22 +457,17 @@ impl StateTable {
 
     /// Ends the hold on a service (its ARN, or [`ALL_SERVICES`]); `Ok(false)`: there was none.
     pub async fn release_hold(&self, service: &str) -> Result<bool, CallError> {
-        let request = json!({
-            "TableName": self.table,
-            "Key": key(&hold_key(service), HOLD),
-            "ReturnValues": "ALL_OLD",
-        });
-        let answer = self.call("DeleteItem", service, request).await?;
-        Ok(answer["Attributes"].as_object().is_some_and(|a| !a.is_empty()))
+        self.delete_existing(service, key(&hold_key(service), HOLD)).await
     }
 
     /// Lets a digest held on a service go (a quarantine released by hand); `Ok(false)`: it was not held.
     pub async fn release_quarantine(&self, service: &str, digest: &str) -> Result<bool, CallError> {
-        let request = json!({
-            "TableName": self.table,
-            "Key": key(service, &quarantine_key(digest)),
-            "ReturnValues": "ALL_OLD",
-        });
+        self.delete_existing(service, key(service, &quarantine_key(digest))).await
+    }
+
+    /// Deletes one item (for `service`'s sake); `Ok(false)`: there was none.
+    async fn delete_existing(&self, service: &str, key: Value) -> Result<bool, CallError> {
+        let request = json!({"TableName": self.table, "Key": key, "ReturnValues": "ALL_OLD"});
         let answer = self.call("DeleteItem", service, request).await?;
         Ok(answer["Attributes"].as_object().is_some_and(|a| !a.is_empty()))
     }
@@ -652,6 +654,13 @@ pub struct DigestSeen {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hold_or_override_ends_at_the_minute_after_its_length() {
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc);
+        assert_eq!(ends_at(at("2026-12-06T10:00:20Z"), 60), at("2026-12-06T11:01:00Z"));
+        assert_eq!(ends_at(at("2026-12-06T10:00:59Z"), 1), at("2026-12-06T10:02:00Z"));
+    }
 
     #[test]
     fn a_digest_is_held_whole_or_by_the_short_form_an_older_release_kept() {

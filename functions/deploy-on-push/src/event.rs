@@ -40,7 +40,7 @@ pub struct DeployRequest {
 
 impl DeployRequest {
     fn parse(asked: &Value) -> Result<Self, String> {
-        let text = |name: &str| asked.get(name).and_then(Value::as_str).map(str::trim).filter(|t| !t.is_empty());
+        let text = |name: &str| nightshift::config::field(asked, name);
         let service = text("service").ok_or("deploy.service is missing: <cluster>/<service>")?;
         let service = nightshift::rollout::ServiceId::parse(service).map_err(|why| format!("deploy.service: {why}"))?;
         let image = text("image").ok_or("deploy.image is missing: an image tag, or a digest sha256:<64 hex>")?;
@@ -54,7 +54,7 @@ impl DeployRequest {
                  (1-128 of A-Z a-z 0-9 _ . -, not starting with . or -)"
             ));
         }
-        Ok(Self { service, image: image.to_owned(), by: text("by").unwrap_or("by hand").to_owned() })
+        Ok(Self { service, image: image.to_owned(), by: nightshift::config::asked_by(asked) })
     }
 }
 

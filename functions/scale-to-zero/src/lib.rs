@@ -123,7 +123,7 @@ impl ScaleToZero {
                 "overrides are kept in the state table, and STATE_TABLE is not set".into(),
             ));
         };
-        let until = overrides::until(now, asked.minutes);
+        let until = nightshift::state::ends_at(now, asked.minutes);
         let write = StateWrite::Override { group: group.clone(), awake: asked.awake, by: asked.by.clone(), until };
         let result = if self.group.config.dry_run {
             "would set"

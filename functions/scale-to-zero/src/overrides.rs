@@ -3,7 +3,7 @@
 //! It is kept in the state table (`override#<group>`), so every tick respects
 //! it until it ends, then the awake windows rule again.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use nightshift::state::Override;
 use serde::Serialize;
 use serde_json::Value;
@@ -25,7 +25,7 @@ pub struct OverrideRequest {
 /// Reads `{"override": {...}}`; `Ok(None)` for any other event.
 pub fn parse(payload: &Value) -> Result<Option<OverrideRequest>, String> {
     let Some(asked) = payload.get("override") else { return Ok(None) };
-    let text = |name: &str| asked.get(name).and_then(Value::as_str).map(str::trim).filter(|t| !t.is_empty());
+    let text = |name: &str| nightshift::config::field(asked, name);
     let group = text("group").ok_or("override.group is missing: the scale group (SCALE_GROUP)")?;
     let awake = match text("state") {
         Some("awake") => true,
@@ -39,18 +39,7 @@ pub fn parse(payload: &Value) -> Result<Option<OverrideRequest>, String> {
             .filter(|m| (1..=MAX_MINUTES).contains(m))
             .ok_or_else(|| format!("override.minutes is {m}, not a whole number from 1 to {MAX_MINUTES}"))?,
     };
-    Ok(Some(OverrideRequest {
-        group: group.to_owned(),
-        awake,
-        minutes,
-        by: text("by").unwrap_or("by hand").to_owned(),
-    }))
-}
-
-/// When an override asked at `now` ends: rounded up to the minute, so the same request retried within it writes nothing.
-pub fn until(now: DateTime<Utc>, minutes: i64) -> DateTime<Utc> {
-    let end = now + Duration::minutes(minutes);
-    DateTime::from_timestamp(end.timestamp() - end.timestamp().rem_euclid(60) + 60, 0).unwrap_or(end)
+    Ok(Some(OverrideRequest { group: group.to_owned(), awake, minutes, by: nightshift::config::asked_by(asked) }))
 }
 
 /// What rules the group now.
@@ -112,7 +101,6 @@ mod tests {
         ] {
             assert!(parse(&payload).unwrap_err().contains(part), "{payload}");
         }
-        assert_eq!(until(at("2026-12-06T10:00:20Z"), 60), at("2026-12-06T11:01:00Z"));
     }
 
     #[test]

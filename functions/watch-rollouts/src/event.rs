@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::announce::{self, RolloutOutcome};
 use crate::outcome::{CodeDeployEndState, EcsEvent};
 use crate::promote::Due;
+use nightshift::config::{asked_by, field};
 use nightshift::rollout::ServiceId;
 
 /// `detail` of an "ECS Deployment State Change" event.
@@ -119,7 +120,7 @@ pub const MAX_HOLD_MINUTES: i64 = 43_200;
 
 impl HoldRequest {
     fn parse(asked: &Value, release: bool) -> Result<Self, String> {
-        let text = |name: &str| asked.get(name).and_then(Value::as_str).map(str::trim).filter(|t| !t.is_empty());
+        let text = |name: &str| field(asked, name);
         let service = match text("service") {
             None => return Err("service is missing: <cluster>/<service>, or \"all\"".into()),
             Some("all") => None,
@@ -140,13 +141,8 @@ impl HoldRequest {
         if release && minutes.is_some() {
             return Err("minutes is for a hold, not a release".into());
         }
-        Ok(Self { service, release, reason, minutes, by: text("by").unwrap_or("by hand").to_owned() })
+        Ok(Self { service, release, reason, minutes, by: asked_by(asked) })
     }
-}
-
-/// `text` of a manual event's object, trimmed; `None` when missing or empty.
-fn text<'a>(asked: &'a Value, name: &str) -> Option<&'a str> {
-    asked.get(name).and_then(Value::as_str).map(str::trim).filter(|t| !t.is_empty())
 }
 
 /// A rollback asked for by hand: back to the images the service ran before,
@@ -160,12 +156,12 @@ pub struct RollbackRequest {
 
 impl RollbackRequest {
     fn parse(asked: &Value) -> Result<Self, String> {
-        let service = text(asked, "service").ok_or("service is missing: <cluster>/<service>")?;
+        let service = field(asked, "service").ok_or("service is missing: <cluster>/<service>")?;
         let service = ServiceId::parse(service).map_err(|why| format!("service: {why}"))?;
         Ok(Self {
             service,
-            reason: text(asked, "reason").unwrap_or("rolled back by hand").to_owned(),
-            by: text(asked, "by").unwrap_or("by hand").to_owned(),
+            reason: field(asked, "reason").unwrap_or("rolled back by hand").to_owned(),
+            by: asked_by(asked),
         })
     }
 }
@@ -183,16 +179,16 @@ pub struct QuarantineRequest {
 
 impl QuarantineRequest {
     fn parse(asked: &Value, release: bool) -> Result<Self, String> {
-        let digest = text(asked, "digest").ok_or("digest is missing: sha256:<64 hex>")?;
+        let digest = field(asked, "digest").ok_or("digest is missing: sha256:<64 hex>")?;
         if let Some(why) = nightshift::image::digest_problem(digest) {
             return Err(format!("digest {digest:?} is not an image digest: {why}"));
         }
-        let service = match text(asked, "service") {
+        let service = match field(asked, "service") {
             None | Some("all") => None,
             Some(named) => Some(ServiceId::parse(named).map_err(|why| format!("service: {why}"))?),
         };
-        let by = text(asked, "by").unwrap_or("by hand").to_owned();
-        let reason = text(asked, "reason").map_or_else(|| format!("quarantined by hand by {by}"), str::to_owned);
+        let by = asked_by(asked);
+        let reason = field(asked, "reason").map_or_else(|| format!("quarantined by hand by {by}"), str::to_owned);
         Ok(Self { digest: digest.to_owned(), service, release, reason, by })
     }
 }

@@ -746,11 +746,7 @@ impl<'n> WatchRollouts<'n> {
             }
         };
         let now = self.clock.now();
-        // To the minute: the same hold asked again within it (a retry) writes nothing.
-        let until = asked.minutes.map(|m| {
-            let end = now + chrono::Duration::minutes(m);
-            DateTime::from_timestamp(end.timestamp() - end.timestamp().rem_euclid(60) + 60, 0).unwrap_or(end)
-        });
+        let until = asked.minutes.map(|m| nightshift::state::ends_at(now, m));
         let mut held = HoldReport {
             service: asked
                 .service
