@@ -29,10 +29,19 @@ test: setup build
 	$(PYTHON) tests/iam/prove.py $(IAM_REQUESTS)
 	$(MAKE) --no-print-directory template
 
-## bench: release binaries measured against a local AWS; a table, and target/bench.json (not run in CI).
-##        PARTS="functions deploy sweep" picks parts; all by default
+## bench: release binaries measured against a local AWS over TLS, beside a bare lambda_runtime floor and
+##        a boto3 peer, with the arm64 binaries as `sam build` (cargo-lambda) makes them; a table, the
+##        targets held or missed, and target/bench.json (not run in CI: needs root for the 128 MB CPU share).
+##        PARTS="functions cold checks deploy sweep" picks parts; all by default
+FUNCTIONS := expire-logs deploy-on-push scale-to-zero scale-on-ingress reset-dataspace watch-rollouts verify-rollout
 bench: setup
-	$(CARGO) build --release --workspace --bins --exclude nightshift-tests --exclude nightshift-cli
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/bench/requirements.txt
+	rustup target add aarch64-unknown-linux-gnu
+	$(CARGO) build --release --workspace --bins --exclude nightshift-tests --exclude nightshift-cli --example probe_overhead
+	@for f in $(FUNCTIONS); do \
+		echo "cargo lambda build --release --arm64 --bin $$f"; \
+		$(CARGO) lambda build --release --arm64 --bin $$f --quiet || exit 1; \
+	done
 	$(CARGO) run --quiet -p nightshift-tests --bin bench -- $(PARTS)
 
 ## template: cfn-lint the SAM template and registry.yaml (sam validate --lint misses circular

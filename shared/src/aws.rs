@@ -51,17 +51,20 @@ where
     err.message().map_or_else(|| DisplayErrorContext(err).to_string(), str::to_owned)
 }
 
-/// The HTTPS client every AWS client uses: rustls with ring, the platform's roots.
+/// The HTTPS client every AWS client uses: the process's one connector (`crate::https`).
 pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+    crate::https::http_client()
 }
 
-/// One POST over an HTTPS connector of the SDK's stack (the notifier's: SSM,
-/// webhooks). A failure says only what kind it was, never the connector's
-/// own words, which may carry the URL (a webhook URL is a secret).
+/// How long a request sent with [`send`] may wait for its answer to begin (its
+/// status and headers): a signed request, a webhook, a check.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One POST over the process's connector (the notifier's: SSM, webhooks). A
+/// failure says only what kind it was, never the connector's own words, which
+/// may carry the URL (a webhook URL is a secret).
 pub async fn post<'a>(
-    http: &aws_smithy_http_client::Connector,
+    http: &crate::https::Https,
     url: &str,
     headers: impl Iterator<Item = (&'a str, &'a str)>,
     body: String,
@@ -70,9 +73,10 @@ pub async fn post<'a>(
     send(http, "POST", url, headers, body, who).await
 }
 
-/// Sends one request of any method; `Err` says, naming `who`, that it could not be sent or was not answered in time.
+/// Sends one request of any method; `Err` says, naming `who`, that it could
+/// not be sent or was not answered within [`ANSWER_TIMEOUT`].
 pub async fn send<'a>(
-    http: &aws_smithy_http_client::Connector,
+    http: &crate::https::Https,
     method: &str,
     url: &str,
     headers: impl Iterator<Item = (&'a str, &'a str)>,
@@ -90,14 +94,18 @@ pub async fn send<'a>(
     if method != "GET" && method != "HEAD" {
         request.headers_mut().insert("content-length", length);
     }
-    http.call(request).await.map_err(|err| {
-        if err.is_timeout() { format!("{who} did not answer in time") } else { format!("{who} could not be reached") }
-    })
+    let late = || format!("{who} did not answer in time");
+    match tokio::time::timeout(ANSWER_TIMEOUT, http.call(request)).await {
+        Err(_) => Err(late()),
+        Ok(answer) => {
+            answer.map_err(|err| if err.is_timeout() { late() } else { format!("{who} could not be reached") })
+        }
+    }
 }
 
 /// GETs `url` (a presigned one: no signature added) and reads its whole body;
 /// `Err` names `who` and the status when it was not answered with success.
-pub async fn get_bytes(http: &aws_smithy_http_client::Connector, url: &str, who: &str) -> Result<Vec<u8>, String> {
+pub async fn get_bytes(http: &crate::https::Https, url: &str, who: &str) -> Result<Vec<u8>, String> {
     let answer = send(http, "GET", url, std::iter::empty(), String::new(), who).await?;
     let status = answer.status().as_u16();
     if !(200..300).contains(&status) {
@@ -164,7 +172,7 @@ pub fn sdk_config_from(vars: &impl Vars) -> SdkConfig {
         .http_client(http_client())
         .time_source(SharedTimeSource::new(SystemTimeSource::new()))
         .retry_config(RetryConfig::standard())
-        .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_millis(3100)).build());
+        .timeout_config(TimeoutConfig::builder().connect_timeout(crate::https::CONNECT_TIMEOUT).build());
     config.set_region(region);
     config.set_endpoint_url(non_empty("AWS_ENDPOINT_URL"));
     config.set_sleep_impl(default_async_sleep());

@@ -8,6 +8,7 @@ pub mod config;
 #[cfg(feature = "ecs")]
 pub mod ecs;
 pub mod hash;
+pub mod https;
 pub mod identity;
 pub mod image;
 pub mod logging;

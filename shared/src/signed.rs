@@ -9,13 +9,13 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
 
+/// The connector signed requests go over: the process's one (`crate::https`).
+pub use crate::https::Https as Connector;
 pub use aws_credential_types::Credentials;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use aws_smithy_async::rt::sleep::{AsyncSleep, SharedAsyncSleep, default_async_sleep};
-pub use aws_smithy_http_client::Connector;
-use aws_smithy_runtime_api::client::http::HttpConnectorSettings;
 use aws_smithy_runtime_api::client::identity::Identity;
 use aws_types::SdkConfig;
 use serde_json::{Value, json};
@@ -28,8 +28,8 @@ use serde_json::{Value, json};
 /// clock that is off (by the answer's `Date`).
 pub struct SignedHttp {
     sdk: SdkConfig,
-    /// Shared with the same requests signed as another role ([`Self::with_credentials`]).
-    http: std::sync::Arc<Connector>,
+    /// The process's connector, shared with the SDK's clients.
+    http: Connector,
     sleep: SharedAsyncSleep,
     /// How far AWS's clock is ahead of ours (behind: negative), in milliseconds, learned from an answer
     /// that said the signature's time was off.
@@ -66,6 +66,14 @@ pub const DYNAMODB: JsonProtocol = JsonProtocol {
 };
 
 /// ECS, for the few reads whose SDK operation costs more than its code (watch-rollouts' task reads).
+pub const CODEDEPLOY: JsonProtocol = JsonProtocol {
+    service: "codedeploy",
+    content_type: "application/x-amz-json-1.1",
+    target_prefix: "CodeDeploy_20141006",
+    name: "CodeDeploy",
+};
+
+/// ECS (the reads the SDK's client would bring a large shape for).
 pub const ECS: JsonProtocol = JsonProtocol {
     service: "ecs",
     content_type: "application/x-amz-json-1.1",
@@ -227,20 +235,10 @@ fn jitter() -> f64 {
 }
 
 impl SignedHttp {
-    /// Over its own connector. Panics outside a Tokio runtime (it takes the runtime's sleep).
+    /// Over the process's connector. Panics outside a Tokio runtime (it takes the runtime's sleep).
     pub fn new(sdk: &SdkConfig) -> Self {
         let sleep = default_async_sleep().expect("a Tokio runtime's sleep");
-        use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-        let settings = HttpConnectorSettings::builder()
-            .connect_timeout(Duration::from_millis(3100))
-            .read_timeout(Duration::from_secs(10))
-            .build();
-        let http = Connector::builder()
-            .connector_settings(settings)
-            .sleep_impl(sleep.clone())
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .build();
-        Self { sdk: sdk.clone(), http: std::sync::Arc::new(http), sleep, skew_ms: AtomicI64::new(0) }
+        Self { sdk: sdk.clone(), http: crate::https::shared(), sleep, skew_ms: AtomicI64::new(0) }
     }
 
     /// The same requests signed with other credentials (an assumed role's), over the same connector.

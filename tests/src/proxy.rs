@@ -38,12 +38,14 @@ pub fn operation(method: &str, path: &str, target: Option<&str>) -> String {
 }
 
 type Counts = Arc<Mutex<BTreeMap<String, u64>>>;
+type Journal = Arc<Mutex<Vec<serde_json::Value>>>;
 
 pub struct RecordingProxy {
     server: Arc<Server>,
     port: u16,
     counts: Counts,
     failed: Counts,
+    journal: Journal,
 }
 
 impl RecordingProxy {
@@ -51,18 +53,19 @@ impl RecordingProxy {
     pub fn start(upstream: &str) -> Self {
         let server = Arc::new(Server::http("127.0.0.1:0").expect("bind the proxy"));
         let port = server.server_addr().to_ip().expect("an IP address").port();
-        let (counts, failed) = (Counts::default(), Counts::default());
+        let (counts, failed, journal) = (Counts::default(), Counts::default(), Journal::default());
         {
-            let (server, counts, failed, upstream) =
-                (server.clone(), counts.clone(), failed.clone(), upstream.to_owned());
+            let (server, counts, failed, journal, upstream) =
+                (server.clone(), counts.clone(), failed.clone(), journal.clone(), upstream.to_owned());
             thread::spawn(move || {
                 for request in server.incoming_requests() {
-                    let (counts, failed, upstream) = (counts.clone(), failed.clone(), upstream.clone());
-                    thread::spawn(move || forward(request, &upstream, &counts, &failed));
+                    let (counts, failed, journal, upstream) =
+                        (counts.clone(), failed.clone(), journal.clone(), upstream.clone());
+                    thread::spawn(move || forward(request, &upstream, &counts, &failed, &journal));
                 }
             });
         }
-        Self { server, port, counts, failed }
+        Self { server, port, counts, failed, journal }
     }
 
     pub fn endpoint(&self) -> String {
@@ -98,6 +101,20 @@ impl RecordingProxy {
     pub fn take_failed(&self) -> BTreeMap<String, u64> {
         take(&self.failed)
     }
+
+    /// The requests themselves since the last `take_requests`, in the order
+    /// they arrived: method, URL, `X-Amz-Target`, the signing name of their
+    /// SigV4 scope (`service`), operation and body (lossy UTF-8).
+    pub fn take_requests(&self) -> Vec<serde_json::Value> {
+        std::mem::take(&mut *self.journal.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// The signing name in a SigV4 `Authorization` header's credential scope
+/// (`Credential=<key>/<date>/<region>/<service>/aws4_request`).
+pub fn signing_name(authorization: &str) -> Option<&str> {
+    let scope = authorization.split("Credential=").nth(1)?.split([',', ' ']).next()?;
+    scope.split('/').nth(3)
 }
 
 fn take(counts: &Counts) -> BTreeMap<String, u64> {
@@ -114,7 +131,7 @@ impl Drop for RecordingProxy {
     }
 }
 
-fn forward(mut request: tiny_http::Request, upstream: &str, counts: &Counts, failed: &Counts) {
+fn forward(mut request: tiny_http::Request, upstream: &str, counts: &Counts, failed: &Counts, journal: &Journal) {
     let method = request.method().as_str().to_owned();
     let url = request.url().to_owned();
     let target = request.headers().iter().find(|h| h.field.equiv("X-Amz-Target")).map(|h| h.value.as_str().to_owned());
@@ -122,6 +139,16 @@ fn forward(mut request: tiny_http::Request, upstream: &str, counts: &Counts, fai
     count(counts, op.clone());
     let mut body = Vec::new();
     let _ = request.as_reader().read_to_end(&mut body);
+    let authorization =
+        request.headers().iter().find(|h| h.field.equiv("Authorization")).map(|h| h.value.as_str().to_owned());
+    journal.lock().unwrap_or_else(|p| p.into_inner()).push(serde_json::json!({
+        "method": method,
+        "url": url,
+        "target": target,
+        "service": authorization.as_deref().and_then(signing_name),
+        "operation": op,
+        "body": String::from_utf8_lossy(&body),
+    }));
     let mut head = format!("{method} {url} HTTP/1.1\r\n");
     for h in request.headers() {
         let field = h.field.as_str().as_str();
@@ -189,5 +216,13 @@ mod tests {
         for (method, path, target, want) in table {
             assert_eq!(operation(method, path, target), want, "{method} {path}");
         }
+    }
+
+    #[test]
+    fn the_signing_name_is_the_credential_scopes_fourth_part() {
+        let header = "AWS4-HMAC-SHA256 Credential=AKID/20261206/eu-west-1/ecs/aws4_request, \
+                      SignedHeaders=host;x-amz-date, Signature=abc";
+        assert_eq!(signing_name(header), Some("ecs"));
+        assert_eq!(signing_name("Bearer token"), None);
     }
 }

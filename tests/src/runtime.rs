@@ -118,6 +118,17 @@ impl FunctionProcess {
         Self::spawn_as(binary, env, crate::sandbox::ACCOUNT, None)
     }
 
+    /// Starts `program` with `args` as the function `name` (the bench's boto3
+    /// peer: an interpreter and its script), otherwise as [`Self::spawn`].
+    pub fn spawn_program(program: &Path, args: &[String], name: &str, env: &[(String, String)]) -> Self {
+        Self::start(program, args, name, env, crate::sandbox::ACCOUNT, None)
+    }
+
+    /// The process's id (the bench moves it into a CPU-limited cgroup).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts the binary as deployed in another account of the sandbox: signed
     /// with the credentials of its role there (`nightshift-<Function>Role-…`,
     /// assumed through STS with the function's name as session, so the IAM
@@ -129,6 +140,18 @@ impl FunctionProcess {
     }
 
     fn spawn_as(binary: &Path, env: &[(String, String)], account: &str, keys: Option<(String, String)>) -> Self {
+        let name = binary.file_name().and_then(|n| n.to_str()).unwrap_or("function");
+        Self::start(binary, &[], name, env, account, keys)
+    }
+
+    fn start(
+        binary: &Path,
+        args: &[String],
+        name: &str,
+        env: &[(String, String)],
+        account: &str,
+        keys: Option<(String, String)>,
+    ) -> Self {
         let server = Arc::new(Server::http("127.0.0.1:0").expect("bind the Runtime API stand-in"));
         let port = server.server_addr().to_ip().expect("an IP address").port();
         let shared = Arc::new(Shared { account: account.to_owned(), ..Shared::default() });
@@ -141,9 +164,9 @@ impl FunctionProcess {
                 }
             });
         }
-        let name = binary.file_name().and_then(|n| n.to_str()).unwrap_or("function");
         let spawned_at = Instant::now();
         let mut child = Command::new(binary)
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))

@@ -8,6 +8,7 @@ use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::TaskDefinitionField;
 use deploy_on_push::{Controller, DeployConfig, DeployOnPush, DeployReport};
 use lambda_runtime::{Context, LambdaEvent};
+use nightshift::rollout::codedeploy::CodeDeploy;
 use nightshift::signed::SignedHttp;
 use nightshift::state::StateTable;
 use nightshift_tests::platform::{
@@ -47,9 +48,9 @@ fn function(sandbox: &Sandbox, dry_run: bool) -> (DeployOnPush, RecordingProxy) 
         registry_accounts: Vec::new(),
         identity: nightshift::identity::IdentityPatterns::default(),
     };
-    let (ecs, ecr, codedeploy) =
-        (Client::new(&sdk), aws_sdk_ecr::Client::new(&sdk), aws_sdk_codedeploy::Client::new(&sdk));
-    let state = StateTable::new(Arc::new(SignedHttp::new(&sdk)), STATE_TABLE);
+    let signed = Arc::new(SignedHttp::new(&sdk));
+    let (ecs, ecr, codedeploy) = (Client::new(&sdk), aws_sdk_ecr::Client::new(&sdk), CodeDeploy::new(signed.clone()));
+    let state = StateTable::new(signed, STATE_TABLE);
     (DeployOnPush::new(config, ecs, ecr, codedeploy, state), wire)
 }
 

@@ -450,8 +450,8 @@ async fn a_promotion_outside_its_window_waits_for_the_window_to_open() {
     let notifier =
         nightshift::notify::Notifier::new(nightshift::notify::NotifyConfig::from_vars(&settings).unwrap(), &sdk);
     let ecs = nightshift::aws::ecs_client(&sdk);
-    let codedeploy = aws_sdk_codedeploy::Client::new(&sdk);
     let signed = Arc::new(nightshift::signed::SignedHttp::new(&sdk));
+    let codedeploy = nightshift::rollout::codedeploy::CodeDeploy::new(signed.clone());
     let function = watch_rollouts::WatchRollouts::new(
         config,
         ecs,

@@ -172,7 +172,7 @@ impl DeployOnPush {
         config: DeployConfig,
         ecs: aws_sdk_ecs::Client,
         ecr: aws_sdk_ecr::Client,
-        codedeploy: aws_sdk_codedeploy::Client,
+        codedeploy: nightshift::rollout::codedeploy::CodeDeploy,
         state: StateTable,
     ) -> Self {
         let deployer = Deployer::new(ecs.clone(), codedeploy, config.dry_run).with_state(state.clone());
@@ -834,12 +834,13 @@ mod tests {
                 .build()
         });
         let ecr = mock_client!(aws_sdk_ecr, RuleMode::MatchAny, [&images]);
-        let codedeploy = mock_client!(aws_sdk_codedeploy, RuleMode::MatchAny, []);
         // And a state table holding no quarantine, and no lease held by another run
         // (a DynamoDB that answers `{}` to every request: nothing held, every conditional write granted)
         let (endpoint, dynamodb) = nightshift::loopback::serve(|_, _| (200, "{}".to_owned()));
         let sdk = nightshift::loopback::sdk_config(&endpoint);
-        let state = StateTable::new(Arc::new(nightshift::signed::SignedHttp::new(&sdk)), "nightshift-state");
+        let signed = Arc::new(nightshift::signed::SignedHttp::new(&sdk));
+        let codedeploy = nightshift::rollout::codedeploy::CodeDeploy::new(signed.clone());
+        let state = StateTable::new(signed, "nightshift-state");
         let config = DeployConfig {
             clusters: vec!["shop".into()],
             dry_run: false,

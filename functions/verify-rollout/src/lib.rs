@@ -28,6 +28,7 @@ use nightshift::image::ImageRef;
 use nightshift::notify::{self, Delivery, Notifier};
 use nightshift::rollout::ServiceId;
 use nightshift::rollout::bluegreen::GroupName;
+use nightshift::rollout::codedeploy::{CodeDeploy, Revision};
 use nightshift::signed::SignedHttp;
 use nightshift::state::{StateTable, StateWrite};
 use nightshift::{Clock, LambdaFailure, Measured, Metric, SystemClock};
@@ -184,7 +185,7 @@ impl Measured for VerifyReport {
 pub struct VerifyRollout<'n> {
     config: VerifyConfig,
     ecs: aws_sdk_ecs::Client,
-    codedeploy: aws_sdk_codedeploy::Client,
+    codedeploy: CodeDeploy,
     /// SSM, CloudWatch and the checks' own requests.
     signed: Arc<SignedHttp>,
     state: StateTable,
@@ -204,7 +205,7 @@ impl<'n> VerifyRollout<'n> {
     pub fn new(
         config: VerifyConfig,
         ecs: aws_sdk_ecs::Client,
-        codedeploy: aws_sdk_codedeploy::Client,
+        codedeploy: CodeDeploy,
         signed: Arc<SignedHttp>,
         state: StateTable,
         notifier: &'n Notifier,
@@ -465,24 +466,13 @@ impl<'n> VerifyRollout<'n> {
         status: &str,
         report: &mut VerifyReport,
     ) -> Result<(), VerifyError> {
-        let sent = self
-            .codedeploy
-            .put_lifecycle_event_hook_execution_status()
-            .deployment_id(deployment)
-            .lifecycle_event_hook_execution_id(execution)
-            .status(aws_sdk_codedeploy::types::LifecycleEventStatus::from(status))
-            .send()
-            .await;
-        match sent {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                let err = err.into_service_error();
-                if err.is_lifecycle_event_already_completed_exception() {
-                    report.warnings.push(format!("the hook of {deployment} was answered already"));
-                    return Ok(());
-                }
-                Err(VerifyError::CodeDeploy(CallError::new("PutLifecycleEventHookExecutionStatus", deployment, err)))
+        match self.codedeploy.answer_hook(deployment, execution, status).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                report.warnings.push(format!("the hook of {deployment} was answered already"));
+                Ok(())
             }
+            Err(err) => Err(VerifyError::CodeDeploy(err)),
         }
     }
 
@@ -500,31 +490,27 @@ impl<'n> VerifyRollout<'n> {
 
     /// A CodeDeploy deployment's service and new revision (its AppSpec's).
     async fn observe_codedeploy(&self, id: &str) -> Result<Observed, VerifyError> {
-        let out = self
+        let info = self
             .codedeploy
-            .get_deployment()
-            .deployment_id(id)
-            .send()
+            .deployment(id)
             .await
-            .map_err(|e| VerifyError::CodeDeploy(CallError::new("GetDeployment", id, e.into_service_error())))?;
-        let info =
-            out.deployment_info().ok_or_else(|| VerifyError::NotFound(format!("CodeDeploy has no deployment {id}")))?;
+            .map_err(VerifyError::CodeDeploy)?
+            .ok_or_else(|| VerifyError::NotFound(format!("CodeDeploy has no deployment {id}")))?;
         let task_definition = info
-            .revision()
-            .and_then(|r| r.app_spec_content())
-            .and_then(|a| a.content())
+            .revision
+            .as_ref()
+            .and_then(Revision::app_spec)
             .and_then(nightshift::rollout::appspec::task_definition)
             .ok_or_else(|| VerifyError::NotFound(format!("the AppSpec of {id} names no ECS task definition")))?;
         let group = GroupName {
-            application: info.application_name().unwrap_or_default().to_owned(),
-            deployment_group: info.deployment_group_name().unwrap_or_default().to_owned(),
+            application: info.application_name.clone().unwrap_or_default(),
+            deployment_group: info.deployment_group_name.clone().unwrap_or_default(),
         };
-        let described = nightshift::rollout::codedeploy::describe_group(&self.codedeploy, &group)
-            .await
-            .map_err(VerifyError::CodeDeploy)?;
-        let id_of = described.iter().flat_map(|g| g.ecs_services()).find_map(|s| {
-            Some(ServiceId { cluster: s.cluster_name()?.to_owned(), service: s.service_name()?.to_owned() })
-        });
+        let described = self.codedeploy.describe_group(&group).await.map_err(VerifyError::CodeDeploy)?;
+        let id_of = described
+            .iter()
+            .flat_map(|g| &g.ecs_services)
+            .find_map(|s| Some(ServiceId { cluster: s.cluster_name.clone()?, service: s.service_name.clone()? }));
         let service_id =
             id_of.ok_or_else(|| VerifyError::NotFound(format!("the group {group} deploys no ECS service")))?;
         let service = self.service(&service_id).await?;

@@ -50,6 +50,7 @@ use nightshift::notify::{self, Delivery, Level, Notifier};
 use nightshift::quarantine;
 use nightshift::rollout::bluegreen::{self, GroupName};
 use nightshift::rollout::capacity;
+use nightshift::rollout::codedeploy::CodeDeploy;
 use nightshift::rollout::{Deployed, Deployer, Invocation, Rolled, RolloutRequest, ServiceId};
 use nightshift::signed::SignedHttp;
 use nightshift::state::{StateTable, StateWrite};
@@ -355,7 +356,7 @@ impl Measured for WatchReport {
 pub struct WatchRollouts<'n> {
     config: WatchConfig,
     ecs: aws_sdk_ecs::Client,
-    codedeploy: aws_sdk_codedeploy::Client,
+    codedeploy: CodeDeploy,
     /// By signed request: EventBridge Scheduler (`scheduler`), SSM, and the upstream's tasks (`observe::running_tasks`).
     signed: Arc<SignedHttp>,
     /// Clone-and-deploy, for promotions.
@@ -413,7 +414,7 @@ impl<'n> WatchRollouts<'n> {
     pub fn new(
         config: WatchConfig,
         ecs: aws_sdk_ecs::Client,
-        codedeploy: aws_sdk_codedeploy::Client,
+        codedeploy: CodeDeploy,
         signed: Arc<SignedHttp>,
         state: StateTable,
         notifier: &'n Notifier,

@@ -1,5 +1,6 @@
 use lambda_runtime::{Error, run, service_fn};
 use nightshift::notify::{self, Notifier, NotifyConfig};
+use nightshift::rollout::codedeploy::CodeDeploy;
 use nightshift::signed::SignedHttp;
 use nightshift::state::StateTable;
 use nightshift::{aws, config::ProcessEnv};
@@ -16,10 +17,10 @@ async fn main() -> Result<(), Error> {
         tracing::error!(error = %err, "watch-rollouts cannot start");
     })?;
     let sdk = aws::sdk_config();
-    // SSM's, the webhooks', Scheduler's and DynamoDB's requests, over one connector.
+    // SSM's, the webhooks', Scheduler's, DynamoDB's and CodeDeploy's requests, over the one connector.
     let signed = Arc::new(SignedHttp::new(&sdk));
     let notifier = Notifier::over(notify, signed.clone());
-    let codedeploy = aws_sdk_codedeploy::Client::new(&sdk);
+    let codedeploy = CodeDeploy::new(signed.clone());
     let state = StateTable::new(signed.clone(), &config.state_table);
     let function = WatchRollouts::new(config, aws::ecs_client(&sdk), codedeploy, signed, state, &notifier);
     run(service_fn(|event| notify::with_alerts(&notifier, watch_rollouts::FUNCTION, function.handle(event)))).await

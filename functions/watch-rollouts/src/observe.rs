@@ -2,16 +2,13 @@
 //! the decisions take: a CodeDeploy deployment, the ECS service its group
 //! deploys, a service with its tags and deployments. Observe only, never decide.
 
-use aws_sdk_codedeploy::Client;
-use aws_sdk_codedeploy::types::{
-    AutoRollbackEvent, DeploymentCreator, DeploymentGroupInfo, DeploymentInfo, DeploymentStatus as CodeDeployStatus,
-};
 use aws_sdk_ecs::types::Service;
 use chrono::{DateTime, Utc};
 use nightshift::aws::CallError;
 use nightshift::ecs::tag_value;
 use nightshift::rollout::ServiceId;
 use nightshift::rollout::bluegreen::GroupName;
+use nightshift::rollout::codedeploy::{CodeDeploy, DeploymentGroupInfo, DeploymentInfo, Revision};
 
 use nightshift::quarantine::QUARANTINE_TAG;
 use nightshift::signed::SignedHttp;
@@ -27,62 +24,53 @@ use crate::promote::RunningTask;
 
 /// The deployment as the decision reads it; `None` when CodeDeploy has no such deployment.
 pub async fn deployment(
-    codedeploy: &Client,
+    codedeploy: &CodeDeploy,
     id: &str,
     state: CodeDeployEndState,
 ) -> Result<Option<CodeDeployNow>, CallError> {
-    let out = match codedeploy.get_deployment().deployment_id(id).send().await {
-        Ok(out) => out,
-        Err(err) => {
-            let err = err.into_service_error();
-            if err.is_deployment_does_not_exist_exception() {
-                return Ok(None);
-            }
-            return Err(CallError::new("GetDeployment", id, err));
-        }
-    };
-    Ok(out.deployment_info.map(|info| read(id, state, &info)))
+    Ok(codedeploy.deployment(id).await?.map(|info| read(id, state, &info)))
 }
 
 /// What the decision needs of a deployment that ended in `state`.
 pub fn read(id: &str, state: CodeDeployEndState, info: &DeploymentInfo) -> CodeDeployNow {
-    let rollback = info.rollback_info();
-    let automatic =
-        info.auto_rollback_configuration().filter(|c| c.enabled).map(|c| c.events().to_vec()).unwrap_or_default();
+    let rollback = info.rollback_info.as_ref();
+    let automatic: &[String] =
+        info.auto_rollback_configuration.as_ref().filter(|c| c.enabled).map_or(&[], |c| c.events.as_slice());
     let covers = match state {
-        CodeDeployEndState::Failure => automatic.contains(&AutoRollbackEvent::DeploymentFailure),
-        CodeDeployEndState::Stop => automatic.iter().any(|e| {
-            matches!(e, AutoRollbackEvent::DeploymentStopOnAlarm | AutoRollbackEvent::DeploymentStopOnRequest)
-        }),
+        CodeDeployEndState::Failure => automatic.iter().any(|e| e == "DEPLOYMENT_FAILURE"),
+        CodeDeployEndState::Stop => {
+            automatic.iter().any(|e| e == "DEPLOYMENT_STOP_ON_ALARM" || e == "DEPLOYMENT_STOP_ON_REQUEST")
+        }
         CodeDeployEndState::Success => false,
     };
     let message = info
-        .error_information()
-        .and_then(|e| e.message())
-        .or_else(|| rollback.and_then(|r| r.rollback_message()))
+        .error_information
+        .as_ref()
+        .and_then(|e| e.message.as_deref())
+        .or_else(|| rollback.and_then(|r| r.rollback_message.as_deref()))
         .unwrap_or_default();
     CodeDeployNow {
         id: id.to_owned(),
-        is_rollback: info.creator() == Some(&DeploymentCreator::CodeDeployRollback),
+        is_rollback: info.creator.as_deref() == Some("codeDeployRollback"),
         task_definition: info
-            .revision()
-            .and_then(|r| r.app_spec_content())
-            .and_then(|a| a.content())
+            .revision
+            .as_ref()
+            .and_then(Revision::app_spec)
             .and_then(nightshift::rollout::appspec::task_definition),
-        rolled_back: covers || rollback.and_then(|r| r.rollback_deployment_id()).is_some(),
-        rollback_of: rollback.and_then(|r| r.rollback_triggering_deployment_id()).map(str::to_owned),
+        rolled_back: covers || rollback.and_then(|r| r.rollback_deployment_id.as_ref()).is_some(),
+        rollback_of: rollback.and_then(|r| r.rollback_triggering_deployment_id.clone()),
         message: message.to_owned(),
-        created_at: info.create_time().and_then(time),
+        created_at: info.create_time.and_then(seconds),
     }
 }
 
 /// The cluster and service the group deploys; `None` when it has none (or no longer exists).
-pub async fn group_service(codedeploy: &Client, group: &GroupName) -> Result<Option<ServiceId>, CallError> {
-    let info = nightshift::rollout::codedeploy::describe_group(codedeploy, group).await?;
+pub async fn group_service(codedeploy: &CodeDeploy, group: &GroupName) -> Result<Option<ServiceId>, CallError> {
+    let info = codedeploy.describe_group(group).await?;
     Ok(info
         .iter()
-        .flat_map(|g| g.ecs_services())
-        .find_map(|s| Some(ServiceId { cluster: s.cluster_name()?.to_owned(), service: s.service_name()?.to_owned() })))
+        .flat_map(|g| &g.ecs_services)
+        .find_map(|s| Some(ServiceId { cluster: s.cluster_name.clone()?, service: s.service_name.clone()? })))
 }
 
 /// The service's newest service deployment created no later than `before`
@@ -238,6 +226,12 @@ fn time(t: &aws_sdk_ecs::primitives::DateTime) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
 
+/// A time as AWS's JSON protocols send it: seconds since the epoch, with a fraction.
+fn seconds(at: f64) -> Option<DateTime<Utc>> {
+    let whole = at.floor();
+    DateTime::from_timestamp(whole as i64, ((at - whole) * 1e9).round().min(999_999_999.0) as u32)
+}
+
 /// The service's deployments, as the decisions read them.
 pub fn deployments(service: &Service) -> Vec<Deployment> {
     service
@@ -322,13 +316,13 @@ pub fn rolls_back(service: &Service) -> bool {
 
 /// How a blue/green service's group last deployed, as [`crate::plan::settled`] reads it.
 pub fn last_attempted(info: &DeploymentGroupInfo) -> UpstreamRollout {
-    let Some(last) = info.last_attempted_deployment() else {
+    let Some(last) = &info.last_attempted_deployment else {
         return UpstreamRollout::BlueGreen(LastDeployment::None);
     };
-    let id = last.deployment_id().unwrap_or_default().to_owned();
-    UpstreamRollout::BlueGreen(match last.status() {
-        Some(CodeDeployStatus::Succeeded) => LastDeployment::Succeeded { id, ended: last.end_time().and_then(time) },
-        status => LastDeployment::Other { id, status: status.map_or("of unknown status", |s| s.as_str()).to_owned() },
+    let id = last.deployment_id.clone().unwrap_or_default();
+    UpstreamRollout::BlueGreen(match last.status.as_deref() {
+        Some("Succeeded") => LastDeployment::Succeeded { id, ended: last.end_time.and_then(seconds) },
+        status => LastDeployment::Other { id, status: status.unwrap_or("of unknown status").to_owned() },
     })
 }
 

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
+use super::codedeploy::{DeploymentGroupInfo, Revision};
 use crate::ecs::tag_value;
-use aws_sdk_codedeploy::types::{ComputePlatform, DeploymentGroupInfo, DeploymentStatus};
 use aws_sdk_ecs::types::{DeploymentControllerType, Service, TaskDefinition};
 use serde::Serialize;
 use serde_json::json;
@@ -36,8 +36,8 @@ pub struct GroupName {
 impl GroupName {
     pub fn of(info: &DeploymentGroupInfo) -> Self {
         Self {
-            application: info.application_name().unwrap_or_default().to_owned(),
-            deployment_group: info.deployment_group_name().unwrap_or_default().to_owned(),
+            application: info.application_name.clone().unwrap_or_default(),
+            deployment_group: info.deployment_group_name.clone().unwrap_or_default(),
         }
     }
 }
@@ -61,17 +61,17 @@ pub fn named_group(service: &Service) -> Option<Result<GroupName, String>> {
 
 /// Whether the group deploys this service (its `ecsServices` names the pair).
 pub fn deploys(info: &DeploymentGroupInfo, id: &ServiceId) -> bool {
-    info.ecs_services()
-        .iter()
-        .any(|s| s.cluster_name() == Some(id.cluster.as_str()) && s.service_name() == Some(id.service.as_str()))
+    info.ecs_services.iter().any(|s| {
+        s.cluster_name.as_deref() == Some(id.cluster.as_str()) && s.service_name.as_deref() == Some(id.service.as_str())
+    })
 }
 
 /// Which group deploys each ECS service, from every group of the account's ECS applications.
 pub fn index(groups: &[DeploymentGroupInfo]) -> HashMap<ServiceId, GroupName> {
     let mut index = HashMap::new();
-    for info in groups.iter().filter(|g| g.compute_platform() == Some(&ComputePlatform::Ecs)) {
-        for pair in info.ecs_services() {
-            if let (Some(cluster), Some(service)) = (pair.cluster_name(), pair.service_name()) {
+    for info in groups.iter().filter(|g| g.compute_platform.as_deref() == Some("ECS")) {
+        for pair in &info.ecs_services {
+            if let (Some(cluster), Some(service)) = (&pair.cluster_name, &pair.service_name) {
                 let id = ServiceId { cluster: cluster.to_owned(), service: service.to_owned() };
                 index.entry(id).or_insert_with(|| GroupName::of(info));
             }
@@ -85,14 +85,13 @@ pub fn index(groups: &[DeploymentGroupInfo]) -> HashMap<ServiceId, GroupName> {
 pub fn deployment_config(service: &Service, info: &DeploymentGroupInfo) -> (Option<String>, String) {
     match tag_value(service.tags(), DEPLOYMENT_CONFIG_TAG).filter(|v| !v.trim().is_empty()) {
         Some(named) => (Some(named.to_owned()), named.to_owned()),
-        None => (None, info.deployment_config_name().unwrap_or(DEFAULT_CONFIG).to_owned()),
+        None => (None, info.deployment_config_name.as_deref().unwrap_or(DEFAULT_CONFIG).to_owned()),
     }
 }
 
 /// The task definition the group's target revision (its last deployment) deploys.
 pub fn target_task_definition(info: &DeploymentGroupInfo) -> Option<String> {
-    let content = info.target_revision()?.app_spec_content()?.content()?;
-    super::appspec::task_definition(content)
+    info.target_revision.as_ref().and_then(Revision::app_spec).and_then(super::appspec::task_definition)
 }
 
 /// Whether a revision already carries the change: same family, and every
@@ -119,44 +118,33 @@ pub enum Readiness {
 
 /// The group's deployment that has not ended, if any: its id.
 pub fn active_deployment(info: &DeploymentGroupInfo) -> Option<&str> {
-    let last = info.last_attempted_deployment()?;
-    last.status().filter(|s| is_active(s)).and(last.deployment_id())
+    let last = info.last_attempted_deployment.as_ref()?;
+    last.status.as_deref().filter(|s| is_active(s)).and(last.deployment_id.as_deref())
 }
 
 /// CodeDeploy's deployment states that have not ended.
-fn is_active(status: &DeploymentStatus) -> bool {
-    matches!(
-        status,
-        DeploymentStatus::Created
-            | DeploymentStatus::Queued
-            | DeploymentStatus::InProgress
-            | DeploymentStatus::Baking
-            | DeploymentStatus::Ready
-    )
+fn is_active(status: &str) -> bool {
+    matches!(status, "Created" | "Queued" | "InProgress" | "Baking" | "Ready")
 }
 
 /// Decides from the group's last attempted deployment and whether its target
 /// already carries the change.
 pub fn readiness(info: &DeploymentGroupInfo, target_is_the_change: bool) -> Readiness {
-    let Some(last) = info.last_attempted_deployment() else {
+    let Some(last) = &info.last_attempted_deployment else {
         return Readiness::Free;
     };
-    let (Some(id), Some(status)) = (last.deployment_id(), last.status()) else {
+    let (Some(id), Some(status)) = (&last.deployment_id, last.status.as_deref()) else {
         return Readiness::Free;
     };
     let group = GroupName::of(info);
     if target_is_the_change {
         let deploys = if is_active(status) { "already deploys" } else { "already deployed" };
-        return Readiness::Already(format!(
-            "CodeDeploy deployment {id} of {group} {deploys} this revision ({})",
-            status.as_str()
-        ));
+        return Readiness::Already(format!("CodeDeploy deployment {id} of {group} {deploys} this revision ({status})"));
     }
     if is_active(status) {
         return Readiness::Busy(format!(
-            "CodeDeploy deployment {id} of {group} is {}: the group takes no second deployment until it ends \
-             (the push is retried)",
-            status.as_str()
+            "CodeDeploy deployment {id} of {group} is {status}: the group takes no second deployment until it ends \
+             (the push is retried)"
         ));
     }
     Readiness::Free
@@ -224,9 +212,7 @@ pub fn description(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_codedeploy::types::{
-        AppSpecContent, EcsService, LastDeploymentInfo, RevisionLocation, RevisionLocationType,
-    };
+    use crate::rollout::codedeploy::{AppSpecContent, EcsService, LastDeployment};
     use aws_sdk_ecs::types::{ContainerDefinition, DeploymentController, LoadBalancer, Tag};
     use serde_json::Value;
 
@@ -338,23 +324,20 @@ mod tests {
         }
         assert_eq!(named_group(&service(&[], vec![], None)), None);
 
-        let group = |app: &str, name: &str, platform: ComputePlatform, services: &[(&str, &str)]| {
-            DeploymentGroupInfo::builder()
-                .application_name(app)
-                .deployment_group_name(name)
-                .compute_platform(platform)
-                .set_ecs_services(Some(
-                    services
-                        .iter()
-                        .map(|(c, s)| EcsService::builder().cluster_name(*c).service_name(*s).build())
-                        .collect(),
-                ))
-                .build()
+        let group = |app: &str, name: &str, platform: &str, services: &[(&str, &str)]| DeploymentGroupInfo {
+            application_name: Some(app.into()),
+            deployment_group_name: Some(name.into()),
+            compute_platform: Some(platform.into()),
+            ecs_services: services
+                .iter()
+                .map(|(c, s)| EcsService { cluster_name: Some((*c).into()), service_name: Some((*s).into()) })
+                .collect(),
+            ..DeploymentGroupInfo::default()
         };
         let groups = [
-            group("shop", "bg", ComputePlatform::Ecs, &[("shop", "blue-green")]),
-            group("servers", "fleet", ComputePlatform::Server, &[("shop", "api")]),
-            group("shop", "second", ComputePlatform::Ecs, &[("shop", "blue-green"), ("batch", "bg")]),
+            group("shop", "bg", "ECS", &[("shop", "blue-green")]),
+            group("servers", "fleet", "Server", &[("shop", "api")]),
+            group("shop", "second", "ECS", &[("shop", "blue-green"), ("batch", "bg")]),
         ];
         let index = index(&groups);
         let id = |c: &str, s: &str| ServiceId { cluster: c.into(), service: s.into() };
@@ -366,32 +349,24 @@ mod tests {
         assert!(!deploys(&groups[0], &id("batch", "blue-green")));
     }
 
-    fn group_with(last: Option<(&str, DeploymentStatus)>, config: Option<&str>) -> DeploymentGroupInfo {
-        DeploymentGroupInfo::builder()
-            .application_name("shop")
-            .deployment_group_name("bg")
-            .set_deployment_config_name(config.map(str::to_owned))
-            .set_last_attempted_deployment(
-                last.map(|(id, status)| LastDeploymentInfo::builder().deployment_id(id).status(status).build()),
-            )
-            .target_revision(
-                RevisionLocation::builder()
-                    .revision_type(RevisionLocationType::AppSpecContent)
-                    .app_spec_content(
-                        AppSpecContent::builder()
-                            .content(
-                                AppSpec::of(&service(&[], vec![lb(Some("app"), Some(80))], None)).unwrap().render(TD),
-                            )
-                            .build(),
-                    )
-                    .build(),
-            )
-            .build()
+    fn group_with(last: Option<(&str, &str)>, config: Option<&str>) -> DeploymentGroupInfo {
+        let spec = AppSpec::of(&service(&[], vec![lb(Some("app"), Some(80))], None)).unwrap().render(TD);
+        DeploymentGroupInfo {
+            application_name: Some("shop".into()),
+            deployment_group_name: Some("bg".into()),
+            deployment_config_name: config.map(str::to_owned),
+            last_attempted_deployment: last.map(|(id, status)| LastDeployment {
+                deployment_id: Some(id.into()),
+                status: Some(status.into()),
+                end_time: None,
+            }),
+            target_revision: Some(Revision { app_spec_content: Some(AppSpecContent { content: Some(spec) }) }),
+            ..DeploymentGroupInfo::default()
+        }
     }
 
     #[test]
     fn a_group_takes_a_deployment_only_when_its_last_one_ended_and_a_replay_changes_nothing() {
-        use DeploymentStatus::*;
         let busy = |status: &str| {
             Readiness::Busy(format!(
                 "CodeDeploy deployment d-1 of shop/bg is {status}: the group takes no second deployment until it \
@@ -403,29 +378,26 @@ mod tests {
         };
         let cases = [
             (None, false, Readiness::Free),
-            (Some(("d-1", Succeeded)), false, Readiness::Free),
-            (Some(("d-1", Failed)), false, Readiness::Free),
-            (Some(("d-1", Stopped)), false, Readiness::Free),
-            (Some(("d-1", InProgress)), false, busy("InProgress")),
-            (Some(("d-1", Ready)), false, busy("Ready")),
-            (Some(("d-1", Baking)), false, busy("Baking")),
-            (Some(("d-1", Created)), false, busy("Created")),
-            (Some(("d-1", Queued)), false, busy("Queued")),
-            (Some(("d-1", InProgress)), true, already("already deploys", "InProgress")),
-            (Some(("d-1", Failed)), true, already("already deployed", "Failed")),
-            (Some(("d-1", Succeeded)), true, already("already deployed", "Succeeded")),
+            (Some(("d-1", "Succeeded")), false, Readiness::Free),
+            (Some(("d-1", "Failed")), false, Readiness::Free),
+            (Some(("d-1", "Stopped")), false, Readiness::Free),
+            (Some(("d-1", "InProgress")), false, busy("InProgress")),
+            (Some(("d-1", "Ready")), false, busy("Ready")),
+            (Some(("d-1", "Baking")), false, busy("Baking")),
+            (Some(("d-1", "Created")), false, busy("Created")),
+            (Some(("d-1", "Queued")), false, busy("Queued")),
+            (Some(("d-1", "InProgress")), true, already("already deploys", "InProgress")),
+            (Some(("d-1", "Failed")), true, already("already deployed", "Failed")),
+            (Some(("d-1", "Succeeded")), true, already("already deployed", "Succeeded")),
         ];
         for (last, ours, expected) in cases {
-            assert_eq!(readiness(&group_with(last.clone(), None), ours), expected, "{last:?} {ours}");
+            assert_eq!(readiness(&group_with(last, None), ours), expected, "{last:?} {ours}");
         }
     }
 
     #[test]
     fn the_target_revision_and_the_configuration_are_read_from_the_group() {
-        let info = group_with(
-            Some(("d-1", DeploymentStatus::Succeeded)),
-            Some("CodeDeployDefault.ECSCanary10Percent5Minutes"),
-        );
+        let info = group_with(Some(("d-1", "Succeeded")), Some("CodeDeployDefault.ECSCanary10Percent5Minutes"));
         assert_eq!(target_task_definition(&info).as_deref(), Some(TD));
         let canary = "CodeDeployDefault.ECSCanary10Percent5Minutes";
         assert_eq!(deployment_config(&service(&[], vec![], None), &info), (None, canary.to_owned()));

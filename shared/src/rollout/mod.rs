@@ -19,11 +19,11 @@ pub mod codedeploy;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use aws_sdk_codedeploy::types::DeploymentGroupInfo;
 use aws_sdk_ecs::types::{
     ContainerDefinition, DeploymentCircuitBreaker, DeploymentConfiguration, Service, Tag, TaskDefinition,
     TaskDefinitionField,
 };
+use codedeploy::{CodeDeploy, DeploymentGroupInfo};
 use serde::Serialize;
 use tracing::{info, warn};
 
@@ -379,7 +379,7 @@ const KNOWN_REVISIONS: usize = 512;
 /// blue/green service).
 pub struct Deployer {
     ecs: aws_sdk_ecs::Client,
-    codedeploy: aws_sdk_codedeploy::Client,
+    codedeploy: CodeDeploy,
     dry_run: bool,
     /// The state table, where rollout leases are taken; `None`: rollouts take none.
     state: Option<StateTable>,
@@ -423,7 +423,7 @@ pub async fn describe_service(ecs: &aws_sdk_ecs::Client, id: &ServiceId) -> Resu
 
 impl Deployer {
     /// `dry_run`: prepare and read; register and deploy nothing.
-    pub fn new(ecs: aws_sdk_ecs::Client, codedeploy: aws_sdk_codedeploy::Client, dry_run: bool) -> Self {
+    pub fn new(ecs: aws_sdk_ecs::Client, codedeploy: CodeDeploy, dry_run: bool) -> Self {
         Self {
             ecs,
             codedeploy,
@@ -490,7 +490,7 @@ impl Deployer {
     /// deployment under way is seen only in the deployment), else its target.
     async fn target_of(&self, info: &DeploymentGroupInfo) -> Result<Option<String>, CallError> {
         match bluegreen::active_deployment(info) {
-            Some(id) => codedeploy::deployment_task_definition(&self.codedeploy, id).await,
+            Some(id) => self.codedeploy.deployment_task_definition(id).await,
             None => Ok(bluegreen::target_task_definition(info)),
         }
     }
@@ -659,14 +659,8 @@ impl Deployer {
             }
             self.forget_sleep(&revision).await;
         }
-        let created = codedeploy::create_deployment(
-            &self.codedeploy,
-            &group,
-            appspec.render(&new_arn),
-            asked_config,
-            description,
-        )
-        .await;
+        let created =
+            self.codedeploy.create_deployment(&group, appspec.render(&new_arn), asked_config, description).await;
         match created {
             Ok(deployment_id) => {
                 info!(cluster = %id.cluster, service = %id.service, %group, deployment = %deployment_id,
@@ -714,7 +708,9 @@ impl Deployer {
         if let Some(named) = bluegreen::named_group(service) {
             let name = named?;
             let tag = bluegreen::CODEDEPLOY_TAG;
-            let info = codedeploy::describe_group(&self.codedeploy, &name)
+            let info = self
+                .codedeploy
+                .describe_group(&name)
                 .await
                 .map_err(read_error)?
                 .ok_or_else(|| format!("CodeDeploy has no deployment group {name} (named by {tag})"))?;
@@ -736,12 +732,12 @@ impl Deployer {
         }
         let remembered = self.groups.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
         if let Some(name) = remembered
-            && let Some(info) = codedeploy::describe_group(&self.codedeploy, &name).await.map_err(read_error)?
+            && let Some(info) = self.codedeploy.describe_group(&name).await.map_err(read_error)?
             && bluegreen::deploys(&info, id)
         {
             return Ok(info);
         }
-        let described = codedeploy::ecs_groups(&self.codedeploy).await.map_err(read_error)?;
+        let described = self.codedeploy.ecs_groups().await.map_err(read_error)?;
         let index = bluegreen::index(&described);
         let all: HashMap<ServiceId, DeploymentGroupInfo> = index
             .iter()
@@ -903,8 +899,8 @@ mod tests {
 
     #[test]
     fn a_rollout_is_planned_whole_before_anything_changes() {
-        use aws_sdk_codedeploy::types::{DeploymentStatus, LastDeploymentInfo};
         use aws_sdk_ecs::types::{DeploymentController, DeploymentControllerType, LoadBalancer};
+        use codedeploy::LastDeployment;
         // Given a revision, a change of its app container, and a blue/green service behind a load balancer
         let td = TaskDefinition::builder()
             .task_definition_arn("arn:aws:ecs:eu-west-1:123456789012:task-definition/api:7")
@@ -941,14 +937,15 @@ mod tests {
             }
         }
         let rolling = Service::builder().service_name("api").build();
-        let group = |status: Option<DeploymentStatus>| {
-            let mut info = DeploymentGroupInfo::builder().application_name("shop").deployment_group_name("api");
-            if let Some(status) = status {
-                info = info.last_attempted_deployment(
-                    LastDeploymentInfo::builder().deployment_id("d-1").status(status).build(),
-                );
-            }
-            info.build()
+        let group = |status: Option<&str>| DeploymentGroupInfo {
+            application_name: Some("shop".into()),
+            deployment_group_name: Some("api".into()),
+            last_attempted_deployment: status.map(|status| LastDeployment {
+                deployment_id: Some("d-1".into()),
+                status: Some(status.into()),
+                end_time: None,
+            }),
+            ..DeploymentGroupInfo::default()
         };
 
         // Then a service on the ECS controller is updated with the breaker on, the new revision whole
@@ -963,24 +960,13 @@ mod tests {
         let many: Vec<Tag> = (0..50).map(|i| Tag::builder().key(format!("k{i}")).value("v").build()).collect();
         assert!(matches!(RolloutPlan::update(&request(&rolling, &td, &many, &change)), RolloutPlan::Fail(_)));
         // And a blue/green service: a free group deploys, a busy one fails, one that deploys it already skips
-        let free = RolloutPlan::blue_green(
-            &request(&blue_green, &td, &[], &change),
-            &group(Some(DeploymentStatus::Succeeded)),
-            false,
-        );
+        let free = RolloutPlan::blue_green(&request(&blue_green, &td, &[], &change), &group(Some("Succeeded")), false);
         let RolloutPlan::BlueGreen { deployment, .. } = free else { panic!("a free group deploys: {free:?}") };
         assert_eq!((deployment.asked_config, deployment.deployment_config.as_str()), (None, bluegreen::DEFAULT_CONFIG));
-        let busy = RolloutPlan::blue_green(
-            &request(&blue_green, &td, &[], &change),
-            &group(Some(DeploymentStatus::InProgress)),
-            false,
-        );
+        let busy = RolloutPlan::blue_green(&request(&blue_green, &td, &[], &change), &group(Some("InProgress")), false);
         assert!(matches!(busy, RolloutPlan::Fail(why) if why.contains("takes no second deployment")));
-        let replay = RolloutPlan::blue_green(
-            &request(&blue_green, &td, &[], &change),
-            &group(Some(DeploymentStatus::InProgress)),
-            true,
-        );
+        let replay =
+            RolloutPlan::blue_green(&request(&blue_green, &td, &[], &change), &group(Some("InProgress")), true);
         assert!(matches!(replay, RolloutPlan::Skip(why) if why.contains("already deploys this revision")));
         let first = RolloutPlan::blue_green(&request(&blue_green, &td, &[], &change), &group(None), false);
         assert!(matches!(first, RolloutPlan::BlueGreen { .. }));
