@@ -46,6 +46,8 @@ def _s3_call(method, path, query, body):
             children = list(element)
             if not children:
                 text = element.text or ""
+                if text in ("true", "false"):
+                    return text == "true"
                 return int(text) if text.isdigit() else text
             return {strip(c.tag): convert(c) for c in children}
 

@@ -52,7 +52,7 @@ const FUNCTIONS: [&str; 7] = [
     "verify-rollout",
 ];
 /// The functions whose cold start is compared with boto3's (the targets name these two).
-const COLD_FUNCTIONS: [&str; 2] = ["expire-logs", "deploy-on-push"];
+const COLD_FUNCTIONS: [&str; 2] = ["deploy-on-push", "expire-logs"];
 
 /// The targets (issue 25), printed beside each figure.
 const INIT_RATIO_MAX: f64 = 1.5;
@@ -470,24 +470,70 @@ async fn measure(name: &'static str) -> Value {
     })
 }
 
+/// The CPU time a process's threads have had so far (`/proc/<pid>/task/*/schedstat`, nanoseconds).
+fn cpu_time(pid: u32) -> Duration {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
+    let nanos: u64 = tasks
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+        .sum();
+    Duration::from_nanos(nanos)
+}
+
+/// One cold start, as [`cold_start`] measures it.
+struct Cold {
+    init: Duration,
+    first: Duration,
+    /// The CPU time the first invocation took (at the share).
+    first_cpu: Duration,
+}
+
 /// One cold start as a 128 MB function has it: init at full speed (Lambda
 /// runs init unthrottled), then the first invocation at the 128 MB CPU share.
-/// The init, the first invocation, the requests it sent (in order), and its answer.
+/// The times, the requests it sent (in order), and its answer.
 fn cold_start(
     process: &mut FunctionProcess,
     share: &CpuShare,
     wire: &Wire,
     event: &Value,
-) -> (Duration, Duration, Vec<Value>, Value) {
-    let init = process.init_time(Duration::from_secs(30)).expect("it polls within 30 s");
+) -> (Cold, Vec<Value>, Value) {
+    let Some(init) = process.init_time(Duration::from_secs(30)) else {
+        panic!("the process did not poll within 30 s:\n{}", process.output());
+    };
     share.admit(process.pid());
     wire.proxy.take_requests();
+    let before = cpu_time(process.pid());
+    // `BENCH_PROFILE_FIRST=<prefix>`: a perf profile of each first invocation, in `<prefix>.<pid>`.
+    let profiler = std::env::var("BENCH_PROFILE_FIRST").ok().map(|out| {
+        let child = Command::new("perf")
+            .args([
+                "record",
+                "-F",
+                "20000",
+                "-g",
+                "-o",
+                &format!("{out}.{}", process.pid()),
+                "-p",
+                &process.pid().to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("perf, for BENCH_PROFILE_FIRST");
+        std::thread::sleep(Duration::from_millis(500));
+        child
+    });
     let (outcome, first) = process.invoke_timed_within(event, Duration::from_secs(120));
+    if let Some(child) = profiler {
+        let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+        let _ = child.wait_with_output();
+    }
+    let first_cpu = cpu_time(process.pid()).saturating_sub(before);
     let answer = match outcome {
         Outcome::Response(answer) => answer,
         other => panic!("the cold start failed: {other:?}\n{}", process.output()),
     };
-    (init, first, wire.proxy.take_requests(), answer)
+    (Cold { init, first, first_cpu }, wire.proxy.take_requests(), answer)
 }
 
 /// `name`'s cold start at 128 MB beside a boto3 function making the same
@@ -506,8 +552,8 @@ async fn cold_against_boto3(name: &'static str, share: &CpuShare) -> Value {
         let wire = Wire::to(&sandbox);
         let env = env_through(&wire, &sandbox, &seeded.env);
         let mut process = FunctionProcess::spawn(&binary, &env);
-        let (init, first, requests, _) = cold_start(&mut process, share, &wire, &seeded.representative);
-        rust.push((init, first));
+        let (cold, requests, _) = cold_start(&mut process, share, &wire, &seeded.representative);
+        rust.push(cold);
         drop(process);
         if run == 0 {
             rust_ops = requests.iter().map(|r| r["operation"].clone()).collect();
@@ -524,23 +570,31 @@ async fn cold_against_boto3(name: &'static str, share: &CpuShare) -> Value {
         let wire = Wire::to(&sandbox);
         let mut env = env_through(&wire, &sandbox, &seeded.env);
         env.push(("AWS_CA_BUNDLE".into(), wire.tls.bundle.display().to_string()));
+        // Lambda sets both; botocore reads the second.
+        if let Some(region) = env.iter().find(|(k, _)| k == "AWS_REGION").map(|(_, v)| v.clone()) {
+            env.push(("AWS_DEFAULT_REGION".into(), region));
+        }
         env.push(("PEER_CALLS".into(), calls_file.display().to_string()));
         let mut process = FunctionProcess::spawn_program(&python, &[peer.display().to_string()], name, &env);
-        let (init, first, requests, answer) = cold_start(&mut process, share, &wire, &seeded.representative);
-        boto3.push((init, first));
+        let (cold, requests, answer) = cold_start(&mut process, share, &wire, &seeded.representative);
+        boto3.push(cold);
         if run == 0 {
             peer_ops = requests.iter().map(|r| r["operation"].clone()).collect();
             peer_errors = answer["errors"].clone();
         }
     }
     let _ = std::fs::remove_file(&calls_file);
-    let summary = |runs: &[(Duration, Duration)]| {
-        let inits: Vec<Duration> = runs.iter().map(|r| r.0).collect();
-        let firsts: Vec<Duration> = runs.iter().map(|r| r.1).collect();
-        let totals: Vec<Duration> = runs.iter().map(|r| r.0 + r.1).collect();
-        json!({"init_ms": median(&inits).map(ms), "first_invocation_ms": median(&firsts).map(ms), "total_ms": median(&totals).map(ms), "runs": runs.len()})
+    let summary = |runs: &[Cold]| {
+        let of = |f: fn(&Cold) -> Duration| median(&runs.iter().map(f).collect::<Vec<_>>()).map(ms);
+        json!({
+            "init_ms": of(|c| c.init),
+            "first_invocation_ms": of(|c| c.first),
+            "first_invocation_cpu_ms": of(|c| c.first_cpu),
+            "total_ms": of(|c| c.init + c.first),
+            "runs": runs.len(),
+        })
     };
-    let total = |runs: &[(Duration, Duration)]| median(&runs.iter().map(|r| r.0 + r.1).collect::<Vec<_>>());
+    let total = |runs: &[Cold]| median(&runs.iter().map(|c| c.init + c.first).collect::<Vec<_>>());
     let ratio = match (total(&boto3), total(&rust)) {
         (Some(b), Some(r)) => json!(self::ratio(b, r)),
         _ => Value::Null,
@@ -861,7 +915,12 @@ async fn main() {
                 c["ratio"].as_f64().map_or("-".to_owned(), |x| format!("{x:.1}x")),
                 if c["same_calls"] == true { "yes" } else { "NO" },
             );
-            println!("  calls: {}", c["calls"]);
+            println!(
+                "  CPU in the first invocation: Rust {}, boto3 {}; calls: {}",
+                f(&c["rust"]["first_invocation_cpu_ms"]),
+                f(&c["boto3"]["first_invocation_cpu_ms"]),
+                c["calls"]
+            );
         }
     }
     if !checks.is_null() {
