@@ -103,8 +103,10 @@ impl RecordingProxy {
     }
 
     /// The requests themselves since the last `take_requests`, in the order
-    /// they arrived: method, URL, `X-Amz-Target`, the signing name of their
-    /// SigV4 scope (`service`), operation and body (lossy UTF-8).
+    /// they were answered: method, URL, `X-Amz-Target`, the signing name of
+    /// their SigV4 scope (`service`), operation, body (lossy UTF-8), when it
+    /// arrived (`arrived_ms`, since the epoch) and how long the upstream took
+    /// to answer it (`upstream_ms`).
     pub fn take_requests(&self) -> Vec<serde_json::Value> {
         std::mem::take(&mut *self.journal.lock().unwrap_or_else(|p| p.into_inner()))
     }
@@ -141,14 +143,7 @@ fn forward(mut request: tiny_http::Request, upstream: &str, counts: &Counts, fai
     let _ = request.as_reader().read_to_end(&mut body);
     let authorization =
         request.headers().iter().find(|h| h.field.equiv("Authorization")).map(|h| h.value.as_str().to_owned());
-    journal.lock().unwrap_or_else(|p| p.into_inner()).push(serde_json::json!({
-        "method": method,
-        "url": url,
-        "target": target,
-        "service": authorization.as_deref().and_then(signing_name),
-        "operation": op,
-        "body": String::from_utf8_lossy(&body),
-    }));
+    let arrived = std::time::SystemTime::now();
     let mut head = format!("{method} {url} HTTP/1.1\r\n");
     for h in request.headers() {
         let field = h.field.as_str().as_str();
@@ -165,6 +160,17 @@ fn forward(mut request: tiny_http::Request, upstream: &str, counts: &Counts, fai
         upstream.read_to_end(&mut answer)?;
         Ok(answer)
     });
+    let answered_after = arrived.elapsed().unwrap_or_default();
+    journal.lock().unwrap_or_else(|p| p.into_inner()).push(serde_json::json!({
+        "method": method,
+        "url": url,
+        "target": target,
+        "service": authorization.as_deref().and_then(signing_name),
+        "operation": op,
+        "body": String::from_utf8_lossy(&body),
+        "arrived_ms": arrived.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64() * 1000.0,
+        "upstream_ms": answered_after.as_secs_f64() * 1000.0,
+    }));
     let Ok(answer) = answer else {
         count(failed, format!("{op} 502"));
         let _ = request.respond(Response::empty(502));

@@ -550,6 +550,8 @@ async fn cold_against_boto3(name: &'static str, share: &CpuShare) -> Value {
     let (mut rust, mut boto3) = (Vec::new(), Vec::new());
     let (mut rust_ops, mut peer_ops, mut peer_errors) = (Vec::new(), Vec::new(), Value::Null);
     let mut waiting: Option<Duration> = None;
+    // How long the local AWS took to answer the Rust function's requests (run 0), as the proxy saw it.
+    let mut upstream_ms = 0.0_f64;
     for run in 0..COLD_RUNS {
         let sandbox = Sandbox::start();
         let seeded = subject(name, &sandbox).await;
@@ -570,6 +572,7 @@ async fn cold_against_boto3(name: &'static str, share: &CpuShare) -> Value {
             let (full_speed, _, _) = cold_start(&mut process, None, &wire, &seeded.representative);
             waiting = Some(full_speed.first.saturating_sub(full_speed.first_cpu));
             rust_ops = requests.iter().map(|r| r["operation"].clone()).collect();
+            upstream_ms = requests.iter().filter_map(|r| r["upstream_ms"].as_f64()).sum::<f64>();
             let recorded =
                 std::env::temp_dir().join(format!("nightshift-bench-recorded-{}-{name}.json", std::process::id()));
             std::fs::write(&recorded, serde_json::to_string(&requests).unwrap()).expect("write the recorded requests");
@@ -624,6 +627,7 @@ async fn cold_against_boto3(name: &'static str, share: &CpuShare) -> Value {
         "boto3": summary(&boto3),
         "ratio": ratio,
         "waiting_ms": waiting.map(ms),
+        "local_aws_answering_ms": (upstream_ms * 100.0).round() / 100.0,
         "ceiling_ratio": ceiling,
         "calls": rust_ops,
         "same_calls": rust_ops == peer_ops,
@@ -937,11 +941,12 @@ async fn main() {
                 if c["same_calls"] == true { "yes" } else { "NO" },
             );
             println!(
-                "  CPU in the first invocation: Rust {}, boto3 {}; the Rust invocation waits {} (at full speed) \
-                 for the local AWS: at no CPU cost at all, the ratio would be {}x",
+                "  CPU in the first invocation: Rust {}, boto3 {}; the Rust invocation waits {} (at full speed), \
+                 of which the local AWS takes {} to answer: at no CPU cost at all, the ratio would be {}x",
                 f(&c["rust"]["first_invocation_cpu_ms"]),
                 f(&c["boto3"]["first_invocation_cpu_ms"]),
                 f(&c["waiting_ms"]),
+                f(&c["local_aws_answering_ms"]),
                 c["ceiling_ratio"],
             );
             println!("  calls ({}): {}", c["calls"].as_array().map_or(0, Vec::len), c["calls"]);
