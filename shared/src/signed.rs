@@ -1,10 +1,11 @@
-//! SigV4-signed JSON requests over an HTTPS connector of the SDK's stack,
-//! for the single operations whose SDK client would cost a function more than
-//! its code: SSM's GetParameter, which every function sends to read its
-//! channels' webhook URLs (the SSM client made each binary about 0.6 MB
-//! bigger and took three past the 6 MB budget), EventBridge Scheduler's
-//! CreateSchedule, which watch-rollouts sends, and the state table's four
-//! DynamoDB operations (`crate::state`; see docs/performance.md).
+//! SigV4-signed JSON requests over the process's one HTTPS connector
+//! (`crate::https`), for the operations whose SDK client would cost a
+//! function more than its code: SSM's GetParameter, which every function
+//! sends to read its channels' webhook URLs (the SSM client made each binary
+//! about 0.6 MB bigger and took three past the 6 MB budget), EventBridge
+//! Scheduler's CreateSchedule, which watch-rollouts sends, the state table's
+//! four DynamoDB operations (`crate::state`), and CodeDeploy's seven
+//! (`crate::rollout::codedeploy`; see docs/performance.md).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -65,7 +66,7 @@ pub const DYNAMODB: JsonProtocol = JsonProtocol {
     name: "DynamoDB",
 };
 
-/// ECS, for the few reads whose SDK operation costs more than its code (watch-rollouts' task reads).
+/// CodeDeploy (`crate::rollout::codedeploy`: its client cost more than its seven operations).
 pub const CODEDEPLOY: JsonProtocol = JsonProtocol {
     service: "codedeploy",
     content_type: "application/x-amz-json-1.1",
@@ -73,7 +74,7 @@ pub const CODEDEPLOY: JsonProtocol = JsonProtocol {
     name: "CodeDeploy",
 };
 
-/// ECS (the reads the SDK's client would bring a large shape for).
+/// ECS, for the few reads whose SDK operation costs more than its code (watch-rollouts' task reads).
 pub const ECS: JsonProtocol = JsonProtocol {
     service: "ecs",
     content_type: "application/x-amz-json-1.1",
