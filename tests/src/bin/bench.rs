@@ -821,6 +821,13 @@ async fn main() {
         std::process::exit(2);
     }
     let wants = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
+    // Checked first: the cold start cannot run without it, and the parts before it take minutes.
+    let share = wants("cold").then(|| {
+        CpuShare::for_memory(128).unwrap_or_else(|why| {
+            eprintln!("bench: {why}");
+            std::process::exit(1);
+        })
+    });
     let mut results = Vec::new();
     let mut floor = Value::Null;
     if wants("functions") {
@@ -832,14 +839,10 @@ async fn main() {
         }
     }
     let mut cold = Vec::new();
-    if wants("cold") {
-        let share = CpuShare::for_memory(128).unwrap_or_else(|why| {
-            eprintln!("bench: {why}");
-            std::process::exit(1);
-        });
+    if let Some(share) = &share {
         for name in COLD_FUNCTIONS {
             eprintln!("measuring {name}'s cold start at 128 MB against boto3's ({COLD_RUNS} runs each) ...");
-            cold.push(cold_against_boto3(name, &share).await);
+            cold.push(cold_against_boto3(name, share).await);
         }
     }
     let mut checks = Value::Null;
