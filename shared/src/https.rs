@@ -53,7 +53,7 @@ impl std::fmt::Debug for Https {
 /// The process's connector, made on first use (at init: `aws::sdk_config`).
 pub fn shared() -> Https {
     static SHARED: OnceLock<Https> = OnceLock::new();
-    SHARED.get_or_init(|| Https::new(&roots(std::env::var_os("SSL_CERT_FILE").as_deref()))).clone()
+    SHARED.get_or_init(|| Https::new(roots(std::env::var_os("SSL_CERT_FILE").as_deref()))).clone()
 }
 
 /// The SDK clients' HTTP client: the process's connector, whatever settings
@@ -94,12 +94,12 @@ pub fn roots(extra: Option<&std::ffi::OsStr>) -> RootCertStore {
 
 impl Https {
     /// A connector trusting `roots`.
-    pub fn new(roots: &RootCertStore) -> Self {
+    pub fn new(roots: RootCertStore) -> Self {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("ring supports TLS 1.2 and 1.3")
-            .with_root_certificates(roots.clone())
+            .with_root_certificates(roots)
             .with_no_client_auth();
         let mut tcp = TcpConnector::new();
         tcp.enforce_http(false);
@@ -139,39 +139,24 @@ impl HttpClient for Https {
 /// closed or failed in I/O is transient (`io`, retried); an answer cut short
 /// is transient too; what the request itself got wrong is the caller's.
 fn classify(err: hyper_util::client::legacy::Error) -> ConnectorError {
-    let io = err.is_connect() || find_source::<std::io::Error>(&err).is_some();
-    let timed_out = find_source::<std::io::Error>(&err).is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut);
-    let kind = find_source::<hyper::Error>(&err).map(|h| {
-        if h.is_timeout() {
-            Kind::Timeout
-        } else if h.is_user() {
-            Kind::User
-        } else if h.is_closed() || h.is_canceled() {
-            Kind::Io
-        } else if h.is_incomplete_message() {
-            Kind::Transient
-        } else {
-            Kind::Other
-        }
-    });
+    let io_error = find_source::<std::io::Error>(&err).map(std::io::Error::kind);
+    let hyper = find_source::<hyper::Error>(&err);
+    let timed_out = io_error == Some(std::io::ErrorKind::TimedOut) || hyper.is_some_and(hyper::Error::is_timeout);
+    let callers = hyper.is_some_and(hyper::Error::is_user);
+    let io = err.is_connect() || io_error.is_some() || hyper.is_some_and(|h| h.is_closed() || h.is_canceled());
+    let cut_short = hyper.is_some_and(hyper::Error::is_incomplete_message);
     let boxed: Box<dyn StdError + Send + Sync> = err.into();
-    match kind {
-        _ if timed_out => ConnectorError::timeout(boxed),
-        Some(Kind::Timeout) => ConnectorError::timeout(boxed),
-        Some(Kind::User) => ConnectorError::user(boxed),
-        Some(Kind::Io) => ConnectorError::io(boxed),
-        _ if io => ConnectorError::io(boxed),
-        Some(Kind::Transient) => ConnectorError::other(boxed, Some(ErrorKind::TransientError)),
-        _ => ConnectorError::other(boxed, None),
+    if timed_out {
+        ConnectorError::timeout(boxed)
+    } else if callers {
+        ConnectorError::user(boxed)
+    } else if io {
+        ConnectorError::io(boxed)
+    } else if cut_short {
+        ConnectorError::other(boxed, Some(ErrorKind::TransientError))
+    } else {
+        ConnectorError::other(boxed, None)
     }
-}
-
-enum Kind {
-    Timeout,
-    User,
-    Io,
-    Transient,
-    Other,
 }
 
 fn find_source<'a, E: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a E> {
@@ -208,7 +193,7 @@ mod tests {
     async fn a_refused_connection_is_a_transient_io_error() {
         // A port nobody listens on: bind one, then close it.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let https = Https::new(&roots(None));
+        let https = Https::new(roots(None));
         let request = HttpRequest::get(format!("http://127.0.0.1:{port}/")).unwrap();
         let err = https.call(request).await.unwrap_err();
         assert!(err.is_io(), "{err:?}");

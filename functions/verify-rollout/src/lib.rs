@@ -506,13 +506,12 @@ impl<'n> VerifyRollout<'n> {
             application: info.application_name.clone().unwrap_or_default(),
             deployment_group: info.deployment_group_name.clone().unwrap_or_default(),
         };
-        let described = self.codedeploy.describe_group(&group).await.map_err(VerifyError::CodeDeploy)?;
-        let id_of = described
-            .iter()
-            .flat_map(|g| &g.ecs_services)
-            .find_map(|s| Some(ServiceId { cluster: s.cluster_name.clone()?, service: s.service_name.clone()? }));
-        let service_id =
-            id_of.ok_or_else(|| VerifyError::NotFound(format!("the group {group} deploys no ECS service")))?;
+        let service_id = self
+            .codedeploy
+            .group_service(&group)
+            .await
+            .map_err(VerifyError::CodeDeploy)?
+            .ok_or_else(|| VerifyError::NotFound(format!("the group {group} deploys no ECS service")))?;
         let service = self.service(&service_id).await?;
         // Blue still runs the revision before until the traffic moves.
         let previous = service.task_definition().filter(|td| *td != task_definition).map(str::to_owned);

@@ -539,7 +539,7 @@ impl<'n> WatchRollouts<'n> {
             return Ok(());
         };
         let group = GroupName { application: end.application.clone(), deployment_group: end.deployment_group.clone() };
-        let Some(id) = observe::group_service(&self.codedeploy, &group).await.map_err(WatchError::CodeDeploy)? else {
+        let Some(id) = self.codedeploy.group_service(&group).await.map_err(WatchError::CodeDeploy)? else {
             report.ignored = Some(format!("the group {group} deploys no ECS service"));
             return Ok(());
         };

@@ -7,7 +7,6 @@ use chrono::{DateTime, Utc};
 use nightshift::aws::CallError;
 use nightshift::ecs::tag_value;
 use nightshift::rollout::ServiceId;
-use nightshift::rollout::bluegreen::GroupName;
 use nightshift::rollout::codedeploy::{CodeDeploy, DeploymentGroupInfo, DeploymentInfo, Revision};
 
 use nightshift::quarantine::QUARANTINE_TAG;
@@ -62,15 +61,6 @@ pub fn read(id: &str, state: CodeDeployEndState, info: &DeploymentInfo) -> CodeD
         message: message.to_owned(),
         created_at: info.create_time.and_then(seconds),
     }
-}
-
-/// The cluster and service the group deploys; `None` when it has none (or no longer exists).
-pub async fn group_service(codedeploy: &CodeDeploy, group: &GroupName) -> Result<Option<ServiceId>, CallError> {
-    let info = codedeploy.describe_group(group).await?;
-    Ok(info
-        .iter()
-        .flat_map(|g| &g.ecs_services)
-        .find_map(|s| Some(ServiceId { cluster: s.cluster_name.clone()?, service: s.service_name.clone()? })))
 }
 
 /// The service's newest service deployment created no later than `before`
@@ -197,11 +187,7 @@ pub async fn running_tasks(aws: &SignedHttp, id: &ServiceId) -> Result<Vec<Runni
             if task["lastStatus"].as_str() != Some("RUNNING") {
                 continue;
             }
-            // Epoch seconds, with a fraction, as ECS's JSON protocol sends a timestamp.
-            let Some(started_at) = task["startedAt"]
-                .as_f64()
-                .and_then(|t| DateTime::from_timestamp(t.trunc() as i64, (t.fract() * 1e9) as u32))
-            else {
+            let Some(started_at) = task["startedAt"].as_f64().and_then(seconds) else {
                 continue;
             };
             let containers = task["containers"].as_array().into_iter().flatten();
@@ -221,15 +207,15 @@ pub fn service_now(service: &Service) -> ServiceNow {
     }
 }
 
-/// An SDK time (ECS's and CodeDeploy's are the one smithy type) as the decisions read it.
+/// An SDK time (ECS's) as the decisions read it.
 fn time(t: &aws_sdk_ecs::primitives::DateTime) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
 
-/// A time as AWS's JSON protocols send it: seconds since the epoch, with a fraction.
+/// A time as AWS's JSON protocols send it (ECS's tasks, CodeDeploy's
+/// deployments): seconds since the epoch, with a fraction.
 fn seconds(at: f64) -> Option<DateTime<Utc>> {
-    let whole = at.floor();
-    DateTime::from_timestamp(whole as i64, ((at - whole) * 1e9).round().min(999_999_999.0) as u32)
+    DateTime::from_timestamp(at.trunc() as i64, (at.fract() * 1e9) as u32)
 }
 
 /// The service's deployments, as the decisions read them.

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::codedeploy::{DeploymentGroupInfo, Revision};
+use super::codedeploy::{DeploymentGroupInfo, EcsService, Revision};
 use crate::ecs::tag_value;
 use aws_sdk_ecs::types::{DeploymentControllerType, Service, TaskDefinition};
 use serde::Serialize;
@@ -70,11 +70,8 @@ pub fn deploys(info: &DeploymentGroupInfo, id: &ServiceId) -> bool {
 pub fn index(groups: &[DeploymentGroupInfo]) -> HashMap<ServiceId, GroupName> {
     let mut index = HashMap::new();
     for info in groups.iter().filter(|g| g.compute_platform.as_deref() == Some("ECS")) {
-        for pair in &info.ecs_services {
-            if let (Some(cluster), Some(service)) = (&pair.cluster_name, &pair.service_name) {
-                let id = ServiceId { cluster: cluster.to_owned(), service: service.to_owned() };
-                index.entry(id).or_insert_with(|| GroupName::of(info));
-            }
+        for id in info.ecs_services.iter().filter_map(EcsService::id) {
+            index.entry(id).or_insert_with(|| GroupName::of(info));
         }
     }
     index

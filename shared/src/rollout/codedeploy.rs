@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::ServiceId;
 use super::bluegreen::GroupName;
 use crate::aws::CallError;
 use crate::signed::{CODEDEPLOY, SignedHttp};
@@ -39,6 +40,13 @@ pub struct DeploymentGroupInfo {
 pub struct EcsService {
     pub cluster_name: Option<String>,
     pub service_name: Option<String>,
+}
+
+impl EcsService {
+    /// The service, when CodeDeploy names both its cluster and itself.
+    pub fn id(&self) -> Option<ServiceId> {
+        Some(ServiceId { cluster: self.cluster_name.clone()?, service: self.service_name.clone()? })
+    }
 }
 
 /// A revision; nightshift's (and ECS's) are AppSpec content.
@@ -196,20 +204,30 @@ impl CodeDeploy {
         Ok(found.into_iter().find(|g| g.deployment_group_name.as_deref() == Some(group.deployment_group.as_str())))
     }
 
+    /// The cluster and service the group deploys; `None` when it deploys none (or no longer exists).
+    pub async fn group_service(&self, group: &GroupName) -> Result<Option<ServiceId>, CallError> {
+        let described = self.describe_group(group).await?;
+        Ok(described.iter().flat_map(|g| &g.ecs_services).find_map(EcsService::id))
+    }
+
+    /// GetDeployment's answer, read.
+    async fn get_deployment(&self, id: &str) -> Result<Option<DeploymentInfo>, CallError> {
+        let out = self.call("GetDeployment", id, json!({"deploymentId": id})).await?;
+        read("GetDeployment", id, out.get("deploymentInfo").cloned())
+    }
+
     /// A deployment, as GetDeployment describes it; `None` when CodeDeploy has no such deployment.
     pub async fn deployment(&self, id: &str) -> Result<Option<DeploymentInfo>, CallError> {
-        match self.call("GetDeployment", id, json!({"deploymentId": id})).await {
-            Ok(out) => read("GetDeployment", id, out.get("deploymentInfo").cloned()),
+        match self.get_deployment(id).await {
             Err(err) if err.code.as_deref() == Some("DeploymentDoesNotExistException") => Ok(None),
-            Err(err) => Err(err),
+            found => found,
         }
     }
 
     /// The task definition a deployment deploys (its AppSpec's), as GetDeployment
     /// says; `None` when its revision names none that nightshift reads.
     pub async fn deployment_task_definition(&self, id: &str) -> Result<Option<String>, CallError> {
-        let out = self.call("GetDeployment", id, json!({"deploymentId": id})).await?;
-        let info: Option<DeploymentInfo> = read("GetDeployment", id, out.get("deploymentInfo").cloned())?;
+        let info = self.get_deployment(id).await?;
         Ok(info
             .and_then(|i| i.revision)
             .as_ref()

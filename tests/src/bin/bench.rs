@@ -386,6 +386,23 @@ fn env_through(wire: &Wire, sandbox: &Sandbox, extra: &[(String, String)]) -> Ve
     env
 }
 
+/// A freshly seeded local AWS for a function (its subject), reached through
+/// TLS and the recording proxy, and the function's variables for it.
+struct Seeded {
+    subject: Subject,
+    env: Vec<(String, String)>,
+    wire: Wire,
+    sandbox: Sandbox,
+}
+
+async fn seeded(name: &'static str) -> Seeded {
+    let sandbox = Sandbox::start();
+    let subject = subject(name, &sandbox).await;
+    let wire = Wire::to(&sandbox);
+    let env = env_through(&wire, &sandbox, &subject.env);
+    Seeded { subject, env, wire, sandbox }
+}
+
 fn per_event(counts: &BTreeMap<String, u64>, events: usize) -> Value {
     let mut out = serde_json::Map::new();
     for (op, n) in counts {
@@ -424,11 +441,8 @@ async fn measure(name: &'static str) -> Value {
     let zipped = zipped_size(&binary);
     let arm64 = arm64_binary(name).map(|p| size_of(&p));
 
-    let sandbox = Sandbox::start();
-    let subject = subject(name, &sandbox).await;
-    let wire = Wire::to(&sandbox);
+    let Seeded { subject, env, wire, sandbox: _sandbox } = seeded(name).await;
     let proxy = &wire.proxy;
-    let env = env_through(&wire, &sandbox, &subject.env);
 
     let inits = inits(&binary, &env);
 
@@ -553,23 +567,18 @@ async fn cold_against_boto3(name: &'static str, share: &CpuShare) -> Value {
     // How long the local AWS took to answer the Rust function's requests (run 0), as the proxy saw it.
     let mut upstream_ms = 0.0_f64;
     for run in 0..COLD_RUNS {
-        let sandbox = Sandbox::start();
-        let seeded = subject(name, &sandbox).await;
-        let wire = Wire::to(&sandbox);
-        let env = env_through(&wire, &sandbox, &seeded.env);
-        let mut process = FunctionProcess::spawn(&binary, &env);
-        let (cold, requests, _) = cold_start(&mut process, Some(share), &wire, &seeded.representative);
+        let rust_run = seeded(name).await;
+        let mut process = FunctionProcess::spawn(&binary, &rust_run.env);
+        let (cold, requests, _) =
+            cold_start(&mut process, Some(share), &rust_run.wire, &rust_run.subject.representative);
         rust.push(cold);
         drop(process);
         if run == 0 {
             // The same first invocation at full speed: what of it is waiting (for the local AWS, the
             // relays, the Runtime API), which no CPU saved in the function can shorten.
-            let sandbox = Sandbox::start();
-            let seeded = subject(name, &sandbox).await;
-            let wire = Wire::to(&sandbox);
-            let env = env_through(&wire, &sandbox, &seeded.env);
-            let mut process = FunctionProcess::spawn(&binary, &env);
-            let (full_speed, _, _) = cold_start(&mut process, None, &wire, &seeded.representative);
+            let full_run = seeded(name).await;
+            let mut process = FunctionProcess::spawn(&binary, &full_run.env);
+            let (full_speed, _, _) = cold_start(&mut process, None, &full_run.wire, &full_run.subject.representative);
             waiting = Some(full_speed.first.saturating_sub(full_speed.first_cpu));
             rust_ops = requests.iter().map(|r| r["operation"].clone()).collect();
             upstream_ms = requests.iter().filter_map(|r| r["upstream_ms"].as_f64()).sum::<f64>();
@@ -581,10 +590,7 @@ async fn cold_against_boto3(name: &'static str, share: &CpuShare) -> Value {
             let _ = std::fs::remove_file(recorded);
         }
 
-        let sandbox = Sandbox::start();
-        let seeded = subject(name, &sandbox).await;
-        let wire = Wire::to(&sandbox);
-        let mut env = env_through(&wire, &sandbox, &seeded.env);
+        let Seeded { subject: peer_subject, mut env, wire, sandbox: _sandbox } = seeded(name).await;
         env.push(("AWS_CA_BUNDLE".into(), wire.tls.bundle.display().to_string()));
         // Lambda sets both; botocore reads the second.
         if let Some(region) = env.iter().find(|(k, _)| k == "AWS_REGION").map(|(_, v)| v.clone()) {
@@ -592,7 +598,7 @@ async fn cold_against_boto3(name: &'static str, share: &CpuShare) -> Value {
         }
         env.push(("PEER_CALLS".into(), calls_file.display().to_string()));
         let mut process = FunctionProcess::spawn_program(&python, &[peer.display().to_string()], name, &env);
-        let (cold, requests, answer) = cold_start(&mut process, Some(share), &wire, &seeded.representative);
+        let (cold, requests, answer) = cold_start(&mut process, Some(share), &wire, &peer_subject.representative);
         boto3.push(cold);
         if run == 0 {
             peer_ops = requests.iter().map(|r| r["operation"].clone()).collect();
