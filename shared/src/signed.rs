@@ -74,7 +74,7 @@ pub const CODEDEPLOY: JsonProtocol = JsonProtocol {
     name: "CodeDeploy",
 };
 
-/// ECS, for the few reads whose SDK operation costs more than its code (watch-rollouts' task reads).
+/// ECS, for the few reads whose SDK operation costs more than its code (watch-rollouts' task reads, and ECS's history of a service's deployments).
 pub const ECS: JsonProtocol = JsonProtocol {
     service: "ecs",
     content_type: "application/x-amz-json-1.1",

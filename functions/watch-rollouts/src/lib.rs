@@ -516,7 +516,7 @@ impl<'n> WatchRollouts<'n> {
         let at = change.updated_at.unwrap_or_else(|| self.clock.now());
         // What DescribeServices no longer lists, ECS's history of the service still says.
         let ending = if outcome::needs_history(change.event, &ending) {
-            let past = observe::last_rollout(&self.ecs, &id, at).await.map_err(WatchError::Ecs)?;
+            let past = observe::last_rollout(&self.signed, &id, at).await.map_err(WatchError::Ecs)?;
             outcome::with_history(change.event, ending, past.as_ref(), record)
         } else {
             ending
@@ -810,7 +810,7 @@ impl<'n> WatchRollouts<'n> {
         }
         let arn = service.service_arn().unwrap_or_default().to_owned();
         let current = service.task_definition().unwrap_or_default().to_owned();
-        let history = observe::history(&self.ecs, id).await.map_err(WatchError::Ecs)?;
+        let history = observe::history(&self.signed, id).await.map_err(WatchError::Ecs)?;
         let Some(before) = byhand::revision_before(&history, &current) else {
             return Err(WatchError::InvalidEvent(format!(
                 "ECS's history of {id} names no revision that ran before {current}: nothing to roll back to"

@@ -67,89 +67,119 @@ pub fn read(id: &str, state: CodeDeployEndState, info: &DeploymentInfo) -> CodeD
 /// (ECS's history, which outlives the deployments DescribeServices lists),
 /// with the revisions it deployed and replaced when it did not succeed; `None`
 /// when ECS keeps no history of the service (or not in this region).
+///
+/// ECS's history is read by signed requests of its JSON protocol, like the
+/// tasks: the SDK's three operations and their shapes cost watch-rollouts
+/// more than its code (docs/performance.md).
 pub async fn last_rollout(
-    ecs: &aws_sdk_ecs::Client,
+    aws: &SignedHttp,
     id: &ServiceId,
     before: DateTime<Utc>,
 ) -> Result<Option<PastRollout>, CallError> {
-    use aws_sdk_ecs::types::{CreatedAt, ServiceDeploymentStatus as Sd};
-    let target = id.to_string();
-    let until = aws_sdk_ecs::primitives::DateTime::from_secs(before.timestamp() + 1);
-    let listed = ecs
-        .list_service_deployments()
-        .cluster(&id.cluster)
-        .service(&id.service)
-        .created_at(CreatedAt::builder().before(until).build())
-        .max_results(20)
-        .send()
-        .await;
-    let out = match listed {
-        Ok(out) => out,
-        Err(e) => {
-            let err = e.into_service_error();
-            if err.is_unsupported_feature_exception() || err.is_service_not_found_exception() {
-                return Ok(None);
-            }
-            return Err(CallError::new("ListServiceDeployments", &target, err));
-        }
-    };
-    let Some(newest) = out.service_deployments().iter().max_by_key(|d| d.created_at().map(|t| t.as_nanos())) else {
+    let request = json!({
+        "cluster": id.cluster,
+        "service": id.service,
+        "createdAt": {"before": before.timestamp() + 1},
+        "maxResults": 20,
+    });
+    let Some(listed) = service_deployments(aws, id, &request).await? else {
         return Ok(None);
     };
-    let status = match newest.status() {
-        Some(Sd::Successful) => PastStatus::Successful,
-        Some(Sd::RollbackRequested | Sd::RollbackInProgress | Sd::RollbackSuccessful) => PastStatus::RolledBack,
-        Some(Sd::RollbackFailed) => PastStatus::RollbackFailed,
-        Some(Sd::Stopped | Sd::StopRequested) => PastStatus::Stopped,
+    let created = |d: &Value| d["createdAt"].as_f64().and_then(seconds);
+    let Some(newest) = listed.iter().max_by_key(|d| created(d)) else {
+        return Ok(None);
+    };
+    let status = match newest["status"].as_str() {
+        Some("SUCCESSFUL") => PastStatus::Successful,
+        Some("ROLLBACK_REQUESTED" | "ROLLBACK_IN_PROGRESS" | "ROLLBACK_SUCCESSFUL") => PastStatus::RolledBack,
+        Some("ROLLBACK_FAILED") => PastStatus::RollbackFailed,
+        Some("STOPPED" | "STOP_REQUESTED") => PastStatus::Stopped,
         _ => PastStatus::Running,
     };
     let mut past = PastRollout {
-        arn: newest.service_deployment_arn().unwrap_or_default().to_owned(),
+        arn: newest["serviceDeploymentArn"].as_str().unwrap_or_default().to_owned(),
         status,
         task_definition: None,
         previous: None,
-        created_at: newest.created_at().and_then(time),
+        created_at: created(newest),
     };
     if matches!(status, PastStatus::Successful | PastStatus::Running) {
         return Ok(Some(past));
     }
-    let described = ecs
-        .describe_service_deployments()
-        .service_deployment_arns(&past.arn)
-        .send()
-        .await
-        .map_err(|e| CallError::new("DescribeServiceDeployments", &past.arn, e.into_service_error()))?;
-    let Some(deployment) = described.service_deployments().first() else {
+    let described = aws
+        .json_operation(
+            &nightshift::signed::ECS,
+            "DescribeServiceDeployments",
+            &past.arn,
+            &json!({"serviceDeploymentArns": [past.arn]}),
+        )
+        .await?;
+    let Some(deployment) = described["serviceDeployments"].get(0) else {
         return Ok(Some(past));
     };
-    let revision = deployment.target_service_revision().and_then(|r| r.arn()).map(str::to_owned);
+    let revision = deployment["targetServiceRevision"]["arn"].as_str().map(str::to_owned);
     // What it rolled back to, else what it replaced.
-    let before = deployment
-        .rollback()
-        .and_then(|r| r.service_revision_arn())
-        .or_else(|| deployment.source_service_revisions().first().and_then(|r| r.arn()))
+    let before = deployment["rollback"]["serviceRevisionArn"]
+        .as_str()
+        .or_else(|| deployment["sourceServiceRevisions"][0]["arn"].as_str())
         .map(str::to_owned);
     let arns: Vec<String> = revision.iter().chain(before.iter()).cloned().collect();
     if arns.is_empty() {
         return Ok(Some(past));
     }
-    let revisions = ecs
-        .describe_service_revisions()
-        .set_service_revision_arns(Some(arns))
-        .send()
-        .await
-        .map_err(|e| CallError::new("DescribeServiceRevisions", &past.arn, e.into_service_error()))?;
-    let task_definition_of = |arn: &Option<String>| {
-        revisions
-            .service_revisions()
-            .iter()
-            .find(|r| r.service_revision_arn() == arn.as_deref())
-            .and_then(|r| r.task_definition())
-            .map(str::to_owned)
-    };
+    let task_definitions = revision_task_definitions(aws, &past.arn, &arns).await?;
+    let task_definition_of = |arn: &Option<String>| arn.as_ref().and_then(|arn| task_definitions.get(arn)).cloned();
     past.task_definition = task_definition_of(&revision);
     past.previous = task_definition_of(&before);
     Ok(Some(past))
+}
+
+/// ListServiceDeployments' one page of `request`: the service deployments
+/// listed, or `None` when ECS keeps no history of the service (not in this
+/// region, or no such service).
+async fn service_deployments(
+    aws: &SignedHttp,
+    id: &ServiceId,
+    request: &Value,
+) -> Result<Option<Vec<Value>>, CallError> {
+    match aws.json_operation(&nightshift::signed::ECS, "ListServiceDeployments", &id.to_string(), request).await {
+        Ok(mut out) => Ok(Some(match out["serviceDeployments"].take() {
+            Value::Array(listed) => listed,
+            _ => Vec::new(),
+        })),
+        Err(e) if matches!(e.code.as_deref(), Some("UnsupportedFeatureException" | "ServiceNotFoundException")) => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The task definition of each service revision of `arns`, by revision ARN
+/// (DescribeServiceRevisions, 20 ARNs a request).
+async fn revision_task_definitions(
+    aws: &SignedHttp,
+    target: &str,
+    arns: &[String],
+) -> Result<std::collections::HashMap<String, String>, CallError> {
+    let mut task_definitions = std::collections::HashMap::new();
+    for batch in arns.chunks(20) {
+        let out = aws
+            .json_operation(
+                &nightshift::signed::ECS,
+                "DescribeServiceRevisions",
+                target,
+                &json!({"serviceRevisionArns": batch}),
+            )
+            .await?;
+        for revision in out["serviceRevisions"].as_array().into_iter().flatten() {
+            if let (Some(arn), Some(td)) =
+                (revision["serviceRevisionArn"].as_str(), revision["taskDefinition"].as_str())
+            {
+                task_definitions.insert(arn.to_owned(), td.to_owned());
+            }
+        }
+    }
+    Ok(task_definitions)
 }
 
 /// The service's tasks RUNNING now: when each started and the digests its
@@ -315,61 +345,39 @@ pub fn last_attempted(info: &DeploymentGroupInfo) -> UpstreamRollout {
 /// ECS's history of the service, newest first (its last 20 rollouts): the
 /// revision each deployed and those it replaced, as task definition ARNs.
 /// Empty when ECS keeps none of it (or not in this region).
-pub async fn history(
-    ecs: &aws_sdk_ecs::Client,
-    id: &ServiceId,
-) -> Result<Vec<crate::byhand::PastDeployment>, CallError> {
+pub async fn history(aws: &SignedHttp, id: &ServiceId) -> Result<Vec<crate::byhand::PastDeployment>, CallError> {
     let target = id.to_string();
-    let listed = ecs.list_service_deployments().cluster(&id.cluster).service(&id.service).max_results(20).send().await;
-    let out = match listed {
-        Ok(out) => out,
-        Err(e) => {
-            let err = e.into_service_error();
-            if err.is_unsupported_feature_exception() || err.is_service_not_found_exception() {
-                return Ok(Vec::new());
-            }
-            return Err(CallError::new("ListServiceDeployments", &target, err));
-        }
+    let request = json!({"cluster": id.cluster, "service": id.service, "maxResults": 20});
+    let Some(mut listed) = service_deployments(aws, id, &request).await? else {
+        return Ok(Vec::new());
     };
-    let mut listed: Vec<_> = out.service_deployments().to_vec();
-    listed.sort_by_key(|d| std::cmp::Reverse(d.created_at().map(|t| t.as_nanos())));
-    let arns: Vec<String> = listed.iter().filter_map(|d| d.service_deployment_arn().map(str::to_owned)).collect();
+    listed.sort_by_key(|d| std::cmp::Reverse(d["createdAt"].as_f64().and_then(seconds)));
+    let arns: Vec<&str> = listed.iter().filter_map(|d| d["serviceDeploymentArn"].as_str()).collect();
     if arns.is_empty() {
         return Ok(Vec::new());
     }
-    let described = ecs
-        .describe_service_deployments()
-        .set_service_deployment_arns(Some(arns.clone()))
-        .send()
-        .await
-        .map_err(|e| CallError::new("DescribeServiceDeployments", &target, e.into_service_error()))?;
+    let described = aws
+        .json_operation(
+            &nightshift::signed::ECS,
+            "DescribeServiceDeployments",
+            &target,
+            &json!({"serviceDeploymentArns": arns}),
+        )
+        .await?;
+    let described = described["serviceDeployments"].as_array().map_or(&[][..], Vec::as_slice);
     let deployments: Vec<(Option<String>, Vec<String>)> = arns
         .iter()
-        .filter_map(|arn| described.service_deployments().iter().find(|d| d.service_deployment_arn() == Some(arn)))
+        .filter_map(|arn| described.iter().find(|d| d["serviceDeploymentArn"].as_str() == Some(arn)))
         .map(|d| {
-            let target = d.target_service_revision().and_then(|r| r.arn()).map(str::to_owned);
-            let sources = d.source_service_revisions().iter().filter_map(|r| r.arn().map(str::to_owned)).collect();
-            (target, sources)
+            let target = d["targetServiceRevision"]["arn"].as_str().map(str::to_owned);
+            let sources = d["sourceServiceRevisions"].as_array().into_iter().flatten();
+            (target, sources.filter_map(|r| r["arn"].as_str().map(str::to_owned)).collect())
         })
         .collect();
     let mut revisions: Vec<String> = deployments.iter().flat_map(|(t, s)| t.iter().chain(s.iter())).cloned().collect();
     revisions.sort();
     revisions.dedup();
-    let mut task_definitions = std::collections::HashMap::new();
-    // DescribeServiceRevisions takes 20 ARNs a request.
-    for batch in revisions.chunks(20) {
-        let out = ecs
-            .describe_service_revisions()
-            .set_service_revision_arns(Some(batch.to_vec()))
-            .send()
-            .await
-            .map_err(|e| CallError::new("DescribeServiceRevisions", &target, e.into_service_error()))?;
-        for revision in out.service_revisions() {
-            if let (Some(arn), Some(td)) = (revision.service_revision_arn(), revision.task_definition()) {
-                task_definitions.insert(arn.to_owned(), td.to_owned());
-            }
-        }
-    }
+    let task_definitions = revision_task_definitions(aws, &target, &revisions).await?;
     let td = |arn: &String| task_definitions.get(arn).cloned();
     Ok(deployments
         .iter()
