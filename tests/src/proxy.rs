@@ -51,7 +51,14 @@ pub struct RecordingProxy {
 impl RecordingProxy {
     /// Listens on a free loopback port and forwards to `upstream` (`host:port`).
     pub fn start(upstream: &str) -> Self {
-        let server = Arc::new(Server::http("127.0.0.1:0").expect("bind the proxy"));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        // Accepted connections take TCP_NODELAY from the listener. tiny_http writes an answer's
+        // head and body in separate writes (through a 1 KiB buffer): with Nagle's algorithm, the
+        // body of every answer over 1 KiB waited for the client's delayed ACK of the head, 40 ms.
+        let listener = socket2::Socket::from(listener);
+        listener.set_tcp_nodelay(true).expect("TCP_NODELAY on the proxy's listener");
+        let server =
+            Arc::new(Server::from_listener(std::net::TcpListener::from(listener), None).expect("serve the proxy"));
         let port = server.server_addr().to_ip().expect("an IP address").port();
         let (counts, failed, journal) = (Counts::default(), Counts::default(), Journal::default());
         {
@@ -152,10 +159,12 @@ fn forward(mut request: tiny_http::Request, upstream: &str, counts: &Counts, fai
         }
     }
     head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
+    let mut sent = head.into_bytes();
+    sent.extend_from_slice(&body);
     let answer = TcpStream::connect(upstream).and_then(|mut upstream| {
         upstream.set_read_timeout(Some(Duration::from_secs(120)))?;
-        upstream.write_all(head.as_bytes())?;
-        upstream.write_all(&body)?;
+        upstream.set_nodelay(true)?;
+        upstream.write_all(&sent)?;
         let mut answer = Vec::new();
         upstream.read_to_end(&mut answer)?;
         Ok(answer)
